@@ -1,0 +1,549 @@
+//! Typed `data` payloads of the known event types, and their strict schema.
+//!
+//! Ingest checks only wire rules (types, enumerations, coordinate ranges):
+//! content limits such as title length belong to the service that makes a
+//! post, so nodes with different limits still accept the same log.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cbor::Value;
+use crate::ids::{EventId, NodeId};
+
+pub const TYPE_GENESIS: &str = "community.genesis";
+pub const TYPE_MEMBER_SET: &str = "community.member.set";
+pub const TYPE_POST_CREATED: &str = "market.post.created";
+pub const TYPE_POST_UPDATED: &str = "market.post.updated";
+pub const TYPE_POST_EXPIRED: &str = "market.post.expired";
+
+/// Latitude bound in microdegrees (±90°).
+pub const LAT_MAX: i64 = 90_000_000;
+/// Longitude bound in microdegrees (±180°).
+pub const LNG_MAX: i64 = 180_000_000;
+
+/// What is wrong with a known type's `data`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{type_name} data: field `{field}` {problem}")]
+pub struct SchemaError {
+    pub type_name: &'static str,
+    pub field: String,
+    pub problem: String,
+}
+
+/// The `data` of an event, by type. Unknown types keep their map as is: they
+/// are stored and relayed for newer nodes, and ignored by every view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Genesis(Genesis),
+    MemberSet(MemberSet),
+    PostCreated(PostCreated),
+    PostUpdated(PostUpdated),
+    PostExpired(PostExpired),
+    Unknown { type_name: String, data: Value },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Genesis {
+    pub name: String,
+    pub anchors: Vec<NodeId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Member,
+    Trusted,
+    Anchor,
+    Removed,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Member => "member",
+            Level::Trusted => "trusted",
+            Level::Anchor => "anchor",
+            Level::Removed => "removed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "member" => Level::Member,
+            "trusted" => Level::Trusted,
+            "anchor" => Level::Anchor,
+            "removed" => Level::Removed,
+            _ => return None,
+        })
+    }
+    /// Member, trusted or anchor: may post and is shown.
+    pub fn is_active(self) -> bool {
+        !matches!(self, Level::Removed)
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSet {
+    pub member: NodeId,
+    pub level: Level,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Offer,
+    Request,
+    Info,
+    Emergency,
+}
+
+impl Category {
+    pub const ALL: [Category; 4] = [
+        Category::Offer,
+        Category::Request,
+        Category::Info,
+        Category::Emergency,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Offer => "offer",
+            Category::Request => "request",
+            Category::Info => "info",
+            Category::Emergency => "emergency",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A place, in integer microdegrees (no floats on the wire).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: i64,
+    pub lng: i64,
+    pub label: String,
+}
+
+/// The content of a post: what `created` sets and `updated` replaces whole.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PostContent {
+    pub category: Category,
+    pub title: String,
+    pub body: String,
+    pub tags: Vec<String>,
+    /// Unix milliseconds.
+    pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostCreated {
+    pub content: PostContent,
+    pub client_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostUpdated {
+    pub target: EventId,
+    pub content: PostContent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExpiryReason {
+    Fulfilled,
+    Withdrawn,
+    UserRequest,
+    Stale,
+    Other(String),
+}
+
+impl ExpiryReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExpiryReason::Fulfilled => "fulfilled",
+            ExpiryReason::Withdrawn => "withdrawn",
+            ExpiryReason::UserRequest => "user_request",
+            ExpiryReason::Stale => "stale",
+            ExpiryReason::Other(s) => s,
+        }
+    }
+    pub fn parse(s: &str) -> ExpiryReason {
+        match s {
+            "fulfilled" => ExpiryReason::Fulfilled,
+            "withdrawn" => ExpiryReason::Withdrawn,
+            "user_request" => ExpiryReason::UserRequest,
+            "stale" => ExpiryReason::Stale,
+            other => ExpiryReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ExpiryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ExpiryReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpiryReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ExpiryReason::parse(&String::deserialize(d)?))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostExpired {
+    pub target: EventId,
+    pub reason: ExpiryReason,
+}
+
+impl Payload {
+    /// The event's `type` string.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Payload::Genesis(_) => TYPE_GENESIS,
+            Payload::MemberSet(_) => TYPE_MEMBER_SET,
+            Payload::PostCreated(_) => TYPE_POST_CREATED,
+            Payload::PostUpdated(_) => TYPE_POST_UPDATED,
+            Payload::PostExpired(_) => TYPE_POST_EXPIRED,
+            Payload::Unknown { type_name, .. } => type_name,
+        }
+    }
+
+    /// The `data` map as CBOR.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Payload::Genesis(g) => Value::map([
+                ("name", Value::text(&g.name)),
+                (
+                    "anchors",
+                    Value::Array(
+                        g.anchors
+                            .iter()
+                            .map(|a| Value::Bytes(a.0.to_vec()))
+                            .collect(),
+                    ),
+                ),
+            ]),
+            Payload::MemberSet(m) => Value::map([
+                ("member", Value::Bytes(m.member.0.to_vec())),
+                ("level", Value::text(m.level.as_str())),
+            ]),
+            Payload::PostCreated(p) => {
+                let mut entries = content_entries(&p.content);
+                if let Some(c) = &p.client_id {
+                    entries.push(("client_id", Value::text(c)));
+                }
+                Value::map(entries)
+            }
+            Payload::PostUpdated(p) => {
+                let mut entries = content_entries(&p.content);
+                entries.push(("target", Value::Bytes(p.target.to_bytes().to_vec())));
+                Value::map(entries)
+            }
+            Payload::PostExpired(p) => Value::map([
+                ("target", Value::Bytes(p.target.to_bytes().to_vec())),
+                ("reason", Value::text(p.reason.as_str())),
+            ]),
+            Payload::Unknown { data, .. } => data.clone(),
+        }
+    }
+
+    /// Parses `data` for `type_name`. Unknown types are accepted as they are.
+    pub fn from_value(type_name: &str, data: Value) -> Result<Payload, SchemaError> {
+        let parsed = match type_name {
+            TYPE_GENESIS => {
+                let mut f = Fields::new(TYPE_GENESIS, &data)?;
+                let name = f.text("name")?;
+                let anchors = f.array("anchors")?;
+                let anchors = anchors
+                    .iter()
+                    .map(|a| node_id(TYPE_GENESIS, "anchors", a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if anchors.is_empty() {
+                    return Err(f.invalid("anchors", "is empty: a community needs an anchor"));
+                }
+                f.finish()?;
+                Payload::Genesis(Genesis { name, anchors })
+            }
+            TYPE_MEMBER_SET => {
+                let mut f = Fields::new(TYPE_MEMBER_SET, &data)?;
+                let member = node_id(TYPE_MEMBER_SET, "member", f.required("member")?)?;
+                let level_text = f.text("level")?;
+                let level = Level::parse(&level_text).ok_or_else(|| {
+                    f.invalid(
+                        "level",
+                        &format!("is {level_text:?}, not member, trusted, anchor or removed"),
+                    )
+                })?;
+                f.finish()?;
+                Payload::MemberSet(MemberSet { member, level })
+            }
+            TYPE_POST_CREATED => {
+                let mut f = Fields::new(TYPE_POST_CREATED, &data)?;
+                let content = content(&mut f)?;
+                let client_id = f
+                    .optional("client_id")
+                    .map(|v| f.as_text("client_id", v))
+                    .transpose()?;
+                f.finish()?;
+                Payload::PostCreated(PostCreated { content, client_id })
+            }
+            TYPE_POST_UPDATED => {
+                let mut f = Fields::new(TYPE_POST_UPDATED, &data)?;
+                let target = f.ulid("target")?;
+                let content = content(&mut f)?;
+                f.finish()?;
+                Payload::PostUpdated(PostUpdated { target, content })
+            }
+            TYPE_POST_EXPIRED => {
+                let mut f = Fields::new(TYPE_POST_EXPIRED, &data)?;
+                let target = f.ulid("target")?;
+                let reason = ExpiryReason::parse(&f.text("reason")?);
+                f.finish()?;
+                Payload::PostExpired(PostExpired { target, reason })
+            }
+            _ => {
+                if !matches!(data, Value::Map(_)) {
+                    return Err(SchemaError {
+                        type_name: "unknown type",
+                        field: "data".into(),
+                        problem: format!("is a {}, not a map", data.kind()),
+                    });
+                }
+                Payload::Unknown {
+                    type_name: type_name.to_owned(),
+                    data,
+                }
+            }
+        };
+        Ok(parsed)
+    }
+}
+
+fn content_entries(c: &PostContent) -> Vec<(&'static str, Value)> {
+    let mut entries = vec![
+        ("category", Value::text(c.category.as_str())),
+        ("title", Value::text(&c.title)),
+        ("body", Value::text(&c.body)),
+        (
+            "tags",
+            Value::Array(c.tags.iter().map(Value::text).collect()),
+        ),
+        ("expires_at", Value::Uint(c.expires_at)),
+    ];
+    if let Some(l) = &c.location {
+        entries.push((
+            "location",
+            Value::map([
+                ("lat", int_value(l.lat)),
+                ("lng", int_value(l.lng)),
+                ("label", Value::text(&l.label)),
+            ]),
+        ));
+    }
+    entries
+}
+
+fn int_value(n: i64) -> Value {
+    if n >= 0 {
+        Value::Uint(n as u64)
+    } else {
+        // -1 - m = n  =>  m = -1 - n, which fits u64 for every negative i64.
+        Value::Nint((-1 - n) as u64)
+    }
+}
+
+fn content(f: &mut Fields<'_>) -> Result<PostContent, SchemaError> {
+    let category_text = f.text("category")?;
+    let category = Category::parse(&category_text).ok_or_else(|| {
+        f.invalid(
+            "category",
+            &format!("is {category_text:?}, not offer, request, info or emergency"),
+        )
+    })?;
+    let title = f.text("title")?;
+    let body = f.text("body")?;
+    let tags = f
+        .array("tags")?
+        .iter()
+        .map(|t| f.as_text("tags", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires_at = f.uint("expires_at")?;
+    let location = match f.optional("location") {
+        None => None,
+        Some(v) => {
+            let mut l = Fields::new(f.type_name, v).map_err(|e| SchemaError {
+                field: "location".into(),
+                ..e
+            })?;
+            let lat = l.int("lat")?;
+            let lng = l.int("lng")?;
+            let label = l.text("label")?;
+            if !(-LAT_MAX..=LAT_MAX).contains(&lat) {
+                return Err(l.invalid(
+                    "location.lat",
+                    &format!("{lat} is outside ±{LAT_MAX} microdegrees"),
+                ));
+            }
+            if !(-LNG_MAX..=LNG_MAX).contains(&lng) {
+                return Err(l.invalid(
+                    "location.lng",
+                    &format!("{lng} is outside ±{LNG_MAX} microdegrees"),
+                ));
+            }
+            l.finish()?;
+            Some(Location { lat, lng, label })
+        }
+    };
+    Ok(PostContent {
+        category,
+        title,
+        body,
+        tags,
+        expires_at,
+        location,
+    })
+}
+
+fn node_id(type_name: &'static str, field: &str, v: &Value) -> Result<NodeId, SchemaError> {
+    match v {
+        Value::Bytes(b) => NodeId::from_slice(b).ok_or_else(|| SchemaError {
+            type_name,
+            field: field.into(),
+            problem: format!("is {} bytes, not 32", b.len()),
+        }),
+        other => Err(SchemaError {
+            type_name,
+            field: field.into(),
+            problem: format!("is a {}, not a byte string", other.kind()),
+        }),
+    }
+}
+
+/// Reads the fields of one `data` map, tracking which were used so that
+/// `finish` can reject unknown keys.
+struct Fields<'a> {
+    type_name: &'static str,
+    entries: &'a [(Value, Value)],
+    used: Vec<bool>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(type_name: &'static str, v: &'a Value) -> Result<Self, SchemaError> {
+        match v {
+            Value::Map(entries) => Ok(Fields {
+                type_name,
+                entries,
+                used: vec![false; entries.len()],
+            }),
+            other => Err(SchemaError {
+                type_name,
+                field: "data".into(),
+                problem: format!("is a {}, not a map", other.kind()),
+            }),
+        }
+    }
+
+    fn invalid(&self, field: &str, problem: &str) -> SchemaError {
+        SchemaError {
+            type_name: self.type_name,
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn optional(&mut self, key: &str) -> Option<&'a Value> {
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| matches!(k, Value::Text(t) if t == key))?;
+        self.used[i] = true;
+        Some(&self.entries[i].1)
+    }
+
+    fn required(&mut self, key: &str) -> Result<&'a Value, SchemaError> {
+        self.optional(key)
+            .ok_or_else(|| self.invalid(key, "is missing"))
+    }
+
+    fn wrong(&self, key: &str, expected: &str, got: &Value) -> SchemaError {
+        self.invalid(key, &format!("is a {}, not {expected}", got.kind()))
+    }
+
+    fn as_text(&self, key: &str, v: &Value) -> Result<String, SchemaError> {
+        match v {
+            Value::Text(t) => Ok(t.clone()),
+            other => Err(self.wrong(key, "text", other)),
+        }
+    }
+
+    fn text(&mut self, key: &str) -> Result<String, SchemaError> {
+        let v = self.required(key)?;
+        self.as_text(key, v)
+    }
+
+    fn uint(&mut self, key: &str) -> Result<u64, SchemaError> {
+        match self.required(key)? {
+            Value::Uint(n) => Ok(*n),
+            other => Err(self.wrong(key, "an unsigned integer", other)),
+        }
+    }
+
+    fn int(&mut self, key: &str) -> Result<i64, SchemaError> {
+        match self.required(key)? {
+            Value::Uint(n) if *n <= i64::MAX as u64 => Ok(*n as i64),
+            Value::Nint(n) if *n < i64::MAX as u64 => Ok(-1 - *n as i64),
+            Value::Uint(_) | Value::Nint(_) => Err(self.invalid(key, "is out of range")),
+            other => Err(self.wrong(key, "an integer", other)),
+        }
+    }
+
+    fn array(&mut self, key: &str) -> Result<&'a [Value], SchemaError> {
+        match self.required(key)? {
+            Value::Array(items) => Ok(items),
+            other => Err(self.wrong(key, "an array", other)),
+        }
+    }
+
+    fn ulid(&mut self, key: &str) -> Result<EventId, SchemaError> {
+        match self.required(key)? {
+            Value::Bytes(b) => <[u8; 16]>::try_from(b.as_slice())
+                .map(EventId::from_bytes)
+                .map_err(|_| self.invalid(key, &format!("is {} bytes, not 16", b.len()))),
+            other => Err(self.wrong(key, "a byte string", other)),
+        }
+    }
+
+    fn finish(self) -> Result<(), SchemaError> {
+        match self.used.iter().position(|u| !u) {
+            None => Ok(()),
+            Some(i) => {
+                let key = match &self.entries[i].0 {
+                    Value::Text(t) => t.clone(),
+                    other => format!("<{}>", other.kind()),
+                };
+                Err(self.invalid(&key, "is not part of this type"))
+            }
+        }
+    }
+}
