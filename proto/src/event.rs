@@ -64,7 +64,19 @@ pub enum EventError {
 
 /// Position of an event in the log: Lamport time, then hash bytewise. This is
 /// the total order of conflict resolution and the key space of sync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct EventKey {
     pub lamport: u64,
     pub hash: EventHash,

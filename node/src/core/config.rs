@@ -1,0 +1,113 @@
+//! Node configuration: a plain struct with documented defaults, checked once
+//! by [`Config::validate`]. Loading it (TOML file, `HEARTH_*` environment,
+//! flags) is the binary's job; the core only sees the result.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub market: MarketConfig,
+    /// Take a view snapshot after this many new arrivals (default 10,000):
+    /// a restart then replays at most that many events.
+    pub snapshot_every_events: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketConfig {
+    /// Serve `market.*` (default true). Disabled: calls answer `unavailable`.
+    pub enabled: bool,
+    /// TTL of a post that names none (default 7 days).
+    pub default_ttl_seconds: u64,
+    /// Longest TTL a post may ask for (default 30 days).
+    pub max_ttl_seconds: u64,
+    /// How often the sweeper marks posts past their TTL as stale (default 60 s).
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            market: MarketConfig::default(),
+            snapshot_every_events: 10_000,
+        }
+    }
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            enabled: true,
+            default_ttl_seconds: 7 * 24 * 3600,
+            max_ttl_seconds: 30 * 24 * 3600,
+            sweep_interval_seconds: 60,
+        }
+    }
+}
+
+/// A configuration value that breaks a rule, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.market;
+        if m.max_ttl_seconds == 0 {
+            return Err(ConfigError {
+                key: "market.max_ttl_seconds",
+                problem: "must be positive".into(),
+            });
+        }
+        if m.default_ttl_seconds == 0 || m.default_ttl_seconds > m.max_ttl_seconds {
+            return Err(ConfigError {
+                key: "market.default_ttl_seconds",
+                problem: format!(
+                    "{} must be between 1 and market.max_ttl_seconds ({})",
+                    m.default_ttl_seconds, m.max_ttl_seconds
+                ),
+            });
+        }
+        if m.sweep_interval_seconds == 0 {
+            return Err(ConfigError {
+                key: "market.sweep_interval_seconds",
+                problem: "must be positive".into(),
+            });
+        }
+        if self.snapshot_every_events == 0 {
+            return Err(ConfigError {
+                key: "snapshot_every_events",
+                problem: "must be positive".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn default_ttl_above_max_is_named() {
+        let mut c = Config::default();
+        c.market.default_ttl_seconds = c.market.max_ttl_seconds + 1;
+        assert_eq!(c.validate().map_err(|e| e.key), Err("market.default_ttl_seconds"));
+    }
+
+    #[test]
+    fn zero_sweep_interval_is_named() {
+        let mut c = Config::default();
+        c.market.sweep_interval_seconds = 0;
+        assert_eq!(c.validate().map_err(|e| e.key), Err("market.sweep_interval_seconds"));
+    }
+}

@@ -1,0 +1,279 @@
+//! The sans-IO core of a node: a deterministic state machine.
+//!
+//! Like `quinn-proto`, this module contains no networking code, reads no
+//! clock and draws no OS randomness: time comes in as `now_ms` (Unix
+//! milliseconds) with every input, randomness from a seed given at
+//! construction, and storage through the [`EventStore`] trait. The `hearth`
+//! binary, the simulator and the tests all drive this same state:
+//!
+//! ```text
+//! node.handle(now_ms, Input::Received { bytes, source })   // also Input::Tick
+//! while let Some(out) = node.poll_output() { ... }         // Broadcast, Verdict
+//! node.poll_timeout()                                       // next wake-up, ms
+//! node.call(now_ms, caller, request)                        // capability bus
+//! ```
+//!
+//! Where things happen: [`log`] admits, stores and fans out events;
+//! [`views`] derive membership and the marketplace; [`services`] are the
+//! capability handlers; [`bus`] names capabilities and wire error codes.
+
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod log;
+pub mod pending;
+pub mod services;
+pub mod views;
+
+use std::collections::VecDeque;
+
+use hearth_proto::{CommunityId, EventHash, Identity, NodeId, VerifiedEvent};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use tracing::{debug, warn};
+
+pub use bus::{BusError, Caller, Descriptor, ErrorCode};
+pub use config::{Config, ConfigError, MarketConfig};
+pub use log::{EventLog, IngestError, Ingested, OpenError, ReplayReport};
+
+use crate::store::EventStore;
+
+/// Where received bytes came from: decides the gossip verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A peer relayed it (gossip or sync).
+    Peer(NodeId),
+    /// An imported file.
+    File,
+}
+
+/// Inputs to the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Encoded event bytes from a peer or a file.
+    Received { bytes: Vec<u8>, source: Source },
+    /// The timer from [`Node::poll_timeout`] fired (or any periodic wake).
+    Tick,
+}
+
+/// What to tell gossipsub about a received message (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: deliver and relay.
+    Accept,
+    /// Invalid by itself, or a non-member publishing its own events:
+    /// penalise the sender.
+    Reject,
+    /// Duplicate, or pending relayed by a third peer who may know an
+    /// admission we lack: drop without penalty.
+    Ignore,
+}
+
+/// Outputs the driver acts on. Drained after every input, so the queue
+/// never holds more than one input's worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A new local event to publish to the mesh.
+    Broadcast(VerifiedEvent),
+    /// The outcome of an [`Input::Received`].
+    Verdict {
+        hash: EventHash,
+        verdict: Verdict,
+        reason: Option<String>,
+    },
+    /// An event entered the log (local, received, or released from pending).
+    Stored(EventHash),
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+#[derive(Debug)]
+pub struct Node<S: EventStore> {
+    identity: Identity,
+    config: Config,
+    log: EventLog<S>,
+    rng: ChaCha8Rng,
+    outputs: VecDeque<Output>,
+    next_sweep_ms: Option<u64>,
+    replay: ReplayReport,
+}
+
+impl<S: EventStore> Node<S> {
+    /// Opens (or creates) the node's log for `genesis`'s community in
+    /// `store` and rebuilds the views. `rng_seed` drives every random choice.
+    pub fn new(
+        identity: Identity,
+        genesis: &VerifiedEvent,
+        store: S,
+        config: Config,
+        rng_seed: u64,
+    ) -> Result<Self, NodeError> {
+        config.validate()?;
+        let (log, replay) = EventLog::open(store, genesis)?;
+        debug!(?replay, events = log.store().len(), "node opened");
+        Ok(Node {
+            identity,
+            config,
+            log,
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            outputs: VecDeque::new(),
+            next_sweep_ms: None,
+            replay,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn community(&self) -> CommunityId {
+        self.log.community()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn log(&self) -> &EventLog<S> {
+        &self.log
+    }
+
+    pub fn log_mut(&mut self) -> &mut EventLog<S> {
+        &mut self.log
+    }
+
+    pub fn views(&self) -> &views::Views {
+        self.log.views()
+    }
+
+    /// How the views were rebuilt when the node opened.
+    pub fn replay_report(&self) -> ReplayReport {
+        self.replay
+    }
+
+    pub fn handle(&mut self, now_ms: u64, input: Input) {
+        match input {
+            Input::Received { bytes, source } => {
+                let (verdict, reason) = match self.receive(&bytes, source) {
+                    Ok(Ingested::Stored(_)) => (Verdict::Accept, None),
+                    Ok(Ingested::Pending) => {
+                        let verdict = match source {
+                            Source::Peer(peer) if self.pending_author_is(&bytes, &peer) => {
+                                Verdict::Reject
+                            }
+                            _ => Verdict::Ignore,
+                        };
+                        (verdict, Some("author is not a member (held pending)".into()))
+                    }
+                    Err(e) => {
+                        let verdict = match e {
+                            IngestError::Duplicate(_) | IngestError::PendingFull(_) => {
+                                Verdict::Ignore
+                            }
+                            IngestError::Store(_) => Verdict::Ignore,
+                            IngestError::Invalid(_) | IngestError::WrongCommunity { .. } => {
+                                Verdict::Reject
+                            }
+                        };
+                        (verdict, Some(e.to_string()))
+                    }
+                };
+                self.outputs.push_back(Output::Verdict {
+                    hash: hearth_proto::hash_bytes(&bytes),
+                    verdict,
+                    reason,
+                });
+            }
+            Input::Tick => self.on_tick(now_ms),
+        }
+    }
+
+    fn pending_author_is(&self, bytes: &[u8], peer: &NodeId) -> bool {
+        hearth_proto::SignedEvent::decode(bytes).is_ok_and(|e| e.event().author == *peer)
+    }
+
+    /// Decodes, verifies and admits received bytes; the typed form of
+    /// [`Input::Received`] for callers that want the reason (import).
+    pub fn receive(&mut self, bytes: &[u8], source: Source) -> Result<Ingested, IngestError> {
+        let event = VerifiedEvent::decode(bytes)?;
+        let result = self.log.append_received(event);
+        match &result {
+            Ok(Ingested::Stored(events)) => {
+                for e in events {
+                    self.outputs.push_back(Output::Stored(*e.hash()));
+                }
+            }
+            Ok(Ingested::Pending) => debug!(?source, "event held pending"),
+            Err(e) => debug!(?source, error = %e, "event refused"),
+        }
+        result
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        if let Err(e) = self.log.flush() {
+            warn!(error = %e, "flush failed");
+        }
+        let interval_ms = self.config.market.sweep_interval_seconds.saturating_mul(1000);
+        match self.next_sweep_ms {
+            Some(due) if now_ms < due => {}
+            _ => {
+                if self.next_sweep_ms.is_some() {
+                    self.sweep(now_ms);
+                }
+                self.next_sweep_ms = Some(now_ms.saturating_add(interval_ms));
+            }
+        }
+        if self.log.arrivals_since_snapshot() >= self.config.snapshot_every_events {
+            if let Err(e) = self.log.snapshot() {
+                warn!(error = %e, "snapshot failed");
+            }
+        }
+    }
+
+    /// When the core next wants a [`Input::Tick`] (Unix ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.next_sweep_ms
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Next random value for a ULID's 80 random bits.
+    fn ulid_random(&mut self) -> u128 {
+        let hi = u128::from(self.rng.next_u64());
+        let lo = u128::from(self.rng.next_u64());
+        ((hi << 64) | lo) & ((1u128 << 80) - 1)
+    }
+
+    /// Appends a local event and queues it for broadcast.
+    fn publish(
+        &mut self,
+        now_ms: u64,
+        payload: hearth_proto::Payload,
+    ) -> Result<VerifiedEvent, log::AppendError> {
+        let random = self.ulid_random();
+        let event = self
+            .log
+            .append_local(&self.identity, now_ms, random, payload)?;
+        self.outputs.push_back(Output::Stored(*event.hash()));
+        self.outputs.push_back(Output::Broadcast(event.clone()));
+        Ok(event)
+    }
+
+    /// Writes a snapshot now and flushes (a clean shutdown).
+    pub fn shutdown(&mut self) -> Result<(), log::SnapshotError> {
+        self.log.snapshot()
+    }
+}

@@ -1,0 +1,611 @@
+//! The marketplace capabilities: `market.post`, `market.update`,
+//! `market.expire`, `market.list`, `market.get`, `market.search`, and the
+//! sweeper that marks posts past their TTL as stale.
+//!
+//! Content limits live here, where a post is made, not at ingest: nodes with
+//! other limits still accept the same log (DESIGN.md §4).
+
+use hearth_proto::{
+    Category, EventId, ExpiryReason, Location, NodeId, Payload, PostContent, PostCreated,
+    PostExpired, PostUpdated, LAMPORT_MAX,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::core::bus::{BusError, Caller, Descriptor};
+use crate::core::log::AppendError;
+use crate::core::views::market::{ListQuery, Post};
+use crate::core::Node;
+use crate::store::EventStore;
+
+pub const LIST: &str = "market.list";
+pub const GET: &str = "market.get";
+pub const POST: &str = "market.post";
+pub const UPDATE: &str = "market.update";
+pub const EXPIRE: &str = "market.expire";
+pub const SEARCH: &str = "market.search";
+
+pub const TITLE_CHARS_MAX: usize = 120;
+pub const BODY_CHARS_MAX: usize = 4_000;
+pub const TAGS_MAX: usize = 10;
+pub const TAG_CHARS_MAX: usize = 32;
+pub const CLIENT_ID_CHARS_MAX: usize = 64;
+pub const LABEL_CHARS_MAX: usize = 120;
+/// Posts the sweeper expires per tick: a node back from a week offline
+/// catches up over a few ticks instead of one burst of events.
+pub const SWEEP_BATCH_MAX: usize = 64;
+/// Search answers at most this many posts.
+pub const SEARCH_LIMIT_MAX: usize = 100;
+
+const fn desc(name: &'static str, max_concurrent: u32, timeout_s: u64, idempotent: bool) -> Descriptor {
+    Descriptor {
+        name,
+        version: 1,
+        max_concurrent,
+        trust_required: Some(hearth_proto::Level::Member),
+        timeout_ms: timeout_s * 1000,
+        idempotent,
+    }
+}
+
+pub static DESCRIPTORS: [Descriptor; 6] = [
+    desc(LIST, 8, 5, true),
+    desc(GET, 8, 5, true),
+    desc(POST, 4, 10, true),
+    desc(UPDATE, 4, 10, false),
+    desc(EXPIRE, 4, 5, true),
+    desc(SEARCH, 4, 10, true),
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostParams {
+    pub category: Category,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Lifetime from now; the configured default if absent.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// Makes posting idempotent: the same author and client id return the
+    /// first post instead of making a second one.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    pub id: EventId,
+    #[serde(default)]
+    pub category: Option<Category>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub remove_location: bool,
+    /// New lifetime from now.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireParams {
+    pub id: EventId,
+    /// Which author's post, when several share the id.
+    #[serde(default)]
+    pub author: Option<NodeId>,
+    #[serde(default = "default_reason")]
+    pub reason: ExpiryReason,
+}
+
+fn default_reason() -> ExpiryReason {
+    ExpiryReason::UserRequest
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    pub id: EventId,
+    #[serde(default)]
+    pub author: Option<NodeId>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub query: String,
+    #[serde(default)]
+    pub category: Option<Category>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// A post as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostView {
+    pub id: EventId,
+    pub author: NodeId,
+    pub category: Category,
+    pub title: String,
+    pub body: String,
+    pub tags: Vec<String>,
+    pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Lamport time of the shown content (the `created` or latest update).
+    pub lamport: u64,
+    pub created_lamport: u64,
+    pub created_ts: u64,
+    /// `active`, `expired` (a counting expiry), `past_ttl` (not yet swept),
+    /// or `hidden` (author no longer a member).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_reason: Option<ExpiryReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_by: Option<NodeId>,
+}
+
+impl PostView {
+    pub fn of(p: &Post, now_ms: u64) -> PostView {
+        let status = if p.expired.is_some() {
+            "expired"
+        } else if !p.author_active {
+            "hidden"
+        } else if p.content.expires_at <= now_ms {
+            "past_ttl"
+        } else {
+            "active"
+        };
+        PostView {
+            id: p.id,
+            author: p.author,
+            category: p.content.category,
+            title: p.content.title.clone(),
+            body: p.content.body.clone(),
+            tags: p.content.tags.clone(),
+            expires_at: p.content.expires_at,
+            location: p.content.location.clone(),
+            client_id: p.client_id.clone(),
+            lamport: p.content_event.lamport,
+            created_lamport: p.created.lamport,
+            created_ts: p.created_ts,
+            status: status.into(),
+            expired_reason: p.expired.as_ref().map(|x| x.reason.clone()),
+            expired_by: p.expired.as_ref().map(|x| x.by),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostReceipt {
+    pub post: PostView,
+    /// False when `client_id` matched an earlier post, which is returned.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireReceipt {
+    pub post: PostView,
+    /// False when the post had already expired: nothing new was signed.
+    pub expired_now: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResult {
+    pub posts: Vec<PostView>,
+    pub max_lamport: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// `keyword` (substring) until an embedder is reachable.
+    pub mode: String,
+    pub results: Vec<PostView>,
+}
+
+fn check_chars(field: &str, text: &str, min: usize, max: usize) -> Result<(), BusError> {
+    let n = text.chars().count();
+    if n < min || n > max {
+        return Err(BusError::bad_request(format!(
+            "{field} must be {min} to {max} characters, got {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Trims, lowercases and dedupes tags, keeping their order.
+fn normalise_tags(tags: &[String]) -> Result<Vec<String>, BusError> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim().to_lowercase();
+        check_chars("each tag", &t, 1, TAG_CHARS_MAX)?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    if out.len() > TAGS_MAX {
+        return Err(BusError::bad_request(format!(
+            "at most {TAGS_MAX} tags, got {}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+fn check_location(l: &Location) -> Result<(), BusError> {
+    use hearth_proto::payload::{LAT_MAX, LNG_MAX};
+    if !(-LAT_MAX..=LAT_MAX).contains(&l.lat) {
+        return Err(BusError::bad_request(format!(
+            "location.lat {} is outside ±{LAT_MAX} microdegrees",
+            l.lat
+        )));
+    }
+    if !(-LNG_MAX..=LNG_MAX).contains(&l.lng) {
+        return Err(BusError::bad_request(format!(
+            "location.lng {} is outside ±{LNG_MAX} microdegrees",
+            l.lng
+        )));
+    }
+    check_chars("location.label", &l.label, 0, LABEL_CHARS_MAX)
+}
+
+fn append_error(e: AppendError) -> BusError {
+    match e {
+        AppendError::Sign(hearth_proto::EventError::TooLarge { size }) => BusError::bad_request(
+            format!("the post encodes to {size} bytes, over the event limit; shorten the body"),
+        ),
+        other => BusError::internal(other),
+    }
+}
+
+impl<S: EventStore> Node<S> {
+    fn market_enabled(&self) -> Result<(), BusError> {
+        if self.config().market.enabled {
+            Ok(())
+        } else {
+            Err(BusError::unavailable("the market is disabled on this node (market.enabled = false)"))
+        }
+    }
+
+    /// Writes are signed by this node, so only local callers may write, and
+    /// only while this node is a member.
+    fn check_can_write(&self, caller: Caller) -> Result<NodeId, BusError> {
+        let me = self.node_id();
+        if let Caller::Remote(peer) = caller {
+            return Err(BusError::unauthorized(format!(
+                "{peer} cannot write through this node: events are signed by their author's own node"
+            )));
+        }
+        if !self.views().membership.is_active(&me) {
+            return Err(BusError::unauthorized(format!(
+                "this node ({me}) is not a member of community {}; ask an anchor to run `hearth member add {me}`",
+                self.community()
+            )));
+        }
+        Ok(me)
+    }
+
+    fn ttl_to_expiry(&self, now_ms: u64, ttl_seconds: Option<u64>) -> Result<u64, BusError> {
+        let m = &self.config().market;
+        let ttl = ttl_seconds.unwrap_or(m.default_ttl_seconds);
+        if ttl == 0 || ttl > m.max_ttl_seconds {
+            return Err(BusError::bad_request(format!(
+                "ttl_seconds must be 1 to {} (market.max_ttl_seconds), got {ttl}",
+                m.max_ttl_seconds
+            )));
+        }
+        Ok(now_ms.saturating_add(ttl.saturating_mul(1000)))
+    }
+
+    fn post_view(&self, author: NodeId, id: EventId, now_ms: u64) -> Result<PostView, BusError> {
+        self.views()
+            .market
+            .get(&crate::core::views::PostKey { author, id })
+            .map(|p| PostView::of(p, now_ms))
+            .ok_or_else(|| BusError::internal(format!("post {id} missing from the view after append")))
+    }
+
+    pub fn market_post(
+        &mut self,
+        now_ms: u64,
+        caller: Caller,
+        p: PostParams,
+    ) -> Result<PostReceipt, BusError> {
+        self.market_enabled()?;
+        let me = self.check_can_write(caller)?;
+        if let Some(c) = &p.client_id {
+            check_chars("client_id", c, 1, CLIENT_ID_CHARS_MAX)?;
+            if let Some(existing) = self.views().market.by_client_id(&me, c) {
+                return Ok(PostReceipt {
+                    post: PostView::of(existing, now_ms),
+                    created: false,
+                });
+            }
+        }
+        let title = p.title.trim().to_owned();
+        check_chars("title", &title, 1, TITLE_CHARS_MAX)?;
+        check_chars("body", &p.body, 0, BODY_CHARS_MAX)?;
+        let tags = normalise_tags(&p.tags)?;
+        if let Some(l) = &p.location {
+            check_location(l)?;
+        }
+        let expires_at = self.ttl_to_expiry(now_ms, p.ttl_seconds)?;
+        let payload = Payload::PostCreated(PostCreated {
+            content: PostContent {
+                category: p.category,
+                title,
+                body: p.body,
+                tags,
+                expires_at,
+                location: p.location,
+            },
+            client_id: p.client_id,
+        });
+        let event = self.publish(now_ms, payload).map_err(append_error)?;
+        info!(id = %event.event().id, "posted");
+        Ok(PostReceipt {
+            post: self.post_view(me, event.event().id, now_ms)?,
+            created: true,
+        })
+    }
+
+    pub fn market_update(
+        &mut self,
+        now_ms: u64,
+        caller: Caller,
+        p: UpdateParams,
+    ) -> Result<PostView, BusError> {
+        self.market_enabled()?;
+        let me = self.check_can_write(caller)?;
+        let key = crate::core::views::PostKey { author: me, id: p.id };
+        let post = self.views().market.get(&key).ok_or_else(|| {
+            BusError::not_found(format!("you have no post with id {}", p.id))
+        })?;
+        if let Some(x) = &post.expired {
+            return Err(BusError::bad_request(format!(
+                "post {} has expired ({}); an update cannot revive it",
+                p.id, x.reason
+            )));
+        }
+        let mut content = post.content.clone();
+        if let Some(c) = p.category {
+            content.category = c;
+        }
+        if let Some(t) = p.title {
+            content.title = t.trim().to_owned();
+        }
+        if let Some(b) = p.body {
+            content.body = b;
+        }
+        if let Some(tags) = p.tags {
+            content.tags = tags;
+        }
+        if p.remove_location {
+            content.location = None;
+        }
+        if let Some(l) = p.location {
+            content.location = Some(l);
+        }
+        if p.ttl_seconds.is_some() {
+            content.expires_at = self.ttl_to_expiry(now_ms, p.ttl_seconds)?;
+        }
+        check_chars("title", &content.title, 1, TITLE_CHARS_MAX)?;
+        check_chars("body", &content.body, 0, BODY_CHARS_MAX)?;
+        content.tags = normalise_tags(&content.tags)?;
+        if let Some(l) = &content.location {
+            check_location(l)?;
+        }
+        self.publish(
+            now_ms,
+            Payload::PostUpdated(PostUpdated {
+                target: p.id,
+                content,
+            }),
+        )
+        .map_err(append_error)?;
+        self.post_view(me, p.id, now_ms)
+    }
+
+    /// Finds the post an expiry or get names: the given author's, else the
+    /// caller's own, else the only one with that id.
+    fn resolve(&self, id: &EventId, author: Option<NodeId>) -> Result<&Post, BusError> {
+        let found = self.views().market.find(id);
+        let me = self.node_id();
+        let pick = match author {
+            Some(a) => found.iter().find(|p| p.author == a).copied(),
+            None => found
+                .iter()
+                .find(|p| p.author == me)
+                .copied()
+                .or_else(|| (found.len() == 1).then(|| found[0])),
+        };
+        match pick {
+            Some(p) => Ok(p),
+            None if found.len() > 1 => Err(BusError::bad_request(format!(
+                "{} posts have id {id}; name the author",
+                found.len()
+            ))),
+            None => Err(BusError::not_found(format!("no post with id {id}"))),
+        }
+    }
+
+    pub fn market_expire(
+        &mut self,
+        now_ms: u64,
+        caller: Caller,
+        p: ExpireParams,
+    ) -> Result<ExpireReceipt, BusError> {
+        self.market_enabled()?;
+        let me = match self.check_can_write(caller) {
+            Ok(me) => me,
+            // Say `not_found` before `unauthorized` only to local callers.
+            Err(e) => return Err(e),
+        };
+        let post = self.resolve(&p.id, p.author)?;
+        let (author, id) = (post.author, post.id);
+        if post.expired.is_some() {
+            return Ok(ExpireReceipt {
+                post: PostView::of(post, now_ms),
+                expired_now: false,
+            });
+        }
+        self.can_expire(me, post, &p.reason, now_ms)?;
+        self.publish(
+            now_ms,
+            Payload::PostExpired(PostExpired {
+                target: id,
+                reason: p.reason,
+            }),
+        )
+        .map_err(append_error)?;
+        Ok(ExpireReceipt {
+            post: self.post_view(author, id, now_ms)?,
+            expired_now: true,
+        })
+    }
+
+    /// The author may end their post for any reason; a trusted member or an
+    /// anchor may mark someone else's post `stale` once it is past its TTL.
+    fn can_expire(
+        &self,
+        who: NodeId,
+        post: &Post,
+        reason: &ExpiryReason,
+        now_ms: u64,
+    ) -> Result<(), BusError> {
+        if who == post.author {
+            return Ok(());
+        }
+        if *reason != ExpiryReason::Stale {
+            return Err(BusError::unauthorized(format!(
+                "only the author can end a post as {reason}; others may only mark it stale"
+            )));
+        }
+        if !self.views().membership.is_trusted(&who) {
+            return Err(BusError::unauthorized(
+                "marking another member's post stale needs level trusted or anchor",
+            ));
+        }
+        if post.content.expires_at > now_ms {
+            return Err(BusError::bad_request(format!(
+                "post {} is not past its TTL yet (expires_at {})",
+                post.id, post.content.expires_at
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn market_list(&self, now_ms: u64, q: ListQuery) -> Result<ListResult, BusError> {
+        self.market_enabled()?;
+        let q = ListQuery {
+            tags: q.tags.iter().map(|t| t.trim().to_lowercase()).collect(),
+            ..q
+        };
+        if q.since_lamport.is_some_and(|s| s > LAMPORT_MAX) {
+            return Err(BusError::bad_request("since_lamport is above 2^53 - 1"));
+        }
+        let market = &self.views().market;
+        Ok(ListResult {
+            posts: market
+                .list(&q, now_ms)
+                .into_iter()
+                .map(|p| PostView::of(p, now_ms))
+                .collect(),
+            max_lamport: market.max_lamport(),
+        })
+    }
+
+    pub fn market_get(&self, p: GetParams) -> Result<PostView, BusError> {
+        self.market_enabled()?;
+        // Views report status relative to the TTL; `get` shows any state.
+        self.resolve(&p.id, p.author).map(|post| PostView::of(post, 0))
+    }
+
+    /// Keyword search: case-insensitive substring over title, body and
+    /// tags; title hits first, then newer content.
+    pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
+        self.market_enabled()?;
+        let needle = p.query.trim().to_lowercase();
+        if needle.is_empty() {
+            return Err(BusError::bad_request("query is empty"));
+        }
+        let limit = p.limit.unwrap_or(20).min(SEARCH_LIMIT_MAX);
+        let mut hits: Vec<(bool, &Post)> = self
+            .views()
+            .market
+            .all_active(now_ms)
+            .filter(|post| p.category.is_none_or(|c| post.content.category == c))
+            .filter_map(|post| {
+                let c = &post.content;
+                let in_title = c.title.to_lowercase().contains(&needle);
+                let hit = in_title
+                    || c.body.to_lowercase().contains(&needle)
+                    || c.tags.iter().any(|t| t.contains(&needle));
+                hit.then_some((in_title, post))
+            })
+            .collect();
+        // Stable sort: within a rank, all_active's newest-first order stays.
+        hits.sort_by_key(|(in_title, _)| !*in_title);
+        Ok(SearchResult {
+            mode: "keyword".into(),
+            results: hits
+                .into_iter()
+                .take(limit)
+                .map(|(_, post)| PostView::of(post, now_ms))
+                .collect(),
+        })
+    }
+
+    /// Marks posts past their TTL as stale, where this node may: its own
+    /// posts, or anyone's if it is trusted or an anchor. Returns how many.
+    pub fn sweep(&mut self, now_ms: u64) -> usize {
+        if !self.config().market.enabled {
+            return 0;
+        }
+        let me = self.node_id();
+        let membership = &self.views().membership;
+        if !membership.is_active(&me) {
+            return 0;
+        }
+        let trusted = membership.is_trusted(&me);
+        let due: Vec<EventId> = self
+            .views()
+            .market
+            .past_ttl(now_ms)
+            .filter(|p| trusted || p.author == me)
+            .map(|p| p.id)
+            .take(SWEEP_BATCH_MAX)
+            .collect();
+        let mut done = 0;
+        for id in due {
+            let payload = Payload::PostExpired(PostExpired {
+                target: id,
+                reason: ExpiryReason::Stale,
+            });
+            match self.publish(now_ms, payload) {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    warn!(error = %e, %id, "sweeper could not expire post");
+                    break;
+                }
+            }
+        }
+        if done > 0 {
+            info!(expired = done, "sweeper marked posts stale");
+        }
+        done
+    }
+}

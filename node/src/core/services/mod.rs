@@ -1,0 +1,78 @@
+//! Capability handlers, and the dispatch that serves them by name.
+//!
+//! Handlers are typed methods on [`Node`]; [`Node::call`] is the one door
+//! for callers that speak the bus (local API, remote peers): it checks the
+//! descriptor's trust rule, decodes params, runs the handler and encodes the
+//! result, so every capability gets the same checks.
+
+pub mod market;
+pub mod membership;
+
+use ciborium::Value;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::bus::{level_satisfies, BusError, Caller, Descriptor};
+use super::Node;
+use crate::store::EventStore;
+
+/// Every capability this node serves.
+pub fn descriptors() -> &'static [Descriptor] {
+    &market::DESCRIPTORS
+}
+
+pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
+    descriptors().iter().find(|d| d.name == name)
+}
+
+fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, BusError> {
+    params
+        .deserialized()
+        .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))
+}
+
+fn encode_result<T: Serialize>(result: &T) -> Result<Value, BusError> {
+    Value::serialized(result).map_err(BusError::internal)
+}
+
+impl<S: EventStore> Node<S> {
+    /// Serves capability `name` for `caller`. Unknown names are `not_found`;
+    /// a remote caller below the descriptor's trust level is `unauthorized`.
+    pub fn call(
+        &mut self,
+        now_ms: u64,
+        caller: Caller,
+        name: &str,
+        params: Value,
+    ) -> Result<Value, BusError> {
+        let _span = tracing::info_span!("call", capability = name).entered();
+        let desc = descriptor(name)
+            .ok_or_else(|| BusError::not_found(format!("no capability named {name:?}")))?;
+        if let Caller::Remote(peer) = caller {
+            let level = self.views().membership.level(&peer);
+            if !level_satisfies(level, desc.trust_required) {
+                return Err(BusError::unauthorized(format!(
+                    "{name} needs level {} or above; {peer} is {}",
+                    desc.trust_required.map(|l| l.as_str()).unwrap_or("none"),
+                    level.map(|l| l.as_str()).unwrap_or("not a member"),
+                )));
+            }
+        }
+        match name {
+            market::LIST => encode_result(&self.market_list(now_ms, decode_params(params)?)?),
+            market::GET => encode_result(&self.market_get(decode_params(params)?)?),
+            market::POST => {
+                encode_result(&self.market_post(now_ms, caller, decode_params(params)?)?)
+            }
+            market::UPDATE => {
+                encode_result(&self.market_update(now_ms, caller, decode_params(params)?)?)
+            }
+            market::EXPIRE => {
+                encode_result(&self.market_expire(now_ms, caller, decode_params(params)?)?)
+            }
+            market::SEARCH => encode_result(&self.market_search(now_ms, decode_params(params)?)?),
+            _ => Err(BusError::internal(format!(
+                "capability {name} has a descriptor but no handler"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Who belongs to the community: the vouching closure that decides which
+//! authors' events enter the log, and the levels the views use.
+//!
+//! Two different questions, answered from the same `member.set` events:
+//! - *Vouched* (log admission, DESIGN.md §4): the genesis anchors, every key
+//!   a vouched anchor set to `anchor`, and every key a vouched anchor set to
+//!   `member`/`trusted`/`anchor`. Monotone: more events only grow it, so
+//!   every node ends with the same log whatever the arrival order.
+//! - *Level* (permissions in views): replay `member.set` in `(lamport, hash)`
+//!   order, each effective only if its author is an anchor at that point.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hearth_proto::{EventKey, Level, NodeId, Payload, VerifiedEvent};
+use serde::{Deserialize, Serialize};
+
+use super::ViewError;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MembershipView {
+    genesis_anchors: Vec<NodeId>,
+    /// Every logged `member.set`: key -> (author, member, level).
+    sets: BTreeMap<EventKey, (NodeId, NodeId, Level)>,
+    /// Derived: current levels by ordered replay.
+    #[serde(skip)]
+    levels: BTreeMap<NodeId, Level>,
+    /// Derived: the monotone vouching closure.
+    #[serde(skip)]
+    vouched_anchors: BTreeSet<NodeId>,
+    #[serde(skip)]
+    vouched: BTreeSet<NodeId>,
+}
+
+/// What applying one event changed, for the views that depend on levels.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// Keys whose current level changed.
+    pub levels_changed: BTreeSet<NodeId>,
+    /// Keys that became vouched (their pending events may now enter the log).
+    pub newly_vouched: BTreeSet<NodeId>,
+}
+
+impl MembershipView {
+    pub fn reset(&mut self) {
+        *self = MembershipView::default();
+    }
+
+    /// Current level of `key`, if it was ever admitted by an effective set.
+    pub fn level(&self, key: &NodeId) -> Option<Level> {
+        self.levels.get(key).copied()
+    }
+
+    /// Member, trusted or anchor now.
+    pub fn is_active(&self, key: &NodeId) -> bool {
+        self.level(key).is_some_and(Level::is_active)
+    }
+
+    /// Trusted or anchor now: may mark others' posts stale.
+    pub fn is_trusted(&self, key: &NodeId) -> bool {
+        matches!(self.level(key), Some(Level::Trusted | Level::Anchor))
+    }
+
+    /// Whether `author`'s events enter the log (see module docs).
+    pub fn is_vouched(&self, author: &NodeId) -> bool {
+        self.vouched.contains(author)
+    }
+
+    pub fn levels(&self) -> &BTreeMap<NodeId, Level> {
+        &self.levels
+    }
+
+    pub fn apply(&mut self, event: &VerifiedEvent) -> MembershipChange {
+        let e = event.event();
+        match &e.payload {
+            Payload::Genesis(g) => {
+                self.genesis_anchors = g.anchors.clone();
+                self.recompute()
+            }
+            Payload::MemberSet(m) => {
+                let key = event.key();
+                let is_last = self.sets.keys().next_back().is_none_or(|last| *last < key);
+                self.sets.insert(key, (e.author, m.member, m.level));
+                if is_last && !self.genesis_anchors.is_empty() {
+                    self.apply_latest(e.author, m.member, m.level)
+                } else {
+                    self.recompute()
+                }
+            }
+            _ => MembershipChange::default(),
+        }
+    }
+
+    /// Fast path: a set that sorts after all others only extends the replay.
+    fn apply_latest(&mut self, author: NodeId, member: NodeId, level: Level) -> MembershipChange {
+        let mut change = MembershipChange::default();
+        if self.level(&author) == Some(Level::Anchor) && self.level(&member) != Some(level) {
+            self.levels.insert(member, level);
+            change.levels_changed.insert(member);
+        }
+        change.newly_vouched = self.grow_closure(author, member, level);
+        change
+    }
+
+    /// Adds one set to the closure; cascades when a new anchor is vouched,
+    /// because that anchor's earlier sets now count.
+    fn grow_closure(&mut self, author: NodeId, member: NodeId, level: Level) -> BTreeSet<NodeId> {
+        let mut newly = BTreeSet::new();
+        if !self.vouched_anchors.contains(&author) {
+            return newly;
+        }
+        let mut work = vec![(member, level)];
+        while let Some((member, level)) = work.pop() {
+            if !level.is_active() {
+                continue;
+            }
+            if self.vouched.insert(member) {
+                newly.insert(member);
+            }
+            if level == Level::Anchor && self.vouched_anchors.insert(member) {
+                work.extend(
+                    self.sets
+                        .values()
+                        .filter(|(a, _, _)| *a == member)
+                        .map(|(_, m, l)| (*m, *l)),
+                );
+            }
+        }
+        newly
+    }
+
+    /// Full recomputation of levels and closure from the stored sets, used
+    /// when a set arrives out of order and after restoring a snapshot.
+    fn recompute(&mut self) -> MembershipChange {
+        let old_levels = std::mem::take(&mut self.levels);
+        let old_vouched = std::mem::take(&mut self.vouched);
+        self.vouched_anchors.clear();
+        for a in &self.genesis_anchors {
+            self.levels.insert(*a, Level::Anchor);
+            self.vouched_anchors.insert(*a);
+            self.vouched.insert(*a);
+        }
+        let sets: Vec<(NodeId, NodeId, Level)> = self.sets.values().copied().collect();
+        for (author, member, level) in &sets {
+            if self.levels.get(author) == Some(&Level::Anchor) {
+                self.levels.insert(*member, *level);
+            }
+        }
+        // Closure to a fixed point; sets are few, so quadratic is fine.
+        loop {
+            let before = (self.vouched.len(), self.vouched_anchors.len());
+            for (author, member, level) in &sets {
+                if self.vouched_anchors.contains(author) && level.is_active() {
+                    self.vouched.insert(*member);
+                    if *level == Level::Anchor {
+                        self.vouched_anchors.insert(*member);
+                    }
+                }
+            }
+            if before == (self.vouched.len(), self.vouched_anchors.len()) {
+                break;
+            }
+        }
+        let mut change = MembershipChange::default();
+        for key in old_levels.keys().chain(self.levels.keys()) {
+            if old_levels.get(key) != self.levels.get(key) {
+                change.levels_changed.insert(*key);
+            }
+        }
+        change.newly_vouched = self.vouched.difference(&old_vouched).copied().collect();
+        change
+    }
+
+    pub fn snapshot_state(&self) -> Result<Vec<u8>, ViewError> {
+        super::to_cbor(self)
+    }
+
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<(), ViewError> {
+        *self = super::from_cbor(bytes)?;
+        self.recompute();
+        Ok(())
+    }
+
+    /// Digest of the derived state, for convergence checks.
+    pub fn digest(&self) -> [u8; 32] {
+        super::digest_of(&(&self.levels, &self.vouched))
+    }
+}
