@@ -272,6 +272,11 @@ impl<S: EventStore> Node<S> {
         Ok(event)
     }
 
+    /// Flushes and hands back the store (a restart in tests and tools).
+    pub fn into_store(self) -> Result<S, crate::store::StoreError> {
+        self.log.into_store()
+    }
+
     /// Writes a snapshot now and flushes (a clean shutdown).
     pub fn shutdown(&mut self) -> Result<(), log::SnapshotError> {
         self.log.snapshot()

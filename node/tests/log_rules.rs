@@ -1,0 +1,451 @@
+//! The event log's admission rules (DESIGN.md §4), each rejection showing
+//! that the log and the views stay as they were.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hearth_node::core::pending::PENDING_PER_AUTHOR_MAX;
+use hearth_node::core::views::ListQuery;
+use hearth_node::core::{IngestError, Ingested, Input, Output, Source, Verdict};
+use hearth_node::store::EventStore;
+use hearth_proto::{
+    Category, CommunityId, Event, EventId, ExpiryReason, Identity, Level, Payload, PostContent,
+    PostCreated,
+};
+
+fn listed(node: &hearth_node::core::Node<hearth_node::store::MemoryStore>) -> Vec<String> {
+    node.views()
+        .market
+        .list(&ListQuery::default(), NOW)
+        .iter()
+        .map(|p| p.content.title.clone())
+        .collect()
+}
+
+/// A never-vouched author's event is held pending: log and view unchanged.
+#[test]
+fn non_member_event_is_held_pending_not_logged() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let stranger = key(9);
+    let (events, digest) = (node.log().store().len(), node.views().digest());
+    let r = node
+        .log_mut()
+        .append_received(f.post(&stranger, 5, 1, "spam"))
+        .unwrap();
+    assert!(matches!(r, Ingested::Pending));
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(node.views().digest(), digest);
+    assert_eq!(node.log().pending_len(), 1);
+}
+
+/// A pending event enters the log when its author's admission arrives,
+/// whichever comes first.
+#[test]
+fn pending_event_enters_when_admission_arrives() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    node.log_mut()
+        .append_received(f.post(&alice, 5, 1, "early post"))
+        .unwrap();
+    assert!(listed(&node).is_empty());
+    let r = node
+        .log_mut()
+        .append_received(f.member_set(&f.anchor, 2, &alice, Level::Member))
+        .unwrap();
+    match r {
+        Ingested::Stored(events) => assert_eq!(events.len(), 2, "admission and the released post"),
+        Ingested::Pending => panic!("admission by the anchor must be stored"),
+    }
+    assert_eq!(listed(&node), vec!["early post"]);
+    assert_eq!(node.log().pending_len(), 0);
+}
+
+/// A removed member's new event enters the log (the closure never shrinks)
+/// but changes no view; their earlier posts leave the view.
+#[test]
+fn removed_member_event_grows_log_by_one_and_changes_no_view() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 2, &alice, Level::Member))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.post(&alice, 3, 1, "before removal"))
+        .unwrap();
+    assert_eq!(listed(&node), vec!["before removal"]);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 4, &alice, Level::Removed))
+        .unwrap();
+    assert!(
+        listed(&node).is_empty(),
+        "removed member's posts leave the view"
+    );
+    let events = node.log().store().len();
+    let membership = node.views().membership.digest();
+    let r = node
+        .log_mut()
+        .append_received(f.post(&alice, 5, 2, "after removal"))
+        .unwrap();
+    assert!(matches!(r, Ingested::Stored(_)));
+    assert_eq!(
+        node.log().store().len(),
+        events + 1,
+        "the log grew by exactly that event"
+    );
+    assert!(listed(&node).is_empty(), "the shown market is unchanged");
+    assert_eq!(node.views().membership.digest(), membership);
+}
+
+/// An event of another community is rejected and stored nowhere.
+#[test]
+fn wrong_community_is_rejected() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let other = Event {
+        id: EventId::from_parts(NOW, 5),
+        ts: NOW,
+        author: f.anchor.node_id(),
+        lamport: 3,
+        community: CommunityId([7; 32]),
+        payload: Payload::PostCreated(PostCreated {
+            content: content("x", Category::Info, &[], NOW + DAY_MS),
+            client_id: None,
+        }),
+    }
+    .sign(&f.anchor)
+    .unwrap();
+    let (events, digest) = (node.log().store().len(), node.views().digest());
+    let err = node.log_mut().append_received(other).unwrap_err();
+    assert!(matches!(err, IngestError::WrongCommunity { .. }), "{err}");
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(node.views().digest(), digest);
+}
+
+/// Another community's genesis is also a wrong-community event.
+#[test]
+fn foreign_genesis_is_rejected() {
+    let f = Fixture::new();
+    let foreign = Event {
+        author: key(4).node_id(),
+        payload: Payload::Genesis(hearth_proto::Genesis {
+            name: "Elsewhere".into(),
+            anchors: vec![key(4).node_id()],
+        }),
+        ..f.genesis.event().clone()
+    }
+    .sign(&key(4))
+    .unwrap();
+    let mut node = f.node(&f.anchor);
+    let err = node.log_mut().append_received(foreign).unwrap_err();
+    assert!(matches!(err, IngestError::WrongCommunity { .. }));
+    assert_eq!(node.log().store().len(), 1);
+}
+
+/// The same event twice is a duplicate: reported, stored once.
+#[test]
+fn replayed_event_is_a_duplicate() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let post = f.post(&f.anchor, 2, 1, "once");
+    node.log_mut().append_received(post.clone()).unwrap();
+    let (events, digest) = (node.log().store().len(), node.views().digest());
+    let err = node.log_mut().append_received(post).unwrap_err();
+    assert!(matches!(err, IngestError::Duplicate(_)));
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(node.views().digest(), digest);
+    // A duplicate of a pending event too.
+    let stranger = f.post(&key(9), 2, 1, "pending");
+    node.log_mut().append_received(stranger.clone()).unwrap();
+    assert!(matches!(
+        node.log_mut().append_received(stranger),
+        Err(IngestError::Duplicate(_))
+    ));
+}
+
+/// Malformed bytes are refused with the reason; gossip gets `Reject`.
+#[test]
+fn malformed_bytes_are_rejected_with_reason_and_reject_verdict() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let mut bytes = f.post(&f.anchor, 2, 1, "x").into_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // corrupt the community id: signature no longer matches
+    let (events, digest) = (node.log().store().len(), node.views().digest());
+    let err = node.receive(&bytes, Source::File).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IngestError::Invalid(hearth_proto::EventError::BadSignature(_))
+        ),
+        "{err}"
+    );
+    node.handle(
+        NOW,
+        Input::Received {
+            bytes: vec![0xff, 0x00],
+            source: Source::Peer(key(5).node_id()),
+        },
+    );
+    let verdicts: Vec<_> = std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| match o {
+            Output::Verdict {
+                verdict, reason, ..
+            } => Some((verdict, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].0, Verdict::Reject);
+    assert!(
+        verdicts[0].1.as_deref().unwrap_or("").contains("CBOR"),
+        "{:?}",
+        verdicts[0].1
+    );
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(node.views().digest(), digest);
+}
+
+/// Gossip verdicts: a non-member publishing its own event is `Reject`ed; a
+/// third peer relaying it is `Ignore`d; a duplicate is `Ignore`d.
+#[test]
+fn gossip_verdicts_for_pending_and_duplicates() {
+    let f = Fixture::new();
+    let stranger = key(9);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let verdict = |node: &mut hearth_node::core::Node<_>, bytes: Vec<u8>, from: &Identity| {
+        node.handle(
+            NOW,
+            Input::Received {
+                bytes,
+                source: Source::Peer(from.node_id()),
+            },
+        );
+        std::iter::from_fn(|| node.poll_output())
+            .find_map(|o| match o {
+                Output::Verdict { verdict, .. } => Some(verdict),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let own = f.post(&stranger, 2, 1, "mine").into_bytes();
+    assert_eq!(verdict(&mut node, own, &stranger), Verdict::Reject);
+    let relayed = f.post(&stranger, 3, 2, "relayed").into_bytes();
+    assert_eq!(verdict(&mut node, relayed, &key(5)), Verdict::Ignore);
+    let good = f.post(&f.anchor, 4, 3, "ok").into_bytes();
+    assert_eq!(verdict(&mut node, good.clone(), &key(5)), Verdict::Accept);
+    assert_eq!(verdict(&mut node, good, &key(5)), Verdict::Ignore);
+}
+
+/// One unknown author cannot hold more than its share of the pending set.
+#[test]
+fn pending_set_is_bounded_per_author() {
+    let f = Fixture::new();
+    let stranger = key(9);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    for i in 0..PENDING_PER_AUTHOR_MAX as u128 {
+        node.log_mut()
+            .append_received(f.post(&stranger, 2, i, "flood"))
+            .unwrap();
+    }
+    let err = node
+        .log_mut()
+        .append_received(f.post(&stranger, 2, 100_000, "one more"))
+        .unwrap_err();
+    assert!(matches!(err, IngestError::PendingFull(_)), "{err}");
+    assert_eq!(node.log().pending_len(), PENDING_PER_AUTHOR_MAX);
+}
+
+/// A member's `member.set` does not vouch: only anchors admit.
+#[test]
+fn member_cannot_admit_others() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let carol = key(3);
+    let mut node = f.admitted_node(&alice, Level::Member);
+    node.log_mut()
+        .append_received(f.member_set(&alice, 2, &carol, Level::Member))
+        .unwrap();
+    let r = node
+        .log_mut()
+        .append_received(f.post(&carol, 3, 1, "carol"))
+        .unwrap();
+    assert!(matches!(r, Ingested::Pending));
+    assert_eq!(node.views().membership.level(&carol.node_id()), None);
+}
+
+/// An anchor admitted later vouches for keys it set earlier (closure).
+#[test]
+fn anchor_vouched_later_releases_its_earlier_admissions() {
+    let f = Fixture::new();
+    let dora = key(4);
+    let erin = key(5);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    // Dora (not yet vouched) admits Erin; Erin posts; both wait.
+    node.log_mut()
+        .append_received(f.member_set(&dora, 2, &erin, Level::Member))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.post(&erin, 3, 1, "erin"))
+        .unwrap();
+    assert_eq!(node.log().pending_len(), 2);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 4, &dora, Level::Anchor))
+        .unwrap();
+    assert_eq!(node.log().pending_len(), 0);
+    // Erin's admission (lamport 2) came before Dora became anchor (lamport 4):
+    // Erin is vouched for the log, but ordered replay gives her no level.
+    assert!(node.views().membership.is_vouched(&erin.node_id()));
+    assert_eq!(node.views().membership.level(&erin.node_id()), None);
+    assert!(listed(&node).is_empty());
+}
+
+/// A huge received Lamport time is stored but does not drag the clock.
+#[test]
+fn lamport_bomb_does_not_exhaust_the_clock() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let bomb = f.post(&f.anchor, hearth_proto::LAMPORT_MAX, 1, "bomb");
+    node.log_mut().append_received(bomb).unwrap();
+    assert!(node.log().clock() < 1 << 25);
+    let receipt = node
+        .market_post(
+            NOW,
+            hearth_node::core::Caller::Local,
+            hearth_node::core::services::market::PostParams {
+                category: Category::Info,
+                title: "still works".into(),
+                body: String::new(),
+                tags: vec![],
+                ttl_seconds: None,
+                location: None,
+                client_id: None,
+            },
+        )
+        .unwrap();
+    assert!(receipt.post.lamport < 1 << 25);
+}
+
+/// Updates sorting below the `created` lose; the latest update wins; an
+/// update by someone else is ignored; no update revives an expired post.
+#[test]
+fn update_and_expiry_conflict_rules() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let bob = key(3);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    for s in [
+        f.member_set(&f.anchor, 1, &alice, Level::Member),
+        f.member_set(&f.anchor, 2, &bob, Level::Member),
+    ] {
+        node.log_mut().append_received(s).unwrap();
+    }
+    node.log_mut()
+        .append_received(f.post(&alice, 10, 1, "created"))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.update(&alice, 5, 1, "older than created"))
+        .unwrap();
+    assert_eq!(listed(&node), vec!["created"]);
+    node.log_mut()
+        .append_received(f.update(&alice, 12, 1, "second"))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.update(&alice, 11, 1, "first"))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.update(&bob, 20, 1, "hijack"))
+        .unwrap();
+    assert_eq!(listed(&node), vec!["second"]);
+    // Bob's expiry for fulfilled does not count; stale by a member neither.
+    node.log_mut()
+        .append_received(f.expire(&bob, 21, 1, ExpiryReason::Fulfilled))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.expire(&bob, 22, 1, ExpiryReason::Stale))
+        .unwrap();
+    assert_eq!(listed(&node), vec!["second"]);
+    // Bob becomes trusted: his stale expiry now counts.
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 23, &bob, Level::Trusted))
+        .unwrap();
+    assert!(listed(&node).is_empty());
+    node.log_mut()
+        .append_received(f.update(&alice, 30, 1, "revive?"))
+        .unwrap();
+    assert!(
+        listed(&node).is_empty(),
+        "no update revives an expired post"
+    );
+}
+
+/// Nobody takes over another's post by reusing its id.
+#[test]
+fn same_id_by_another_author_is_another_post() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 1, &alice, Level::Member))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.post(&alice, 2, 1, "alice's"))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.post(&f.anchor, 3, 1, "anchor's"))
+        .unwrap();
+    node.log_mut()
+        .append_received(f.expire(&f.anchor, 4, 1, ExpiryReason::Withdrawn))
+        .unwrap();
+    assert_eq!(listed(&node), vec!["alice's"]);
+}
+
+/// An unknown event type with a valid envelope is stored and ignored.
+#[test]
+fn unknown_type_is_stored_and_ignored_by_views() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let digest = node.views().digest();
+    let e = f.event(
+        &f.anchor,
+        2,
+        1,
+        Payload::Unknown {
+            type_name: "market.post.boosted".into(),
+            data: hearth_proto::cbor::Value::map([("x", hearth_proto::cbor::Value::Uint(1))]),
+        },
+    );
+    assert!(matches!(
+        node.log_mut().append_received(e),
+        Ok(Ingested::Stored(_))
+    ));
+    assert_eq!(node.views().digest(), digest);
+}
+
+/// Posts past `expires_at` leave `list` before any stale event exists.
+#[test]
+fn post_past_ttl_is_not_listed() {
+    let f = Fixture::new();
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    let c = PostContent {
+        expires_at: NOW + 10,
+        ..content("soon", Category::Request, &["x"], 0)
+    };
+    node.log_mut()
+        .append_received(f.post_with(&f.anchor, 2, 1, c))
+        .unwrap();
+    assert_eq!(
+        node.views().market.list(&ListQuery::default(), NOW).len(),
+        1
+    );
+    assert_eq!(
+        node.views()
+            .market
+            .list(&ListQuery::default(), NOW + 10)
+            .len(),
+        0
+    );
+}
