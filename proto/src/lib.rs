@@ -9,6 +9,8 @@
 //! - [`payload`]: typed `data` of the known event types.
 //! - [`ids`]: node, community and event identifiers.
 
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod cbor;
 pub mod event;
 pub mod ids;

@@ -1,5 +1,6 @@
 //! Known-answer vectors from the shared design (`vectors/events-v1.json`,
 //! copied into `tests/data`): every event must be reproduced byte for byte.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use hearth_proto::cbor::Value;
 use hearth_proto::{

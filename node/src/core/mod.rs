@@ -17,6 +17,10 @@
 //! [`views`] derive membership and the marketplace; [`services`] are the
 //! capability handlers; [`bus`] names capabilities and wire error codes.
 
+// The determinism guard: no clocks, no OS randomness, no hash-ordered
+// collections in here (the bans are listed in clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod bus;
 pub mod clock;
 pub mod config;
@@ -73,8 +77,9 @@ pub enum Verdict {
 /// never holds more than one input's worth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// A new local event to publish to the mesh.
-    Broadcast(VerifiedEvent),
+    /// A new local event to publish to the mesh (boxed: events are large
+    /// next to the other outputs).
+    Broadcast(Box<VerifiedEvent>),
     /// The outcome of an [`Input::Received`].
     Verdict {
         hash: EventHash,
@@ -268,7 +273,7 @@ impl<S: EventStore> Node<S> {
             .log
             .append_local(&self.identity, now_ms, random, payload)?;
         self.outputs.push_back(Output::Stored(*event.hash()));
-        self.outputs.push_back(Output::Broadcast(event.clone()));
+        self.outputs.push_back(Output::Broadcast(Box::new(event.clone())));
         Ok(event)
     }
 

@@ -449,11 +449,7 @@ impl<S: EventStore> Node<S> {
         p: ExpireParams,
     ) -> Result<ExpireReceipt, BusError> {
         self.market_enabled()?;
-        let me = match self.check_can_write(caller) {
-            Ok(me) => me,
-            // Say `not_found` before `unauthorized` only to local callers.
-            Err(e) => return Err(e),
-        };
+        let me = self.check_can_write(caller)?;
         let post = self.resolve(&p.id, p.author)?;
         let (author, id) = (post.author, post.id);
         if post.expired.is_some() {
