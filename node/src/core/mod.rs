@@ -27,6 +27,7 @@ pub mod config;
 pub mod log;
 pub mod pending;
 pub mod services;
+pub mod sync;
 pub mod views;
 
 use std::collections::VecDeque;

@@ -1,0 +1,1 @@
+//! Lamport-range anti-entropy (DESIGN.md §5). Being written.
