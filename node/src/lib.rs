@@ -3,6 +3,7 @@
 //! - [`core`]: the sans-IO state machine (log, views, services, bus). Pure:
 //!   builds with `--no-default-features`.
 //! - [`store`]: the `EventStore` trait, in-memory and sled implementations.
+//! - `net` (feature `runtime`): libp2p swarm and the driver loop.
 //! - `cli` (feature `runtime`): the `hearth` command.
 
 pub mod core;
@@ -10,3 +11,5 @@ pub mod store;
 
 #[cfg(feature = "runtime")]
 pub mod cli;
+#[cfg(feature = "runtime")]
+pub mod net;

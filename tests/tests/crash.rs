@@ -30,7 +30,11 @@ fn killed_writer_loses_no_returned_append() {
     child.kill().unwrap(); // SIGKILL on Unix: no destructors, no flush
     child.wait().unwrap();
     // Lines already in the pipe were printed after their append returned.
-    acked.extend(lines.map_while(Result::ok).filter_map(|l| l.parse().ok()));
+    acked.extend(
+        lines
+            .map_while(Result::ok)
+            .filter_map(|l| l.parse::<EventId>().ok()),
+    );
 
     let anchor = identity(1);
     let genesis = genesis(&anchor, "Crash Street").unwrap();

@@ -1,0 +1,9 @@
+//! The mesh: libp2p swarm and the one driver loop around the core.
+//!
+//! The driver translates swarm events into core inputs and core outputs into
+//! swarm calls, nothing more (protocol logic lives in `core`).
+
+pub mod behaviour;
+pub mod gossip;
+pub mod identity;
+pub mod wire;
