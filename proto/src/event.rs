@@ -151,12 +151,16 @@ impl Event {
         if bytes.len() > EVENT_BYTES_MAX {
             return Err(EventError::TooLarge { size: bytes.len() });
         }
-        // Also re-parse the payload as a receiver would: catches a local
-        // caller building, say, an out-of-range location.
-        Payload::from_value(self.payload.type_name(), self.payload.to_value())?;
+        // Also decode the bytes as a receiver would: catches a local caller
+        // building, say, an out-of-range location, or unknown-type data with
+        // a duplicate key or nested too deep (which the encoder writes but no
+        // decoder accepts). Keep the event as decoded, so it is what every
+        // receiver sees: unknown maps in canonical order, and a known type
+        // passed as `Payload::Unknown` parsed as that type.
+        let event = SignedEvent::decode(&bytes)?.event;
         let hash = hash_bytes(&bytes);
         Ok(VerifiedEvent {
-            event: self,
+            event,
             sig,
             bytes,
             hash,
