@@ -166,6 +166,80 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CborError> {
     Ok(value)
 }
 
+/// Length of the first item in `bytes`, found by walking headers only.
+///
+/// This splits a CBOR sequence (RFC 8742, `hearth log export`) into items.
+/// It checks well-formedness, not the canonical rules, on purpose: an item
+/// that is non-canonical (or otherwise invalid) still has a clear end, so it
+/// can be reported and skipped while the items after it are read. Indefinite
+/// lengths are refused (no event has them, and the walk stays a loop over a
+/// counter instead of a recursion); reserved header values too.
+pub fn item_len(bytes: &[u8]) -> Result<usize, CborError> {
+    let mut pos = 0usize;
+    // Items still to read. Each takes at least one byte, so more than the
+    // bytes left cannot be honest: checked below, which also bounds the count.
+    let mut items_left: u64 = 1;
+    while items_left > 0 {
+        let offset = pos;
+        let initial = *bytes.get(pos).ok_or(CborError::Truncated { offset })?;
+        let info = initial & 0x1f;
+        let width = match info {
+            0..=23 => 0,
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            28..=30 => return Err(CborError::Reserved { offset }),
+            _ => return Err(CborError::Indefinite { offset }),
+        };
+        let arg = if width == 0 {
+            u64::from(info)
+        } else {
+            let raw = bytes
+                .get(pos + 1..pos + 1 + width)
+                .ok_or(CborError::Truncated { offset: pos + 1 })?;
+            raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        };
+        pos += 1 + width;
+        items_left -= 1;
+        push_children(initial >> 5, arg, &mut items_left, &mut pos, bytes, offset)?;
+    }
+    Ok(pos)
+}
+
+/// Accounts for what follows a header with argument `arg`: string bytes are
+/// skipped, array elements, map entries and a tagged item are counted.
+fn push_children(
+    major: u8,
+    arg: u64,
+    items_left: &mut u64,
+    pos: &mut usize,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<(), CborError> {
+    let left = (bytes.len() - *pos) as u64;
+    let children = match major {
+        2 | 3 => {
+            if arg > left {
+                return Err(CborError::LengthOverflow { offset });
+            }
+            *pos += arg as usize;
+            return Ok(());
+        }
+        4 => arg,
+        5 => arg
+            .checked_mul(2)
+            .ok_or(CborError::LengthOverflow { offset })?,
+        6 => 1,
+        _ => 0,
+    };
+    *items_left = items_left
+        .checked_add(children)
+        .filter(|n| *n <= left)
+        .ok_or(CborError::LengthOverflow { offset })?;
+    Ok(())
+}
+
 /// One entry of a top-level map, with the byte span that its key and value
 /// occupy in the input.
 pub type SpannedEntry = (Value, Value, std::ops::Range<usize>);
@@ -483,6 +557,53 @@ mod tests {
             Err(CborError::InvalidUtf8 { offset: 0 })
         );
         assert_eq!(decode(&hex("1c")), Err(CborError::Reserved { offset: 0 }));
+    }
+
+    /// The first item of a sequence ends where the next begins.
+    #[test]
+    fn item_len_splits_a_sequence() {
+        // {"a":[1,h'ff']} then 7
+        let seq = hex("a16161820141ff07");
+        assert_eq!(item_len(&seq), Ok(seq.len() - 1));
+        assert_eq!(item_len(&seq[seq.len() - 1..]), Ok(1));
+    }
+
+    /// Well-formed but non-canonical items still have their ends found.
+    #[test]
+    fn item_len_walks_non_canonical_items() {
+        // Non-shortest int, a tag, a float, unsorted keys: well-formed, so
+        // their ends are found even though `decode` refuses them.
+        assert_eq!(item_len(&hex("181700")), Ok(2));
+        assert_eq!(item_len(&hex("c00100")), Ok(2));
+        assert_eq!(item_len(&hex("f93c0000")), Ok(3));
+        assert_eq!(item_len(&hex("a261620161610200")), Ok(7));
+    }
+
+    /// Truncated, indefinite, reserved and over-long items are errors, never a wrong length.
+    #[test]
+    fn item_len_refuses_what_has_no_clear_end() {
+        assert_eq!(item_len(&[]), Err(CborError::Truncated { offset: 0 }));
+        assert_eq!(
+            item_len(&hex("19ff")),
+            Err(CborError::Truncated { offset: 1 })
+        );
+        assert_eq!(
+            item_len(&hex("9f01ff")),
+            Err(CborError::Indefinite { offset: 0 })
+        );
+        assert_eq!(item_len(&hex("1c")), Err(CborError::Reserved { offset: 0 }));
+        assert_eq!(
+            item_len(&hex("5bffffffffffffffff00")),
+            Err(CborError::LengthOverflow { offset: 0 })
+        );
+        assert_eq!(
+            item_len(&hex("9bffffffffffffffff00")),
+            Err(CborError::LengthOverflow { offset: 0 })
+        );
+        assert_eq!(
+            item_len(&hex("8201")),
+            Err(CborError::LengthOverflow { offset: 0 })
+        );
     }
 
     #[test]

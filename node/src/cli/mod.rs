@@ -1,1 +1,213 @@
-//! The `hearth` command line.
+//! The `hearth` command line: one node's data dir, driven from a shell.
+//!
+//! Every command opens the data dir (see [`data_dir`]), calls the core's
+//! typed handlers with the wall clock and OS randomness (the core takes both
+//! as inputs), prints the result, and exits. Write commands end with a clean
+//! shutdown (view snapshot + flush); read commands write nothing.
+//!
+//! `main` returns an exit code from [`run`] and prints the error chain once:
+//! 0 ok, 1 error, 2 usage (clap). A closed stdout (`hearth list | head`) is
+//! not an error.
+
+pub mod cbor_seq;
+pub mod commands;
+pub mod config;
+pub mod data_dir;
+pub mod key_file;
+pub mod output;
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::core::{Config, Node};
+use crate::store::SledStore;
+use commands::{community, log, market, member};
+use data_dir::{DataDir, Genesis};
+use output::Output;
+
+/// A HearthNet node: a neighbourhood marketplace that works without a server.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, propagate_version = true)]
+pub struct Cli {
+    /// Where this node keeps its key, config and events [default: the
+    /// per-user data directory + `/hearth`, e.g. ~/.local/share/hearth].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HEARTH_DATA_DIR",
+        value_name = "DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+
+    /// Config file to read instead of DIR/config.toml (must exist).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Print results as JSON instead of text.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
+    /// Format of log lines on stderr; the level comes from RUST_LOG
+    /// (default `warn`).
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this device's identity key and print its node ID.
+    Init,
+    /// Found a community.
+    #[command(subcommand)]
+    Community(community::CommunityCommand),
+    /// Admit members and set their levels (anchors only).
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Publish a post on the marketplace.
+    Post(market::PostArgs),
+    /// Change one of your posts (the given fields replace the old ones).
+    Update(market::UpdateArgs),
+    /// List live posts, newest first.
+    List(market::ListArgs),
+    /// Show one post, in any state.
+    Get(market::GetArgs),
+    /// End a post: yours for any reason, someone else's as `stale`.
+    Expire(market::ExpireArgs),
+    /// Search live posts by keyword (title, body, tags).
+    Search(market::SearchArgs),
+    /// Show this node, its community and its log.
+    Status,
+    /// Export or import the event log (CBOR sequence, RFC 8742).
+    #[command(subcommand)]
+    Log(log::LogCommand),
+}
+
+/// What every command gets: where the data is, which config, where to print.
+#[derive(Debug)]
+pub struct Ctx {
+    pub dir: DataDir,
+    config_file: Option<PathBuf>,
+    pub out: Output,
+}
+
+impl Ctx {
+    /// The config file, then `HEARTH_*` overrides, validated.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let (path, required) = match &self.config_file {
+            Some(p) => (p.clone(), true),
+            None => (self.dir.config_path(), false),
+        };
+        config::load(&path, required, env_var)
+    }
+
+    pub fn open_node(&self) -> anyhow::Result<(Node<SledStore>, Genesis)> {
+        self.dir.open_node(self.config()?)
+    }
+}
+
+/// An environment variable; one that is not UTF-8 is passed on lossily, so
+/// the config loader names it instead of ignoring it.
+fn env_var(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(v)) => Some(v.to_string_lossy().into_owned()),
+    }
+}
+
+/// The wall clock as Unix milliseconds: the `now_ms` the core takes.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Ends a command that wrote: snapshot the views and flush, so the next
+/// command opens quickly and nothing is left in memory only.
+pub fn finish_write(node: &mut Node<SledStore>) -> anyhow::Result<()> {
+    node.shutdown()
+        .context("cannot write the view snapshot at shutdown")
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    dirs::data_dir()
+        .map(|d| d.join("hearth"))
+        .context("this system has no per-user data directory; pass --data-dir DIR")
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = match cli.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let mut ctx = Ctx {
+        dir: DataDir::new(root),
+        config_file: cli.config,
+        out: Output::new(cli.json),
+    };
+    match cli.command {
+        Command::Init => commands::init::run(&mut ctx),
+        Command::Community(c) => community::run(&mut ctx, c),
+        Command::Member(c) => member::run(&mut ctx, c),
+        Command::Post(a) => market::post(&mut ctx, a),
+        Command::Update(a) => market::update(&mut ctx, a),
+        Command::List(a) => market::list(&mut ctx, a),
+        Command::Get(a) => market::get(&mut ctx, a),
+        Command::Expire(a) => market::expire(&mut ctx, a),
+        Command::Search(a) => market::search(&mut ctx, a),
+        Command::Status => commands::status::run(&mut ctx),
+        Command::Log(c) => log::run(&mut ctx, c),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // A malformed RUST_LOG falls back to the default rather than failing
+    // the command the person actually asked for.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Prints help/version (exit 0) or the usage error (exit 2).
+        Err(e) => e.exit(),
+    };
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

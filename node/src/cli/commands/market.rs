@@ -1,0 +1,329 @@
+//! The marketplace commands: `post`, `update`, `expire` (writes, signed by
+//! this node) and `list`, `get`, `search` (reads of this node's view).
+//!
+//! Each is a thin wrapper over the core's typed handler of the same name
+//! (`market_post`, ...), called as the local user; handler refusals come
+//! back as errors that start with their wire code (`unauthorized: ...`).
+
+use clap::{Args, ValueEnum};
+use hearth_proto::{Category, EventId, ExpiryReason, Location, NodeId};
+
+use crate::cli::render::{post_detail, post_line, relative};
+use crate::cli::{finish_write, now_ms, Ctx};
+use crate::core::bus::Caller;
+use crate::core::services::market::{
+    ExpireParams, GetParams, PostParams, SearchParams, UpdateParams,
+};
+use crate::core::views::ListQuery;
+
+/// Categories as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CategoryArg {
+    Offer,
+    Request,
+    Info,
+    Emergency,
+}
+
+impl From<CategoryArg> for Category {
+    fn from(c: CategoryArg) -> Category {
+        match c {
+            CategoryArg::Offer => Category::Offer,
+            CategoryArg::Request => Category::Request,
+            CategoryArg::Info => Category::Info,
+            CategoryArg::Emergency => Category::Emergency,
+        }
+    }
+}
+
+/// A post id as people type it: the 26-character ULID `list` prints.
+fn post_id(s: &str) -> Result<EventId, String> {
+    EventId::from_string(s).map_err(|e| format!("not a post id (a 26-character ULID): {e}"))
+}
+
+/// Where a post is, in integer microdegrees (degrees x 1,000,000).
+#[derive(Debug, Args)]
+pub struct LocationArgs {
+    /// Latitude in microdegrees, e.g. 52520008 for 52.520008 N.
+    #[arg(
+        long,
+        value_name = "MICRODEG",
+        allow_negative_numbers = true,
+        requires = "lng"
+    )]
+    pub lat: Option<i64>,
+    /// Longitude in microdegrees, e.g. -73985428 for 73.985428 W.
+    #[arg(
+        long,
+        value_name = "MICRODEG",
+        allow_negative_numbers = true,
+        requires = "lat"
+    )]
+    pub lng: Option<i64>,
+    /// A name for the place, e.g. "Lindenhof 12".
+    #[arg(long, requires = "lat")]
+    pub label: Option<String>,
+}
+
+impl LocationArgs {
+    fn location(&self) -> Option<Location> {
+        match (self.lat, self.lng) {
+            (Some(lat), Some(lng)) => Some(Location {
+                lat,
+                lng,
+                label: self.label.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PostArgs {
+    #[arg(long, value_enum)]
+    pub category: CategoryArg,
+    /// 1 to 120 characters.
+    #[arg(long)]
+    pub title: String,
+    /// Up to 4,000 characters.
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// A tag (repeatable, up to 10; stored lowercase).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Lifetime from now [default: market.default_ttl_seconds, 7 days].
+    #[arg(long, value_name = "N")]
+    pub ttl_seconds: Option<u64>,
+    #[command(flatten)]
+    pub location: LocationArgs,
+    /// Makes the command safe to repeat: a second post with the same client
+    /// id returns the first one instead of publishing again.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
+    let (mut node, _) = ctx.open_node()?;
+    let now = now_ms();
+    let receipt = node.market_post(
+        now,
+        Caller::Local,
+        PostParams {
+            category: a.category.into(),
+            title: a.title,
+            body: a.body,
+            tags: a.tags,
+            ttl_seconds: a.ttl_seconds,
+            location: a.location.location(),
+            client_id: a.client_id,
+        },
+    )?;
+    finish_write(&mut node)?;
+    ctx.out.show(&receipt, |w| {
+        let p = &receipt.post;
+        if receipt.created {
+            writeln!(
+                w,
+                "posted {} (expires {})",
+                p.id,
+                relative(p.expires_at, now)
+            )
+        } else {
+            writeln!(
+                w,
+                "already posted as {} (same client id); nothing new published",
+                p.id
+            )
+        }
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The post's id.
+    #[arg(value_parser = post_id)]
+    pub id: EventId,
+    #[arg(long, value_enum)]
+    pub category: Option<CategoryArg>,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Replaces all tags (repeatable).
+    #[arg(long = "tag", value_name = "TAG", conflicts_with = "clear_tags")]
+    pub tags: Vec<String>,
+    /// Removes every tag.
+    #[arg(long)]
+    pub clear_tags: bool,
+    /// New lifetime, counted from now.
+    #[arg(long, value_name = "N")]
+    pub ttl_seconds: Option<u64>,
+    #[command(flatten)]
+    pub location: LocationArgs,
+    /// Removes the post's location.
+    #[arg(long, conflicts_with = "lat")]
+    pub remove_location: bool,
+}
+
+pub fn update(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
+    let (mut node, _) = ctx.open_node()?;
+    let now = now_ms();
+    let tags = match (a.clear_tags, a.tags.is_empty()) {
+        (true, _) => Some(Vec::new()),
+        (false, false) => Some(a.tags),
+        (false, true) => None,
+    };
+    let post = node.market_update(
+        now,
+        Caller::Local,
+        UpdateParams {
+            id: a.id,
+            category: a.category.map(Category::from),
+            title: a.title,
+            body: a.body,
+            tags,
+            location: a.location.location(),
+            remove_location: a.remove_location,
+            ttl_seconds: a.ttl_seconds,
+        },
+    )?;
+    finish_write(&mut node)?;
+    ctx.out.show(&post, |w| {
+        writeln!(w, "updated {}", post.id)?;
+        post_line(w, &post, now)
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    /// The post's id.
+    #[arg(value_parser = post_id)]
+    pub id: EventId,
+    /// fulfilled, withdrawn, user_request, stale, or any other text.
+    #[arg(long, default_value = "user_request")]
+    pub reason: String,
+    /// The post's author, when several posts share the id.
+    #[arg(long, value_name = "NODE_ID")]
+    pub author: Option<NodeId>,
+}
+
+pub fn expire(ctx: &mut Ctx, a: ExpireArgs) -> anyhow::Result<()> {
+    let (mut node, _) = ctx.open_node()?;
+    let receipt = node.market_expire(
+        now_ms(),
+        Caller::Local,
+        ExpireParams {
+            id: a.id,
+            author: a.author,
+            reason: ExpiryReason::parse(&a.reason),
+        },
+    )?;
+    finish_write(&mut node)?;
+    ctx.out.show(&receipt, |w| {
+        let p = &receipt.post;
+        let reason = p
+            .expired_reason
+            .as_ref()
+            .map_or_else(|| a.reason.clone(), |r| r.to_string());
+        if receipt.expired_now {
+            writeln!(w, "ended {} ({reason})", p.id)
+        } else {
+            writeln!(
+                w,
+                "{} had already ended ({reason}); nothing new published",
+                p.id
+            )
+        }
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum)]
+    pub category: Option<CategoryArg>,
+    /// Only posts with this tag (repeatable: posts must carry all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only posts whose content changed after this Lamport time.
+    #[arg(long, value_name = "N")]
+    pub since_lamport: Option<u64>,
+    /// At most this many posts [default: 50, at most 500].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+pub fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
+    let (node, _) = ctx.open_node()?;
+    let now = now_ms();
+    let result = node.market_list(
+        now,
+        ListQuery {
+            category: a.category.map(Category::from),
+            tags: a.tags,
+            since_lamport: a.since_lamport,
+            limit: a.limit,
+        },
+    )?;
+    ctx.out.show(&result, |w| {
+        if result.posts.is_empty() {
+            return writeln!(w, "no posts");
+        }
+        for p in &result.posts {
+            post_line(w, p, now)?;
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The post's id.
+    #[arg(value_parser = post_id)]
+    pub id: EventId,
+    /// The post's author, when several posts share the id.
+    #[arg(long, value_name = "NODE_ID")]
+    pub author: Option<NodeId>,
+}
+
+pub fn get(ctx: &mut Ctx, a: GetArgs) -> anyhow::Result<()> {
+    let (node, _) = ctx.open_node()?;
+    let post = node.market_get(GetParams {
+        id: a.id,
+        author: a.author,
+    })?;
+    let now = now_ms();
+    ctx.out.show(&post, |w| post_detail(w, &post, now))
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Text to find in titles, bodies and tags (case-insensitive).
+    pub query: String,
+    #[arg(long, value_enum)]
+    pub category: Option<CategoryArg>,
+    /// At most this many results [default: 20, at most 100].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+pub fn search(ctx: &mut Ctx, a: SearchArgs) -> anyhow::Result<()> {
+    let (node, _) = ctx.open_node()?;
+    let now = now_ms();
+    let result = node.market_search(
+        now,
+        SearchParams {
+            query: a.query,
+            category: a.category.map(Category::from),
+            limit: a.limit,
+        },
+    )?;
+    ctx.out.show(&result, |w| {
+        let n = result.results.len();
+        let s = if n == 1 { "" } else { "s" };
+        writeln!(w, "{n} result{s} ({} search)", result.mode)?;
+        for p in &result.results {
+            post_line(w, p, now)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,9 @@
+//! One module per command group. Each reads its arguments, calls the data
+//! dir or the core's typed handlers, and prints through [`super::Output`].
+
+pub mod community;
+pub mod init;
+pub mod log;
+pub mod market;
+pub mod member;
+pub mod status;

@@ -1,0 +1,77 @@
+//! `hearth status`: who this node is, its community, and its log.
+
+use hearth_proto::Level;
+use serde::Serialize;
+
+use crate::cli::{now_ms, Ctx};
+use crate::store::EventStore;
+
+#[derive(Debug, Serialize)]
+struct Status {
+    data_dir: String,
+    node_id: String,
+    /// Absent until the node founds or imports a community.
+    community: Option<Community>,
+}
+
+#[derive(Debug, Serialize)]
+struct Community {
+    id: String,
+    name: String,
+    /// This node's level; `None` while not admitted.
+    level: Option<Level>,
+    /// Events in the log (genesis included).
+    events: u64,
+    /// The Lamport clock: the next local event gets `clock + 1`.
+    clock: u64,
+    /// Highest Lamport time of any marketplace event.
+    market_max_lamport: u64,
+    /// Events held until their author is admitted (kept in memory only, so
+    /// a command-line run starts with none).
+    pending: usize,
+    /// Posts the view knows, in any state.
+    posts: usize,
+    /// Of those, the ones `list` can show now.
+    posts_live: usize,
+}
+
+pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let identity = ctx.dir.load_identity()?;
+    let community = if ctx.dir.has_genesis() {
+        let (node, genesis) = ctx.open_node()?;
+        let views = node.views();
+        Some(Community {
+            id: genesis.community.to_hex(),
+            name: genesis.name,
+            level: views.membership.level(&node.node_id()),
+            events: node.log().store().len(),
+            clock: node.log().clock(),
+            market_max_lamport: views.market.max_lamport(),
+            pending: node.log().pending_len(),
+            posts: views.market.post_count(),
+            posts_live: views.market.all_active(now_ms()).count(),
+        })
+    } else {
+        None
+    };
+    let status = Status {
+        data_dir: ctx.dir.root().display().to_string(),
+        node_id: identity.node_id().to_hex(),
+        community,
+    };
+    ctx.out.show(&status, |w| {
+        let row = |w: &mut dyn std::io::Write, k: &str, v: &str| writeln!(w, "{k:<10}  {v}");
+        row(w, "node", &status.node_id)?;
+        let Some(c) = &status.community else {
+            row(w, "community", "none yet: `hearth community create --name NAME` founds one, `hearth log import FILE` joins one")?;
+            return row(w, "data dir", &status.data_dir);
+        };
+        row(w, "community", &format!("{}  {}", c.id, c.name))?;
+        let level = c.level.map_or("not a member (ask an anchor: `hearth member add <this node>`)", |l| l.as_str());
+        row(w, "level", level)?;
+        row(w, "events", &format!("{} (clock {}, market max lamport {})", c.events, c.clock, c.market_max_lamport))?;
+        row(w, "pending", &c.pending.to_string())?;
+        row(w, "posts", &format!("{} ({} live)", c.posts, c.posts_live))?;
+        row(w, "data dir", &status.data_dir)
+    })
+}
