@@ -1,5 +1,7 @@
 //! Shared helpers for the multi-process tests and the benchmarks.
 
+pub mod mesh;
+
 use hearth_proto::{
     CommunityId, Event, EventError, EventId, Genesis, Identity, Payload, VerifiedEvent,
 };

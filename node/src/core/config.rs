@@ -101,13 +101,19 @@ mod tests {
     fn default_ttl_above_max_is_named() {
         let mut c = Config::default();
         c.market.default_ttl_seconds = c.market.max_ttl_seconds + 1;
-        assert_eq!(c.validate().map_err(|e| e.key), Err("market.default_ttl_seconds"));
+        assert_eq!(
+            c.validate().map_err(|e| e.key),
+            Err("market.default_ttl_seconds")
+        );
     }
 
     #[test]
     fn zero_sweep_interval_is_named() {
         let mut c = Config::default();
         c.market.sweep_interval_seconds = 0;
-        assert_eq!(c.validate().map_err(|e| e.key), Err("market.sweep_interval_seconds"));
+        assert_eq!(
+            c.validate().map_err(|e| e.key),
+            Err("market.sweep_interval_seconds")
+        );
     }
 }

@@ -337,7 +337,9 @@ impl<S: EventStore> EventLog<S> {
 
     /// Arrivals since the stored snapshot: what a restart would replay.
     pub fn arrivals_since_snapshot(&self) -> u64 {
-        self.store.last_arrival().saturating_sub(self.snapshot_arrival)
+        self.store
+            .last_arrival()
+            .saturating_sub(self.snapshot_arrival)
     }
 
     /// Consumes the log, returning the store (tests reopen it).

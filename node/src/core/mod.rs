@@ -28,6 +28,7 @@ pub mod log;
 pub mod pending;
 pub mod services;
 pub mod sync;
+pub mod sync_sessions;
 pub mod views;
 
 use std::collections::VecDeque;
@@ -46,8 +47,10 @@ use crate::store::EventStore;
 /// Where received bytes came from: decides the gossip verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A peer relayed it (gossip or sync).
+    /// A peer relayed it by gossip.
     Peer(NodeId),
+    /// A peer sent it during anti-entropy sync.
+    Sync(NodeId),
     /// An imported file.
     File,
 }
@@ -84,11 +87,16 @@ pub enum Output {
     /// The outcome of an [`Input::Received`].
     Verdict {
         hash: EventHash,
+        source: Source,
         verdict: Verdict,
         reason: Option<String>,
     },
-    /// An event entered the log (local, received, or released from pending).
-    Stored(EventHash),
+    /// An event entered the log: local (`source: None`), received, or
+    /// released from pending by an admission that came from `source`.
+    Stored {
+        hash: EventHash,
+        source: Option<Source>,
+    },
 }
 
 /// Why a node could not start.
@@ -109,6 +117,8 @@ pub struct Node<S: EventStore> {
     outputs: VecDeque<Output>,
     next_sweep_ms: Option<u64>,
     replay: ReplayReport,
+    sessions: sync_sessions::Sessions,
+    last_sync: Option<sync_sessions::SyncReport>,
 }
 
 impl<S: EventStore> Node<S> {
@@ -132,6 +142,8 @@ impl<S: EventStore> Node<S> {
             outputs: VecDeque::new(),
             next_sweep_ms: None,
             replay,
+            sessions: Default::default(),
+            last_sync: None,
         })
     }
 
@@ -180,7 +192,10 @@ impl<S: EventStore> Node<S> {
                             }
                             _ => Verdict::Ignore,
                         };
-                        (verdict, Some("author is not a member (held pending)".into()))
+                        (
+                            verdict,
+                            Some("author is not a member (held pending)".into()),
+                        )
                     }
                     Err(e) => {
                         let verdict = match e {
@@ -197,6 +212,7 @@ impl<S: EventStore> Node<S> {
                 };
                 self.outputs.push_back(Output::Verdict {
                     hash: hearth_proto::hash_bytes(&bytes),
+                    source,
                     verdict,
                     reason,
                 });
@@ -217,7 +233,10 @@ impl<S: EventStore> Node<S> {
         match &result {
             Ok(Ingested::Stored(events)) => {
                 for e in events {
-                    self.outputs.push_back(Output::Stored(*e.hash()));
+                    self.outputs.push_back(Output::Stored {
+                        hash: *e.hash(),
+                        source: Some(source),
+                    });
                 }
             }
             Ok(Ingested::Pending) => debug!(?source, "event held pending"),
@@ -230,7 +249,11 @@ impl<S: EventStore> Node<S> {
         if let Err(e) = self.log.flush() {
             warn!(error = %e, "flush failed");
         }
-        let interval_ms = self.config.market.sweep_interval_seconds.saturating_mul(1000);
+        let interval_ms = self
+            .config
+            .market
+            .sweep_interval_seconds
+            .saturating_mul(1000);
         match self.next_sweep_ms {
             Some(due) if now_ms < due => {}
             _ => {
@@ -256,6 +279,11 @@ impl<S: EventStore> Node<S> {
         self.outputs.pop_front()
     }
 
+    /// Next value of the node's seeded generator.
+    fn next_random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
     /// Next random value for a ULID's 80 random bits.
     fn ulid_random(&mut self) -> u128 {
         let hi = u128::from(self.rng.next_u64());
@@ -273,8 +301,12 @@ impl<S: EventStore> Node<S> {
         let event = self
             .log
             .append_local(&self.identity, now_ms, random, payload)?;
-        self.outputs.push_back(Output::Stored(*event.hash()));
-        self.outputs.push_back(Output::Broadcast(Box::new(event.clone())));
+        self.outputs.push_back(Output::Stored {
+            hash: *event.hash(),
+            source: None,
+        });
+        self.outputs
+            .push_back(Output::Broadcast(Box::new(event.clone())));
         Ok(event)
     }
 

@@ -37,7 +37,12 @@ pub const SWEEP_BATCH_MAX: usize = 64;
 /// Search answers at most this many posts.
 pub const SEARCH_LIMIT_MAX: usize = 100;
 
-const fn desc(name: &'static str, max_concurrent: u32, timeout_s: u64, idempotent: bool) -> Descriptor {
+const fn desc(
+    name: &'static str,
+    max_concurrent: u32,
+    timeout_s: u64,
+    idempotent: bool,
+) -> Descriptor {
     Descriptor {
         name,
         version: 1,
@@ -276,7 +281,9 @@ impl<S: EventStore> Node<S> {
         if self.config().market.enabled {
             Ok(())
         } else {
-            Err(BusError::unavailable("the market is disabled on this node (market.enabled = false)"))
+            Err(BusError::unavailable(
+                "the market is disabled on this node (market.enabled = false)",
+            ))
         }
     }
 
@@ -315,7 +322,9 @@ impl<S: EventStore> Node<S> {
             .market
             .get(&crate::core::views::PostKey { author, id })
             .map(|p| PostView::of(p, now_ms))
-            .ok_or_else(|| BusError::internal(format!("post {id} missing from the view after append")))
+            .ok_or_else(|| {
+                BusError::internal(format!("post {id} missing from the view after append"))
+            })
     }
 
     pub fn market_post(
@@ -370,10 +379,15 @@ impl<S: EventStore> Node<S> {
     ) -> Result<PostView, BusError> {
         self.market_enabled()?;
         let me = self.check_can_write(caller)?;
-        let key = crate::core::views::PostKey { author: me, id: p.id };
-        let post = self.views().market.get(&key).ok_or_else(|| {
-            BusError::not_found(format!("you have no post with id {}", p.id))
-        })?;
+        let key = crate::core::views::PostKey {
+            author: me,
+            id: p.id,
+        };
+        let post = self
+            .views()
+            .market
+            .get(&key)
+            .ok_or_else(|| BusError::not_found(format!("you have no post with id {}", p.id)))?;
         if let Some(x) = &post.expired {
             return Err(BusError::bad_request(format!(
                 "post {} has expired ({}); an update cannot revive it",
@@ -527,7 +541,8 @@ impl<S: EventStore> Node<S> {
     pub fn market_get(&self, p: GetParams) -> Result<PostView, BusError> {
         self.market_enabled()?;
         // Views report status relative to the TTL; `get` shows any state.
-        self.resolve(&p.id, p.author).map(|post| PostView::of(post, 0))
+        self.resolve(&p.id, p.author)
+            .map(|post| PostView::of(post, 0))
     }
 
     /// Keyword search: case-insensitive substring over title, body and

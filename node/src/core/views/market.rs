@@ -159,7 +159,10 @@ impl MarketView {
         let mut touched: BTreeSet<PostKey> = BTreeSet::new();
         match &e.payload {
             Payload::PostCreated(p) => {
-                let name = PostKey { author: e.author, id: e.id };
+                let name = PostKey {
+                    author: e.author,
+                    id: e.id,
+                };
                 self.facts.created.entry(name).or_default().insert(
                     key.hash,
                     Created {
@@ -174,7 +177,10 @@ impl MarketView {
                 touched.insert(name);
             }
             Payload::PostUpdated(u) => {
-                let name = PostKey { author: e.author, id: u.target };
+                let name = PostKey {
+                    author: e.author,
+                    id: u.target,
+                };
                 self.facts
                     .updates
                     .entry(name)
@@ -191,7 +197,10 @@ impl MarketView {
                     },
                 );
                 if x.reason == ExpiryReason::Stale {
-                    self.stale_ids_by.entry(e.author).or_default().insert(x.target);
+                    self.stale_ids_by
+                        .entry(e.author)
+                        .or_default()
+                        .insert(x.target);
                 }
                 touched.extend(self.names_with_id(&x.target));
             }
@@ -216,7 +225,10 @@ impl MarketView {
             .get(id)
             .into_iter()
             .flatten()
-            .map(|author| PostKey { author: *author, id: *id })
+            .map(|author| PostKey {
+                author: *author,
+                id: *id,
+            })
             .collect()
     }
 
@@ -228,7 +240,10 @@ impl MarketView {
             .get(who)
             .into_iter()
             .flatten()
-            .map(|id| PostKey { author: *who, id: *id });
+            .map(|id| PostKey {
+                author: *who,
+                id: *id,
+            });
         let stale = self
             .stale_ids_by
             .get(who)
@@ -409,8 +424,14 @@ impl MarketView {
         let facts: Facts = super::from_cbor(bytes)?;
         self.reset();
         for (name, created) in &facts.created {
-            self.authors_by_id.entry(name.id).or_default().insert(name.author);
-            self.ids_by_author.entry(name.author).or_default().insert(name.id);
+            self.authors_by_id
+                .entry(name.id)
+                .or_default()
+                .insert(name.author);
+            self.ids_by_author
+                .entry(name.author)
+                .or_default()
+                .insert(name.id);
             debug_assert!(!created.is_empty());
         }
         for (id, all) in &facts.expiries {

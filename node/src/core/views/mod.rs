@@ -119,7 +119,8 @@ impl Views {
             )));
         }
         self.membership.restore_state(&snap.membership.0)?;
-        self.market.restore_state(&snap.market.0, &self.membership)?;
+        self.market
+            .restore_state(&snap.market.0, &self.membership)?;
         Ok(SnapshotCover {
             arrival: snap.arrival,
             clock: snap.clock,

@@ -1,0 +1,743 @@
+//! The one driver loop: swarm events become core inputs, core outputs become
+//! swarm calls. Priority order of the `biased` select (first wins):
+//! 1. shutdown (SIGINT/SIGTERM or a command): flush and stop promptly;
+//! 2. swarm events: the network must not back up behind local work;
+//! 3. local commands (CLI, API, tests);
+//! 4. the core's timer (`poll_timeout`) and the periodic sync timer.
+//!
+//! Each wake handles one item, then drains the core's outputs, so no wake
+//! does unbounded work.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures::StreamExt;
+use hearth_proto::{EventHash, NodeId};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, mdns, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::wire::{BusRequest, BusResponse, SyncRequest, SyncResponse};
+use super::{gossip, identity};
+use crate::core::bus::{BusError, Caller};
+use crate::core::{Input, Node, Output, Source, Verdict};
+use crate::store::EventStore;
+
+/// Unix milliseconds from the wall clock: the one place the node reads time.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Local events waiting for a subscribed peer: a node posting offline keeps
+/// this many to publish when peers arrive; older ones are left to sync.
+pub const UNPUBLISHED_MAX: usize = 1024;
+/// Commands queued from the local API before callers are made to wait.
+pub const COMMANDS_QUEUE_MAX: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on (default: all interfaces, TCP and QUIC, any port).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (from config or an invite).
+    pub bootstrap: Vec<Multiaddr>,
+    /// LAN discovery (default on; `--no-mdns`).
+    pub mdns: bool,
+    /// Gossipsub heartbeat (default 1 s).
+    pub heartbeat: Duration,
+    /// Anti-entropy period (default 30 s, jittered by up to a quarter).
+    pub sync_interval: Duration,
+    /// Idle connections stay open this long (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            heartbeat: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Requests into the running node.
+#[derive(Debug)]
+pub enum Command {
+    /// A capability call by the local user.
+    Call {
+        name: String,
+        params: ciborium::Value,
+        reply: oneshot::Sender<Result<ciborium::Value, BusError>>,
+    },
+    /// A capability call on a peer over `/hearthnet/bus/1`.
+    RemoteCall {
+        peer: PeerId,
+        name: String,
+        params: ciborium::Value,
+        reply: oneshot::Sender<Result<ciborium::Value, BusError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Dial {
+        addr: Multiaddr,
+    },
+    /// Publishes raw bytes on the community topic, unchecked: for relaying
+    /// imported events and for tests that play a misbehaving peer.
+    PublishRaw {
+        bytes: Vec<u8>,
+    },
+    Shutdown,
+}
+
+/// What `hearth status` shows of a running node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node_id: NodeId,
+    pub community: hearth_proto::CommunityId,
+    pub level: Option<hearth_proto::Level>,
+    pub events: u64,
+    pub clock: u64,
+    pub pending: usize,
+    pub posts: usize,
+    pub listen: Vec<String>,
+    pub peers: Vec<PeerStatus>,
+    /// Hex digest of every view: equal digests, equal marketplaces.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    pub node_id: Option<NodeId>,
+    pub peer_id: String,
+    /// Unix ms of the last completed sync with this peer.
+    pub last_sync_ms: Option<u64>,
+    /// Gossipsub's score of the peer (negative: it sent invalid events).
+    pub score: Option<f64>,
+}
+
+/// Things tests and the API can watch for, instead of sleeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    Listening(Multiaddr),
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// A peer joined the community topic (gossip now reaches it).
+    Subscribed(PeerId),
+    /// An event entered the log, from gossip, sync, a file or this node.
+    Stored {
+        hash: EventHash,
+        source: Option<Source>,
+    },
+    /// A received message got this verdict.
+    Verdict(EventHash, Verdict),
+    SyncDone {
+        peer: PeerId,
+    },
+}
+
+/// Handle to a running driver.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub peer_id: PeerId,
+    pub commands: mpsc::Sender<Command>,
+    pub events: broadcast::Sender<NetEvent>,
+}
+
+impl Handle {
+    pub async fn call(
+        &self,
+        name: &str,
+        params: ciborium::Value,
+    ) -> Result<ciborium::Value, BusError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Call {
+            name: name.into(),
+            params,
+            reply,
+        };
+        self.send(cmd, rx).await
+    }
+
+    pub async fn remote_call(
+        &self,
+        peer: PeerId,
+        name: &str,
+        params: ciborium::Value,
+    ) -> Result<ciborium::Value, BusError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::RemoteCall {
+            peer,
+            name: name.into(),
+            params,
+            reply,
+        };
+        self.send(cmd, rx).await
+    }
+
+    async fn send<T>(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<T, BusError>>,
+    ) -> Result<T, BusError> {
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| BusError::unavailable("the node is shutting down"))?;
+        rx.await
+            .map_err(|_| BusError::unavailable("the node stopped before answering"))?
+    }
+
+    pub async fn status(&self) -> Option<Status> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) {
+        let _ = self.commands.send(Command::Dial { addr }).await;
+    }
+
+    pub async fn publish_raw(&self, bytes: Vec<u8>) {
+        let _ = self.commands.send(Command::PublishRaw { bytes }).await;
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+pub fn build_swarm<S: EventStore>(
+    node: &Node<S>,
+    cfg: &NetConfig,
+) -> anyhow::Result<Swarm<Behaviour>> {
+    let key = identity::keypair(node.identity());
+    let community = node.community();
+    let heartbeat = cfg.heartbeat;
+    let mdns_on = cfg.mdns;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("TCP transport")?
+        .with_quic()
+        .with_behaviour(
+            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Behaviour {
+                    gossipsub: gossip::behaviour(&community, heartbeat)?,
+                    sync: behaviour::sync_behaviour(),
+                    bus: behaviour::bus_behaviour(),
+                    identify: behaviour::identify_behaviour(key),
+                    ping: libp2p::ping::Behaviour::default(),
+                    mdns: behaviour::mdns_behaviour(mdns_on, key.public().to_peer_id())?,
+                })
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("building the behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+#[allow(missing_debug_implementations)] // JoinHandle of a generic node
+/// A started driver: its handle, a receiver subscribed before the first
+/// event (so `Listening` cannot be missed), and the task that ends with the
+/// node (after a final snapshot and flush).
+pub struct Running<S: EventStore> {
+    pub handle: Handle,
+    pub events: broadcast::Receiver<NetEvent>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<Node<S>>>,
+}
+
+/// Starts the driver on the current tokio runtime.
+pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::Result<Running<S>> {
+    let mut swarm = build_swarm(&node, &cfg)?;
+    for addr in &cfg.listen {
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("listen on {addr}"))?;
+    }
+    let topic = gossip::topic(&node.community());
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .context("subscribe to the community topic")?;
+    for addr in &cfg.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    let (tx, rx) = mpsc::channel(COMMANDS_QUEUE_MAX);
+    // Large enough for a test's burst; a slow listener sees `Lagged`.
+    let (events, first_receiver) = broadcast::channel(1 << 16);
+    let handle = Handle {
+        peer_id: *swarm.local_peer_id(),
+        commands: tx,
+        events: events.clone(),
+    };
+    let driver = Driver {
+        node,
+        swarm,
+        topic,
+        commands: rx,
+        events,
+        unpublished: VecDeque::new(),
+        pending_bus: BTreeMap::new(),
+        last_sync: BTreeMap::new(),
+        cfg,
+    };
+    let span = info_span!("driver", peer = %handle.peer_id);
+    Ok(Running {
+        handle,
+        events: first_receiver,
+        task: tokio::spawn(driver.run().instrument(span)),
+    })
+}
+
+struct Driver<S: EventStore> {
+    node: Node<S>,
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NetEvent>,
+    unpublished: VecDeque<Vec<u8>>,
+    pending_bus: BTreeMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<ciborium::Value, BusError>>,
+    >,
+    last_sync: BTreeMap<PeerId, u64>,
+    cfg: NetConfig,
+}
+
+impl<S: EventStore> Driver<S> {
+    async fn run(mut self) -> anyhow::Result<Node<S>> {
+        let mut sync_timer = tokio::time::interval(self.cfg.sync_interval);
+        sync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.node.handle(now_ms(), Input::Tick);
+        loop {
+            self.drain_outputs();
+            let wake = self
+                .node
+                .poll_timeout()
+                .map(|t| t.saturating_sub(now_ms()))
+                .unwrap_or(60_000);
+            let core_timer = tokio::time::sleep(Duration::from_millis(wake));
+            tokio::select! {
+                biased;
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                _ = core_timer => self.node.handle(now_ms(), Input::Tick),
+                _ = sync_timer.tick() => self.sync_all(),
+            }
+        }
+        info!("shutting down: snapshot and flush");
+        self.node.shutdown().context("final snapshot")?;
+        Ok(self.node)
+    }
+
+    fn emit(&self, e: NetEvent) {
+        // No receivers is fine: events are for whoever listens.
+        let _ = self.events.send(e);
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Broadcast(event) => self.publish(event.into_bytes()),
+                Output::Verdict {
+                    hash,
+                    verdict,
+                    source,
+                    ..
+                } => {
+                    if let Source::Peer(from) = source {
+                        self.report(hash, verdict, from);
+                    }
+                    self.emit(NetEvent::Verdict(hash, verdict));
+                }
+                Output::Stored { hash, source } => self.emit(NetEvent::Stored { hash, source }),
+            }
+        }
+    }
+
+    fn report(&mut self, hash: EventHash, verdict: Verdict, from: NodeId) {
+        let Some(peer) = identity::peer_id(&from) else {
+            return;
+        };
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Reject => MessageAcceptance::Reject,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+        };
+        let id = gossipsub::MessageId::new(&hash.0);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &peer, acceptance);
+    }
+
+    fn publish(&mut self, bytes: Vec<u8>) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), bytes.clone())
+        {
+            Ok(_) => {}
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
+                debug!("no subscribed peer yet: event kept for later");
+                if self.unpublished.len() >= UNPUBLISHED_MAX {
+                    self.unpublished.pop_front();
+                }
+                self.unpublished.push_back(bytes);
+            }
+            Err(PublishError::Duplicate) => {}
+            Err(e) => warn!(error = %e, "publish failed; sync will carry the event"),
+        }
+    }
+
+    fn republish(&mut self) {
+        let queued: Vec<Vec<u8>> = self.unpublished.drain(..).collect();
+        for bytes in queued {
+            self.publish(bytes);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call {
+                name,
+                params,
+                reply,
+            } => {
+                let result = self.node.call(now_ms(), Caller::Local, &name, params);
+                let _ = reply.send(result);
+            }
+            Command::RemoteCall {
+                peer,
+                name,
+                params,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().bus.send_request(
+                    &peer,
+                    BusRequest {
+                        capability: name,
+                        params,
+                    },
+                );
+                self.pending_bus.insert(id, reply);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial { addr } => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    warn!(%addr, error = %e, "dial failed");
+                }
+            }
+            Command::PublishRaw { bytes } => self.publish(bytes),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn status(&self) -> Status {
+        let views = self.node.views();
+        let me = self.node.node_id();
+        Status {
+            node_id: me,
+            community: self.node.community(),
+            level: views.membership.level(&me),
+            events: self.node.log().store().len(),
+            clock: self.node.log().clock(),
+            pending: self.node.log().pending_len(),
+            posts: views.market.post_count(),
+            listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            peers: self
+                .swarm
+                .connected_peers()
+                .map(|p| PeerStatus {
+                    node_id: identity::node_id(p),
+                    peer_id: p.to_string(),
+                    last_sync_ms: self.last_sync.get(p).copied(),
+                    score: self.swarm.behaviour().gossipsub.peer_score(p),
+                })
+                .collect(),
+            digest: hex::encode(views.digest()),
+        }
+    }
+
+    /// Periodic anti-entropy with every connected peer.
+    fn sync_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.start_sync(peer);
+        }
+    }
+
+    fn start_sync(&mut self, peer: PeerId) {
+        let Some(node) = identity::node_id(&peer) else {
+            return;
+        };
+        match self.node.sync_start(node) {
+            Ok(Some(message)) => self.send_sync(peer, message),
+            Ok(None) => {}
+            Err(e) => warn!(%peer, error = %e, "cannot start sync"),
+        }
+    }
+
+    fn send_sync(&mut self, peer: PeerId, message: Vec<u8>) {
+        let request = SyncRequest {
+            community: self.node.community(),
+            message,
+        };
+        self.swarm.behaviour_mut().sync.send_request(&peer, request);
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = match identity::node_id(&peer) {
+                    _ if request.community != self.node.community() => SyncResponse::Refused(
+                        format!("this node syncs community {}", self.node.community()),
+                    ),
+                    None => SyncResponse::Refused("peer key is not ed25519".into()),
+                    Some(from) => match self.node.sync_answer(from, &request.message) {
+                        Ok(reply) => {
+                            SyncResponse::Messages(vec![serde_bytes::ByteBuf::from(reply)])
+                        }
+                        Err(e) => {
+                            warn!(%peer, error = %e, "refused sync message");
+                            SyncResponse::Refused(e.to_string())
+                        }
+                    },
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => {
+                let Some(from) = identity::node_id(&peer) else {
+                    return;
+                };
+                match response {
+                    SyncResponse::Refused(reason) => {
+                        warn!(%peer, %reason, "peer refused sync");
+                        self.node.sync_abort(&from);
+                    }
+                    SyncResponse::Messages(messages) => {
+                        for m in messages {
+                            match self.node.sync_continue(from, &m) {
+                                Ok(Some(next)) => self.send_sync(peer, next),
+                                Ok(None) => {
+                                    self.last_sync.insert(peer, now_ms());
+                                    self.emit(NetEvent::SyncDone { peer });
+                                }
+                                Err(e) => {
+                                    warn!(%peer, error = %e, "sync failed");
+                                    self.node.sync_abort(&from);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Event::OutboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "sync request failed");
+                if let Some(from) = identity::node_id(&peer) {
+                    self.node.sync_abort(&from);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.emit(NetEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                debug!(peer = %peer_id, "connected");
+                self.emit(NetEvent::PeerConnected(peer_id));
+                self.start_sync(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(node) = identity::node_id(&peer_id) {
+                    self.node.sync_abort(&node);
+                }
+                self.emit(NetEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Bus(e)) => self.on_bus(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => debug!(peer = %peer_id, agent = %info.agent_version, "identified"),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } => {
+                let span = info_span!("gossip_in", from = %propagation_source);
+                let _enter = span.enter();
+                match identity::node_id(&propagation_source) {
+                    Some(from) => self.node.handle(
+                        now_ms(),
+                        Input::Received {
+                            bytes: message.data,
+                            source: Source::Peer(from),
+                        },
+                    ),
+                    None => {
+                        let id = gossip::message_id(&message.data);
+                        self.swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .report_message_validation_result(
+                                &id,
+                                &propagation_source,
+                                MessageAcceptance::Reject,
+                            );
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                debug!(peer = %peer_id, "peer subscribed");
+                self.emit(NetEvent::Subscribed(peer_id));
+                self.republish();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_bus(&mut self, event: request_response::Event<BusRequest, BusResponse>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let span = info_span!("bus_in", from = %peer, capability = %request.capability);
+                let _enter = span.enter();
+                let response = match identity::node_id(&peer) {
+                    None => BusResponse::Err(BusError::unauthorized("peer key is not ed25519")),
+                    Some(caller) => match self.node.call(
+                        now_ms(),
+                        Caller::Remote(caller),
+                        &request.capability,
+                        request.params,
+                    ) {
+                        Ok(v) => BusResponse::Ok(v),
+                        Err(e) => BusResponse::Err(e),
+                    },
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .bus
+                    .send_response(channel, response);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_bus.remove(&request_id) {
+                    let _ = reply.send(match response {
+                        BusResponse::Ok(v) => Ok(v),
+                        BusResponse::Err(e) => Err(e),
+                    });
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_bus.remove(&request_id) {
+                    let code = match error {
+                        request_response::OutboundFailure::Timeout => BusError::new(
+                            crate::core::ErrorCode::Timeout,
+                            "the peer did not answer in time",
+                        ),
+                        other => BusError::new(
+                            crate::core::ErrorCode::Partition,
+                            format!("cannot reach the peer: {other}"),
+                        ),
+                    };
+                    let _ = reply.send(Err(code));
+                }
+            }
+            _ => {}
+        }
+    }
+}
