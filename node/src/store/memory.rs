@@ -24,6 +24,20 @@ impl MemoryStore {
     }
 }
 
+/// Whether `(from, to)` selects nothing. `BTreeMap::range` panics on an
+/// inverted or empty-excluded range where sled returns nothing; both stores
+/// must answer the same.
+fn is_empty_range(from: &Bound<EventKey>, to: &Bound<EventKey>) -> bool {
+    use Bound::{Excluded, Included};
+    match (from, to) {
+        (Included(a), Included(b)) => a > b,
+        (Included(a), Excluded(b)) | (Excluded(a), Included(b)) | (Excluded(a), Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
 impl EventStore for MemoryStore {
     fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
         let key = event.key();
@@ -72,6 +86,9 @@ impl EventStore for MemoryStore {
     }
 
     fn range(&self, from: Bound<EventKey>, to: Bound<EventKey>) -> EventIter<'_> {
+        if is_empty_range(&from, &to) {
+            return Box::new(std::iter::empty());
+        }
         Box::new(
             self.events
                 .range((from, to))
@@ -84,6 +101,9 @@ impl EventStore for MemoryStore {
         from: Bound<EventKey>,
         to: Bound<EventKey>,
     ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
+        if is_empty_range(&from, &to) {
+            return Box::new(std::iter::empty());
+        }
         Box::new(self.events.range((from, to)).map(|(key, _)| Ok(*key)))
     }
 

@@ -16,12 +16,14 @@ use super::Node;
 use crate::store::EventStore;
 
 /// Every capability this node serves.
-pub fn descriptors() -> &'static [Descriptor] {
-    &market::DESCRIPTORS
+pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
+    market::DESCRIPTORS
+        .iter()
+        .chain(membership::DESCRIPTORS.iter())
 }
 
 pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
-    descriptors().iter().find(|d| d.name == name)
+    descriptors().find(|d| d.name == name)
 }
 
 fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, BusError> {
@@ -70,6 +72,9 @@ impl<S: EventStore> Node<S> {
                 encode_result(&self.market_expire(now_ms, caller, decode_params(params)?)?)
             }
             market::SEARCH => encode_result(&self.market_search(now_ms, decode_params(params)?)?),
+            membership::MEMBER_SET => {
+                encode_result(&self.member_set(now_ms, caller, decode_params(params)?)?)
+            }
             _ => Err(BusError::internal(format!(
                 "capability {name} has a descriptor but no handler"
             ))),

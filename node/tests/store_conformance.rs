@@ -1,0 +1,431 @@
+//! One behaviour, two stores: every test here runs against [`MemoryStore`]
+//! and [`SledStore`]; the sled-only tests at the end cover reopening and
+//! corruption on disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::ops::Bound;
+
+use hearth_node::store::{EventStore, MemoryStore, SledStore, StoreError};
+use hearth_proto::cbor::Value;
+use hearth_proto::{CommunityId, Event, EventId, EventKey, Identity, Payload, VerifiedEvent};
+use tempfile::TempDir;
+
+const NOW: u64 = 1_767_225_600_000;
+
+/// An event of an unknown type by key `author`, at `lamport`, with ULID
+/// random part `id` and a payload that makes it unique by `n`.
+fn event(author: u8, lamport: u64, id: u128, n: u64) -> VerifiedEvent {
+    let identity = Identity::from_seed([author; 32]);
+    Event {
+        id: EventId::from_parts(NOW, id),
+        ts: NOW,
+        author: identity.node_id(),
+        lamport,
+        community: CommunityId([7; 32]),
+        payload: Payload::Unknown {
+            type_name: "test.note".into(),
+            data: Value::map([("n", Value::Uint(n))]),
+        },
+    }
+    .sign(&identity)
+    .unwrap()
+}
+
+/// 40 events over Lamport times 0..10 (several per time, so hashes order
+/// them within one time), inserted out of key order.
+fn sample() -> Vec<VerifiedEvent> {
+    (0..40u64)
+        .map(|i| event(1 + (i % 3) as u8, (i * 7) % 10, u128::from(i), i))
+        .collect()
+}
+
+fn keys_of(events: &[VerifiedEvent]) -> Vec<EventKey> {
+    let mut keys: Vec<EventKey> = events.iter().map(VerifiedEvent::key).collect();
+    keys.sort();
+    keys
+}
+
+fn fill(store: &mut impl EventStore, events: &[VerifiedEvent]) {
+    for e in events {
+        store.insert(e).unwrap();
+    }
+}
+
+fn in_range(k: &EventKey, from: &Bound<EventKey>, to: &Bound<EventKey>) -> bool {
+    let lo = match from {
+        Bound::Included(f) => k >= f,
+        Bound::Excluded(f) => k > f,
+        Bound::Unbounded => true,
+    };
+    let hi = match to {
+        Bound::Included(t) => k <= t,
+        Bound::Excluded(t) => k < t,
+        Bound::Unbounded => true,
+    };
+    lo && hi
+}
+
+// ---- the shared suite, generic over the store ----
+
+fn insert_numbers_arrivals_and_ignores_duplicates(mut store: impl EventStore) {
+    assert_eq!(store.last_arrival(), 0);
+    let events = sample();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(store.insert(e).unwrap(), Some(i as u64 + 1));
+    }
+    for e in &events {
+        assert_eq!(store.insert(e).unwrap(), None, "duplicate must be refused");
+    }
+    assert_eq!(store.len(), events.len() as u64);
+    assert_eq!(store.last_arrival(), events.len() as u64);
+}
+
+fn lookups_find_stored_events_only(mut store: impl EventStore) {
+    let events = sample();
+    let (stored, absent) = events.split_at(30);
+    fill(&mut store, stored);
+    for e in stored {
+        assert!(store.contains(e.hash()).unwrap());
+        let got = store.get(e.hash()).unwrap().expect("stored event");
+        assert_eq!(got.bytes(), e.bytes());
+        assert_eq!(got.key(), e.key());
+        let by_id = store.get_by_id(&e.event().id).unwrap();
+        assert_eq!(by_id.len(), 1);
+        assert_eq!(by_id[0].bytes(), e.bytes());
+    }
+    for e in absent {
+        assert!(!store.contains(e.hash()).unwrap());
+        assert!(store.get(e.hash()).unwrap().is_none());
+        assert!(store.get_by_id(&e.event().id).unwrap().is_empty());
+    }
+}
+
+fn same_id_from_two_authors_returns_both(mut store: impl EventStore) {
+    let a = event(1, 3, 99, 1);
+    let b = event(2, 5, 99, 2);
+    assert_eq!(a.event().id, b.event().id);
+    store.insert(&a).unwrap();
+    store.insert(&b).unwrap();
+    store.insert(&event(1, 3, 100, 3)).unwrap();
+    let mut got: Vec<Vec<u8>> = store
+        .get_by_id(&a.event().id)
+        .unwrap()
+        .into_iter()
+        .map(VerifiedEvent::into_bytes)
+        .collect();
+    got.sort();
+    let mut want = vec![a.bytes().to_vec(), b.bytes().to_vec()];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+fn range_honours_every_bound_kind(mut store: impl EventStore) {
+    let events = sample();
+    fill(&mut store, &events);
+    let all = keys_of(&events);
+    // Bounds on stored keys and on keys between them (lamport 4, zero hash).
+    let between = EventKey {
+        lamport: 4,
+        hash: hearth_proto::EventHash([0; 32]),
+    };
+    let (lo, hi) = (all[5], all[30]);
+    let cases = [
+        (Bound::Unbounded, Bound::Unbounded),
+        (Bound::Included(lo), Bound::Included(hi)),
+        (Bound::Included(lo), Bound::Excluded(hi)),
+        (Bound::Excluded(lo), Bound::Included(hi)),
+        (Bound::Excluded(lo), Bound::Excluded(hi)),
+        (Bound::Included(lo), Bound::Unbounded),
+        (Bound::Excluded(lo), Bound::Unbounded),
+        (Bound::Unbounded, Bound::Included(hi)),
+        (Bound::Unbounded, Bound::Excluded(hi)),
+        (Bound::Included(between), Bound::Unbounded),
+        (Bound::Unbounded, Bound::Excluded(between)),
+        (Bound::Included(hi), Bound::Included(hi)),
+        (Bound::Included(hi), Bound::Excluded(all[31])),
+    ];
+    for (from, to) in cases {
+        let want: Vec<EventKey> = all
+            .iter()
+            .filter(|k| in_range(k, &from, &to))
+            .copied()
+            .collect();
+        let got: Vec<EventKey> = store.range(from, to).map(|e| e.unwrap().key()).collect();
+        assert_eq!(got, want, "range {from:?}..{to:?}");
+        let got_keys: Vec<EventKey> = store.keys(from, to).map(Result::unwrap).collect();
+        assert_eq!(got_keys, want, "keys {from:?}..{to:?}");
+    }
+}
+
+fn range_returns_full_events_in_key_order(mut store: impl EventStore) {
+    let events = sample();
+    fill(&mut store, &events);
+    let mut want: Vec<&VerifiedEvent> = events.iter().collect();
+    want.sort_by_key(|e| e.key());
+    let got: Vec<VerifiedEvent> = store
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.bytes(), w.bytes());
+    }
+}
+
+fn range_ignores_meta_records(mut store: impl EventStore) {
+    store.put_meta("zzz", b"after every prefix").unwrap();
+    store.put_meta("", b"empty name").unwrap();
+    fill(&mut store, &sample()[..3]);
+    assert_eq!(store.range(Bound::Unbounded, Bound::Unbounded).count(), 3);
+    assert_eq!(store.keys(Bound::Unbounded, Bound::Unbounded).count(), 3);
+    assert_eq!(store.since_arrival(0).count(), 3);
+}
+
+fn since_arrival_returns_later_arrivals_in_order(mut store: impl EventStore) {
+    let events = sample();
+    fill(&mut store, &events);
+    for seq in [0u64, 1, 17, 39, 40, 41, u64::MAX] {
+        let got: Vec<(u64, Vec<u8>)> = store
+            .since_arrival(seq)
+            .map(|r| {
+                let (n, e) = r.unwrap();
+                (n, e.into_bytes())
+            })
+            .collect();
+        let want: Vec<(u64, Vec<u8>)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as u64 + 1, e.bytes().to_vec()))
+            .filter(|(n, _)| *n > seq)
+            .collect();
+        assert_eq!(got, want, "since_arrival({seq})");
+    }
+}
+
+fn empty_store_reports_nothing(store: impl EventStore) {
+    assert!(store.is_empty());
+    assert_eq!(store.len(), 0);
+    assert_eq!(store.last_arrival(), 0);
+    assert_eq!(store.range(Bound::Unbounded, Bound::Unbounded).count(), 0);
+    assert_eq!(store.keys(Bound::Unbounded, Bound::Unbounded).count(), 0);
+    assert_eq!(store.since_arrival(0).count(), 0);
+    assert!(store.get_meta("community").unwrap().is_none());
+}
+
+fn meta_values_are_stored_and_overwritten(mut store: impl EventStore) {
+    assert!(store.get_meta("snapshot").unwrap().is_none());
+    store.put_meta("snapshot", b"one").unwrap();
+    store.put_meta("community", &[1, 2, 3]).unwrap();
+    assert_eq!(store.get_meta("snapshot").unwrap().unwrap(), b"one");
+    store.put_meta("snapshot", b"two, longer").unwrap();
+    assert_eq!(store.get_meta("snapshot").unwrap().unwrap(), b"two, longer");
+    store.put_meta("snapshot", b"").unwrap();
+    assert_eq!(store.get_meta("snapshot").unwrap().unwrap(), b"");
+    assert_eq!(store.get_meta("community").unwrap().unwrap(), [1, 2, 3]);
+    assert!(store.get_meta("snap").unwrap().is_none());
+    assert!(store.is_empty(), "meta is not an event");
+}
+
+/// Runs each suite function against a fresh store of every kind.
+macro_rules! conformance {
+    ($($(#[doc = $doc:literal])* $name:ident;)*) => {
+        mod memory {
+            use super::*;
+            $( $(#[doc = $doc])* #[test] fn $name() { super::$name(MemoryStore::new()); } )*
+        }
+        mod sled_temporary {
+            use super::*;
+            $( $(#[doc = $doc])* #[test] fn $name() { super::$name(SledStore::temporary().unwrap()); } )*
+        }
+        mod sled_on_disk {
+            use super::*;
+            $( $(#[doc = $doc])* #[test] fn $name() {
+                let dir = TempDir::new().unwrap();
+                super::$name(SledStore::open(dir.path()).unwrap());
+            } )*
+        }
+    };
+}
+
+conformance! {
+    /// Inserts get arrival numbers 1, 2, 3, ...; a duplicate gets None and changes nothing.
+    insert_numbers_arrivals_and_ignores_duplicates;
+    /// contains/get/get_by_id find every stored event and nothing else.
+    lookups_find_stored_events_only;
+    /// Two events sharing a ULID from different authors are both returned by get_by_id.
+    same_id_from_two_authors_returns_both;
+    /// range and keys give exactly the keys inside every combination of bounds, ascending.
+    range_honours_every_bound_kind;
+    /// An unbounded range yields the stored bytes of every event in (lamport, hash) order.
+    range_returns_full_events_in_key_order;
+    /// Meta records never show up in range, keys or since_arrival.
+    range_ignores_meta_records;
+    /// since_arrival(n) yields exactly the arrivals after n, in arrival order.
+    since_arrival_returns_later_arrivals_in_order;
+    /// A new store is empty in every view.
+    empty_store_reports_nothing;
+    /// Meta values can be read back and overwritten, and do not count as events.
+    meta_values_are_stored_and_overwritten;
+}
+
+// ---- sled only: reopening and corruption ----
+
+fn corrupt_named<T>(r: &Result<T, StoreError>, name: &str) -> bool {
+    matches!(r, Err(StoreError::Corrupt { what, .. }) if what.contains(name))
+}
+
+/// Empty and inverted ranges yield nothing, in both stores (a bare
+/// BTreeMap range would panic on these).
+#[test]
+fn empty_and_inverted_ranges_yield_nothing() {
+    fn check(store: &mut impl EventStore) {
+        let events = sample();
+        fill(store, &events);
+        let all = keys_of(&events);
+        let (lo, hi) = (all[5], all[30]);
+        let cases = [
+            (Bound::Excluded(hi), Bound::Excluded(hi)),
+            (Bound::Included(hi), Bound::Excluded(hi)),
+            (Bound::Included(hi), Bound::Included(lo)),
+            (Bound::Excluded(hi), Bound::Excluded(lo)),
+        ];
+        for (from, to) in cases {
+            assert_eq!(store.range(from, to).count(), 0, "{from:?}..{to:?}");
+            assert_eq!(store.keys(from, to).count(), 0, "{from:?}..{to:?}");
+        }
+    }
+    check(&mut SledStore::temporary().unwrap());
+    check(&mut MemoryStore::new());
+}
+
+/// After flush and reopen, events, meta, len and the arrival counter survive, and the next insert gets last + 1.
+#[test]
+fn sled_reopen_keeps_everything_and_continues_arrivals() {
+    let dir = TempDir::new().unwrap();
+    let events = sample();
+    let (first, later) = events.split_at(25);
+    {
+        let mut store = SledStore::open(dir.path()).unwrap();
+        fill(&mut store, first);
+        store.put_meta("community", b"lindenhof").unwrap();
+        store.flush().unwrap();
+    }
+    let mut store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 25);
+    assert_eq!(store.last_arrival(), 25);
+    assert_eq!(store.get_meta("community").unwrap().unwrap(), b"lindenhof");
+    for e in first {
+        assert_eq!(store.get(e.hash()).unwrap().unwrap().bytes(), e.bytes());
+        assert_eq!(store.insert(e).unwrap(), None, "still a duplicate");
+    }
+    assert_eq!(store.insert(&later[0]).unwrap(), Some(26));
+    fill(&mut store, &later[1..]);
+    let got: Vec<EventKey> = store
+        .keys(Bound::Unbounded, Bound::Unbounded)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, keys_of(&events));
+    let arrivals: Vec<u64> = store.since_arrival(0).map(|r| r.unwrap().0).collect();
+    assert_eq!(arrivals, (1..=40).collect::<Vec<_>>());
+}
+
+/// A store whose last arrival record lacks the event count (written before it was kept) is counted at open.
+#[test]
+fn sled_open_counts_events_when_the_arrival_record_has_no_count() {
+    let dir = TempDir::new().unwrap();
+    let events = sample();
+    {
+        let mut store = SledStore::open(dir.path()).unwrap();
+        fill(&mut store, &events[..12]);
+        let mut last = vec![b's'];
+        last.extend_from_slice(&12u64.to_be_bytes());
+        let old = store.raw_tree().get(&last).unwrap().unwrap();
+        assert_eq!(old.len(), 48, "event key, then the count");
+        assert_eq!(old[40..], 12u64.to_be_bytes());
+        store.raw_tree().insert(&last, &old[..40]).unwrap();
+        store.flush().unwrap();
+    }
+    let mut store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 12);
+    assert_eq!(store.last_arrival(), 12);
+    assert_eq!(store.since_arrival(0).count(), 12);
+    assert!(store.since_arrival(0).all(|r| r.is_ok()));
+    assert_eq!(store.insert(&events[12]).unwrap(), Some(13));
+    assert_eq!(store.len(), 13);
+}
+
+/// Garbage under an `e` key is reported as BadEvent by get and range, not a panic.
+#[test]
+fn sled_corrupt_event_bytes_are_a_bad_event_error() {
+    let mut store = SledStore::temporary().unwrap();
+    let events = sample();
+    fill(&mut store, &events[..5]);
+    let victim = &events[2];
+    let mut raw_key = vec![b'e'];
+    raw_key.extend_from_slice(&victim.key().to_bytes());
+    let old = store
+        .raw_tree()
+        .insert(&raw_key, &b"\xa1garbage"[..])
+        .unwrap();
+    assert_eq!(old.as_deref(), Some(victim.bytes()), "e + EventKey bytes");
+
+    let err = store.get(victim.hash()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::BadEvent { hash, .. } if hash == victim.hash()),
+        "{err:?}"
+    );
+    let results: Vec<_> = store.range(Bound::Unbounded, Bound::Unbounded).collect();
+    assert_eq!(results.len(), 5);
+    let bad: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert_eq!(bad.len(), 1);
+    assert!(matches!(bad[0], Err(StoreError::BadEvent { hash, .. }) if hash == victim.hash()));
+    assert!(store
+        .since_arrival(0)
+        .any(|r| matches!(r, Err(StoreError::BadEvent { .. }))));
+    // Keys never read bodies, so they are unaffected.
+    assert_eq!(store.keys(Bound::Unbounded, Bound::Unbounded).count(), 5);
+    assert!(store
+        .keys(Bound::Unbounded, Bound::Unbounded)
+        .all(|k| k.is_ok()));
+
+    // A well-formed event stored under another event's key fails its hash check.
+    store
+        .raw_tree()
+        .insert(&raw_key, events[3].bytes())
+        .unwrap();
+    assert!(matches!(
+        store.get(victim.hash()),
+        Err(StoreError::BadEvent { .. })
+    ));
+}
+
+/// A key of the wrong length inside a prefix is a Corrupt error naming it.
+#[test]
+fn sled_malformed_index_keys_are_corrupt_errors() {
+    let mut store = SledStore::temporary().unwrap();
+    let events = sample();
+    fill(&mut store, &events[..3]);
+    let tree = store.raw_tree();
+    tree.insert(b"eshort", &b""[..]).unwrap();
+    tree.insert(b"s\x00\x01", &b""[..]).unwrap();
+    let mut id_key = vec![b'i'];
+    id_key.extend_from_slice(&events[0].event().id.to_bytes());
+    id_key.extend_from_slice(b"not a hash");
+    tree.insert(&id_key, &b""[..]).unwrap();
+    let mut hash_key = vec![b'h'];
+    hash_key.extend_from_slice(&events[1].hash().0);
+    tree.insert(&hash_key, &b"too short"[..]).unwrap();
+
+    let keys: Vec<_> = store.keys(Bound::Unbounded, Bound::Unbounded).collect();
+    assert!(
+        keys.iter()
+            .any(|r| corrupt_named(r, &format!("e/{}", hex::encode("short")))),
+        "{keys:?}"
+    );
+    assert!(store
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .any(|r| matches!(r, Err(StoreError::Corrupt { .. }))));
+    assert!(store.since_arrival(0).any(|r| corrupt_named(&r, "s/0001")));
+    assert!(corrupt_named(&store.get_by_id(&events[0].event().id), "i/"));
+    assert!(corrupt_named(&store.get(events[1].hash()), "h/"));
+}
