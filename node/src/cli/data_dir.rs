@@ -55,6 +55,17 @@ impl DataDir {
         self.root.join(GENESIS_FILE)
     }
 
+    /// The running node's local API (a Unix socket; present while
+    /// `hearth run` is up).
+    pub fn socket_path(&self) -> PathBuf {
+        self.root.join("node.sock")
+    }
+
+    /// Peers to dial at start, one multiaddr per line (written by `join`).
+    pub fn peers_path(&self) -> PathBuf {
+        self.root.join("peers.txt")
+    }
+
     pub fn store_path(&self) -> PathBuf {
         self.root.join(STORE_DIR)
     }

@@ -10,6 +10,7 @@
 //! not an error.
 
 pub mod cbor_seq;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod data_dir;
@@ -95,8 +96,17 @@ pub enum Command {
     Expire(market::ExpireArgs),
     /// Search live posts by keyword (title, body, tags).
     Search(market::SearchArgs),
-    /// Show this node, its community and its log.
+    /// Show this node, its community and its log (and, while `hearth run`
+    /// is up, its peers and their last sync).
     Status,
+    /// Run the node on the mesh until Ctrl-C (first run: creates an
+    /// identity and a community).
+    Run(commands::run::RunArgs),
+    /// Join a community from an invite string (`hearth community invite`).
+    Join {
+        /// The invite, as printed by an anchor.
+        invite: String,
+    },
     /// Export or import the event log (CBOR sequence, RFC 8742).
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -122,6 +132,33 @@ impl Ctx {
 
     pub fn open_node(&self) -> anyhow::Result<(Node<SledStore>, Genesis)> {
         self.dir.open_node(self.config()?)
+    }
+
+    /// Calls capability `name`: through the running node's socket when
+    /// `hearth run` is up on this data dir, else on the data dir directly
+    /// (a write then ends with a snapshot and flush). Both paths reach the
+    /// same bus dispatch, so they answer alike.
+    pub fn call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        params: &P,
+        write: bool,
+    ) -> anyhow::Result<R> {
+        if let Some(mut running) = client::Client::connect(&self.dir.socket_path())? {
+            let json = serde_json::to_value(params).context("encoding the request")?;
+            let answer = running.call(name, json)?;
+            return serde_json::from_value(answer)
+                .with_context(|| format!("unexpected answer from the running node to {name}"));
+        }
+        let (mut node, _) = self.open_node()?;
+        let value = ciborium::Value::serialized(params).context("encoding the request")?;
+        let answer = node.call(now_ms(), crate::core::bus::Caller::Local, name, value)?;
+        if write {
+            finish_write(&mut node)?;
+        }
+        answer
+            .deserialized()
+            .with_context(|| format!("unexpected answer to {name}"))
     }
 }
 
@@ -176,6 +213,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Expire(a) => market::expire(&mut ctx, a),
         Command::Search(a) => market::search(&mut ctx, a),
         Command::Status => commands::status::run(&mut ctx),
+        Command::Run(a) => commands::run::run(&mut ctx, a),
+        Command::Join { invite } => community::join(&mut ctx, &invite),
         Command::Log(c) => log::run(&mut ctx, c),
     }
 }

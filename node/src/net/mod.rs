@@ -7,4 +7,5 @@ pub mod behaviour;
 pub mod driver;
 pub mod gossip;
 pub mod identity;
+pub mod local_api;
 pub mod wire;

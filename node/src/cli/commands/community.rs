@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cli::data_dir::Genesis;
 use crate::cli::{finish_write, now_ms, Ctx};
 use crate::core::{EventLog, Node};
+use crate::store::SledStore;
 
 /// A community name is shown in every member's status line: keep it short.
 pub const NAME_CHARS_MAX: usize = 120;
@@ -23,6 +24,31 @@ pub enum CommunityCommand {
         #[arg(long)]
         name: String,
     },
+    /// Print an invite for a new device: the community, its genesis event
+    /// and where to reach this node (its listen addresses while `hearth run`
+    /// is up, and any --addr given).
+    Invite {
+        /// An address where this node can be reached (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        addr: Vec<libp2p::Multiaddr>,
+    },
+}
+
+/// Prefix of invite strings; the rest is hex of a CBOR map.
+pub const INVITE_PREFIX: &str = "hearth-invite:";
+/// Addresses kept in one invite: enough for every interface of a device.
+pub const INVITE_ADDRS_MAX: usize = 16;
+
+/// What an invite carries. The genesis is verified on `join`; the
+/// addresses are only hints for the first dial.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Invite {
+    #[serde(rename = "c", with = "serde_bytes")]
+    community: Vec<u8>,
+    #[serde(rename = "g", with = "serde_bytes")]
+    genesis: Vec<u8>,
+    #[serde(rename = "a")]
+    addrs: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,10 +62,142 @@ struct Created {
 pub fn run(ctx: &mut Ctx, command: CommunityCommand) -> anyhow::Result<()> {
     match command {
         CommunityCommand::Create { name } => create(ctx, &name),
+        CommunityCommand::Invite { addr } => invite(ctx, addr),
     }
 }
 
+fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
+    let genesis = ctx.dir.load_genesis()?;
+    let mut addrs: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    let running = crate::cli::client::Client::connect(&ctx.dir.socket_path())?;
+    match running {
+        Some(mut client) => {
+            let status: crate::net::driver::Status =
+                serde_json::from_value(client.call("node.status", serde_json::json!({}))?)?;
+            let peer = crate::net::identity::peer_id(&status.node_id)
+                .context("this node's key is not a valid ed25519 key")?;
+            addrs.extend(status.listen.iter().map(|a| format!("{a}/p2p/{peer}")));
+        }
+        None if addrs.is_empty() => tracing::warn!(
+            "no node is running here and no --addr was given: the invite carries no address, \
+             so the new device can only find this node by mDNS on the LAN"
+        ),
+        None => {}
+    }
+    addrs.truncate(INVITE_ADDRS_MAX);
+    let invite = Invite {
+        community: genesis.community.0.to_vec(),
+        genesis: genesis.event.bytes().to_vec(),
+        addrs,
+    };
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&invite, &mut bytes).context("encoding the invite")?;
+    let text = format!("{INVITE_PREFIX}{}", hex::encode(bytes));
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        invite: &'a str,
+        community: String,
+        name: &'a str,
+        addrs: &'a [String],
+    }
+    let shown = Shown {
+        invite: &text,
+        community: genesis.community.to_hex(),
+        name: &genesis.name,
+        addrs: &invite.addrs,
+    };
+    ctx.out.show(&shown, |w| writeln!(w, "{text}"))
+}
+
+/// `hearth join INVITE`: stores the community's genesis (verified), saves
+/// the invite's addresses for `hearth run`, and prints this node's id for
+/// an anchor to admit.
+pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
+    let hex_part = text
+        .trim()
+        .strip_prefix(INVITE_PREFIX)
+        .with_context(|| format!("an invite starts with {INVITE_PREFIX:?}"))?;
+    let raw = hex::decode(hex_part).context("the invite is not valid hex")?;
+    let invite: Invite = ciborium::from_reader(raw.as_slice()).context("the invite is damaged")?;
+    let event = hearth_proto::VerifiedEvent::decode(&invite.genesis)
+        .context("the invite's genesis event does not verify")?;
+    let genesis = Genesis::new(event)?;
+    if genesis.community.0.as_slice() != invite.community.as_slice() {
+        bail!(
+            "the invite's genesis founds {}, not the community it names",
+            genesis.community
+        );
+    }
+    let addrs: Vec<libp2p::Multiaddr> = invite
+        .addrs
+        .iter()
+        .take(INVITE_ADDRS_MAX)
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("the invite's address {a:?} is not a multiaddr"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if ctx.dir.has_genesis() {
+        let have = ctx.dir.load_genesis()?;
+        if have.community != genesis.community {
+            bail!(
+                "{} already belongs to community {} ({:?}); use another --data-dir",
+                ctx.dir.root().display(),
+                have.community,
+                have.name
+            );
+        }
+    }
+    let config = ctx.config()?;
+    let (identity, _) = ctx.dir.load_or_create_identity()?;
+    let store = ctx.dir.open_store(&genesis)?;
+    ctx.dir.write_genesis(&genesis)?;
+    let mut node = Node::new(
+        identity.clone(),
+        &genesis.event,
+        store,
+        config,
+        OsRng.next_u64(),
+    )
+    .context("cannot open the community's log")?;
+    finish_write(&mut node)?;
+    let lines: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    let peers = ctx.dir.peers_path();
+    std::fs::write(&peers, lines).with_context(|| format!("writing {}", peers.display()))?;
+    #[derive(Serialize)]
+    struct Joined {
+        node_id: String,
+        community: String,
+        name: String,
+        peers: usize,
+    }
+    let joined = Joined {
+        node_id: identity.node_id().to_hex(),
+        community: genesis.community.to_hex(),
+        name: genesis.name.clone(),
+        peers: addrs.len(),
+    };
+    ctx.out.show(&joined, |w| {
+        writeln!(w, "joined {} ({})", joined.name, joined.community)?;
+        writeln!(w, "this node: {}", joined.node_id)?;
+        writeln!(
+            w,
+            "ask an anchor to admit it:  hearth member add {}",
+            joined.node_id
+        )?;
+        writeln!(w, "then start it:              hearth run")
+    })
+}
+
 fn create(ctx: &mut Ctx, name: &str) -> anyhow::Result<()> {
+    let mut node = found(ctx, name)?;
+    finish_write(&mut node)
+}
+
+/// Founds a community with this node as its anchor and returns the open
+/// node (sled keeps its lock for a moment after a close, so callers that go
+/// on, like the first `hearth run`, reuse this node rather than reopen).
+pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
     let name = name.trim();
     let chars = name.chars().count();
     if chars == 0 || chars > NAME_CHARS_MAX {
@@ -88,7 +246,8 @@ fn create(ctx: &mut Ctx, name: &str) -> anyhow::Result<()> {
     ctx.dir.write_genesis(&genesis)?;
     let mut node = Node::new(identity, &genesis.event, store, config, OsRng.next_u64())
         .context("cannot open the new community's log")?;
-    finish_write(&mut node)?;
+    node.shutdown()
+        .context("cannot write the new community's log")?;
     let report = Created {
         community_id: genesis.community.to_hex(),
         name: genesis.name.clone(),
@@ -99,5 +258,6 @@ fn create(ctx: &mut Ctx, name: &str) -> anyhow::Result<()> {
         writeln!(w, "community  {}  {}", report.community_id, report.name)?;
         writeln!(w, "anchor     {}  (this node)", report.node_id)?;
         writeln!(w, "data dir   {}", report.data_dir)
-    })
+    })?;
+    Ok(node)
 }

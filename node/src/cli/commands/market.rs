@@ -9,10 +9,10 @@ use clap::{Args, ValueEnum};
 use hearth_proto::{Category, EventId, ExpiryReason, Location, NodeId};
 
 use crate::cli::render::{post_detail, post_line, relative};
-use crate::cli::{finish_write, now_ms, Ctx};
-use crate::core::bus::Caller;
+use crate::cli::{now_ms, Ctx};
 use crate::core::services::market::{
-    ExpireParams, GetParams, PostParams, SearchParams, UpdateParams,
+    self, ExpireParams, ExpireReceipt, GetParams, ListResult, PostParams, PostReceipt, PostView,
+    SearchParams, SearchResult, UpdateParams,
 };
 use crate::core::views::ListQuery;
 
@@ -103,12 +103,10 @@ pub struct PostArgs {
 }
 
 pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
-    let (mut node, _) = ctx.open_node()?;
     let now = now_ms();
-    let receipt = node.market_post(
-        now,
-        Caller::Local,
-        PostParams {
+    let receipt: PostReceipt = ctx.call(
+        market::POST,
+        &PostParams {
             category: a.category.into(),
             title: a.title,
             body: a.body,
@@ -117,8 +115,8 @@ pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
             location: a.location.location(),
             client_id: a.client_id,
         },
+        true,
     )?;
-    finish_write(&mut node)?;
     ctx.out.show(&receipt, |w| {
         let p = &receipt.post;
         if receipt.created {
@@ -166,17 +164,15 @@ pub struct UpdateArgs {
 }
 
 pub fn update(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
-    let (mut node, _) = ctx.open_node()?;
     let now = now_ms();
     let tags = match (a.clear_tags, a.tags.is_empty()) {
         (true, _) => Some(Vec::new()),
         (false, false) => Some(a.tags),
         (false, true) => None,
     };
-    let post = node.market_update(
-        now,
-        Caller::Local,
-        UpdateParams {
+    let post: PostView = ctx.call(
+        market::UPDATE,
+        &UpdateParams {
             id: a.id,
             category: a.category.map(Category::from),
             title: a.title,
@@ -186,8 +182,8 @@ pub fn update(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
             remove_location: a.remove_location,
             ttl_seconds: a.ttl_seconds,
         },
+        true,
     )?;
-    finish_write(&mut node)?;
     ctx.out.show(&post, |w| {
         writeln!(w, "updated {}", post.id)?;
         post_line(w, &post, now)
@@ -208,17 +204,15 @@ pub struct ExpireArgs {
 }
 
 pub fn expire(ctx: &mut Ctx, a: ExpireArgs) -> anyhow::Result<()> {
-    let (mut node, _) = ctx.open_node()?;
-    let receipt = node.market_expire(
-        now_ms(),
-        Caller::Local,
-        ExpireParams {
+    let receipt: ExpireReceipt = ctx.call(
+        market::EXPIRE,
+        &ExpireParams {
             id: a.id,
             author: a.author,
             reason: ExpiryReason::parse(&a.reason),
         },
+        true,
     )?;
-    finish_write(&mut node)?;
     ctx.out.show(&receipt, |w| {
         let p = &receipt.post;
         let reason = p
@@ -253,16 +247,16 @@ pub struct ListArgs {
 }
 
 pub fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
-    let (node, _) = ctx.open_node()?;
     let now = now_ms();
-    let result = node.market_list(
-        now,
-        ListQuery {
+    let result: ListResult = ctx.call(
+        market::LIST,
+        &ListQuery {
             category: a.category.map(Category::from),
             tags: a.tags,
             since_lamport: a.since_lamport,
             limit: a.limit,
         },
+        false,
     )?;
     ctx.out.show(&result, |w| {
         if result.posts.is_empty() {
@@ -286,12 +280,15 @@ pub struct GetArgs {
 }
 
 pub fn get(ctx: &mut Ctx, a: GetArgs) -> anyhow::Result<()> {
-    let (node, _) = ctx.open_node()?;
-    let post = node.market_get(GetParams {
-        id: a.id,
-        author: a.author,
-    })?;
     let now = now_ms();
+    let post: PostView = ctx.call(
+        market::GET,
+        &GetParams {
+            id: a.id,
+            author: a.author,
+        },
+        false,
+    )?;
     ctx.out.show(&post, |w| post_detail(w, &post, now))
 }
 
@@ -307,15 +304,15 @@ pub struct SearchArgs {
 }
 
 pub fn search(ctx: &mut Ctx, a: SearchArgs) -> anyhow::Result<()> {
-    let (node, _) = ctx.open_node()?;
     let now = now_ms();
-    let result = node.market_search(
-        now,
-        SearchParams {
+    let result: SearchResult = ctx.call(
+        market::SEARCH,
+        &SearchParams {
             query: a.query,
             category: a.category.map(Category::from),
             limit: a.limit,
         },
+        false,
     )?;
     ctx.out.show(&result, |w| {
         let n = result.results.len();

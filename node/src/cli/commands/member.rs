@@ -1,10 +1,9 @@
 //! `hearth member add`: an anchor admits a node or changes its level.
 
+use crate::cli::Ctx;
+use crate::core::services::membership::{MemberSetParams, MemberSetReceipt, MEMBER_SET};
 use clap::{Subcommand, ValueEnum};
 use hearth_proto::{Level, NodeId};
-use serde::Serialize;
-
-use crate::cli::{finish_write, now_ms, Ctx};
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
@@ -38,13 +37,6 @@ impl From<LevelArg> for Level {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MemberSet {
-    member: NodeId,
-    level: Level,
-    event: String,
-}
-
 pub fn run(ctx: &mut Ctx, command: MemberCommand) -> anyhow::Result<()> {
     match command {
         MemberCommand::Add { node_id, level } => add(ctx, node_id, level.into()),
@@ -52,15 +44,13 @@ pub fn run(ctx: &mut Ctx, command: MemberCommand) -> anyhow::Result<()> {
 }
 
 fn add(ctx: &mut Ctx, member: NodeId, level: Level) -> anyhow::Result<()> {
-    let (mut node, _) = ctx.open_node()?;
-    let event = node.set_member(now_ms(), member, level)?;
-    finish_write(&mut node)?;
-    let report = MemberSet {
-        member,
-        level,
-        event: event.hash().to_hex(),
-    };
-    ctx.out.show(&report, |w| {
-        writeln!(w, "set {member} to {level} (event {})", report.event)
+    let receipt: MemberSetReceipt =
+        ctx.call(MEMBER_SET, &MemberSetParams { member, level }, true)?;
+    ctx.out.show(&receipt, |w| {
+        if receipt.changed {
+            writeln!(w, "set {member} to {level}")
+        } else {
+            writeln!(w, "{member} is already {level}; nothing new published")
+        }
     })
 }

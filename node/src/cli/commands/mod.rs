@@ -6,4 +6,5 @@ pub mod init;
 pub mod log;
 pub mod market;
 pub mod member;
+pub mod run;
 pub mod status;

@@ -3,6 +3,7 @@
 use hearth_proto::Level;
 use serde::Serialize;
 
+use crate::cli::render::relative;
 use crate::cli::{now_ms, Ctx};
 use crate::store::EventStore;
 
@@ -36,6 +37,9 @@ struct Community {
 }
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    if let Some(mut running) = crate::cli::client::Client::connect(&ctx.dir.socket_path())? {
+        return running_status(ctx, &mut running);
+    }
     let identity = ctx.dir.load_identity()?;
     let community = if ctx.dir.has_genesis() {
         let (node, genesis) = ctx.open_node()?;
@@ -73,5 +77,37 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         row(w, "pending", &c.pending.to_string())?;
         row(w, "posts", &format!("{} ({} live)", c.posts, c.posts_live))?;
         row(w, "data dir", &status.data_dir)
+    })
+}
+
+/// Status of a running node: the offline fields plus its peers.
+fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> anyhow::Result<()> {
+    let value = client.call("node.status", serde_json::json!({}))?;
+    let status: crate::net::driver::Status = serde_json::from_value(value)?;
+    ctx.out.show(&status, |w| {
+        writeln!(w, "node        {}  (running)", status.node_id)?;
+        writeln!(w, "community   {}", status.community)?;
+        let level = status.level.map_or(
+            "not a member (ask an anchor: `hearth member add <this node>`)",
+            |l| l.as_str(),
+        );
+        writeln!(w, "level       {level}")?;
+        writeln!(
+            w,
+            "events      {} (clock {}, {} pending)",
+            status.events, status.clock, status.pending
+        )?;
+        writeln!(w, "posts       {}", status.posts)?;
+        for a in &status.listen {
+            writeln!(w, "listening   {a}")?;
+        }
+        writeln!(w, "peers       {}", status.peers.len())?;
+        for p in &status.peers {
+            let synced = p
+                .last_sync_ms
+                .map_or("never".to_owned(), |t| relative(t, now_ms()));
+            writeln!(w, "  {}  last sync {synced}", p.peer_id)?;
+        }
+        Ok(())
     })
 }

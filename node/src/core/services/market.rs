@@ -538,11 +538,11 @@ impl<S: EventStore> Node<S> {
         })
     }
 
-    pub fn market_get(&self, p: GetParams) -> Result<PostView, BusError> {
+    /// A post in any state; its `status` says which, as of `now_ms`.
+    pub fn market_get(&self, now_ms: u64, p: GetParams) -> Result<PostView, BusError> {
         self.market_enabled()?;
-        // Views report status relative to the TTL; `get` shows any state.
         self.resolve(&p.id, p.author)
-            .map(|post| PostView::of(post, 0))
+            .map(|post| PostView::of(post, now_ms))
     }
 
     /// Keyword search: case-insensitive substring over title, body and

@@ -61,7 +61,7 @@ impl<S: EventStore> Node<S> {
         }
         match name {
             market::LIST => encode_result(&self.market_list(now_ms, decode_params(params)?)?),
-            market::GET => encode_result(&self.market_get(decode_params(params)?)?),
+            market::GET => encode_result(&self.market_get(now_ms, decode_params(params)?)?),
             market::POST => {
                 encode_result(&self.market_post(now_ms, caller, decode_params(params)?)?)
             }
