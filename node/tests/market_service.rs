@@ -238,10 +238,13 @@ fn test_auto_expire_appends_event_with_stale_reason() {
     }
     assert_eq!(expiry.event().author, f.anchor.node_id());
     let got = node
-        .market_get(GetParams {
-            id: post_id(7),
-            author: None,
-        })
+        .market_get(
+            due,
+            GetParams {
+                id: post_id(7),
+                author: None,
+            },
+        )
         .unwrap();
     assert_eq!(got.status, "expired");
     assert_eq!(got.expired_reason, Some(ExpiryReason::Stale));

@@ -468,3 +468,39 @@ async fn twenty_nodes_converge_on_two_hundred_posts() {
         assert_eq!(n.digest().await.unwrap(), d);
     }
 }
+
+/// Over `/hearthnet/bus/1`: a member may read a peer's market, a non-member
+/// is `unauthorized`, an unknown capability is `not_found`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_bus_calls_check_membership_and_names() {
+    let ids = [identity(2), identity(3)];
+    let stranger = identity(9);
+    let c = Community::new(&ids).unwrap();
+    let a = start(&c, &ids[0], 1, vec![]).await;
+    let mut b = start(&c, &ids[1], 2, vec![a.addr.clone()]).await;
+    let mut s = start(&c, &stranger, 3, vec![a.addr.clone()]).await;
+    b.wait_for("a peer", |e| matches!(e, NetEvent::PeerConnected(_)))
+        .await
+        .unwrap();
+    s.wait_for("a peer", |e| matches!(e, NetEvent::PeerConnected(_)))
+        .await
+        .unwrap();
+    let empty = Value::Map(vec![]);
+    assert!(b
+        .handle
+        .remote_call(a.handle.peer_id, "market.list", empty.clone())
+        .await
+        .is_ok());
+    let err = s
+        .handle
+        .remote_call(a.handle.peer_id, "market.list", empty.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unauthorized, "{err}");
+    let err = b
+        .handle
+        .remote_call(a.handle.peer_id, "market.nothing", empty)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound, "{err}");
+}

@@ -2,6 +2,7 @@
 //! answers a local call and (with the mesh) a remote `/hearthnet/bus/1`
 //! request; only the [`Caller`] differs.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use hearth_proto::{Level, NodeId};
@@ -109,6 +110,81 @@ pub fn level_satisfies(level: Option<Level>, required: Option<Level>) -> bool {
     }
 }
 
+/// Requests waiting for their capability's handler, bounded per capability
+/// by its descriptor: one more than `max_concurrent` waiting is refused with
+/// `overloaded`, and a request still waiting at its deadline (`timeout_ms`
+/// after it arrived) is answered `timeout` instead of being served late.
+#[derive(Debug)]
+pub struct BusQueue<T> {
+    queues: BTreeMap<&'static str, VecDeque<(u64, T)>>,
+}
+
+impl<T> Default for BusQueue<T> {
+    fn default() -> Self {
+        BusQueue {
+            queues: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> BusQueue<T> {
+    /// Queues `item` for `desc`'s handler, or hands it back with the
+    /// `overloaded` error to answer.
+    pub fn offer(
+        &mut self,
+        desc: &'static Descriptor,
+        now_ms: u64,
+        item: T,
+    ) -> Result<(), (T, BusError)> {
+        let queue = self.queues.entry(desc.name).or_default();
+        if queue.len() >= desc.max_concurrent as usize {
+            return Err((
+                item,
+                BusError::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "{} is serving {} calls already; try again",
+                        desc.name, desc.max_concurrent
+                    ),
+                ),
+            ));
+        }
+        queue.push_back((now_ms.saturating_add(desc.timeout_ms), item));
+        Ok(())
+    }
+
+    /// The next request to answer, oldest deadline first, with `Some(error)`
+    /// if it waited past its deadline.
+    pub fn pop(&mut self, now_ms: u64) -> Option<(T, Option<BusError>)> {
+        let name = *self
+            .queues
+            .iter()
+            .filter_map(|(name, q)| q.front().map(|(deadline, _)| (deadline, name)))
+            .min()?
+            .1;
+        let queue = self.queues.get_mut(name)?;
+        let (deadline, item) = queue.pop_front()?;
+        if queue.is_empty() {
+            self.queues.remove(name);
+        }
+        let late = (now_ms > deadline).then(|| {
+            BusError::new(
+                ErrorCode::Timeout,
+                format!("{name} waited past its timeout"),
+            )
+        });
+        Some((item, late))
+    }
+
+    pub fn len(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +196,38 @@ mod tests {
         assert!(level_satisfies(Some(Level::Anchor), Some(Level::Member)));
         assert!(!level_satisfies(Some(Level::Member), Some(Level::Trusted)));
         assert!(level_satisfies(None, None));
+    }
+
+    static DESC: Descriptor = Descriptor {
+        name: "test.cap",
+        version: 1,
+        max_concurrent: 2,
+        trust_required: None,
+        timeout_ms: 100,
+        idempotent: true,
+    };
+
+    #[test]
+    fn queue_over_max_concurrent_is_overloaded() {
+        let mut q = BusQueue::default();
+        assert!(q.offer(&DESC, 0, 1).is_ok());
+        assert!(q.offer(&DESC, 0, 2).is_ok());
+        let (item, err) = q.offer(&DESC, 0, 3).unwrap_err();
+        assert_eq!((item, err.code), (3, ErrorCode::Overloaded));
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn request_waiting_past_its_timeout_is_answered_timeout() {
+        let mut q = BusQueue::default();
+        q.offer(&DESC, 0, 1).unwrap();
+        q.offer(&DESC, 50, 2).unwrap();
+        let (first, late) = q.pop(120).unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(late.map(|e| e.code), Some(ErrorCode::Timeout));
+        let (second, late) = q.pop(120).unwrap();
+        assert_eq!((second, late), (2, None));
+        assert!(q.pop(120).is_none() && q.is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::wire::{BusRequest, BusResponse, SyncRequest, SyncResponse};
 use super::{gossip, identity};
-use crate::core::bus::{BusError, Caller};
+use crate::core::bus::{BusError, BusQueue, Caller};
 use crate::core::{Input, Node, Output, Source, Verdict};
 use crate::store::EventStore;
 
@@ -177,6 +177,8 @@ impl Handle {
         self.send(cmd, rx).await
     }
 
+    /// Calls `name` on `peer`. The capability's own timeout applies: past
+    /// it the caller gets `timeout`, whatever the peer does later.
     pub async fn remote_call(
         &self,
         peer: PeerId,
@@ -190,7 +192,20 @@ impl Handle {
             params,
             reply,
         };
-        self.send(cmd, rx).await
+        let limit = crate::core::services::descriptor(name)
+            .map_or(behaviour::REQUEST_TIMEOUT, |d| {
+                Duration::from_millis(d.timeout_ms)
+            });
+        match tokio::time::timeout(limit, self.send(cmd, rx)).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::new(
+                crate::core::ErrorCode::Timeout,
+                format!(
+                    "{name} on {peer} did not answer within {} ms",
+                    limit.as_millis()
+                ),
+            )),
+        }
     }
 
     async fn send<T>(
@@ -306,6 +321,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         unpublished: VecDeque::new(),
         pending_bus: BTreeMap::new(),
         last_sync: BTreeMap::new(),
+        bus_queue: BusQueue::default(),
         cfg,
     };
     let span = info_span!("driver", peer = %handle.peer_id);
@@ -328,8 +344,29 @@ struct Driver<S: EventStore> {
         oneshot::Sender<Result<ciborium::Value, BusError>>,
     >,
     last_sync: BTreeMap<PeerId, u64>,
+    /// Remote bus calls waiting for their handler (see `BusQueue`).
+    bus_queue: BusQueue<InboundCall>,
     cfg: NetConfig,
 }
+
+/// A remote bus call waiting in the queue.
+struct InboundCall {
+    caller: NodeId,
+    request: BusRequest,
+    channel: request_response::ResponseChannel<BusResponse>,
+}
+
+impl std::fmt::Debug for InboundCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundCall")
+            .field("caller", &self.caller)
+            .field("capability", &self.request.capability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Queued bus calls served per wake of the loop: bounded work per wake.
+const BUS_SERVED_PER_WAKE: usize = 8;
 
 impl<S: EventStore> Driver<S> {
     async fn run(mut self) -> anyhow::Result<Node<S>> {
@@ -337,6 +374,7 @@ impl<S: EventStore> Driver<S> {
         sync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.node.handle(now_ms(), Input::Tick);
         loop {
+            self.serve_bus();
             self.drain_outputs();
             let wake = self
                 .node
@@ -674,6 +712,36 @@ impl<S: EventStore> Driver<S> {
         }
     }
 
+    /// Serves queued remote calls, a bounded number per wake.
+    fn serve_bus(&mut self) {
+        for _ in 0..BUS_SERVED_PER_WAKE {
+            let Some((call, late)) = self.bus_queue.pop(now_ms()) else {
+                return;
+            };
+            let span =
+                info_span!("bus_in", from = %call.caller, capability = %call.request.capability);
+            let _enter = span.enter();
+            let result = match late {
+                Some(timeout) => Err(timeout),
+                None => self.node.call(
+                    now_ms(),
+                    Caller::Remote(call.caller),
+                    &call.request.capability,
+                    call.request.params,
+                ),
+            };
+            let response = match result {
+                Ok(v) => BusResponse::Ok(v),
+                Err(e) => BusResponse::Err(e),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .bus
+                .send_response(call.channel, response);
+        }
+    }
+
     fn on_bus(&mut self, event: request_response::Event<BusRequest, BusResponse>) {
         use request_response::{Event, Message};
         match event {
@@ -685,25 +753,35 @@ impl<S: EventStore> Driver<S> {
                     },
                 ..
             } => {
-                let span = info_span!("bus_in", from = %peer, capability = %request.capability);
-                let _enter = span.enter();
-                let response = match identity::node_id(&peer) {
-                    None => BusResponse::Err(BusError::unauthorized("peer key is not ed25519")),
-                    Some(caller) => match self.node.call(
-                        now_ms(),
-                        Caller::Remote(caller),
-                        &request.capability,
-                        request.params,
-                    ) {
-                        Ok(v) => BusResponse::Ok(v),
-                        Err(e) => BusResponse::Err(e),
-                    },
+                let caller = identity::node_id(&peer);
+                let desc = crate::core::services::descriptor(&request.capability);
+                let refusal = match (caller, desc) {
+                    (None, _) => BusError::unauthorized("peer key is not ed25519"),
+                    (_, None) => {
+                        BusError::not_found(format!("no capability named {:?}", request.capability))
+                    }
+                    (Some(caller), Some(desc)) => {
+                        let call = InboundCall {
+                            caller,
+                            request,
+                            channel,
+                        };
+                        if let Err((call, overloaded)) = self.bus_queue.offer(desc, now_ms(), call)
+                        {
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .bus
+                                .send_response(call.channel, BusResponse::Err(overloaded));
+                        }
+                        return;
+                    }
                 };
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .bus
-                    .send_response(channel, response);
+                    .send_response(channel, BusResponse::Err(refusal));
             }
             Event::Message {
                 message:
