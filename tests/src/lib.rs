@@ -1,5 +1,6 @@
 //! Shared helpers for the multi-process tests and the benchmarks.
 
+pub mod bench;
 pub mod mesh;
 
 use hearth_proto::{
