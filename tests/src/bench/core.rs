@@ -18,7 +18,7 @@ use crate::mesh::Community;
 /// single-core `verify_strict` rate of the same events. Target >= 0.6.
 pub fn ingest(n: usize) -> anyhow::Result<()> {
     let member = identity(2);
-    let c = Community::new(&[member.clone()])?;
+    let c = Community::new(std::slice::from_ref(&member))?;
     let events = sign_posts(&member, c.id(), 100, n)?;
     let verify_rate = rate(events.len(), |i| {
         let e = &events[i];
@@ -59,7 +59,7 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
 /// for 1M events.
 pub fn replay(n: usize) -> anyhow::Result<()> {
     let member = identity(2);
-    let c = Community::new(&[member.clone()])?;
+    let c = Community::new(std::slice::from_ref(&member))?;
     eprintln!("replay: signing {n} events");
     let events = sign_posts(&member, c.id(), 100, n)?;
     let dir = tempfile::tempdir()?;
@@ -115,7 +115,7 @@ pub fn replay(n: usize) -> anyhow::Result<()> {
 /// queries, beside a raw BTreeMap walk of 50 entries. Target p99 <= 1 ms.
 pub fn list(n: usize) -> anyhow::Result<()> {
     let member = identity(2);
-    let c = Community::new(&[member.clone()])?;
+    let c = Community::new(std::slice::from_ref(&member))?;
     let events = sign_posts(&member, c.id(), 100, n)?;
     let mut node = c.node(&identity(50), 1)?;
     for e in events {
@@ -190,7 +190,7 @@ pub fn list(n: usize) -> anyhow::Result<()> {
 /// id floor (32 bytes per difference).
 pub fn sync(n: usize, k: usize) -> anyhow::Result<()> {
     let member = identity(2);
-    let c = Community::new(&[member.clone()])?;
+    let c = Community::new(std::slice::from_ref(&member))?;
     let events = sign_posts(&member, c.id(), 100, n + k)?;
     let (mut a, mut b) = (MemoryStore::new(), MemoryStore::new());
     let stride = (n + k).checked_div(k).unwrap_or(usize::MAX);

@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
 /// Single-core decode + verify_strict rate, for the throughput ceiling.
 fn verify_rate() -> anyhow::Result<f64> {
     let who = hearth_tests::identity(2);
-    let c = hearth_tests::mesh::Community::new(&[who.clone()])?;
+    let c = hearth_tests::mesh::Community::new(std::slice::from_ref(&who))?;
     let events = bench::sign_posts(&who, c.id(), 10, 2_000)?;
     Ok(bench::rate(events.len(), |i| {
         let ok = hearth_proto::VerifiedEvent::decode(events[i].bytes()).is_ok();
