@@ -62,6 +62,12 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 pub const LOCK_WAIT_MS: u64 = 2_000;
 const LOCK_RETRY_MS: u64 = 50;
 
+/// sled reports a held lock as an `Other` I/O error whose text carries the
+/// OS's `WouldBlock`; match both forms.
+fn is_lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 const EVENT: u8 = b'e';
 const BY_HASH: u8 = b'h';
 const BY_ID: u8 = b'i';
@@ -177,13 +183,11 @@ impl SledStore {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && waited_ms < LOCK_WAIT_MS =>
-                {
+                Err(sled::Error::Io(e)) if is_lock_busy(&e) && waited_ms < LOCK_WAIT_MS => {
                     std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
                     waited_ms += LOCK_RETRY_MS;
                 }
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(sled::Error::Io(e)) if is_lock_busy(&e) => {
                     return Err(StoreError::Io(format!(
                         "the sled store {location} is in use by another process \
                          (is `hearth run` running on this data dir?): {e}"
