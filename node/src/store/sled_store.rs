@@ -62,6 +62,10 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 pub const LOCK_WAIT_MS: u64 = 2_000;
 const LOCK_RETRY_MS: u64 = 50;
 
+/// Events read ahead by `range`: ~1.6 MB at typical sizes, enough to keep
+/// the consumer busy while the reader waits on the disk.
+pub const PREFETCH_EVENTS: usize = 4096;
+
 /// sled reports a held lock as an `Other` I/O error whose text carries the
 /// OS's `WouldBlock`; match both forms.
 fn is_lock_busy(e: &std::io::Error) -> bool {
@@ -342,13 +346,41 @@ impl EventStore for SledStore {
         Ok(out)
     }
 
+    /// Reads and re-checks events on a prefetch thread while the caller
+    /// consumes them: replay is half reading and decoding, half applying to
+    /// views, and the two halves overlap on two cores. The channel is bounded
+    /// ([`PREFETCH_EVENTS`]), and the thread stops as soon as the caller drops
+    /// the iterator.
     fn range(&self, from: Bound<EventKey>, to: Bound<EventKey>) -> EventIter<'_> {
         let range = (event_bound(from, false), event_bound(to, true));
-        Box::new(self.tree.range(range).map(move |item| {
-            let (k, v) = item.map_err(|e| self.io("scan events", e))?;
-            let key = event_key(&k, body(&k, EVENT_KEY_LEN)?)?;
-            reload(&v, &key.hash)
-        }))
+        let tree = self.tree.clone();
+        let location = self.location.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_EVENTS);
+        let spawned = std::thread::Builder::new()
+            .name("sled-prefetch".into())
+            .spawn(move || {
+                for item in tree.range(range) {
+                    let read = item
+                        .map_err(|e| {
+                            StoreError::Io(format!("scan events of sled store {location}: {e}"))
+                        })
+                        .and_then(|(k, v)| {
+                            let key = event_key(&k, body(&k, EVENT_KEY_LEN)?)?;
+                            reload(&v, &key.hash)
+                        });
+                    // A bad record is reported in place and the scan goes
+                    // on, as without the thread; a dropped receiver ends it.
+                    if tx.send(read).is_err() {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Box::new(rx.into_iter()),
+            Err(e) => Box::new(std::iter::once(Err(StoreError::Io(format!(
+                "starting the prefetch thread: {e}"
+            ))))),
+        }
     }
 
     fn keys(

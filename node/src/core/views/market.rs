@@ -256,15 +256,12 @@ impl MarketView {
     /// Re-derives one post from the facts, and moves its index entries.
     fn refresh(&mut self, name: PostKey, membership: &MembershipView) {
         let derived = self.derive(&name, membership);
-        let old = match derived {
-            Some(post) => self.posts.insert(name, post),
-            None => self.posts.remove(&name),
-        };
-        if let Some(old) = old {
+        if let Some(old) = self.posts.remove(&name) {
             self.unindex(&old);
         }
-        if let Some(post) = self.posts.get(&name).cloned() {
+        if let Some(post) = derived {
             self.index(&post);
+            self.posts.insert(name, post);
         }
     }
 
