@@ -1,5 +1,5 @@
 //! Loading the node's [`Config`]: the TOML file, then `HEARTH_*` environment
-//! overrides, then [`Config::validate`]. Every error names what to fix: the
+//! overrides, then `--set KEY=VALUE` flags, then [`Config::validate`]. Every error names what to fix: the
 //! key and the file, or the environment variable.
 
 use std::path::Path;
@@ -116,6 +116,32 @@ fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
     })
 }
 
+/// Applies `--set KEY=VALUE` flags (the same keys and parsers as the
+/// environment overrides), then validates again.
+pub fn apply_flags(config: &mut Config, sets: &[String]) -> anyhow::Result<()> {
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .with_context(|| format!("--set {set:?}: expected KEY=VALUE"))?;
+        let o = ENV_OVERRIDES
+            .iter()
+            .find(|o| o.key == key.trim())
+            .with_context(|| {
+                let keys: Vec<&str> = ENV_OVERRIDES.iter().map(|o| o.key).collect();
+                format!(
+                    "--set {set:?}: unknown key {key:?} (one of {})",
+                    keys.join(", ")
+                )
+            })?;
+        (o.set)(config, value)
+            .map_err(|expected| anyhow::anyhow!("--set {set:?}: {} expects {expected}", o.key))?;
+    }
+    config
+        .validate()
+        .context("invalid configuration after --set flags")?;
+    Ok(())
+}
+
 fn apply_env(config: &mut Config, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     for o in ENV_OVERRIDES {
         if let Some(v) = env(o.var) {
@@ -134,6 +160,40 @@ fn apply_env(config: &mut Config, env: impl Fn(&str) -> Option<String>) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_flag_overrides_and_names_bad_input() {
+        let mut c = Config::default();
+        apply_flags(
+            &mut c,
+            &[
+                "market.enabled=false".into(),
+                "market.default_ttl_seconds=60".into(),
+            ],
+        )
+        .unwrap();
+        assert!(!c.market.enabled);
+        assert_eq!(c.market.default_ttl_seconds, 60);
+        let err = format!(
+            "{:#}",
+            apply_flags(&mut c, &["market.colour=red".into()]).unwrap_err()
+        );
+        assert!(
+            err.contains("unknown key") && err.contains("market.enabled"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            apply_flags(&mut c, &["market.enabled=maybe".into()]).unwrap_err()
+        );
+        assert!(err.contains("true or false"), "{err}");
+        let err = format!(
+            "{:#}",
+            apply_flags(&mut c, &["snapshot_every_events=0".into()]).unwrap_err()
+        );
+        assert!(err.contains("snapshot_every_events"), "{err}");
+        assert!(apply_flags(&mut c, &["no-equals".into()]).is_err());
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -55,6 +55,16 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// Override a config key for this run (repeatable), after the file and
+    /// the environment: e.g. `--set market.enabled=false`.
+    #[arg(
+        long = "set",
+        global = true,
+        help_heading = "Global options",
+        value_name = "KEY=VALUE"
+    )]
+    pub sets: Vec<String>,
+
     /// Print results as JSON instead of text.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
@@ -117,6 +127,7 @@ pub enum Command {
 pub struct Ctx {
     pub dir: DataDir,
     config_file: Option<PathBuf>,
+    sets: Vec<String>,
     pub out: Output,
 }
 
@@ -127,7 +138,9 @@ impl Ctx {
             Some(p) => (p.clone(), true),
             None => (self.dir.config_path(), false),
         };
-        config::load(&path, required, env_var)
+        let mut config = config::load(&path, required, env_var)?;
+        config::apply_flags(&mut config, &self.sets)?;
+        Ok(config)
     }
 
     pub fn open_node(&self) -> anyhow::Result<(Node<SledStore>, Genesis)> {
@@ -200,6 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut ctx = Ctx {
         dir: DataDir::new(root),
         config_file: cli.config,
+        sets: cli.sets,
         out: Output::new(cli.json),
     };
     match cli.command {

@@ -28,6 +28,14 @@ use crate::core::bus::{BusError, BusQueue, Caller};
 use crate::core::{Input, Node, Output, Source, Verdict};
 use crate::store::EventStore;
 
+/// The sync period plus up to a quarter more, drawn fresh each time, so
+/// the nodes of a neighbourhood do not all sync with each other at once.
+fn jittered(period: Duration) -> Duration {
+    use rand_core::RngCore;
+    let spread = (period.as_millis() as u64 / 4).max(1);
+    period + Duration::from_millis(rand_core::OsRng.next_u64() % spread)
+}
+
 /// Unix milliseconds from the wall clock: the one place the node reads time.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -370,8 +378,7 @@ const BUS_SERVED_PER_WAKE: usize = 8;
 
 impl<S: EventStore> Driver<S> {
     async fn run(mut self) -> anyhow::Result<Node<S>> {
-        let mut sync_timer = tokio::time::interval(self.cfg.sync_interval);
-        sync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_sync = tokio::time::Instant::now() + jittered(self.cfg.sync_interval);
         self.node.handle(now_ms(), Input::Tick);
         loop {
             self.serve_bus();
@@ -390,7 +397,10 @@ impl<S: EventStore> Driver<S> {
                     Some(cmd) => self.on_command(cmd),
                 },
                 _ = core_timer => self.node.handle(now_ms(), Input::Tick),
-                _ = sync_timer.tick() => self.sync_all(),
+                _ = tokio::time::sleep_until(next_sync) => {
+                    self.sync_all();
+                    next_sync = tokio::time::Instant::now() + jittered(self.cfg.sync_interval);
+                }
             }
         }
         info!("shutting down: snapshot and flush");
