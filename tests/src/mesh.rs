@@ -89,6 +89,25 @@ pub fn member_set(
     .sign(anchor)
 }
 
+/// A tiny deterministic generator for test topologies (xorshift64): the
+/// same seed always wires the same mesh.
+#[derive(Debug, Clone)]
+pub struct Topology(u64);
+
+impl Topology {
+    pub fn new(seed: u64) -> Topology {
+        Topology(seed | 1)
+    }
+
+    /// A number in `0..m`.
+    pub fn pick(&mut self, m: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % m.max(1) as u64) as usize
+    }
+}
+
 /// Loopback only, no mDNS, fast heartbeats, and periodic sync off unless a
 /// test asks for it (sync still runs on every new connection).
 pub fn test_net_config(bootstrap: Vec<Multiaddr>) -> NetConfig {

@@ -437,13 +437,8 @@ async fn twenty_nodes_converge_on_two_hundred_posts() {
     let ids: Vec<Identity> = (0..N).map(|i| identity(10 + i as u8)).collect();
     let c = Community::new(&ids).unwrap();
     // Deterministic "random" topology: each node dials two earlier ones.
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |m: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % m as u64) as usize
-    };
+    let mut topology = hearth_tests::mesh::Topology::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move |m: usize| topology.pick(m);
     let mut nodes: Vec<TestNode> = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let boot = if i == 0 {

@@ -30,17 +30,11 @@ struct Mesh {
 async fn mesh(n: usize, degree: usize) -> anyhow::Result<Mesh> {
     let ids: Vec<Identity> = (0..n).map(|i| identity(10 + i as u8)).collect();
     let c = Community::new(&ids)?;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut pick = |m: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % m as u64) as usize
-    };
+    let mut topology = crate::mesh::Topology::new(0x2545_f491_4f6c_dd1d);
     let mut nodes: Vec<TestNode> = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let boot = (0..degree.min(i))
-            .map(|_| nodes[pick(i)].addr.clone())
+            .map(|_| nodes[topology.pick(i)].addr.clone())
             .collect();
         // Periodic sync repairs what gossip misses while meshes form.
         let cfg = hearth_node::net::driver::NetConfig {

@@ -109,6 +109,24 @@ fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
     ctx.out.show(&shown, |w| writeln!(w, "{text}"))
 }
 
+/// Refuses to put a second community in a data dir: fine when the dir has
+/// none, or (with `allowed`) already holds that one.
+fn refuse_other_community(ctx: &Ctx, allowed: Option<CommunityId>) -> anyhow::Result<()> {
+    if !ctx.dir.has_genesis() {
+        return Ok(());
+    }
+    let have = ctx.dir.load_genesis()?;
+    if Some(have.community) == allowed {
+        return Ok(());
+    }
+    bail!(
+        "{} already belongs to community {} ({:?}); use another --data-dir",
+        ctx.dir.root().display(),
+        have.community,
+        have.name
+    )
+}
+
 /// `hearth join INVITE`: stores the community's genesis (verified), saves
 /// the invite's addresses for `hearth run`, and prints this node's id for
 /// an anchor to admit.
@@ -137,17 +155,7 @@ pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
                 .with_context(|| format!("the invite's address {a:?} is not a multiaddr"))
         })
         .collect::<anyhow::Result<_>>()?;
-    if ctx.dir.has_genesis() {
-        let have = ctx.dir.load_genesis()?;
-        if have.community != genesis.community {
-            bail!(
-                "{} already belongs to community {} ({:?}); use another --data-dir",
-                ctx.dir.root().display(),
-                have.community,
-                have.name
-            );
-        }
-    }
+    refuse_other_community(ctx, Some(genesis.community))?;
     let config = ctx.config()?;
     let (identity, _) = ctx.dir.load_or_create_identity()?;
     let store = ctx.dir.open_store(&genesis)?;
@@ -203,15 +211,7 @@ pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
     if chars == 0 || chars > NAME_CHARS_MAX {
         bail!("--name must be 1 to {NAME_CHARS_MAX} characters, got {chars}");
     }
-    if ctx.dir.has_genesis() {
-        let g = ctx.dir.load_genesis()?;
-        bail!(
-            "{} already belongs to community {} ({:?}); use another --data-dir",
-            ctx.dir.root().display(),
-            g.community,
-            g.name
-        );
-    }
+    refuse_other_community(ctx, None)?;
     // Config first: a bad config should fail before anything is written.
     let config = ctx.config()?;
     let (identity, _) = ctx.dir.load_or_create_identity()?;
