@@ -316,8 +316,14 @@ impl SyncMessage {
     }
 }
 
+/// Bytes of a range fingerprint. Fingerprints are salted per session like
+/// short ids, so a collision (2^-64) cannot hide a difference twice: 8 bytes
+/// instead of 16 saves ~130 bytes per split level.
+pub const FINGERPRINT_BYTES: usize = 8;
+
 /// Fingerprint of a set of hashes: their sum mod 2^256 (little-endian) and
-/// count, hashed and truncated to 16 bytes. Order-free, so one pass suffices.
+/// count, hashed with the session salt and truncated to
+/// [`FINGERPRINT_BYTES`]. Order-free, so one pass suffices.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Accumulator {
     sum: [u64; 4],
@@ -337,13 +343,14 @@ impl Accumulator {
         self.count += 1;
     }
 
-    pub fn fingerprint(&self) -> Vec<u8> {
+    pub fn fingerprint(&self, salt: u64) -> Vec<u8> {
         let mut h = Sha256::new();
+        h.update(salt.to_le_bytes());
         for limb in self.sum {
             h.update(limb.to_le_bytes());
         }
         h.update(self.count.to_le_bytes());
-        h.finalize()[..16].to_vec()
+        h.finalize()[..FINGERPRINT_BYTES].to_vec()
     }
 }
 
@@ -395,12 +402,12 @@ fn keys_in<S: EventStore>(
     Ok(keys)
 }
 
-fn fingerprint_of(keys: &[EventKey]) -> (Vec<u8>, u64) {
+fn fingerprint_of(keys: &[EventKey], salt: u64) -> (Vec<u8>, u64) {
     let mut acc = Accumulator::default();
     for k in keys {
         acc.add(&k.hash);
     }
-    (acc.fingerprint(), keys.len() as u64)
+    (acc.fingerprint(salt), keys.len() as u64)
 }
 
 impl SyncSession {
@@ -420,9 +427,9 @@ impl SyncSession {
         let keys = keys_in(store, &None, &None)?;
         let mut ranges = Vec::new();
         if keys.len() > LEAF_ITEMS_MAX {
-            split(&keys, &None, &mut ranges);
+            split(&keys, &None, salt, &mut ranges);
         } else {
-            let (fp, count) = fingerprint_of(&keys);
+            let (fp, count) = fingerprint_of(&keys, salt);
             ranges.push(Range {
                 upper: None,
                 mode: Mode::Fingerprint { fp, count },
@@ -481,7 +488,7 @@ impl SyncSession {
                 // Out of budget: answer with our fingerprint; the peer
                 // picks this range up again next round.
                 let mine = keys_in(store, &lower, &range.upper)?;
-                let (fp, count) = fingerprint_of(&mine);
+                let (fp, count) = fingerprint_of(&mine, salt);
                 spent += 64;
                 out.ranges.push(Range {
                     upper: range.upper.clone(),
@@ -494,7 +501,7 @@ impl SyncSession {
                 Mode::Skip => push_skip(&mut out.ranges, range.upper.clone()),
                 Mode::Fingerprint { fp, count } => {
                     let mine = keys_in(store, &lower, &range.upper)?;
-                    let (my_fp, my_count) = fingerprint_of(&mine);
+                    let (my_fp, my_count) = fingerprint_of(&mine, salt);
                     if my_fp == fp && my_count == count {
                         push_skip(&mut out.ranges, range.upper.clone());
                     } else if mine.len() <= LEAF_ITEMS_MAX {
@@ -513,7 +520,7 @@ impl SyncSession {
                         });
                     } else {
                         spent += 64 * BUCKETS;
-                        split(&mine, &range.upper, &mut out.ranges);
+                        split(&mine, &range.upper, salt, &mut out.ranges);
                     }
                 }
                 Mode::Ids(theirs) => {
@@ -606,7 +613,7 @@ fn push_skip(ranges: &mut Vec<Range>, upper: Option<KeyBound>) {
 
 /// Splits `keys` (all inside the range ending at `upper`) into BUCKETS
 /// sub-ranges of about equal count and appends their fingerprints.
-fn split(keys: &[EventKey], upper: &Option<KeyBound>, out: &mut Vec<Range>) {
+fn split(keys: &[EventKey], upper: &Option<KeyBound>, salt: u64, out: &mut Vec<Range>) {
     let per = keys.len().div_ceil(BUCKETS);
     let mut start = 0;
     while start < keys.len() {
@@ -616,7 +623,7 @@ fn split(keys: &[EventKey], upper: &Option<KeyBound>, out: &mut Vec<Range>) {
         } else {
             Some(KeyBound::between(&keys[end - 1], &keys[end]))
         };
-        let (fp, count) = fingerprint_of(&keys[start..end]);
+        let (fp, count) = fingerprint_of(&keys[start..end], salt);
         out.push(Range {
             upper: bound,
             mode: Mode::Fingerprint { fp, count },
@@ -659,8 +666,9 @@ mod tests {
         let mut y = Accumulator::default();
         y.add(&b);
         y.add(&a);
-        assert_eq!(x.fingerprint(), y.fingerprint());
-        assert_ne!(x.fingerprint(), Accumulator::default().fingerprint());
+        assert_eq!(x.fingerprint(7), y.fingerprint(7));
+        assert_ne!(x.fingerprint(7), Accumulator::default().fingerprint(7));
+        assert_ne!(x.fingerprint(7), x.fingerprint(8), "salted per session");
     }
 
     #[test]
