@@ -190,15 +190,29 @@ impl<S: EventStore> EventLog<S> {
     /// check that incremental state equals full replay.
     pub fn replay_all(&mut self) -> Result<ReplayReport, StoreError> {
         self.views.reset();
+        self.views.begin_bulk();
         // Key order is the most generous order for the clock rule, so the
         // clock comes out at least where it was before the restart.
         self.clock = LamportClock::default();
         let mut replayed = 0;
+        let mut failed = None;
         for item in self.store.range(Bound::Unbounded, Bound::Unbounded) {
-            let event = item?;
-            self.clock.observe(event.event().lamport);
-            self.views.apply(&event);
-            replayed += 1;
+            match item {
+                Ok(event) => {
+                    self.clock.observe(event.event().lamport);
+                    self.views.apply(&event);
+                    replayed += 1;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Leave bulk mode on every path, so later applies derive as usual.
+        self.views.end_bulk();
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(ReplayReport {
             snapshot_arrival: None,

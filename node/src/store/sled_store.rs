@@ -65,6 +65,8 @@ const LOCK_RETRY_MS: u64 = 50;
 /// Events read ahead by `range`: ~1.6 MB at typical sizes, enough to keep
 /// the consumer busy while the reader waits on the disk.
 pub const PREFETCH_EVENTS: usize = 4096;
+/// Events handed over at once by the prefetch thread.
+const PREFETCH_CHUNK: usize = 256;
 
 /// sled reports a held lock as an `Other` I/O error whose text carries the
 /// OS's `WouldBlock`; match both forms.
@@ -355,28 +357,44 @@ impl EventStore for SledStore {
         let range = (event_bound(from, false), event_bound(to, true));
         let tree = self.tree.clone();
         let location = self.location.clone();
-        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_EVENTS);
+        // Chunks, not single events: one hand-over per PREFETCH_CHUNK events
+        // keeps the two threads from waking each other for every event.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<VerifiedEvent, StoreError>>>(
+            PREFETCH_EVENTS / PREFETCH_CHUNK,
+        );
         let spawned = std::thread::Builder::new()
             .name("sled-prefetch".into())
             .spawn(move || {
+                let mut chunk = Vec::with_capacity(PREFETCH_CHUNK);
                 for item in tree.range(range) {
-                    let read = item
-                        .map_err(|e| {
+                    // A bad record is reported in place and the scan goes
+                    // on, as without the thread; a dropped receiver ends it.
+                    chunk.push(
+                        item.map_err(|e| {
                             StoreError::Io(format!("scan events of sled store {location}: {e}"))
                         })
                         .and_then(|(k, v)| {
                             let key = event_key(&k, body(&k, EVENT_KEY_LEN)?)?;
                             reload(&v, &key.hash)
-                        });
-                    // A bad record is reported in place and the scan goes
-                    // on, as without the thread; a dropped receiver ends it.
-                    if tx.send(read).is_err() {
+                        }),
+                    );
+                    if chunk.len() == PREFETCH_CHUNK
+                        && tx
+                            .send(std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(PREFETCH_CHUNK),
+                            ))
+                            .is_err()
+                    {
                         return;
                     }
                 }
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
+                }
             });
         match spawned {
-            Ok(_) => Box::new(rx.into_iter()),
+            Ok(_) => Box::new(rx.into_iter().flatten()),
             Err(e) => Box::new(std::iter::once(Err(StoreError::Io(format!(
                 "starting the prefetch thread: {e}"
             ))))),

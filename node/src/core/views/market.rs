@@ -139,9 +139,66 @@ pub struct MarketView {
     by_lamport: BTreeSet<IndexKey>,
     by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
     by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
+    /// During a full replay: record facts only, derive once at the end.
+    bulk: bool,
 }
 
 impl MarketView {
+    /// Starts a full replay: `apply` records facts without deriving posts
+    /// (levels change along the way; only the final ones matter).
+    pub fn begin_bulk(&mut self) {
+        self.bulk = true;
+    }
+
+    /// Ends a full replay: derives every post once and builds the indexes
+    /// from sorted data, instead of one ordered insert per event.
+    pub fn end_bulk(&mut self, membership: &MembershipView) {
+        self.bulk = false;
+        self.rebuild(membership);
+    }
+
+    /// Re-derives every post from the facts and rebuilds every index.
+    fn rebuild(&mut self, membership: &MembershipView) {
+        let posts: BTreeMap<PostKey, Post> = self
+            .facts
+            .created
+            .keys()
+            .filter_map(|name| self.derive(name, membership).map(|p| (*name, p)))
+            .collect();
+        let mut by_lamport = Vec::with_capacity(posts.len());
+        let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
+        let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
+        let mut client_ids = BTreeMap::new();
+        for post in posts.values() {
+            if let Some(c) = &post.client_id {
+                client_ids.insert((post.author, c.clone()), post.key());
+            }
+            if !post.is_shown() {
+                continue;
+            }
+            let k = Self::index_key(post);
+            by_lamport.push(k);
+            by_category
+                .entry(post.content.category)
+                .or_default()
+                .push(k);
+            for tag in &post.content.tags {
+                by_tag.entry(tag.clone()).or_default().push(k);
+            }
+        }
+        self.by_lamport = by_lamport.into_iter().collect();
+        self.by_category = by_category
+            .into_iter()
+            .map(|(c, v)| (c, v.into_iter().collect()))
+            .collect();
+        self.by_tag = by_tag
+            .into_iter()
+            .map(|(t, v)| (t, v.into_iter().collect()))
+            .collect();
+        self.client_ids = client_ids;
+        self.posts = posts;
+    }
+
     pub fn reset(&mut self) {
         *self = MarketView::default();
     }
@@ -211,6 +268,9 @@ impl MarketView {
             Payload::PostCreated(_) | Payload::PostUpdated(_) | Payload::PostExpired(_)
         ) {
             self.facts.max_lamport = self.facts.max_lamport.max(e.lamport);
+        }
+        if self.bulk {
+            return;
         }
         for who in &change.levels_changed {
             touched.extend(self.names_touched_by_level(who));
@@ -436,11 +496,8 @@ impl MarketView {
                 self.stale_ids_by.entry(x.by).or_default().insert(*id);
             }
         }
-        let names: Vec<PostKey> = facts.created.keys().copied().collect();
         self.facts = facts;
-        for name in names {
-            self.refresh(name, membership);
-        }
+        self.rebuild(membership);
         Ok(())
     }
 

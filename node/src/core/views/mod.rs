@@ -83,6 +83,15 @@ impl Views {
         self.market.reset();
     }
 
+    /// Full replay: views may defer derived state until [`Views::end_bulk`].
+    pub fn begin_bulk(&mut self) {
+        self.market.begin_bulk();
+    }
+
+    pub fn end_bulk(&mut self) {
+        self.market.end_bulk(&self.membership);
+    }
+
     /// Applies one logged event to every view; returns the membership
     /// change so the log can release pending events of newly vouched keys.
     pub fn apply(&mut self, event: &VerifiedEvent) -> MembershipChange {
