@@ -33,16 +33,7 @@ async fn post(node: &mut TestNode, title: &str, tags: &[&str]) -> EventHash {
         .call("market.post", post_params(title, tags))
         .await
         .unwrap();
-    match node
-        .wait_for("the local post", |e| {
-            matches!(e, NetEvent::Stored { source: None, .. })
-        })
-        .await
-        .unwrap()
-    {
-        NetEvent::Stored { hash, .. } => hash,
-        _ => unreachable!(),
-    }
+    post_hash(node).await
 }
 
 async fn titles(node: &TestNode) -> Vec<String> {
@@ -183,6 +174,7 @@ async fn test_expire_propagates_then_list_excludes() {
     assert!(titles(&b).await.is_empty());
 }
 
+/// The hash of the next event this node makes itself.
 async fn post_hash(node: &mut TestNode) -> EventHash {
     match node
         .wait_for("a local event", |e| {
