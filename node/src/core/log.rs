@@ -280,21 +280,32 @@ impl<S: EventStore> EventLog<S> {
                 got: community,
             });
         }
-        if self.pending.contains(event.hash()) || self.store.contains(event.hash())? {
-            return Err(IngestError::Duplicate(*event.hash()));
+        let hash = *event.hash();
+        if self.pending.contains(&hash) {
+            return Err(IngestError::Duplicate(hash));
         }
         if !self.views.membership.is_vouched(&e.author) {
+            if self.store.contains(&hash)? {
+                return Err(IngestError::Duplicate(hash));
+            }
             self.pending.insert(event)?;
             return Ok(Ingested::Pending);
         }
-        let stored = self.store_received(event)?;
-        Ok(Ingested::Stored(stored))
+        // The store's insert dedupes by hash itself: one lookup, not two.
+        match self.store_received(event)? {
+            Some(stored) => Ok(Ingested::Stored(stored)),
+            None => Err(IngestError::Duplicate(hash)),
+        }
     }
 
-    /// Stores a vouched event, then any pending events it releases.
-    fn store_received(&mut self, event: VerifiedEvent) -> Result<Vec<VerifiedEvent>, StoreError> {
+    /// Stores a vouched event, then any pending events it releases; `None`
+    /// if the store already held it.
+    fn store_received(
+        &mut self,
+        event: VerifiedEvent,
+    ) -> Result<Option<Vec<VerifiedEvent>>, StoreError> {
         if self.store.insert(&event)?.is_none() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         self.clock.observe(event.event().lamport);
         self.unflushed += 1;
@@ -302,7 +313,7 @@ impl<S: EventStore> EventLog<S> {
         if self.unflushed >= FLUSH_BATCH_EVENTS {
             self.flush()?;
         }
-        Ok(stored)
+        Ok(Some(stored))
     }
 
     /// Applies a stored event to the views; releases pending events of
