@@ -1,0 +1,174 @@
+//! What a run measured, and the one-line JSON summary the CLI prints last.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Counters the engine bumps as it goes. Plain numbers: no behaviour
+/// depends on them.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub gossip_sent: u64,
+    pub gossip_bytes: u64,
+    /// Gossip messages that reached a running node.
+    pub gossip_delivered: u64,
+    /// Deliveries the duplicate cache or the log recognised as seen.
+    pub gossip_duplicates: u64,
+    pub sync_messages: u64,
+    pub sync_bytes: u64,
+    pub sync_sessions: u64,
+    pub sync_completed: u64,
+    pub sync_round_trips: u64,
+    pub sync_timeouts: u64,
+    pub sync_errors: u64,
+    /// Messages lost to the loss fault.
+    pub lost: u64,
+    /// Messages to a down or unreachable node.
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub stored_via_gossip: u64,
+    pub stored_via_sync: u64,
+    pub stored_other: u64,
+    pub crashes: u64,
+    pub restarts: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub ignored: BTreeMap<String, u64>,
+    pub workload_done: u64,
+    pub workload_refused: BTreeMap<String, u64>,
+    /// Delivery latency for nodes that were up when the event was published.
+    pub delivery_ms: Vec<u64>,
+    /// Delivery latency for nodes that came up after publication (churn,
+    /// late joiners): catch-up time, kept apart so it does not hide the
+    /// gossip figure.
+    pub catchup_ms: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(values: &[u64]) -> Percentiles {
+        if values.is_empty() {
+            return Percentiles::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Percentiles {
+            count: v.len() as u64,
+            p50: at(0.50),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyncSummary {
+    pub sessions: u64,
+    pub completed: u64,
+    pub round_trips: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+    pub bytes: u64,
+}
+
+/// The run's outcome. Serialised as the CLI's last stdout line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub converged: bool,
+    pub invariants_held: bool,
+    pub seed: u64,
+    /// SHA-256 over the ordered trace of deliveries and core outputs: equal
+    /// for two runs of one seed, or the simulator is not deterministic.
+    pub trace_hash: String,
+    pub nodes: usize,
+    /// Events in the community log at the end (all valid events).
+    pub log_events: u64,
+    /// Events published by honest nodes.
+    pub honest_events: u64,
+    pub workload_actions: u64,
+    pub delivery_ms: Percentiles,
+    pub catchup_delivery_ms: Percentiles,
+    /// Virtual time from the start of the liveness phase to convergence.
+    pub converge_ms: Option<u64>,
+    pub virtual_ms: u64,
+    pub gossip_messages_per_event: f64,
+    pub gossip_bytes_per_event: f64,
+    /// Gossip copies a node receives per event (eager push to D peers makes
+    /// this about D when everyone is up); `duplicates` is that minus the
+    /// first copy.
+    pub gossip_deliveries_per_event_per_node: f64,
+    pub duplicates_per_event_per_node: f64,
+    pub sync_bytes_per_event: f64,
+    pub sync: SyncSummary,
+    pub stored_via_gossip: u64,
+    pub stored_via_sync: u64,
+    pub lost: u64,
+    pub dropped: u64,
+    pub crashes: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub ignored: BTreeMap<String, u64>,
+    pub workload_refused: BTreeMap<String, u64>,
+    pub violation_count: u64,
+    pub violations: Vec<String>,
+    /// Wall time, filled in by the CLI (never by the engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.converged && self.invariants_held
+    }
+}
+
+/// Collapses the variable parts of a refusal reason (hashes, keys) so
+/// reasons can be counted: runs of 16 or more hex digits become `<id>`, and
+/// numbers become `N`.
+pub fn reason_class(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let chars: Vec<char> = reason.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        if run >= 16 {
+            out.push_str("<id>");
+            i += run;
+        } else if chars[i].is_ascii_digit() {
+            let digits = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            out.push('N');
+            i += digits;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_list() {
+        let v: Vec<u64> = (1..=100).collect();
+        let p = Percentiles::of(&v);
+        assert_eq!((p.p50, p.p99, p.max, p.count), (51, 99, 100, 100));
+    }
+
+    #[test]
+    fn reasons_lose_their_ids() {
+        let r = reason_class("duplicate event 0123456789abcdef0123: already held");
+        assert_eq!(r, "duplicate event <id>: already held");
+    }
+}
