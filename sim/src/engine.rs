@@ -1811,7 +1811,14 @@ impl Sim {
     /// The summary of the run so far.
     pub fn summary(&self) -> Summary {
         let s = &self.stats;
-        let events = self.registry.len().max(1) as f64;
+        // Per-event figures count only events published during the run:
+        // the preloaded founding history never crossed the network.
+        let published = self
+            .registry
+            .values()
+            .filter(|i| i.published_ms > START_MS || !i.honest)
+            .count();
+        let events = published.max(1) as f64;
         let honest = self.registry.values().filter(|i| i.honest).count() as u64;
         let nodes = self.slots.len() as f64;
         let deliveries = s.gossip_delivered as f64 / (events * nodes);
