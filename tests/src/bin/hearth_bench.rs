@@ -1,46 +1,59 @@
-//! `scripts/bench`: prints one JSON line per figure (see tests/src/bench).
+//! `scripts/bench`: prints one JSON line per figure on stdout (see
+//! tests/src/bench), progress on stderr.
 //!
 //! Flags: `--quick` (small sizes, a smoke run), `--only NAME` (one figure:
-//! ingest, replay, list, sync, gossip, throughput).
+//! ingest, replay, list, sync, gossip, throughput; repeatable).
 
-use anyhow::Context;
-use hearth_tests::bench::{self, core, mesh};
+use anyhow::{bail, Context};
+use hearth_tests::bench::{self, ingest, list, mesh, replay, sync};
 use serde_json::json;
 
+const FIGURES: [&str; 6] = ["ingest", "replay", "list", "sync", "gossip", "throughput"];
+const USAGE: &str =
+    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput]...";
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
-    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    let rev = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    bench::emit(bench::figure(
-        "machine",
-        json!({
-            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-            "git": rev,
-            "quick": quick,
-        }),
-    ));
+    let mut quick = false;
+    let mut only: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--only" => {
+                let name = args.next().context(USAGE)?;
+                // The figure is printed as list_p99; accept either name.
+                let name = if name == "list_p99" {
+                    "list".into()
+                } else {
+                    name
+                };
+                if !FIGURES.contains(&name.as_str()) {
+                    bail!("unknown figure {name:?}\n{USAGE}");
+                }
+                only.push(name);
+            }
+            "-h" | "--help" => {
+                eprintln!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    bench::emit(bench::figure("machine", machine(quick)));
     let scale = |full: usize, small: usize| if quick { small } else { full };
     if want("ingest") {
-        core::ingest(scale(20_000, 2_000))?;
+        ingest::ingest(scale(20_000, 4_000))?;
     }
     if want("replay") {
-        core::replay(scale(1_000_000, 50_000))?;
+        replay::replay(scale(1_000_000, 50_000))?;
     }
     if want("list") {
-        core::list(scale(100_000, 10_000))?;
+        list::list(scale(100_000, 10_000))?;
     }
     if want("sync") {
-        core::sync(scale(100_000, 10_000), 1)?;
-        core::sync(scale(100_000, 10_000), 5_000)?;
+        sync::sync(scale(100_000, 10_000), 1)?;
+        sync::sync(scale(100_000, 10_000), 5_000)?;
     }
     if want("gossip") || want("throughput") {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -56,6 +69,36 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The facts that make a run's numbers readable later.
+fn machine(quick: bool) -> serde_json::Value {
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_owned())
+    });
+    json!({
+        "nproc": bench::cores(),
+        "cpu": cpu,
+        "git": git,
+        "git_dirty": dirty,
+        "mode": if quick { "quick" } else { "full" },
+        "release": !cfg!(debug_assertions),
+    })
 }
 
 /// Single-core decode + verify_strict rate, for the throughput ceiling.

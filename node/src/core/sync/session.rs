@@ -1,0 +1,707 @@
+//! One side of a reconciliation: each message in gets one message out.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ops::Bound;
+
+use hearth_proto::{EventHash, EventKey};
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::{short_id, Accumulator};
+use super::message::{KeyBound, Mode, Range, SyncMessage};
+use super::{
+    sketch, SyncError, BUCKETS_MAX, CHILD_DIFFERENCES_TARGET, EVENTS_MAX, EVENT_BATCH_BYTES_MAX,
+    IDS_MAX, MESSAGES_MAX, OPENING_CAPACITY, RANGES_MAX, RANGE_BYTES_MAX, ROUNDS_MAX,
+    SKETCH_CAPACITY_MAX, STRATA_CAPACITY, STRATA_LEVELS_MAX, SYNDROMES_MAX,
+};
+use crate::store::{EventStore, StoreError};
+
+/// What a session did, for status and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStats {
+    /// Messages this side handled from the peer.
+    pub messages_in: u32,
+    /// Of those, the ones with open ranges (reconciliation rounds).
+    pub rounds: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub events_sent: u64,
+    pub events_received: u64,
+}
+
+/// One side of a reconciliation with one peer. The same type serves the
+/// initiator ([`SyncSession::initiate`]) and the responder
+/// (`SyncSession::default()`).
+///
+/// Events in a peer's message are handed to the caller as they are
+/// ([`SyncSession::take_received`]), asked for or not: the peer pushes what
+/// it worked out we lack, and the caller verifies every one of them exactly
+/// like a gossiped event, so an unsolicited push gains a peer nothing that
+/// gossip would not. What sync does enforce is the batch bounds.
+#[derive(Debug, Default)]
+pub struct SyncSession {
+    stats: SyncStats,
+    /// Events the peer lacks that did not fit in the last message. Bounded
+    /// by our own store: only our events are ever queued.
+    outbox: VecDeque<EventHash>,
+    /// Events we asked for (`Want`, `Roots`) and have not seen arrive.
+    awaiting: u64,
+    /// Received event bytes for the caller to verify and admit.
+    received: Vec<Vec<u8>>,
+}
+
+impl SyncSession {
+    /// Starts a reconciliation: one range covering everything, as a sketch
+    /// of capacity [`OPENING_CAPACITY`] with estimation levels (or the id
+    /// list of a tiny log). Equal logs settle on it in one round trip, up
+    /// to `OPENING_CAPACITY - 1` differences are decoded from it directly,
+    /// and for more the responder sizes its answer from the estimate.
+    /// `salt` comes from the node's seeded generator, fresh per session.
+    pub fn initiate<S: EventStore>(
+        store: &S,
+        salt: u64,
+    ) -> Result<(SyncSession, SyncMessage), SyncError> {
+        let keys = keys_in(store, None, None)?;
+        let ids = short_ids(salt, &keys);
+        let mode = if ids.len() <= OPENING_CAPACITY {
+            Mode::Ids(ids)
+        } else {
+            Mode::Sketch {
+                count: keys.len() as u64,
+                syndromes: sketch::sketch(&ids, OPENING_CAPACITY),
+                strata: sketch::strata(&ids, strata_levels(2 * keys.len() as u64)),
+            }
+        };
+        let msg = SyncMessage {
+            salt,
+            ranges: vec![Range { upper: None, mode }],
+            events: Vec::new(),
+        };
+        let mut session = SyncSession::default();
+        session.stats.bytes_sent = msg.encode().len() as u64;
+        Ok((session, msg))
+    }
+
+    /// Handles one message from the peer and returns the answer. An empty
+    /// answer ([`SyncMessage::is_empty`]) means this side has nothing more
+    /// to say. A refused message (an error) leaves the session as it was.
+    pub fn handle<S: EventStore>(
+        &mut self,
+        store: &S,
+        bytes: &[u8],
+    ) -> Result<SyncMessage, SyncError> {
+        let msg = SyncMessage::decode(bytes)?;
+        let open = msg.ranges.iter().any(|r| r.mode != Mode::Skip);
+        if self.stats.messages_in >= MESSAGES_MAX || (open && self.stats.rounds >= ROUNDS_MAX) {
+            return Err(SyncError::TooManyRounds);
+        }
+        let plan = plan(store, &msg)?;
+        let batch = self.batch(store, &plan.push)?;
+        let reply = SyncMessage {
+            salt: msg.salt,
+            ranges: plan.ranges,
+            events: batch.events,
+        };
+        let sent = reply.encode().len();
+
+        // Commit. Nothing below can fail.
+        self.outbox.drain(..batch.from_outbox);
+        self.outbox
+            .extend(plan.push[batch.from_push..].iter().copied());
+        self.awaiting = if msg.is_empty() {
+            // The peer has nothing more to send: what did not come will
+            // not come in this session (it was not there to find).
+            0
+        } else {
+            self.awaiting.saturating_sub(msg.events.len() as u64)
+        } + plan.expect;
+        let s = &mut self.stats;
+        s.messages_in += 1;
+        s.rounds += u32::from(open);
+        s.bytes_received += bytes.len() as u64;
+        s.bytes_sent += sent as u64;
+        s.events_received += msg.events.len() as u64;
+        s.events_sent += reply.events.len() as u64;
+        self.received.extend(msg.events);
+        Ok(reply)
+    }
+
+    /// Takes events from the outbox, then from `push`, within the batch
+    /// bounds; says how many of each it used.
+    fn batch<S: EventStore>(&self, store: &S, push: &[EventHash]) -> Result<Batch, SyncError> {
+        let mut events = Vec::new();
+        let (mut bytes, mut used) = (0usize, 0usize);
+        for hash in self.outbox.iter().chain(push) {
+            if events.len() >= EVENTS_MAX {
+                break;
+            }
+            // Only our own stored events are queued; one removed since
+            // (never, today) is simply not sent.
+            if let Some(event) = store.get(hash)? {
+                if bytes + event.bytes().len() > EVENT_BATCH_BYTES_MAX {
+                    break;
+                }
+                bytes += event.bytes().len();
+                events.push(event.into_bytes());
+            }
+            used += 1;
+        }
+        let from_outbox = used.min(self.outbox.len());
+        Ok(Batch {
+            events,
+            from_outbox,
+            from_push: used - from_outbox,
+        })
+    }
+
+    /// Event bytes received so far, for the caller to verify and admit.
+    pub fn take_received(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.received)
+    }
+
+    /// Nothing left to send and nothing awaited.
+    pub fn is_done(&self) -> bool {
+        self.outbox.is_empty() && self.awaiting == 0
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+}
+
+#[derive(Debug)]
+struct Batch {
+    events: Vec<Vec<u8>>,
+    from_outbox: usize,
+    from_push: usize,
+}
+
+/// The answer to one message, made without touching the session.
+#[derive(Debug, Default)]
+struct Plan {
+    ranges: Vec<Range>,
+    /// Our events the peer lacks, in key order.
+    push: Vec<EventHash>,
+    /// Events we asked for in `ranges`.
+    expect: u64,
+    /// Upper bound of the encoded size of `ranges`.
+    spent: usize,
+    /// Sketch syndromes in `ranges` (the peer's decoding work).
+    syndromes: usize,
+}
+
+/// What one incoming range tells us.
+#[derive(Debug)]
+enum Outcome {
+    /// Equal, or the peer said skip.
+    Settled,
+    /// Both differences known: push ours, maybe ask for theirs.
+    Resolved {
+        push: Vec<EventHash>,
+        ask: Option<Mode>,
+        expect: u64,
+    },
+    /// A root polynomial we could not fully match: push what matched and
+    /// reopen the range.
+    Reopen { push: Vec<EventHash> },
+    /// Different, not resolved: `floor` is a lower bound of the number of
+    /// differences, `estimate` a better guess when the peer sent
+    /// estimation levels.
+    Differs {
+        theirs: u64,
+        floor: u64,
+        estimate: Option<f64>,
+        answered_fingerprint: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Assessed {
+    upper: Option<KeyBound>,
+    mine: Vec<EventKey>,
+    /// Short ids of `mine`, when they were needed.
+    ids: Vec<u64>,
+    outcome: Outcome,
+}
+
+/// Upper bound of an encoded fingerprint range with this bound. Every
+/// incoming range can be answered with one, so this much is reserved for
+/// each range still to answer. Even 4,096 of them with 32-byte prefixes
+/// (64 bytes each) take only 256 KiB of RANGE_BYTES_MAX.
+fn fingerprint_bytes_max(upper: &Option<KeyBound>) -> usize {
+    range_bytes_max(&Range {
+        upper: upper.clone(),
+        mode: Mode::Fingerprint {
+            count: 0,
+            fp: [0; super::FINGERPRINT_BYTES],
+        },
+    })
+}
+
+fn plan<S: EventStore>(store: &S, msg: &SyncMessage) -> Result<Plan, SyncError> {
+    let salt = msg.salt;
+    // Pass 1: compare each range with our items.
+    let mut assessed = Vec::with_capacity(msg.ranges.len());
+    let mut lower: Option<&KeyBound> = None;
+    for range in &msg.ranges {
+        assessed.push(assess(store, salt, lower, range)?);
+        lower = range.upper.as_ref();
+    }
+    // Pass 2: answer each, within the message budget. Invariant: what is
+    // spent plus a fingerprint for every range still to answer fits.
+    // `reserve[i]`: the fingerprints of the ranges after range i.
+    let mut reserve = vec![0usize; assessed.len()];
+    for i in (1..assessed.len()).rev() {
+        reserve[i - 1] = reserve[i] + fingerprint_bytes_max(&assessed[i].upper);
+    }
+    let mut plan = Plan::default();
+    let total = assessed.len();
+    for (i, mut a) in assessed.into_iter().enumerate() {
+        let remaining = (total - i - 1, reserve[i]);
+        let answers_with_ids =
+            matches!(a.outcome, Outcome::Reopen { .. } | Outcome::Differs { .. });
+        if answers_with_ids && a.ids.len() != a.mine.len() {
+            a.ids = short_ids(salt, &a.mine);
+        }
+        let answer = match a.outcome {
+            Outcome::Settled => {
+                plan.skip(a.upper);
+                continue;
+            }
+            Outcome::Resolved { push, ask, expect } => {
+                plan.push.extend(push);
+                match ask {
+                    None => {
+                        plan.skip(a.upper);
+                        continue;
+                    }
+                    Some(mode) => {
+                        let r = vec![Range {
+                            upper: a.upper.clone(),
+                            mode,
+                        }];
+                        if plan.fits(&r, remaining) {
+                            plan.expect += expect;
+                        }
+                        r
+                    }
+                }
+            }
+            Outcome::Reopen { push } => {
+                plan.push.extend(push);
+                if a.mine.len() <= IDS_MAX {
+                    vec![Range {
+                        upper: a.upper.clone(),
+                        mode: Mode::Ids(a.ids.clone()),
+                    }]
+                } else {
+                    vec![fingerprint_range(salt, &a.upper, &a.mine)]
+                }
+            }
+            Outcome::Differs {
+                theirs,
+                floor,
+                estimate,
+                answered_fingerprint,
+            } => respond(
+                salt,
+                &a.upper,
+                &a.mine,
+                &a.ids,
+                theirs,
+                floor,
+                estimate,
+                answered_fingerprint,
+            ),
+        };
+        if plan.fits(&answer, remaining) {
+            plan.add(answer);
+        } else {
+            // Out of budget: our fingerprint keeps the range open for the
+            // next round (the peer answers it like any other).
+            plan.add(vec![fingerprint_range(salt, &a.upper, &a.mine)]);
+        }
+    }
+    while plan.ranges.last().is_some_and(|r| r.mode == Mode::Skip) {
+        plan.ranges.pop();
+    }
+    debug_assert!(plan.ranges.len() <= RANGES_MAX && plan.spent <= RANGE_BYTES_MAX);
+    Ok(plan)
+}
+
+impl Plan {
+    fn skip(&mut self, upper: Option<KeyBound>) {
+        // Consecutive skips merge into one: fewer bytes, same meaning.
+        if let Some(last) = self.ranges.last_mut() {
+            if last.mode == Mode::Skip {
+                last.upper = upper;
+                return;
+            }
+        }
+        self.add(vec![Range {
+            upper,
+            mode: Mode::Skip,
+        }]);
+    }
+
+    /// Whether `ranges` fit, keeping room for `(count, bytes)` of
+    /// fingerprints for the ranges still to answer.
+    fn fits(&self, ranges: &[Range], (count, bytes_reserved): (usize, usize)) -> bool {
+        let bytes: usize = ranges.iter().map(range_bytes_max).sum();
+        let syndromes: usize = ranges.iter().map(syndromes_in).sum();
+        self.ranges.len() + ranges.len() + count <= RANGES_MAX
+            && self.spent + bytes + bytes_reserved <= RANGE_BYTES_MAX
+            && self.syndromes + syndromes <= SYNDROMES_MAX
+    }
+
+    fn add(&mut self, ranges: Vec<Range>) {
+        self.spent += ranges.iter().map(range_bytes_max).sum::<usize>();
+        self.syndromes += ranges.iter().map(syndromes_in).sum::<usize>();
+        self.ranges.extend(ranges);
+    }
+}
+
+fn syndromes_in(r: &Range) -> usize {
+    match &r.mode {
+        Mode::Sketch {
+            syndromes, strata, ..
+        } => syndromes.len() + strata.len(),
+        _ => 0,
+    }
+}
+
+/// Upper bound of a range's encoded size.
+fn range_bytes_max(r: &Range) -> usize {
+    let bound = r.upper.as_ref().map_or(0, |b| 1 + 9 + 2 + b.prefix.len());
+    let words = |n: usize| 9 + 8 * n;
+    2 + bound
+        + match &r.mode {
+            Mode::Skip => 0,
+            Mode::Fingerprint { .. } => 9 + 9,
+            Mode::Sketch {
+                syndromes, strata, ..
+            } => 9 + words(syndromes.len()) + words(strata.len()),
+            Mode::Ids(v) | Mode::Want(v) | Mode::Roots(v) => words(v.len()),
+        }
+}
+
+fn assess<S: EventStore>(
+    store: &S,
+    salt: u64,
+    lower: Option<&KeyBound>,
+    range: &Range,
+) -> Result<Assessed, SyncError> {
+    let upper = range.upper.clone();
+    if range.mode == Mode::Skip {
+        return Ok(Assessed {
+            upper,
+            mine: Vec::new(),
+            ids: Vec::new(),
+            outcome: Outcome::Settled,
+        });
+    }
+    let mine = keys_in(store, lower, upper.as_ref())?;
+    let n_m = mine.len() as u64;
+    let mut ids = Vec::new();
+    let outcome = match &range.mode {
+        Mode::Skip => Outcome::Settled,
+        Mode::Fingerprint { count, fp } => {
+            let mut acc = Accumulator::default();
+            for k in &mine {
+                acc.add(&k.hash);
+            }
+            if acc.count() == *count && acc.fingerprint(salt) == *fp {
+                Outcome::Settled
+            } else {
+                Outcome::Differs {
+                    theirs: *count,
+                    floor: count.abs_diff(n_m).max(1),
+                    estimate: None,
+                    answered_fingerprint: true,
+                }
+            }
+        }
+        Mode::Sketch {
+            count,
+            syndromes,
+            strata,
+        } => {
+            ids = short_ids(salt, &mine);
+            let capacity = syndromes.len();
+            let delta = count.abs_diff(n_m);
+            let diff = xor(syndromes, &sketch::sketch(&ids, capacity));
+            let zero = diff.iter().all(|&w| w == 0);
+            if zero && *count == n_m {
+                Outcome::Settled
+            } else if let Some(resolved) = (!zero)
+                .then(|| resolve_sketch(&diff, &mine, &ids, *count))
+                .flatten()
+            {
+                resolved
+            } else {
+                // Not decodable: at least `capacity` differences (more
+                // than twice that if the sketches agree but counts do not).
+                let floor = if zero {
+                    2 * capacity as u64 + 1
+                } else {
+                    capacity as u64
+                };
+                let estimate = (!strata.is_empty()).then(|| {
+                    let levels = strata.len() / STRATA_CAPACITY;
+                    let x = xor(strata, &sketch::strata(&ids, levels));
+                    sketch::estimate(floor as usize, &x).max(delta as f64)
+                });
+                Outcome::Differs {
+                    theirs: *count,
+                    floor: floor.max(delta),
+                    estimate,
+                    answered_fingerprint: false,
+                }
+            }
+        }
+        Mode::Ids(theirs) => {
+            ids = short_ids(salt, &mine);
+            let theirs: BTreeSet<u64> = theirs.iter().copied().collect();
+            let ours: BTreeSet<u64> = ids.iter().copied().collect();
+            let push = pick(&mine, &ids, |id| !theirs.contains(&id));
+            let want: Vec<u64> = theirs.difference(&ours).copied().collect();
+            Outcome::Resolved {
+                push,
+                expect: want.len() as u64,
+                ask: (!want.is_empty()).then_some(Mode::Want(want)),
+            }
+        }
+        Mode::Want(wanted) => {
+            ids = short_ids(salt, &mine);
+            let wanted: BTreeSet<u64> = wanted.iter().copied().collect();
+            Outcome::Resolved {
+                push: pick(&mine, &ids, |id| wanted.contains(&id)),
+                ask: None,
+                expect: 0,
+            }
+        }
+        Mode::Roots(coeffs) => {
+            ids = short_ids(salt, &mine);
+            let push = pick(&mine, &ids, |id| sketch::eval(coeffs, id) == 0);
+            if push.len() == coeffs.len() {
+                Outcome::Resolved {
+                    push,
+                    ask: None,
+                    expect: 0,
+                }
+            } else {
+                Outcome::Reopen { push }
+            }
+        }
+    };
+    Ok(Assessed {
+        upper,
+        mine,
+        ids,
+        outcome,
+    })
+}
+
+/// Decodes the sketch of the difference and splits it: roots among our
+/// items are what the peer lacks; the rest of the polynomial names what we
+/// lack. `None` when it does not decode or does not add up with the counts.
+fn resolve_sketch(diff: &[u64], mine: &[EventKey], ids: &[u64], theirs: u64) -> Option<Outcome> {
+    let coeffs = sketch::decode(diff)?;
+    let mut rest = coeffs.clone();
+    let mut push = Vec::new();
+    for (key, &id) in mine.iter().zip(ids) {
+        if sketch::eval(&coeffs, id) == 0 {
+            rest = sketch::divide_root(&rest, id)?;
+            push.push(key.hash);
+        }
+    }
+    // Their extra items minus ours must be the difference of the counts.
+    let balance = rest.len() as i128 - push.len() as i128;
+    if balance != i128::from(theirs) - mine.len() as i128 {
+        return None;
+    }
+    Some(Outcome::Resolved {
+        push,
+        expect: rest.len() as u64,
+        ask: (!rest.is_empty()).then_some(Mode::Roots(rest)),
+    })
+}
+
+/// The answer to a range that differs and is not resolved.
+///
+/// - Our id list when it is no bigger than the sketch we would send, or
+///   when answering a fingerprint and the list is within [`IDS_MAX`].
+/// - When the peer's side is that small, our fingerprint instead: the peer
+///   answers it with its list (a fingerprint is never answered with a
+///   fingerprint, so two sides cannot ask each other forever).
+/// - With an estimate `d` of the differences: our sketch of capacity
+///   `capacity(d)` if that is at most [`SKETCH_CAPACITY_MAX`], else a
+///   partition of our items into sub-ranges of about
+///   [`CHILD_DIFFERENCES_TARGET`] differences each, each with a sketch.
+/// - Without one: our sketch of capacity `capacity(floor)` (at most the
+///   cap) with estimation levels.
+///
+/// Why this ends: a sketch that fails tells the receiver that there are at
+/// least that many differences. So along a range, sketch capacities
+/// strictly grow up to [`SKETCH_CAPACITY_MAX`]. Past it the range is
+/// partitioned into at least two parts, and small parts are listed.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    salt: u64,
+    upper: &Option<KeyBound>,
+    mine: &[EventKey],
+    ids: &[u64],
+    theirs: u64,
+    floor: u64,
+    estimate: Option<f64>,
+    answering_fingerprint: bool,
+) -> Vec<Range> {
+    let n = mine.len();
+    let levels = strata_levels(n as u64 + theirs);
+    // Above every capacity that failed here (the floor), so a peer that
+    // fails this one too knows more: capacities grow to the cap, and past
+    // it the range is partitioned.
+    let first_capacity = capacity(floor as f64).min(SKETCH_CAPACITY_MAX);
+    // Ids cost as many words as a sketch of that capacity.
+    let listable = match estimate {
+        Some(d) => capacity(d),
+        None => first_capacity + STRATA_CAPACITY * levels,
+    }
+    .min(IDS_MAX);
+    let one = |mode| {
+        vec![Range {
+            upper: upper.clone(),
+            mode,
+        }]
+    };
+    // A differing fingerprint is a deferred range or a request for our
+    // list: list whenever the list is allowed, so a request always works.
+    if n <= listable || (answering_fingerprint && n <= IDS_MAX) {
+        return one(Mode::Ids(ids.to_vec()));
+    }
+    if !answering_fingerprint && theirs <= listable as u64 {
+        return vec![fingerprint_range(salt, upper, mine)];
+    }
+    match estimate {
+        Some(d) if capacity(d) <= SKETCH_CAPACITY_MAX => one(Mode::Sketch {
+            count: n as u64,
+            syndromes: sketch::sketch(ids, capacity(d)),
+            strata: Vec::new(),
+        }),
+        Some(d) => partition(upper, mine, ids, d),
+        None => one(Mode::Sketch {
+            count: n as u64,
+            syndromes: sketch::sketch(ids, first_capacity),
+            strata: sketch::strata(ids, levels),
+        }),
+    }
+}
+
+/// Splits our items into about `d / CHILD_DIFFERENCES_TARGET` sub-ranges
+/// of equal count, each answered with a sketch sized for its share of the
+/// `d` differences (or its id list when that is smaller, or a sketch with
+/// estimation levels when its share is still too big for one sketch).
+fn partition(upper: &Option<KeyBound>, mine: &[EventKey], ids: &[u64], d: f64) -> Vec<Range> {
+    let n = mine.len();
+    let mut buckets = ((d / CHILD_DIFFERENCES_TARGET).ceil() as usize)
+        .clamp(2, BUCKETS_MAX)
+        .min(n);
+    let mut cap = capacity(d / buckets as f64);
+    if cap > SKETCH_CAPACITY_MAX {
+        // Each part gets an estimating sketch. Keep the whole partition
+        // within half of a message's syndromes, so it always fits in a
+        // reply (a partition that never fits would be deferred forever).
+        let per_part =
+            OPENING_CAPACITY + STRATA_CAPACITY * strata_levels(2 * n as u64 / buckets as u64 + 2);
+        buckets = buckets.min((SYNDROMES_MAX / 2 / per_part).max(2));
+        cap = capacity(d / buckets as f64);
+    }
+    let per = n.div_ceil(buckets.max(1));
+    let mut out = Vec::with_capacity(buckets);
+    let mut start = 0;
+    while start < n {
+        let end = (start + per).min(n);
+        let bound = if end == n {
+            upper.clone()
+        } else {
+            Some(KeyBound::between(&mine[end - 1], &mine[end]))
+        };
+        let part = &ids[start..end];
+        let mode = if part.len() <= cap.min(IDS_MAX) {
+            Mode::Ids(part.to_vec())
+        } else if cap <= SKETCH_CAPACITY_MAX {
+            Mode::Sketch {
+                count: part.len() as u64,
+                syndromes: sketch::sketch(part, cap),
+                strata: Vec::new(),
+            }
+        } else {
+            Mode::Sketch {
+                count: part.len() as u64,
+                syndromes: sketch::sketch(part, OPENING_CAPACITY),
+                strata: sketch::strata(part, strata_levels(2 * part.len() as u64)),
+            }
+        };
+        out.push(Range { upper: bound, mode });
+        start = end;
+    }
+    out
+}
+
+/// Sketch capacity for an expected `d` differences: two standard
+/// deviations of a Poisson count above it, plus the spare syndrome and
+/// one more for the estimate's own error.
+fn capacity(d: f64) -> usize {
+    (d + 2.0 * d.sqrt()).ceil() as usize + 2
+}
+
+/// Estimation levels for a range of about `items` items (both sides): the
+/// top level samples 4^-levels of them, down to about half a sketch.
+fn strata_levels(items: u64) -> usize {
+    let mut levels = 0;
+    while levels < STRATA_LEVELS_MAX && (items >> (2 * levels)) > (STRATA_CAPACITY / 2) as u64 {
+        levels += 1;
+    }
+    levels
+}
+
+fn fingerprint_range(salt: u64, upper: &Option<KeyBound>, mine: &[EventKey]) -> Range {
+    let mut acc = Accumulator::default();
+    for k in mine {
+        acc.add(&k.hash);
+    }
+    Range {
+        upper: upper.clone(),
+        mode: Mode::Fingerprint {
+            count: acc.count(),
+            fp: acc.fingerprint(salt),
+        },
+    }
+}
+
+fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+fn pick(mine: &[EventKey], ids: &[u64], keep: impl Fn(u64) -> bool) -> Vec<EventHash> {
+    mine.iter()
+        .zip(ids)
+        .filter(|(_, &id)| keep(id))
+        .map(|(k, _)| k.hash)
+        .collect()
+}
+
+fn short_ids(salt: u64, keys: &[EventKey]) -> Vec<u64> {
+    keys.iter().map(|k| short_id(salt, &k.hash)).collect()
+}
+
+/// Our keys in `[lower, upper)`; `None` is the start or the end of the key
+/// space.
+fn keys_in<S: EventStore>(
+    store: &S,
+    lower: Option<&KeyBound>,
+    upper: Option<&KeyBound>,
+) -> Result<Vec<EventKey>, StoreError> {
+    let from = lower.map_or(Bound::Unbounded, |b| Bound::Included(b.as_key()));
+    let to = upper.map_or(Bound::Unbounded, |b| Bound::Excluded(b.as_key()));
+    store.keys(from, to).collect()
+}

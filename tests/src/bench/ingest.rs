@@ -1,0 +1,216 @@
+//! `ingest`: received bytes through decode + verify + sled + view apply
+//! (`VerifiedEvent::decode` then `EventLog::append_received`, which flushes
+//! every `FLUSH_BATCH_EVENTS`), against the single-core decode +
+//! `verify_strict` rate of the same bytes. Target ratio >= 0.6.
+//!
+//! The machine is noisy, so ingest and its ceiling are measured in
+//! alternating rounds over the same slices of events, and the ratio is of
+//! the summed times. A breakdown follows (same events, already verified):
+//! the log alone on sled, the sled store alone, the log on the in-memory
+//! store (view apply with almost no storage cost).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure};
+use ed25519_dalek::{Signature, VerifyingKey};
+use hearth_node::core::log::FLUSH_BATCH_EVENTS;
+use hearth_node::core::{EventLog, Ingested};
+use hearth_node::store::{EventStore, MemoryStore, SledStore};
+use hearth_proto::{SignedEvent, VerifiedEvent};
+use serde_json::json;
+
+use super::{emit, figure, progress, round, sign_all, Fixture, Mix};
+
+const ROUNDS: usize = 10;
+const TARGET_RATIO: f64 = 0.6;
+
+/// A log over a fresh sled store in `dir`, holding the fixture's history.
+fn sled_log(fx: &Fixture, dir: &std::path::Path) -> anyhow::Result<EventLog<SledStore>> {
+    let (mut log, _) = EventLog::open(SledStore::open(&dir.join("store"))?, fx.genesis())?;
+    for h in fx.history() {
+        log.append_received(h.clone())?;
+    }
+    log.flush()?;
+    Ok(log)
+}
+
+fn expect_stored(r: Ingested) -> anyhow::Result<()> {
+    match r {
+        Ingested::Stored(_) => Ok(()),
+        Ingested::Pending => Err(anyhow!("a member's event was held pending")),
+    }
+}
+
+pub fn ingest(n: usize) -> anyhow::Result<()> {
+    let fx = Fixture::new(20)?;
+    let mut mix = Mix::new(&fx, 0x1e57);
+    progress(format_args!("ingest: signing {n} events"));
+    let events = sign_all(&fx.signers(), mix.plan(n))?;
+    let bytes: Vec<Vec<u8>> = events.iter().map(|e| e.bytes().to_vec()).collect();
+    let avg_bytes = bytes.iter().map(Vec::len).sum::<usize>() / n.max(1);
+    // Raw ed25519-dalek inputs, prepared outside the timing: the signed
+    // bytes as the receiver cuts them out, the signature, the author key.
+    let dalek: Vec<([u8; 32], Vec<u8>, [u8; 64])> = bytes
+        .iter()
+        .zip(&events)
+        .map(|(b, e)| {
+            Ok((
+                e.event().author.0,
+                SignedEvent::decode(b)?.signing_input(),
+                *e.signature(),
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let dir = tempfile::tempdir()?;
+    let mut log = sled_log(&fx, dir.path())?;
+    let (mut t_ingest, mut t_ceiling, mut t_dalek) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let chunk = n.div_ceil(ROUNDS).max(1);
+    progress("ingest: measuring (ingest and its ceiling in alternating rounds)");
+    for (round_no, part) in bytes.chunks(chunk).enumerate() {
+        let start = round_no * chunk;
+        let ceiling = |t: &mut Duration| -> anyhow::Result<()> {
+            let t0 = Instant::now();
+            for b in part {
+                black_box(VerifiedEvent::decode(b)?);
+            }
+            *t += t0.elapsed();
+            Ok(())
+        };
+        if round_no % 2 == 0 {
+            ceiling(&mut t_ceiling)?;
+        }
+        let t0 = Instant::now();
+        for b in part {
+            let event = VerifiedEvent::decode(b)?;
+            expect_stored(log.append_received(event)?)?;
+        }
+        if start + part.len() == n {
+            log.flush()?;
+        }
+        t_ingest += t0.elapsed();
+        if round_no % 2 == 1 {
+            ceiling(&mut t_ceiling)?;
+        }
+        let t0 = Instant::now();
+        for (key, msg, sig) in &dalek[start..start + part.len()] {
+            let ok = VerifyingKey::from_bytes(key)
+                .is_ok_and(|k| k.verify_strict(msg, &Signature::from_bytes(sig)).is_ok());
+            ensure!(ok, "a fixture signature failed verify_strict");
+        }
+        t_dalek += t0.elapsed();
+    }
+    let stored = log.store().len();
+    ensure!(
+        stored as usize == n + fx.history().len() + 1,
+        "stored {stored} events, expected {}",
+        n + fx.history().len() + 1
+    );
+    drop(log);
+
+    progress("ingest: breakdown (log alone, sled alone, log on the memory store)");
+    // The log alone on sled: store + view apply + batched flush.
+    let dir2 = tempfile::tempdir()?;
+    let mut log2 = sled_log(&fx, dir2.path())?;
+    let t0 = Instant::now();
+    for e in events.iter().cloned() {
+        expect_stored(log2.append_received(e)?)?;
+    }
+    log2.flush()?;
+    let log_sled = t0.elapsed();
+    drop(log2);
+    // The sled store alone, flushed as often as the log flushes.
+    let dir3 = tempfile::tempdir()?;
+    let mut store = SledStore::open(&dir3.path().join("store"))?;
+    let t0 = Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        store.insert(e)?;
+        if (i + 1) % FLUSH_BATCH_EVENTS == 0 {
+            store.flush()?;
+        }
+    }
+    store.flush()?;
+    let sled_only = t0.elapsed();
+    drop(store);
+    // The sled store alone, never flushed (sled's 500 ms flusher still runs).
+    let dir4 = tempfile::tempdir()?;
+    let mut store = SledStore::open(&dir4.path().join("store"))?;
+    let t0 = Instant::now();
+    for e in &events {
+        store.insert(e)?;
+    }
+    let sled_no_flush = t0.elapsed();
+    drop(store);
+    // Raw sled, for comparison: only the event record (no indexes, no
+    // batch), then the same four records as separate inserts (no batch).
+    let dir5 = tempfile::tempdir()?;
+    let store = SledStore::open(&dir5.path().join("store"))?;
+    let t0 = Instant::now();
+    for e in &events {
+        let mut k = vec![b'e'];
+        k.extend_from_slice(&e.key().to_bytes());
+        store.raw_tree().insert(k, e.bytes())?;
+    }
+    let raw_event_only = t0.elapsed();
+    drop(store);
+    let dir6 = tempfile::tempdir()?;
+    let store = SledStore::open(&dir6.path().join("store"))?;
+    let t0 = Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        let key = e.key().to_bytes();
+        let tree = store.raw_tree();
+        let pre = |p: u8, rest: &[&[u8]]| {
+            let mut k = vec![p];
+            for r in rest {
+                k.extend_from_slice(r);
+            }
+            k
+        };
+        tree.insert(pre(b'e', &[&key]), e.bytes())?;
+        tree.insert(pre(b'h', &[&e.hash().0]), &key[..])?;
+        tree.insert(pre(b'i', &[&e.event().id.to_bytes(), &e.hash().0]), &[][..])?;
+        tree.insert(pre(b's', &[&(i as u64).to_be_bytes()]), &key[..])?;
+    }
+    let raw_four = t0.elapsed();
+    drop(store);
+    // The log on the in-memory store: mostly the view apply.
+    let (mut log3, _) = EventLog::open(MemoryStore::new(), fx.genesis())?;
+    for h in fx.history() {
+        log3.append_received(h.clone())?;
+    }
+    let t0 = Instant::now();
+    for e in events.iter().cloned() {
+        expect_stored(log3.append_received(e)?)?;
+    }
+    let log_memory = t0.elapsed();
+
+    let per_s = |d: Duration| round(n as f64 / d.as_secs_f64(), 0);
+    let ratio = t_ceiling.as_secs_f64() / t_ingest.as_secs_f64();
+    emit(figure(
+        "ingest",
+        json!({
+            "events": n,
+            "authors": fx.members.len(),
+            "mix": mix.counts.to_json(),
+            "avg_event_bytes": avg_bytes,
+            "events_per_s": per_s(t_ingest),
+            "ceiling": "decode_verify_strict_per_s (VerifiedEvent::decode of the same bytes, one core)",
+            "ceiling_value": per_s(t_ceiling),
+            "ratio": round(ratio, 3),
+            "target_ratio": TARGET_RATIO,
+            "pass": ratio >= TARGET_RATIO,
+            "ed25519_dalek_verify_strict_per_s": per_s(t_dalek),
+            "breakdown_per_s": {
+                "log_on_sled_preverified": per_s(log_sled),
+                "sled_insert_flush_every_256": per_s(sled_only),
+                "sled_insert_no_flush": per_s(sled_no_flush),
+                "raw_sled_event_record_only_no_flush": per_s(raw_event_only),
+                "raw_sled_four_records_unbatched_no_flush": per_s(raw_four),
+                "log_on_memory_store_preverified": per_s(log_memory),
+            },
+        }),
+    ));
+    Ok(())
+}
