@@ -1,6 +1,7 @@
 //! Anti-entropy sync (DESIGN.md §5) between two stores and two nodes:
-//! both sides end equal, with round trips and bytes reported, and every
-//! malformed or oversized message is a typed error that changes nothing.
+//! both sides end equal, with round trips and bytes reported, every
+//! malformed or oversized message is a typed error that changes nothing,
+//! and a sync started again after a timeout does not mix with the old one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,9 +13,10 @@ use hearth_node::core::sync::{
     short_id, KeyBound, Mode, Range, SyncError, SyncMessage, SyncSession, EVENTS_MAX,
     EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGE_BYTES_MAX, ROUNDS_MAX,
 };
+use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
 use hearth_proto::cbor::Value;
-use hearth_proto::{Event, EventId, EventKey, Level, Payload, VerifiedEvent};
+use hearth_proto::{Category, Event, EventId, EventKey, Level, Payload, VerifiedEvent};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -538,6 +540,24 @@ fn unordered_ranges_are_refused() {
     ));
 }
 
+/// A message with ranges and another salt belongs to another session: a
+/// session that has adopted a salt refuses it and stays as it was.
+#[test]
+fn a_message_of_another_session_is_refused() {
+    let msg = SyncMessage {
+        salt: 4, // busy_responder's session runs with salt 3
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Ids(vec![]),
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        refused(&msg.encode()),
+        SyncError::OtherSession { ours: 3, theirs: 4 }
+    ));
+}
+
 /// An id list over the cap is refused.
 #[test]
 fn oversized_id_list_is_refused() {
@@ -674,4 +694,184 @@ fn nodes_sync_both_ways_through_verification() {
     let before = b.log().store().len();
     b.sync_answer(ida, &push.encode()).unwrap();
     assert_eq!(b.log().store().len(), before);
+}
+
+/// Two nodes that both know Alice as a member: A holds 3 of her posts, B
+/// `n` others with 4,000-character bodies (~4 KiB each), so B's answer to
+/// A's opening carries about 140 of them and queues the rest.
+fn nodes_apart(n: u64) -> (Node<MemoryStore>, Node<MemoryStore>) {
+    let f = Fixture::new();
+    let alice = key(2);
+    let (mut a, mut b) = (f.node(&key(6)), f.node(&key(7)));
+    for node in [&mut a, &mut b] {
+        node.log_mut()
+            .append_received(f.member_set(&f.anchor, 1, &alice, Level::Member))
+            .unwrap();
+    }
+    for i in 0..3u64 {
+        a.log_mut()
+            .append_received(f.post(&alice, 10 + i, u128::from(i), "from a"))
+            .unwrap();
+    }
+    for i in 0..n {
+        let mut c = content("from b", Category::Offer, &["tools"], NOW + DAY_MS);
+        c.body = "x".repeat(4_000);
+        b.log_mut()
+            .append_received(f.post_with(&alice, 10 + i, u128::from(1_000 + i), c))
+            .unwrap();
+    }
+    (a, b)
+}
+
+/// Runs a node-level sync from A's message `msg` until A reports it
+/// complete.
+fn run_sync(a: &mut Node<MemoryStore>, b: &mut Node<MemoryStore>, mut msg: Vec<u8>) {
+    let (ida, idb) = (a.node_id(), b.node_id());
+    for _ in 0..40 {
+        let reply = b.sync_answer(ida, &msg).unwrap();
+        match a.sync_continue(idb, &reply).unwrap() {
+            Some(next) => msg = next,
+            None => return,
+        }
+    }
+    panic!("sync does not settle");
+}
+
+fn assert_equal_logs(a: &Node<MemoryStore>, b: &Node<MemoryStore>) {
+    assert_eq!(a.log().store().len(), b.log().store().len());
+    assert_eq!(a.views().digest(), b.views().digest());
+}
+
+/// A sync the initiator gave up on (its answer lost) and started again
+/// with a new salt is answered by a fresh responder session: the new sync
+/// brings both logs equal and sends each missing event once, not again
+/// from the abandoned session's queue.
+#[test]
+fn a_restarted_sync_replaces_the_responders_session() {
+    let (mut a, mut b) = nodes_apart(300);
+    let (ida, idb) = (a.node_id(), b.node_id());
+    let first = a.sync_start(idb).unwrap().unwrap();
+    let lost = b.sync_answer(ida, &first).unwrap();
+    let lost = SyncMessage::decode(&lost).unwrap();
+    assert!(
+        !lost.events.is_empty() && lost.events.len() < 300,
+        "B queued the rest"
+    );
+    a.sync_abort(&idb); // A's timeout; B does not know
+
+    let again = a.sync_start(idb).unwrap().unwrap();
+    let salt = |m: &[u8]| SyncMessage::decode(m).unwrap().salt;
+    assert_ne!(salt(&first), salt(&again), "a fresh salt per session");
+    run_sync(&mut a, &mut b, again);
+    assert_equal_logs(&a, &b);
+    let stats = a.last_sync().unwrap().stats;
+    assert_eq!(stats.events_received, 300, "each of B's posts once");
+    assert_eq!(stats.events_sent, 3);
+}
+
+/// A peer whose syncs keep timing out after the first answer is answered
+/// every time: an abandoned session's rounds do not count against the
+/// next one's ROUNDS_MAX.
+#[test]
+fn a_peer_that_keeps_timing_out_is_still_answered() {
+    let (mut a, mut b) = nodes_apart(20);
+    let (ida, idb) = (a.node_id(), b.node_id());
+    for attempt in 0..=ROUNDS_MAX {
+        let msg = a.sync_start(idb).unwrap().unwrap();
+        let answer = b.sync_answer(ida, &msg);
+        assert!(answer.is_ok(), "attempt {attempt}: {answer:?}");
+        a.sync_abort(&idb);
+    }
+    let msg = a.sync_start(idb).unwrap().unwrap();
+    run_sync(&mut a, &mut b, msg);
+    assert_equal_logs(&a, &b);
+}
+
+/// A late message of a session the initiator abandoned, arriving after
+/// its new session opened, is refused: answering it would spend the new
+/// session's queued events on a reply nobody reads.
+#[test]
+fn a_late_message_of_a_replaced_session_is_refused() {
+    let (mut a, mut b) = nodes_apart(300);
+    let (ida, idb) = (a.node_id(), b.node_id());
+    let first = a.sync_start(idb).unwrap().unwrap();
+    let old_salt = SyncMessage::decode(&first).unwrap().salt;
+    b.sync_answer(ida, &first).unwrap();
+    a.sync_abort(&idb);
+
+    let again = a.sync_start(idb).unwrap().unwrap();
+    let reply = b.sync_answer(ida, &again).unwrap();
+    // The old session's late "send me this one" for one of B's posts.
+    let post = keys(b.log().store())[5];
+    let late = SyncMessage {
+        salt: old_salt,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Want(vec![short_id(old_salt, &post.hash)]),
+        }],
+        events: vec![],
+    };
+    let err = b.sync_answer(ida, &late.encode()).unwrap_err();
+    assert!(
+        matches!(err, SyncError::OtherSession { theirs, .. } if theirs == old_salt),
+        "{err:?}"
+    );
+    // The new session carries on from B's first answer.
+    match a.sync_continue(idb, &reply).unwrap() {
+        Some(next) => run_sync(&mut a, &mut b, next),
+        None => panic!("B has more to send"),
+    }
+    assert_equal_logs(&a, &b);
+    assert_eq!(a.last_sync().unwrap().stats.events_received, 300);
+}
+
+/// A message for no session the responder holds (it finished or dropped
+/// it) is answered on its own: pushed events are admitted and nothing is
+/// queued, and ranges are answered as in any session. An initiator given
+/// an answer of another session fails its sync rather than mix the two.
+#[test]
+fn a_message_for_no_session_is_answered_on_its_own() {
+    let (mut a, mut b) = nodes_apart(20);
+    let (ida, idb) = (a.node_id(), b.node_id());
+    // A's events for B, as if B had asked for them in a session it has
+    // since dropped.
+    let mine = keys(a.log().store());
+    let events: Vec<Vec<u8>> = mine[mine.len() - 3..]
+        .iter()
+        .map(|k| a.log().store().get(&k.hash).unwrap().unwrap().into_bytes())
+        .collect();
+    let before = b.log().store().len();
+    let push = SyncMessage {
+        events,
+        ..Default::default()
+    };
+    let reply = b.sync_answer(ida, &push.encode()).unwrap();
+    assert!(SyncMessage::decode(&reply).unwrap().is_empty());
+    assert_eq!(b.log().store().len(), before + 3);
+
+    // "Send me this one", in a session B never saw: B sends it.
+    let salt = 0x5a17;
+    let post = keys(b.log().store())[7];
+    let want = SyncMessage {
+        salt,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Want(vec![short_id(salt, &post.hash)]),
+        }],
+        events: vec![],
+    };
+    let reply = SyncMessage::decode(&b.sync_answer(ida, &want.encode()).unwrap()).unwrap();
+    let sent: Vec<_> = reply
+        .events
+        .iter()
+        .map(|e| *VerifiedEvent::decode(e).unwrap().hash())
+        .collect();
+    assert_eq!(sent, vec![post.hash]);
+
+    // A's running sync given B's answer to that other session: refused,
+    // and A's sync is over (its own answer will not come).
+    a.sync_start(idb).unwrap().unwrap();
+    let err = a.sync_continue(idb, &want.encode()).unwrap_err();
+    assert!(matches!(err, SyncError::OtherSession { theirs, .. } if theirs == salt));
+    assert!(!a.sync_running(&idb));
 }

@@ -6,6 +6,7 @@
 //! are canonical, in bounds and signed by their author.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -159,12 +160,12 @@ impl Event {
         // passed as `Payload::Unknown` parsed as that type.
         let event = SignedEvent::decode(&bytes)?.event;
         let hash = hash_bytes(&bytes);
-        Ok(VerifiedEvent {
+        Ok(VerifiedEvent::new(Verified {
             event,
             sig,
             bytes,
             hash,
-        })
+        }))
     }
 }
 
@@ -286,12 +287,12 @@ impl SignedEvent {
             return Err(EventError::BadSignature(self.event.author));
         }
         let hash = hash_bytes(&self.bytes);
-        Ok(VerifiedEvent {
+        Ok(VerifiedEvent::new(Verified {
             event: self.event,
             sig: self.sig,
             bytes: self.bytes,
             hash,
-        })
+        }))
     }
 }
 
@@ -336,8 +337,17 @@ fn fixed<const N: usize>(field: &'static str, v: Value) -> Result<[u8; N], Event
 }
 
 /// An event that is canonical, within limits and correctly signed.
+///
+/// Immutable and shared: a clone is a reference count, so the log, the
+/// pending set, the outputs and the views can all hold the same event (and
+/// a simulator's many nodes the same copy) without copying its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedEvent {
+    inner: Arc<Verified>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Verified {
     event: Event,
     sig: [u8; 64],
     bytes: Vec<u8>,
@@ -345,6 +355,10 @@ pub struct VerifiedEvent {
 }
 
 impl VerifiedEvent {
+    fn new(v: Verified) -> VerifiedEvent {
+        VerifiedEvent { inner: Arc::new(v) }
+    }
+
     /// Decode and verify in one step: what every network and file path uses.
     pub fn decode(bytes: &[u8]) -> Result<VerifiedEvent, EventError> {
         SignedEvent::decode(bytes)?.verify()
@@ -363,37 +377,39 @@ impl VerifiedEvent {
             });
         }
         let signed = SignedEvent::decode(bytes)?;
-        Ok(VerifiedEvent {
+        Ok(VerifiedEvent::new(Verified {
             event: signed.event,
             sig: signed.sig,
             bytes: signed.bytes,
             hash: got,
-        })
+        }))
     }
 
     pub fn event(&self) -> &Event {
-        &self.event
+        &self.inner.event
     }
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.inner.bytes
     }
+    /// The bytes, without a copy when this is the last holder.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        Arc::try_unwrap(self.inner).map_or_else(|shared| shared.bytes.clone(), |v| v.bytes)
     }
     pub fn hash(&self) -> &EventHash {
-        &self.hash
+        &self.inner.hash
     }
     pub fn signature(&self) -> &[u8; 64] {
-        &self.sig
+        &self.inner.sig
     }
     pub fn key(&self) -> EventKey {
         EventKey {
-            lamport: self.event.lamport,
-            hash: self.hash,
+            lamport: self.inner.event.lamport,
+            hash: self.inner.hash,
         }
     }
     /// For a genesis event, the id of the community it founds.
     pub fn founded_community(&self) -> Option<CommunityId> {
-        (self.event.payload.type_name() == TYPE_GENESIS).then_some(CommunityId(self.hash.0))
+        (self.inner.event.payload.type_name() == TYPE_GENESIS)
+            .then_some(CommunityId(self.inner.hash.0))
     }
 }

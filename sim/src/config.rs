@@ -103,6 +103,9 @@ pub struct SimConfig {
     pub restore_sample: usize,
     /// Test-only: a deliberately broken core.
     pub inject_bug: Option<InjectedBug>,
+    /// Decode and verify every copy of an event at every node, instead of
+    /// sharing one decoded copy per distinct event (same outcome, slower).
+    pub verify_every_copy: bool,
 }
 
 impl Default for SimConfig {
@@ -139,6 +142,7 @@ impl Default for SimConfig {
             liveness_ms_max: 600_000,
             restore_sample: 4,
             inject_bug: None,
+            verify_every_copy: false,
         }
     }
 }
@@ -230,7 +234,8 @@ impl SimConfig {
         let mut cmd = format!(
             "cargo run -p hearth-sim --release -- --seed {} --nodes {} --events {} --loss {} \
              --duplicate {} --reorder {} --partitions {} --churn {} --late-join {} \
-             --mesh-degree {} --sync-interval-ms {} --flood-events {}",
+             --mesh-degree {} --sync-interval-ms {} --flood-events {} --bandwidth {} \
+             --liveness-ms-max {}",
             self.seed,
             self.nodes,
             self.events,
@@ -243,9 +248,14 @@ impl SimConfig {
             self.mesh_degree,
             self.sync_interval_ms,
             self.flood_events,
+            self.bandwidth_bytes_per_s,
+            self.liveness_ms_max,
         );
         if self.adversaries == Adversaries::NONE {
             cmd.push_str(" --no-adversaries");
+        }
+        if self.verify_every_copy {
+            cmd.push_str(" --verify-every-copy");
         }
         match self.inject_bug {
             Some(InjectedBug::FalseDuplicate) => cmd.push_str(" --inject-bug false-duplicate"),

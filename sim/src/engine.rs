@@ -21,6 +21,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use hearth_node::core::services::market::{ExpireParams, PostParams, UpdateParams};
 use hearth_node::core::{Caller, Config, Input, Node, NodeError, Output, Source, Verdict};
@@ -34,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConfigError, SimConfig, START_MS};
 use crate::report::{reason_class, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
-use crate::store::SimStore;
+use crate::store::{SharedVerified, SimStore};
 
 /// Most queued actions at once. A run of 1,000 nodes holds a few hundred
 /// thousand (in-flight messages plus one timer per node); far more means a
@@ -128,8 +129,8 @@ impl std::fmt::Display for Violation {
 
 #[derive(Debug, Clone)]
 enum Msg {
-    /// Encoded event bytes, shared by every copy in flight.
-    Gossip(Rc<[u8]>),
+    /// An event, shared by every copy in flight.
+    Gossip(Rc<Gossip>),
     SyncRequest {
         session: u64,
         bytes: Vec<u8>,
@@ -140,10 +141,28 @@ enum Msg {
     },
 }
 
+/// A gossip message: event bytes and their message id (SHA-256 of the
+/// bytes, as gossipsub is configured to compute it; computed once here
+/// rather than at every hop, which gives the same id).
+#[derive(Debug)]
+struct Gossip {
+    id: EventHash,
+    bytes: Vec<u8>,
+}
+
+impl Gossip {
+    fn new(bytes: Vec<u8>) -> Rc<Gossip> {
+        Rc::new(Gossip {
+            id: hash_bytes(&bytes),
+            bytes,
+        })
+    }
+}
+
 impl Msg {
     fn len(&self) -> usize {
         match self {
-            Msg::Gossip(b) => b.len(),
+            Msg::Gossip(g) => g.bytes.len(),
             Msg::SyncRequest { bytes, .. } | Msg::SyncResponse { bytes, .. } => bytes.len(),
         }
     }
@@ -317,6 +336,8 @@ pub struct Sim {
     violation_count: u64,
     converge_ms: Option<u64>,
     converged: bool,
+    /// Decoded events shared by every core (None: each verifies its own).
+    memo: Option<Arc<SharedVerified>>,
 }
 
 fn derive_seed(seed: u64, what: &str, i: u64) -> [u8; 32] {
@@ -325,6 +346,28 @@ fn derive_seed(seed: u64, what: &str, i: u64) -> [u8; 32] {
     h.update(what.as_bytes());
     h.update(i.to_be_bytes());
     h.finalize().into()
+}
+
+fn seed_u64(seed: u64, what: &str, i: u64) -> u64 {
+    let d = derive_seed(seed, what, i);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// Opens node `i`'s core on `store`, sharing the run's memo if it has one.
+fn open_core(
+    i: Ix,
+    identity: &Identity,
+    genesis: &VerifiedEvent,
+    store: SimStore,
+    seed: u64,
+    memo: &Option<Arc<SharedVerified>>,
+) -> Result<Node<SimStore>, SimError> {
+    let mut core = Node::new(identity.clone(), genesis, store, Config::default(), seed)
+        .map_err(|source| SimError::Node { node: i, source })?;
+    if let Some(memo) = memo {
+        core.share_verified(memo.clone());
+    }
+    Ok(core)
 }
 
 const TAGS: [&str; 8] = [
@@ -383,20 +426,11 @@ impl Sim {
         }
         .sign(&identities[0])?;
 
+        let memo = (!cfg.verify_every_copy).then(SharedVerified::new);
         // Anchor 0 admits everyone but the non-member, before the run.
         let open = |i: Ix, store: SimStore| {
-            Node::new(
-                identities[i].clone(),
-                &genesis,
-                store,
-                Config::default(),
-                u64::from_be_bytes(
-                    derive_seed(cfg.seed, "rng", i as u64)[..8]
-                        .try_into()
-                        .unwrap_or_default(),
-                ),
-            )
-            .map_err(|source| SimError::Node { node: i, source })
+            let seed = seed_u64(cfg.seed, "rng", i as u64);
+            open_core(i, &identities[i], &genesis, store, seed, &memo)
         };
         let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
         let mut admissions = Vec::new();
@@ -531,6 +565,7 @@ impl Sim {
             violation_count: 0,
             converge_ms: None,
             converged: false,
+            memo,
             cfg,
         };
         for i in 0..n {
@@ -759,10 +794,10 @@ impl Sim {
         self.schedule(at, Action::Deliver { from, to, msg })
     }
 
-    fn gossip(&mut self, from: Ix, except: Option<Ix>, bytes: &Rc<[u8]>) -> Result<(), SimError> {
+    fn gossip(&mut self, from: Ix, except: Option<Ix>, msg: &Rc<Gossip>) -> Result<(), SimError> {
         for peer in self.mesh(from) {
             if Some(peer) != except {
-                self.send(from, peer, Msg::Gossip(bytes.clone()))?;
+                self.send(from, peer, Msg::Gossip(msg.clone()))?;
             }
         }
         Ok(())
@@ -777,9 +812,9 @@ impl Sim {
         let from_id = self.ids[from];
         let node_now = self.node_now(to);
         match msg {
-            Msg::Gossip(bytes) => {
+            Msg::Gossip(msg) => {
                 self.stats.gossip_delivered += 1;
-                let hash = hash_bytes(&bytes);
+                let hash = msg.id;
                 let ttl = self.cfg.seen_ttl_ms;
                 let now = self.now;
                 if !self.slots[to].seen.insert(now, ttl, hash) {
@@ -794,11 +829,11 @@ impl Sim {
                 core.handle(
                     node_now,
                     Input::Received {
-                        bytes: bytes.to_vec(),
+                        bytes: msg.bytes.clone(),
                         source: Source::Peer(from_id),
                     },
                 );
-                self.drain(to, Some((from, &bytes)))
+                self.drain(to, Some((from, &msg)))
             }
             Msg::SyncRequest { session, bytes } => {
                 self.trace(3, from as u64, to as u64, &session.to_be_bytes());
@@ -876,7 +911,7 @@ impl Sim {
 
     /// Drains a node's outputs after an input: publishes its new events,
     /// relays what it accepted from gossip, records what it stored.
-    fn drain(&mut self, i: Ix, relay: Option<(Ix, &Rc<[u8]>)>) -> Result<(), SimError> {
+    fn drain(&mut self, i: Ix, relay: Option<(Ix, &Rc<Gossip>)>) -> Result<(), SimError> {
         while let Some(out) = self.slots[i].core.as_mut().and_then(|c| c.poll_output()) {
             match out {
                 Output::Broadcast(ev) => {
@@ -888,8 +923,7 @@ impl Sim {
                     self.trace(5, i as u64, 0, &hash.0);
                     let (now, ttl) = (self.now, self.cfg.seen_ttl_ms);
                     self.slots[i].seen.insert(now, ttl, hash);
-                    let bytes: Rc<[u8]> = ev.bytes().into();
-                    self.gossip(i, None, &bytes)?;
+                    self.gossip(i, None, &Gossip::new(ev.bytes().to_vec()))?;
                 }
                 Output::Verdict {
                     hash,
@@ -901,8 +935,8 @@ impl Sim {
                     let reason = reason_class(reason.as_deref().unwrap_or("none"));
                     match verdict {
                         Verdict::Accept => {
-                            if let (Source::Peer(_), Some((from, bytes))) = (source, relay) {
-                                self.gossip(i, Some(from), bytes)?;
+                            if let (Source::Peer(_), Some((from, msg))) = (source, relay) {
+                                self.gossip(i, Some(from), msg)?;
                             }
                         }
                         Verdict::Reject => {
@@ -1203,23 +1237,19 @@ impl Sim {
             .take()
             .unwrap_or_else(|| SimStore::new(self.ids[i], bug));
         let incarnation = self.slots[i].incarnation;
-        let seed = u64::from_be_bytes(
-            derive_seed(
-                self.cfg.seed,
-                "rng",
-                ((incarnation as u64) << 32) | i as u64,
-            )[..8]
-                .try_into()
-                .unwrap_or_default(),
+        let seed = seed_u64(
+            self.cfg.seed,
+            "rng",
+            ((incarnation as u64) << 32) | i as u64,
         );
-        let core = Node::new(
-            self.slots[i].identity.clone(),
+        let core = open_core(
+            i,
+            &self.slots[i].identity,
             &self.genesis,
             store,
-            Config::default(),
             seed,
-        )
-        .map_err(|source| SimError::Node { node: i, source })?;
+            &self.memo,
+        )?;
         let slot = &mut self.slots[i];
         slot.core = Some(core);
         slot.up_since = self.now;
@@ -1323,11 +1353,11 @@ impl Sim {
                     ev.bytes().to_vec()
                 }
             };
-            let bytes: Rc<[u8]> = bytes.into();
-            self.trace(12, a as u64, lamport, &hash_bytes(&bytes).0);
+            let msg = Gossip::new(bytes);
+            self.trace(12, a as u64, lamport, &msg.id.0);
             let peers = self.advs[a].peers.clone();
             for p in peers {
-                self.send(n + a, p, Msg::Gossip(bytes.clone()))?;
+                self.send(n + a, p, Msg::Gossip(msg.clone()))?;
             }
         }
         Ok(())
@@ -1719,14 +1749,14 @@ impl Sim {
         let store = core
             .into_store()
             .map_err(|source| SimError::Store { node: i, source })?;
-        let mut reopened = Node::new(
-            self.slots[i].identity.clone(),
+        let mut reopened = open_core(
+            i,
+            &self.slots[i].identity,
             &self.genesis,
             store,
-            Config::default(),
             u64::from(self.slots[i].incarnation) + 1,
-        )
-        .map_err(|source| SimError::Node { node: i, source })?;
+            &self.memo,
+        )?;
         if reopened.views().digest() != before {
             self.violation(Violation::RestoreMismatch { node: i });
         }

@@ -60,6 +60,11 @@ struct Args {
     /// Virtual time the liveness phase may take, ms.
     #[arg(long, default_value_t = 600_000)]
     liveness_ms_max: u64,
+    /// Decode and verify every copy at every node instead of sharing one
+    /// decoded copy of each event between the simulated cores (same run,
+    /// slower, more memory).
+    #[arg(long)]
+    verify_every_copy: bool,
     /// Test only: run a deliberately broken core, to see the checker fail.
     #[arg(long, hide = true)]
     inject_bug: Option<Bug>,
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         },
         bandwidth_bytes_per_s: args.bandwidth,
         liveness_ms_max: args.liveness_ms_max,
+        verify_every_copy: args.verify_every_copy,
         inject_bug: args
             .inject_bug
             .map(|Bug::FalseDuplicate| InjectedBug::FalseDuplicate),

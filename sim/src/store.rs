@@ -2,8 +2,11 @@
 //! inject one deliberate core bug, so tests can prove the checker fails when
 //! the core is wrong (a checker that cannot fail proves nothing).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::{Arc, Mutex};
 
+use hearth_node::core::VerifiedMemo;
 use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::{EventHash, EventId, EventKey, NodeId, VerifiedEvent};
 
@@ -90,5 +93,35 @@ impl EventStore for SimStore {
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_meta(key)
+    }
+}
+
+/// The run's memo of decoded, verified events, shared by every simulated
+/// core (see [`VerifiedMemo`]): each distinct event is verified once, by
+/// whichever core receives it first, and held in memory once, however many
+/// nodes store it. `--verify-every-copy` turns it off; a test checks that
+/// both give the same trace.
+#[derive(Debug, Default)]
+pub struct SharedVerified {
+    events: Mutex<BTreeMap<EventHash, VerifiedEvent>>,
+}
+
+impl SharedVerified {
+    pub fn new() -> Arc<SharedVerified> {
+        Arc::new(SharedVerified::default())
+    }
+}
+
+impl VerifiedMemo for SharedVerified {
+    fn get(&self, hash: &EventHash) -> Option<VerifiedEvent> {
+        // One thread: the lock is never contended or poisoned by a panic
+        // that we would then go on from.
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.get(hash).cloned()
+    }
+
+    fn put(&self, event: &VerifiedEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.insert(*event.hash(), event.clone());
     }
 }

@@ -32,6 +32,7 @@ pub mod sync_sessions;
 pub mod views;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hearth_proto::{CommunityId, EventHash, Identity, NodeId, VerifiedEvent};
 use rand_chacha::ChaCha8Rng;
@@ -119,6 +120,21 @@ pub struct Node<S: EventStore> {
     replay: ReplayReport,
     sessions: sync_sessions::Sessions,
     last_sync: Option<sync_sessions::SyncReport>,
+    verified: Option<Arc<dyn VerifiedMemo>>,
+}
+
+/// Events already decoded and verified by another core in this process,
+/// by hash of their bytes.
+///
+/// Decoding and verifying are pure functions of the bytes, so sharing their
+/// result changes no outcome, only the cost: the simulator runs a thousand
+/// cores that each receive the same events, and with a memo each distinct
+/// byte string is verified once and held in memory once. Bytes that fail
+/// are never remembered, so every core rejects them on its own. A real node
+/// has no memo.
+pub trait VerifiedMemo: std::fmt::Debug + Send + Sync {
+    fn get(&self, hash: &EventHash) -> Option<VerifiedEvent>;
+    fn put(&self, event: &VerifiedEvent);
 }
 
 impl<S: EventStore> Node<S> {
@@ -144,7 +160,13 @@ impl<S: EventStore> Node<S> {
             replay,
             sessions: Default::default(),
             last_sync: None,
+            verified: None,
         })
+    }
+
+    /// Shares decode-and-verify results with other cores (see [`VerifiedMemo`]).
+    pub fn share_verified(&mut self, memo: Arc<dyn VerifiedMemo>) {
+        self.verified = Some(memo);
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -228,7 +250,7 @@ impl<S: EventStore> Node<S> {
     /// Decodes, verifies and admits received bytes; the typed form of
     /// [`Input::Received`] for callers that want the reason (import).
     pub fn receive(&mut self, bytes: &[u8], source: Source) -> Result<Ingested, IngestError> {
-        let event = VerifiedEvent::decode(bytes)?;
+        let event = self.decode(bytes)?;
         let result = self.log.append_received(event);
         match &result {
             Ok(Ingested::Stored(events)) => {
@@ -243,6 +265,19 @@ impl<S: EventStore> Node<S> {
             Err(e) => debug!(?source, error = %e, "event refused"),
         }
         result
+    }
+
+    /// Decodes and verifies, or takes the memo's copy of the same bytes.
+    fn decode(&self, bytes: &[u8]) -> Result<VerifiedEvent, hearth_proto::EventError> {
+        let Some(memo) = &self.verified else {
+            return VerifiedEvent::decode(bytes);
+        };
+        if let Some(event) = memo.get(&hearth_proto::hash_bytes(bytes)) {
+            return Ok(event);
+        }
+        let event = VerifiedEvent::decode(bytes)?;
+        memo.put(&event);
+        Ok(event)
     }
 
     fn on_tick(&mut self, now_ms: u64) {

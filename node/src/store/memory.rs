@@ -6,12 +6,14 @@ use std::ops::Bound;
 
 use hearth_proto::{EventHash, EventId, EventKey, VerifiedEvent};
 
-use super::{reload, EventIter, EventStore, StoreError};
+use super::{EventIter, EventStore, StoreError};
 
-/// Keeps events as bytes, like a disk store would, so reads re-check them.
+/// Keeps the verified events themselves: a read is a reference count, not a
+/// decode, and a simulator's nodes share one copy of each event. (What can
+/// go wrong with bytes at rest is tested on the sled store.)
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    events: BTreeMap<EventKey, Vec<u8>>,
+    events: BTreeMap<EventKey, VerifiedEvent>,
     by_hash: BTreeMap<EventHash, EventKey>,
     by_id: BTreeMap<(EventId, EventHash), ()>,
     arrivals: BTreeMap<u64, EventKey>,
@@ -45,7 +47,7 @@ impl EventStore for MemoryStore {
             return Ok(None);
         }
         let seq = self.last_arrival() + 1;
-        self.events.insert(key, event.bytes().to_vec());
+        self.events.insert(key, event.clone());
         self.by_hash.insert(key.hash, key);
         self.by_id.insert((event.event().id, key.hash), ());
         self.arrivals.insert(seq, key);
@@ -64,11 +66,11 @@ impl EventStore for MemoryStore {
         match self.by_hash.get(hash) {
             None => Ok(None),
             Some(key) => {
-                let bytes = self.events.get(key).ok_or_else(|| StoreError::Corrupt {
+                let event = self.events.get(key).ok_or_else(|| StoreError::Corrupt {
                     what: format!("event {hash}"),
                     reason: "hash index points at a missing event".into(),
                 })?;
-                reload(bytes, hash).map(Some)
+                Ok(Some(event.clone()))
             }
         }
     }
@@ -92,7 +94,7 @@ impl EventStore for MemoryStore {
         Box::new(
             self.events
                 .range((from, to))
-                .map(|(key, bytes)| reload(bytes, &key.hash)),
+                .map(|(_, event)| Ok(event.clone())),
         )
     }
 
@@ -115,11 +117,11 @@ impl EventStore for MemoryStore {
             self.arrivals
                 .range((Bound::Excluded(seq), Bound::Unbounded))
                 .map(|(seq, key)| {
-                    let bytes = self.events.get(key).ok_or_else(|| StoreError::Corrupt {
+                    let event = self.events.get(key).ok_or_else(|| StoreError::Corrupt {
                         what: format!("arrival {seq}"),
                         reason: "points at a missing event".into(),
                     })?;
-                    Ok((*seq, reload(bytes, &key.hash)?))
+                    Ok((*seq, event.clone()))
                 }),
         )
     }

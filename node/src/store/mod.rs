@@ -91,11 +91,3 @@ pub trait EventStore: Send {
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
-
-/// Re-checks a stored record; shared by the implementations.
-pub(crate) fn reload(bytes: &[u8], hash: &EventHash) -> Result<VerifiedEvent, StoreError> {
-    VerifiedEvent::reload(bytes, hash).map_err(|source| StoreError::BadEvent {
-        hash: *hash,
-        source,
-    })
-}

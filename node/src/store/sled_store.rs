@@ -50,7 +50,7 @@ use std::path::Path;
 
 use hearth_proto::{EventHash, EventId, EventKey, VerifiedEvent};
 
-use super::{reload, EventIter, EventStore, StoreError};
+use super::{EventIter, EventStore, StoreError};
 
 /// sled's background flush period in milliseconds: the crash window for
 /// received events the log has not flushed yet. sled's default is the same
@@ -454,4 +454,12 @@ impl EventStore for SledStore {
             .map_err(|e| self.io(&format!("read meta {key:?}"), e))?
             .map(|v| v.to_vec()))
     }
+}
+
+/// Re-checks a record read back from disk.
+fn reload(bytes: &[u8], hash: &EventHash) -> Result<VerifiedEvent, StoreError> {
+    VerifiedEvent::reload(bytes, hash).map_err(|source| StoreError::BadEvent {
+        hash: *hash,
+        source,
+    })
 }

@@ -143,7 +143,8 @@ pub struct Range {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncMessage {
     /// The session's salt for fingerprints and short ids, chosen by the
-    /// initiator and echoed by the responder.
+    /// initiator (never 0) and echoed by the responder. Sent only with
+    /// ranges: a message without ranges decodes with salt 0.
     pub salt: u64,
     pub ranges: Vec<Range>,
     /// Encoded events the receiver lacks (or asked for).

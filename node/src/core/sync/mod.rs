@@ -145,6 +145,10 @@ pub enum SyncError {
     BadBound(usize),
     #[error("sync session exceeded {ROUNDS_MAX} rounds or {MESSAGES_MAX} messages")]
     TooManyRounds,
+    /// A message with ranges whose salt is not the running session's: a
+    /// late message of a session that is over, or a confused peer.
+    #[error("sync message of session {theirs:#x}, not of the running one ({ours:#x})")]
+    OtherSession { ours: u64, theirs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

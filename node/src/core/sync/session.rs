@@ -39,6 +39,11 @@ pub struct SyncStats {
 /// gossip would not. What sync does enforce is the batch bounds.
 #[derive(Debug, Default)]
 pub struct SyncSession {
+    /// The salt of fingerprints and short ids: chosen by the initiator,
+    /// adopted by a responder from the first message with ranges. 0 until
+    /// then (an initiator never chooses 0, and 0 is what a message without
+    /// ranges decodes to).
+    salt: u64,
     stats: SyncStats,
     /// Events the peer lacks that did not fit in the last message. Bounded
     /// by our own store: only our events are ever queued.
@@ -76,20 +81,55 @@ impl SyncSession {
             ranges: vec![Range { upper: None, mode }],
             events: Vec::new(),
         };
-        let mut session = SyncSession::default();
+        let mut session = SyncSession {
+            salt,
+            ..SyncSession::default()
+        };
         session.stats.bytes_sent = msg.encode().len() as u64;
         Ok((session, msg))
     }
 
+    /// The session's salt; 0 for a responder that has not seen a message
+    /// with ranges yet.
+    pub fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    /// Whether `msg` can belong to this session. A message with ranges
+    /// carries its session's salt; one without (events, or "nothing
+    /// more") carries none and belongs to whichever session is running.
+    pub fn continues(&self, msg: &SyncMessage) -> bool {
+        msg.ranges.is_empty() || self.salt == 0 || msg.salt == self.salt
+    }
+
     /// Handles one message from the peer and returns the answer. An empty
     /// answer ([`SyncMessage::is_empty`]) means this side has nothing more
-    /// to say. A refused message (an error) leaves the session as it was.
+    /// to say. A refused message (an error) leaves the session as it was;
+    /// that includes a message of another session
+    /// ([`SyncError::OtherSession`], see [`SyncSession::continues`]).
     pub fn handle<S: EventStore>(
         &mut self,
         store: &S,
         bytes: &[u8],
     ) -> Result<SyncMessage, SyncError> {
         let msg = SyncMessage::decode(bytes)?;
+        self.handle_message(store, msg, bytes.len())
+    }
+
+    /// [`SyncSession::handle`] for a message the caller has decoded from
+    /// `encoded_len` bytes.
+    pub fn handle_message<S: EventStore>(
+        &mut self,
+        store: &S,
+        msg: SyncMessage,
+        encoded_len: usize,
+    ) -> Result<SyncMessage, SyncError> {
+        if !self.continues(&msg) {
+            return Err(SyncError::OtherSession {
+                ours: self.salt,
+                theirs: msg.salt,
+            });
+        }
         let open = msg.ranges.iter().any(|r| r.mode != Mode::Skip);
         if self.stats.messages_in >= MESSAGES_MAX || (open && self.stats.rounds >= ROUNDS_MAX) {
             return Err(SyncError::TooManyRounds);
@@ -104,6 +144,9 @@ impl SyncSession {
         let sent = reply.encode().len();
 
         // Commit. Nothing below can fail.
+        if self.salt == 0 && !msg.ranges.is_empty() {
+            self.salt = msg.salt;
+        }
         self.outbox.drain(..batch.from_outbox);
         self.outbox
             .extend(plan.push[batch.from_push..].iter().copied());
@@ -117,7 +160,7 @@ impl SyncSession {
         let s = &mut self.stats;
         s.messages_in += 1;
         s.rounds += u32::from(open);
-        s.bytes_received += bytes.len() as u64;
+        s.bytes_received += encoded_len as u64;
         s.bytes_sent += sent as u64;
         s.events_received += msg.events.len() as u64;
         s.events_sent += reply.events.len() as u64;

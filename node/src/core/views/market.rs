@@ -25,6 +25,7 @@ use hearth_proto::{
 use serde::{Deserialize, Serialize};
 
 use super::membership::{MembershipChange, MembershipView};
+use super::small_map::SmallMap;
 use super::ViewError;
 
 /// `list` returns at most this many posts when the caller gives no limit.
@@ -119,11 +120,11 @@ type IndexKey = (std::cmp::Reverse<EventKey>, PostKey);
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Facts {
     /// Every `created`, by name then hash (lowest hash wins).
-    created: BTreeMap<PostKey, BTreeMap<EventHash, Created>>,
+    created: BTreeMap<PostKey, SmallMap<EventHash, Created>>,
     /// Every update, by the name it reaches (its author + target).
-    updates: BTreeMap<PostKey, BTreeMap<EventKey, PostContent>>,
+    updates: BTreeMap<PostKey, SmallMap<EventKey, PostContent>>,
     /// Every expiry, by target id: stale ones may reach other authors' posts.
-    expiries: BTreeMap<EventId, BTreeMap<EventKey, Expiry>>,
+    expiries: BTreeMap<EventId, SmallMap<EventKey, Expiry>>,
     max_lamport: u64,
 }
 
@@ -131,7 +132,8 @@ struct Facts {
 pub struct MarketView {
     facts: Facts,
     posts: BTreeMap<PostKey, Post>,
-    authors_by_id: BTreeMap<EventId, BTreeSet<NodeId>>,
+    /// Authors of each id: almost always one (ids are unique per author).
+    authors_by_id: BTreeMap<EventId, SmallMap<NodeId, ()>>,
     ids_by_author: BTreeMap<NodeId, BTreeSet<EventId>>,
     /// Ids that `by` marked stale, to re-check when `by`'s level changes.
     stale_ids_by: BTreeMap<NodeId, BTreeSet<EventId>>,
@@ -229,7 +231,10 @@ impl MarketView {
                         client_id: p.client_id.clone(),
                     },
                 );
-                self.authors_by_id.entry(e.id).or_default().insert(e.author);
+                self.authors_by_id
+                    .entry(e.id)
+                    .or_default()
+                    .insert(e.author, ());
                 self.ids_by_author.entry(e.author).or_default().insert(e.id);
                 touched.insert(name);
             }
@@ -284,7 +289,7 @@ impl MarketView {
         self.authors_by_id
             .get(id)
             .into_iter()
-            .flatten()
+            .flat_map(SmallMap::keys)
             .map(|author| PostKey {
                 author: *author,
                 id: *id,
@@ -403,13 +408,21 @@ impl MarketView {
             .limit
             .unwrap_or(LIST_LIMIT_DEFAULT)
             .min(LIST_LIMIT_MAX);
-        // Walk the smallest index that must contain every match.
+        // Walk the smallest index that must contain every match: with a
+        // category and a tag, whichever of the two sets is shorter bounds
+        // the walk (one common tag must not make a rare category slow).
         let empty = BTreeSet::new();
-        let index = match (query.tags.first(), query.category) {
-            (Some(tag), _) => self.by_tag.get(tag).unwrap_or(&empty),
-            (None, Some(c)) => self.by_category.get(&c).unwrap_or(&empty),
-            (None, None) => &self.by_lamport,
-        };
+        let index = query
+            .tags
+            .iter()
+            .map(|t| self.by_tag.get(t).unwrap_or(&empty))
+            .chain(
+                query
+                    .category
+                    .map(|c| self.by_category.get(&c).unwrap_or(&empty)),
+            )
+            .min_by_key(|set| set.len())
+            .unwrap_or(&self.by_lamport);
         let since = query.since_lamport;
         index
             .iter()
@@ -484,7 +497,7 @@ impl MarketView {
             self.authors_by_id
                 .entry(name.id)
                 .or_default()
-                .insert(name.author);
+                .insert(name.author, ());
             self.ids_by_author
                 .entry(name.author)
                 .or_default()

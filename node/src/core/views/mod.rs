@@ -7,6 +7,7 @@
 
 pub mod market;
 pub mod membership;
+mod small_map;
 
 use hearth_proto::VerifiedEvent;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
