@@ -48,6 +48,11 @@ pub struct SimConfig {
     pub anchors: usize,
     /// Eager-push mesh degree D (default 6, gossipsub's D).
     pub mesh_degree: usize,
+    /// Peers outside the mesh each heartbeat's IHAVE goes to (gossipsub's
+    /// `D_lazy`, 6); 0 turns lazy gossip off.
+    pub gossip_lazy: usize,
+    /// Gossipsub heartbeat interval (1 s in libp2p).
+    pub heartbeat_ms: u64,
     /// Connected peers per node, the pool the mesh and sync draw from
     /// (default 12 = 2 D: gossipsub keeps D_hi = 12 mesh peers at most).
     pub peers_per_node: usize,
@@ -116,6 +121,8 @@ impl Default for SimConfig {
             events: 1_000,
             anchors: 2,
             mesh_degree: 6,
+            gossip_lazy: 6,
+            heartbeat_ms: 1_000,
             peers_per_node: 12,
             latency_ms_min: 5,
             latency_ms_max: 60,
@@ -218,6 +225,7 @@ impl SimConfig {
         for (key, v) in [
             ("event_interval_ms", self.event_interval_ms),
             ("sync_interval_ms", self.sync_interval_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
             ("sync_timeout_ms", self.sync_timeout_ms),
             ("check_interval_ms", self.check_interval_ms),
             ("liveness_ms_max", self.liveness_ms_max),
@@ -234,7 +242,7 @@ impl SimConfig {
         let mut cmd = format!(
             "cargo run -p hearth-sim --release -- --seed {} --nodes {} --events {} --loss {} \
              --duplicate {} --reorder {} --partitions {} --churn {} --late-join {} \
-             --mesh-degree {} --sync-interval-ms {} --flood-events {} --bandwidth {} \
+             --mesh-degree {} --gossip-lazy {} --sync-interval-ms {} --flood-events {} --bandwidth {} \
              --liveness-ms-max {}",
             self.seed,
             self.nodes,
@@ -246,6 +254,7 @@ impl SimConfig {
             self.churn,
             self.late_join,
             self.mesh_degree,
+            self.gossip_lazy,
             self.sync_interval_ms,
             self.flood_events,
             self.bandwidth_bytes_per_s,
@@ -259,6 +268,7 @@ impl SimConfig {
         }
         match self.inject_bug {
             Some(InjectedBug::FalseDuplicate) => cmd.push_str(" --inject-bug false-duplicate"),
+            Some(InjectedBug::ArrivalOrderView) => cmd.push_str(" --inject-bug arrival-order-view"),
             None => {}
         }
         cmd

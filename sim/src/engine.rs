@@ -13,9 +13,15 @@
 //! replacing lost mesh peers. A node pushes a new event, and relays every
 //! event its core `Accept`s, to its mesh (never back to the sender); a
 //! duplicate cache with gossipsub's lifetime drops copies before they reach
-//! the core. Anti-entropy sync with one random connected peer runs every
-//! `sync_interval_ms`, and on every (re)connection, through the core's own
-//! sync sessions.
+//! the core. Each heartbeat a node announces the ids it sent lately (IHAVE)
+//! to `gossip_lazy` connected peers outside its mesh, which pull what they
+//! have not seen (IWANT), as gossipsub does. Anti-entropy sync with one
+//! random connected peer runs every `sync_interval_ms`, and on every
+//! (re)connection, through the core's own sync sessions.
+//!
+//! Every distinct event is decoded and verified once, by the first core that
+//! receives it, and shared by all (see `SharedVerified`); a test checks that
+//! verifying every copy gives the same trace.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -33,7 +39,7 @@ use hearth_proto::{
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, SimConfig, START_MS};
-use crate::report::{reason_class, Percentiles, Stats, Summary, SyncSummary};
+use crate::report::{reason_class, LazySummary, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
 use crate::store::{SharedVerified, SimStore};
 
@@ -51,6 +57,11 @@ pub const SUMMARY_VIOLATIONS_MAX: usize = 8;
 /// A node's Lamport clock above this means a Lamport bomb got through:
 /// honest clocks grow by one per event, and 2^40 is far beyond any run.
 pub const CLOCK_CONTAINED_MAX: u64 = 1 << 40;
+/// Heartbeats whose messages an IHAVE announces (gossipsub's
+/// `history_gossip`).
+const HISTORY_GOSSIP: u64 = 3;
+/// Heartbeats a message stays in the cache for IWANT (`history_length`).
+const MCACHE_HEARTBEATS: u64 = 5;
 /// Peers a restarted or healed node syncs with at once ("on connect").
 const SYNC_ON_CONNECT_PEERS: usize = 2;
 
@@ -139,6 +150,11 @@ enum Msg {
         session: u64,
         bytes: Vec<u8>,
     },
+    /// Lazy gossip: "I have these" (ids of recent messages), sent each
+    /// heartbeat to a few connected peers outside the mesh.
+    IHave(Rc<[EventHash]>),
+    /// "Send me these", the answer to an IHAVE naming unseen ids.
+    IWant(Vec<EventHash>),
 }
 
 /// A gossip message: event bytes and their message id (SHA-256 of the
@@ -163,6 +179,8 @@ impl Msg {
     fn len(&self) -> usize {
         match self {
             Msg::Gossip(g) => g.bytes.len(),
+            Msg::IHave(ids) => ids.len() * 32,
+            Msg::IWant(ids) => ids.len() * 32,
             Msg::SyncRequest { bytes, .. } | Msg::SyncResponse { bytes, .. } => bytes.len(),
         }
     }
@@ -182,6 +200,7 @@ enum Action {
     Deliver { from: Ix, to: Ix, msg: Msg },
     Tick { node: Ix, incarnation: u32 },
     SyncTimer { node: Ix, incarnation: u32 },
+    Heartbeat { node: Ix, incarnation: u32 },
     SyncTimeout { node: Ix, peer: Ix, session: u64 },
     Workload,
     Adversary { adv: usize },
@@ -238,6 +257,10 @@ impl SeenCache {
         true
     }
 
+    fn contains(&self, hash: &EventHash) -> bool {
+        self.set.contains(hash)
+    }
+
     fn clear(&mut self) {
         self.set.clear();
         self.order.clear();
@@ -259,6 +282,9 @@ struct Slot {
     incarnation: u32,
     tick_at: Option<u64>,
     seen: SeenCache,
+    /// Gossipsub's message cache: what this node sent to its mesh, by
+    /// time, for IHAVE (recent heartbeats) and IWANT (a little longer).
+    mcache: VecDeque<(u64, Rc<Gossip>)>,
     uplink_free_at: u64,
     skew_ms: i64,
     /// Largest log size seen: a log never loses an event it had.
@@ -354,6 +380,8 @@ fn seed_u64(seed: u64, what: &str, i: u64) -> u64 {
 }
 
 /// Opens node `i`'s core on `store`, sharing the run's memo if it has one.
+/// `bug` is the run's injected bug: the arrival-order view bug goes into
+/// every core (the store bugs are node 1's, set on its store).
 fn open_core(
     i: Ix,
     identity: &Identity,
@@ -361,11 +389,15 @@ fn open_core(
     store: SimStore,
     seed: u64,
     memo: &Option<Arc<SharedVerified>>,
+    bug: Option<crate::store::InjectedBug>,
 ) -> Result<Node<SimStore>, SimError> {
     let mut core = Node::new(identity.clone(), genesis, store, Config::default(), seed)
         .map_err(|source| SimError::Node { node: i, source })?;
     if let Some(memo) = memo {
         core.share_verified(memo.clone());
+    }
+    if bug == Some(crate::store::InjectedBug::ArrivalOrderView) {
+        core.inject_arrival_order_bug();
     }
     Ok(core)
 }
@@ -430,7 +462,15 @@ impl Sim {
         // Anchor 0 admits everyone but the non-member, before the run.
         let open = |i: Ix, store: SimStore| {
             let seed = seed_u64(cfg.seed, "rng", i as u64);
-            open_core(i, &identities[i], &genesis, store, seed, &memo)
+            open_core(
+                i,
+                &identities[i],
+                &genesis,
+                store,
+                seed,
+                &memo,
+                cfg.inject_bug,
+            )
         };
         let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
         let mut admissions = Vec::new();
@@ -485,6 +525,7 @@ impl Sim {
                 incarnation: 0,
                 tick_at: None,
                 seen: SeenCache::default(),
+                mcache: VecDeque::new(),
                 uplink_free_at: START_MS,
                 skew_ms: skew,
                 log_len_max: 0,
@@ -587,6 +628,7 @@ impl Sim {
                         incarnation: 0,
                     },
                 )?;
+                sim.schedule_heartbeat(i, 0)?;
             }
         }
         sim.schedule(START_MS + sim.cfg.check_interval_ms, Action::Check)?;
@@ -665,6 +707,7 @@ impl Sim {
             Action::Deliver { from, to, msg } => self.on_deliver(from, to, msg),
             Action::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Action::SyncTimer { node, incarnation } => self.on_sync_timer(node, incarnation),
+            Action::Heartbeat { node, incarnation } => self.on_heartbeat(node, incarnation),
             Action::SyncTimeout {
                 node,
                 peer,
@@ -754,6 +797,10 @@ impl Sim {
                 self.stats.gossip_sent += 1;
                 self.stats.gossip_bytes += len;
             }
+            Msg::IHave(_) | Msg::IWant(_) => {
+                self.stats.lazy_messages += 1;
+                self.stats.lazy_bytes += len;
+            }
             _ => {
                 self.stats.sync_messages += 1;
                 self.stats.sync_bytes += len;
@@ -795,6 +842,10 @@ impl Sim {
     }
 
     fn gossip(&mut self, from: Ix, except: Option<Ix>, msg: &Rc<Gossip>) -> Result<(), SimError> {
+        if from < self.slots.len() && self.cfg.gossip_lazy > 0 {
+            let now = self.now;
+            self.slots[from].mcache.push_back((now, msg.clone()));
+        }
         for peer in self.mesh(from) {
             if Some(peer) != except {
                 self.send(from, peer, Msg::Gossip(msg.clone()))?;
@@ -834,6 +885,37 @@ impl Sim {
                     },
                 );
                 self.drain(to, Some((from, &msg)))
+            }
+            Msg::IHave(ids) => {
+                self.trace(13, from as u64, to as u64, &[]);
+                let want: Vec<EventHash> = ids
+                    .iter()
+                    .filter(|id| !self.slots[to].seen.contains(id))
+                    .copied()
+                    .collect();
+                if want.is_empty() {
+                    return Ok(());
+                }
+                self.stats.iwant_sent += 1;
+                self.send(to, from, Msg::IWant(want))
+            }
+            Msg::IWant(ids) => {
+                self.trace(14, from as u64, to as u64, &[]);
+                let found: Vec<Rc<Gossip>> = ids
+                    .iter()
+                    .filter_map(|id| {
+                        self.slots[to]
+                            .mcache
+                            .iter()
+                            .find(|(_, g)| g.id == *id)
+                            .map(|(_, g)| g.clone())
+                    })
+                    .collect();
+                for g in found {
+                    self.stats.gossip_pulled += 1;
+                    self.send(to, from, Msg::Gossip(g))?;
+                }
+                Ok(())
             }
             Msg::SyncRequest { session, bytes } => {
                 self.trace(3, from as u64, to as u64, &session.to_be_bytes());
@@ -1046,6 +1128,66 @@ impl Sim {
         )
     }
 
+    fn schedule_heartbeat(&mut self, i: Ix, incarnation: u32) -> Result<(), SimError> {
+        if self.cfg.gossip_lazy == 0 {
+            return Ok(());
+        }
+        let at = self.now + 1 + self.rng_net.below(self.cfg.heartbeat_ms);
+        self.schedule(
+            at,
+            Action::Heartbeat {
+                node: i,
+                incarnation,
+            },
+        )
+    }
+
+    /// Gossipsub's heartbeat, as far as dissemination goes: forget old
+    /// cache entries, then announce the ids of the last `HISTORY_GOSSIP`
+    /// heartbeats to `gossip_lazy` random connected peers outside the mesh,
+    /// which pull what they have not seen (IWANT). This is how a message
+    /// gets past a mesh link that lost it without waiting for sync.
+    fn on_heartbeat(&mut self, i: Ix, incarnation: u32) -> Result<(), SimError> {
+        if self.slots[i].incarnation != incarnation || self.slots[i].core.is_none() {
+            return Ok(());
+        }
+        let beat = self.cfg.heartbeat_ms;
+        let now = self.now;
+        let keep_from = now.saturating_sub(beat * MCACHE_HEARTBEATS);
+        let announce_from = now.saturating_sub(beat * HISTORY_GOSSIP);
+        let mcache = &mut self.slots[i].mcache;
+        while mcache.front().is_some_and(|(t, _)| *t < keep_from) {
+            mcache.pop_front();
+        }
+        let ids: Vec<EventHash> = mcache
+            .iter()
+            .filter(|(t, _)| *t >= announce_from)
+            .map(|(_, g)| g.id)
+            .collect();
+        if !ids.is_empty() {
+            let mesh = self.mesh(i);
+            let mut others: Vec<Ix> = self.peers[i]
+                .iter()
+                .map(|&(p, _)| p)
+                .filter(|&p| !mesh.contains(&p) && self.reachable(i, p))
+                .collect();
+            self.rng_net.shuffle(&mut others);
+            others.truncate(self.cfg.gossip_lazy);
+            let ids: Rc<[EventHash]> = ids.into();
+            for p in others {
+                self.stats.ihave_sent += 1;
+                self.send(i, p, Msg::IHave(ids.clone()))?;
+            }
+        }
+        self.schedule(
+            now + beat,
+            Action::Heartbeat {
+                node: i,
+                incarnation,
+            },
+        )
+    }
+
     fn start_sync(&mut self, i: Ix, peer: Ix) -> Result<(), SimError> {
         if self.slots[i].sync_out.contains_key(&peer) {
             return Ok(());
@@ -1215,6 +1357,7 @@ impl Sim {
         slot.incarnation += 1;
         slot.tick_at = None;
         slot.seen.clear();
+        slot.mcache.clear();
         let peers: Vec<Ix> = self.peers[i].iter().map(|&(p, _)| p).collect();
         for p in peers {
             self.abort_sync(i, p);
@@ -1249,6 +1392,7 @@ impl Sim {
             store,
             seed,
             &self.memo,
+            self.cfg.inject_bug,
         )?;
         let slot = &mut self.slots[i];
         slot.core = Some(core);
@@ -1272,6 +1416,7 @@ impl Sim {
                 incarnation,
             },
         )?;
+        self.schedule_heartbeat(i, incarnation)?;
         self.sync_on_connect(i)?;
         self.drain(i, None)
     }
@@ -1756,6 +1901,7 @@ impl Sim {
             store,
             u64::from(self.slots[i].incarnation) + 1,
             &self.memo,
+            self.cfg.inject_bug,
         )?;
         if reopened.views().digest() != before {
             self.violation(Violation::RestoreMismatch { node: i });
@@ -1869,6 +2015,13 @@ impl Sim {
             gossip_bytes_per_event: s.gossip_bytes as f64 / events,
             gossip_deliveries_per_event_per_node: deliveries,
             duplicates_per_event_per_node: s.gossip_duplicates as f64 / (events * nodes),
+            eager_duplicates_expected: self.cfg.mesh_degree.saturating_sub(1) as f64,
+            lazy: LazySummary {
+                ihave: s.ihave_sent,
+                iwant: s.iwant_sent,
+                pulled: s.gossip_pulled,
+                bytes_per_event: s.lazy_bytes as f64 / events,
+            },
             sync_bytes_per_event: s.sync_bytes as f64 / events,
             sync: SyncSummary {
                 sessions: s.sync_sessions,

@@ -2,7 +2,8 @@
 //!
 //! It runs real `hearth_node::core` instances (real verification, store,
 //! sync sessions and views) on virtual time, over a network model that
-//! stands in for gossipsub, under faults: loss, duplication, reordering,
+//! stands in for gossipsub (eager push to a mesh of D, lazy IHAVE/IWANT to
+//! others), under faults: loss, duplication, reordering,
 //! bandwidth, partitions, crashes with the durable store kept, long
 //! absences, late joiners, and misbehaving members. In the manner of
 //! FoundationDB's and TigerBeetle's simulators (VOPR), one seed reproduces
@@ -27,5 +28,5 @@ pub mod store;
 
 pub use config::{Adversaries, ConfigError, SimConfig, START_MS};
 pub use engine::{run, Fault, Ix, Phase, Sim, SimError, Violation};
-pub use report::{Percentiles, Stats, Summary};
+pub use report::{LazySummary, Percentiles, Stats, Summary};
 pub use store::{InjectedBug, SimStore};

@@ -15,6 +15,8 @@ use hearth_sim::{Adversaries, InjectedBug, SimConfig};
 enum Bug {
     /// Node 1's store pretends to hold one received event in eight.
     FalseDuplicate,
+    /// Every node's marketplace view shows the update applied last, not the latest.
+    ArrivalOrderView,
 }
 
 /// Deterministic multi-node simulation of a HearthNet community.
@@ -46,6 +48,10 @@ struct Args {
     late_join: f64,
     #[arg(long, default_value_t = 6)]
     mesh_degree: usize,
+    /// Peers outside the mesh that each heartbeat's IHAVE goes to (0 = no
+    /// lazy gossip).
+    #[arg(long, default_value_t = 6)]
+    gossip_lazy: usize,
     #[arg(long, default_value_t = 10_000)]
     sync_interval_ms: u64,
     /// Posts the flooding member publishes.
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         churn: args.churn,
         late_join: args.late_join,
         mesh_degree: args.mesh_degree,
+        gossip_lazy: args.gossip_lazy,
         sync_interval_ms: args.sync_interval_ms,
         flood_events: args.flood_events,
         adversaries: if args.no_adversaries {
@@ -102,9 +109,10 @@ fn main() -> ExitCode {
         bandwidth_bytes_per_s: args.bandwidth,
         liveness_ms_max: args.liveness_ms_max,
         verify_every_copy: args.verify_every_copy,
-        inject_bug: args
-            .inject_bug
-            .map(|Bug::FalseDuplicate| InjectedBug::FalseDuplicate),
+        inject_bug: args.inject_bug.map(|bug| match bug {
+            Bug::FalseDuplicate => InjectedBug::FalseDuplicate,
+            Bug::ArrivalOrderView => InjectedBug::ArrivalOrderView,
+        }),
         ..SimConfig::default()
     };
     println!("seed {seed}");

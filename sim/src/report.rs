@@ -14,6 +14,13 @@ pub struct Stats {
     pub gossip_delivered: u64,
     /// Deliveries the duplicate cache or the log recognised as seen.
     pub gossip_duplicates: u64,
+    /// Lazy gossip: IHAVE announcements, IWANT requests, and messages sent
+    /// in answer to an IWANT (also counted in `gossip_sent`).
+    pub ihave_sent: u64,
+    pub iwant_sent: u64,
+    pub gossip_pulled: u64,
+    pub lazy_messages: u64,
+    pub lazy_bytes: u64,
     pub sync_messages: u64,
     pub sync_bytes: u64,
     pub sync_sessions: u64,
@@ -68,6 +75,16 @@ impl Percentiles {
     }
 }
 
+/// Lazy gossip (IHAVE/IWANT) over the run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LazySummary {
+    pub ihave: u64,
+    pub iwant: u64,
+    /// Messages sent in answer to an IWANT.
+    pub pulled: u64,
+    pub bytes_per_event: f64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SyncSummary {
     pub sessions: u64,
@@ -105,6 +122,12 @@ pub struct Summary {
     /// first copy.
     pub gossip_deliveries_per_event_per_node: f64,
     pub duplicates_per_event_per_node: f64,
+    /// What eager push alone implies: each node hears an event from each of
+    /// its D mesh peers but one (the sender it came from), so D - 1
+    /// duplicates. Loss, partitions and churn push the measured figure
+    /// below this; lazy pulls add to it.
+    pub eager_duplicates_expected: f64,
+    pub lazy: LazySummary,
     pub sync_bytes_per_event: f64,
     pub sync: SyncSummary,
     pub stored_via_gossip: u64,

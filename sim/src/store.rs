@@ -19,6 +19,12 @@ pub enum InjectedBug {
     /// (a dedupe by a truncated hash, say): the log skips storing and
     /// applying it, and sync can never repair it.
     FalseDuplicate,
+    /// Every node's marketplace view shows, for a post with several
+    /// updates, the update it applied last rather than the one with the
+    /// highest key (the view depends on arrival order; logs stay right).
+    /// Every node, not just node 1: a node shows it only if it received a
+    /// post's updates out of order, which one node often never does.
+    ArrivalOrderView,
 }
 
 #[derive(Debug)]

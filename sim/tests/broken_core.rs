@@ -1,7 +1,7 @@
 //! The checker can fail: a deliberately broken core must be reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use hearth_sim::{run, InjectedBug, SimConfig, Violation};
+use hearth_sim::{run, InjectedBug, Sim, SimConfig, Violation};
 
 /// A node whose store wrongly reports one received event in eight as
 /// already held never converges, and the summary says so.
@@ -38,4 +38,77 @@ fn same_run_without_the_bug_converges() {
     let _ = Violation::NotConverged {
         detail: String::new(),
     };
+}
+
+/// A run with many updates of the same posts close together (5 ms between
+/// workload actions, against 5-60 ms links), so that some nodes receive a
+/// post's updates out of order, under every fault.
+fn arrival_order_cfg() -> SimConfig {
+    SimConfig {
+        event_interval_ms: 5,
+        liveness_ms_max: 60_000,
+        ..SimConfig::all_faults(3, 30, 300)
+    }
+}
+
+/// Marketplace views that show the update applied last instead of the one
+/// with the highest key: every log converges, but the views of nodes that
+/// received a post's updates in different orders never agree, so the
+/// convergence check (equal view digests on every node) fails.
+#[test]
+fn arrival_order_view_bug_is_caught() {
+    let cfg = SimConfig {
+        inject_bug: Some(InjectedBug::ArrivalOrderView),
+        ..arrival_order_cfg()
+    };
+    let summary = run(cfg).unwrap();
+    assert!(!summary.converged, "{summary:?}");
+    assert!(!summary.ok());
+    // Exactly one finding, and it is about the views, not the logs.
+    assert_eq!(summary.violations.len(), 1, "{:?}", summary.violations);
+    let v = &summary.violations[0];
+    assert!(v.starts_with("not converged"), "{v}");
+    assert!(v.contains("views differ from node 0's"), "{v}");
+}
+
+/// The same configuration without the bug converges, and incremental views
+/// equal snapshot restores and full replays.
+#[test]
+fn same_arrival_order_run_without_the_bug_converges() {
+    let summary = run(arrival_order_cfg()).unwrap();
+    assert!(summary.converged, "{summary:?}");
+    assert!(summary.ok(), "{summary:?}");
+}
+
+/// The replay check catches the bug on its own: a node whose incremental
+/// views came out of arrival order differs from its own full replay (in key
+/// order) and from its snapshot restore.
+#[test]
+fn arrival_order_view_bug_fails_the_replay_check() {
+    let cfg = SimConfig {
+        inject_bug: Some(InjectedBug::ArrivalOrderView),
+        late_join: 0.0,
+        ..arrival_order_cfg()
+    };
+    let nodes = cfg.nodes;
+    let mut sim = Sim::new(cfg).unwrap();
+    let safety_end = sim.plan().unwrap();
+    sim.run_until(safety_end).unwrap();
+    assert!(!sim.liveness().unwrap());
+    for i in 0..nodes {
+        sim.check_restore(i).unwrap();
+    }
+    let violations = sim.violations();
+    assert!(
+        violations
+            .iter()
+            .any(|v| matches!(v, Violation::ReplayMismatch { .. })),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| matches!(v, Violation::RestoreMismatch { .. })),
+        "{violations:?}"
+    );
 }

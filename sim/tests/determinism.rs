@@ -24,3 +24,19 @@ fn different_seeds_differ() {
     let b = run(small(9)).unwrap();
     assert_ne!(a.trace_hash, b.trace_hash);
 }
+
+/// Sharing one decoded, verified copy of each event between the simulated
+/// cores is only a cost saving: verifying every copy at every node gives
+/// the very same run (bad signatures are still rejected by every node).
+#[test]
+fn shared_verification_changes_nothing() {
+    let shared = run(small(11)).unwrap();
+    let every_copy = run(SimConfig {
+        verify_every_copy: true,
+        ..small(11)
+    })
+    .unwrap();
+    assert!(shared.ok(), "{shared:?}");
+    assert!(shared.rejected.keys().any(|r| r.contains("signature")));
+    assert_eq!(shared, every_copy);
+}

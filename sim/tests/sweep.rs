@@ -7,10 +7,9 @@ use hearth_sim::{run, SimConfig};
 
 /// Nodes per run: the lower bound.
 const NODES: usize = 50;
-/// Workload actions per run: kept small so 50 seeds fit the debug-build
-/// test budget (signing and verifying dominate); the release CLI runs the
-/// big configurations.
-const EVENTS: usize = 40;
+/// Workload actions per run: sized so 50 seeds fit the debug-build test
+/// budget; the release CLI and `scripts/sim-soak` run the big ones.
+const EVENTS: usize = 100;
 
 fn sweep(seeds: std::ops::Range<u64>) {
     for seed in seeds {

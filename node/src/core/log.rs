@@ -228,6 +228,12 @@ impl<S: EventStore> EventLog<S> {
         &self.views
     }
 
+    /// For [`super::Node::inject_arrival_order_bug`] only.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn views_mut(&mut self) -> &mut Views {
+        &mut self.views
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }

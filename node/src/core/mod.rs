@@ -197,6 +197,16 @@ impl<S: EventStore> Node<S> {
         self.log.views()
     }
 
+    /// Test-only (`fault-injection`): a DELIBERATE BUG that makes the
+    /// marketplace view show, for a post with several updates, the update
+    /// applied last instead of the one with the highest key, so the view
+    /// depends on arrival order. Used by the simulator to prove its checker
+    /// fails on a broken core; takes effect for events applied from now on.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_arrival_order_bug(&mut self) {
+        self.log.views_mut().market.inject_arrival_order_bug();
+    }
+
     /// How the views were rebuilt when the node opened.
     pub fn replay_report(&self) -> ReplayReport {
         self.replay

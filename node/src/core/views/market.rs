@@ -143,6 +143,15 @@ pub struct MarketView {
     by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
     /// During a full replay: record facts only, derive once at the end.
     bulk: bool,
+    /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
+    /// when set, a post shows the update *applied last* rather than the one
+    /// with the highest key, so the view depends on arrival order. Survives
+    /// `reset` (it stands for broken code, not state).
+    #[cfg(feature = "fault-injection")]
+    arrival_order_bug: bool,
+    /// The update of each post applied last, kept only while the bug is on.
+    #[cfg(feature = "fault-injection")]
+    last_applied_update: BTreeMap<PostKey, EventKey>,
 }
 
 impl MarketView {
@@ -202,7 +211,19 @@ impl MarketView {
     }
 
     pub fn reset(&mut self) {
+        #[cfg(feature = "fault-injection")]
+        let arrival_order_bug = self.arrival_order_bug;
         *self = MarketView::default();
+        #[cfg(feature = "fault-injection")]
+        {
+            self.arrival_order_bug = arrival_order_bug;
+        }
+    }
+
+    /// Turns on the deliberate arrival-order bug (see `arrival_order_bug`).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_arrival_order_bug(&mut self) {
+        self.arrival_order_bug = true;
     }
 
     /// Applies one logged event, then re-derives whatever posts it or the
@@ -248,6 +269,10 @@ impl MarketView {
                     .entry(name)
                     .or_default()
                     .insert(key, u.content.clone());
+                #[cfg(feature = "fault-injection")]
+                if self.arrival_order_bug {
+                    self.last_applied_update.insert(name, key);
+                }
                 touched.insert(name);
             }
             Payload::PostExpired(x) => {
@@ -332,11 +357,17 @@ impl MarketView {
 
     fn derive(&self, name: &PostKey, membership: &MembershipView) -> Option<Post> {
         let created = self.facts.created.get(name)?.values().next()?;
-        let (content_event, content) = self
-            .facts
-            .updates
+        let updates = self.facts.updates.get(name);
+        let latest = updates.and_then(|u| u.iter().next_back());
+        // DELIBERATE BUG (tests only): the update applied last, not the latest.
+        #[cfg(feature = "fault-injection")]
+        let latest = self
+            .last_applied_update
             .get(name)
-            .and_then(|u| u.iter().next_back())
+            .filter(|_| self.arrival_order_bug)
+            .and_then(|last| updates?.iter().find(|(k, _)| *k == last))
+            .or(latest);
+        let (content_event, content) = latest
             .filter(|(k, _)| **k > created.key)
             .map(|(k, c)| (*k, c.clone()))
             .unwrap_or_else(|| (created.key, created.content.clone()));
