@@ -112,7 +112,7 @@ fn wrong_community_is_rejected() {
         lamport: 3,
         community: CommunityId([7; 32]),
         payload: Payload::PostCreated(PostCreated {
-            content: content("x", Category::Info, &[], NOW + DAY_MS),
+            content: content("x", Category::Info, &[], NOW + DAY_MS).into(),
             client_id: None,
         }),
     }

@@ -5,6 +5,7 @@
 //! post, so nodes with different limits still accept the same log.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,14 +153,15 @@ pub struct PostContent {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostCreated {
-    pub content: PostContent,
+    /// Shared: the views keep this same content, not copies of it.
+    pub content: Arc<PostContent>,
     pub client_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostUpdated {
     pub target: EventId,
-    pub content: PostContent,
+    pub content: Arc<PostContent>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -300,7 +302,7 @@ impl Payload {
             }
             TYPE_POST_CREATED => {
                 let mut f = Fields::new(TYPE_POST_CREATED, &data)?;
-                let content = content(&mut f)?;
+                let content = Arc::new(content(&mut f)?);
                 let client_id = f
                     .optional("client_id")
                     .map(|v| f.as_text("client_id", v))
@@ -311,7 +313,7 @@ impl Payload {
             TYPE_POST_UPDATED => {
                 let mut f = Fields::new(TYPE_POST_UPDATED, &data)?;
                 let target = f.ulid("target")?;
-                let content = content(&mut f)?;
+                let content = Arc::new(content(&mut f)?);
                 f.finish()?;
                 Payload::PostUpdated(PostUpdated { target, content })
             }

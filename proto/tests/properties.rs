@@ -140,10 +140,15 @@ fn unknown_type_name() -> impl Strategy<Value = String> {
 fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         (content(), prop::option::of(text(16))).prop_map(|(content, client_id)| {
-            Payload::PostCreated(PostCreated { content, client_id })
+            Payload::PostCreated(PostCreated {
+                content: content.into(),
+                client_id,
+            })
         }),
-        (event_id(), content())
-            .prop_map(|(target, content)| Payload::PostUpdated(PostUpdated { target, content })),
+        (event_id(), content()).prop_map(|(target, content)| Payload::PostUpdated(PostUpdated {
+            target,
+            content: content.into()
+        })),
         (event_id(), reason())
             .prop_map(|(target, reason)| Payload::PostExpired(PostExpired { target, reason })),
         (

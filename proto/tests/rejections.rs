@@ -62,7 +62,7 @@ fn post_with(lamport: u64, content: PostContent) -> Event {
         lamport,
         community: CommunityId([0x11; 32]),
         payload: Payload::PostCreated(PostCreated {
-            content,
+            content: content.into(),
             client_id: Some("web-1".into()),
         }),
     }
@@ -100,7 +100,7 @@ fn updated() -> Event {
     Event {
         payload: Payload::PostUpdated(PostUpdated {
             target: EventId::from_bytes([0x01; 16]),
-            content: content(),
+            content: content().into(),
         }),
         ..post_at(4)
     }

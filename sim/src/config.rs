@@ -90,7 +90,8 @@ pub struct SimConfig {
     pub short_ttl_fraction: f64,
     /// Largest skew of a node's clock (`ts`, sweeps) either way (default 2 s).
     pub clock_skew_ms_max: u64,
-    /// Each node syncs with one connected peer this often (default 10 s).
+    /// Each node syncs with one connected peer this often, plus up to a
+    /// quarter more (default 30 s, as the real driver).
     pub sync_interval_ms: u64,
     /// A sync round with no answer for this long is abandoned (default 5 s).
     pub sync_timeout_ms: u64,
@@ -141,7 +142,7 @@ impl Default for SimConfig {
             event_interval_ms: 50,
             short_ttl_fraction: 0.1,
             clock_skew_ms_max: 2_000,
-            sync_interval_ms: 10_000,
+            sync_interval_ms: 30_000,
             sync_timeout_ms: 5_000,
             seen_ttl_ms: 120_000,
             check_interval_ms: 5_000,

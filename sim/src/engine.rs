@@ -93,8 +93,12 @@ pub enum SimError {
 pub enum Violation {
     /// An event that no honest node or valid adversary produced entered a log.
     InvalidEventStored { node: Ix, hash: EventHash },
-    /// A node's log holds fewer events than it once did.
+    /// A node's log holds fewer events than it once did (durably, across
+    /// a hard crash).
     LogShrank { node: Ix, had: u64, has: u64 },
+    /// A hard crash lost an event the node had published itself: the log
+    /// promises local events are flushed once appended.
+    LocalEventLost { node: Ix, hash: EventHash },
     /// A listed post whose author is not an active member.
     InactiveAuthorShown { node: Ix, author: NodeId },
     /// A Lamport bomb moved an honest clock.
@@ -120,6 +124,9 @@ impl std::fmt::Display for Violation {
             }
             Violation::InactiveAuthorShown { node, author } => {
                 write!(f, "node {node} lists a post by inactive author {author}")
+            }
+            Violation::LocalEventLost { node, hash } => {
+                write!(f, "node {node} lost its own event {hash} in a crash")
             }
             Violation::ClockBombed { node, clock } => {
                 write!(f, "node {node}'s clock reached {clock}")
@@ -1118,7 +1125,8 @@ impl Sim {
             self.start_sync(i, peer)?;
         }
         let interval = self.cfg.sync_interval_ms;
-        let next = self.now + interval - interval / 10 + self.rng_net.below(interval / 5 + 1);
+        // As the driver: the interval plus up to a quarter more.
+        let next = self.now + interval + self.rng_net.below(interval / 4 + 1);
         self.schedule(
             next,
             Action::SyncTimer {
@@ -1349,9 +1357,25 @@ impl Sim {
                     .or_default() += 1;
             }
         }
-        let store = core
-            .into_store()
-            .map_err(|source| SimError::Store { node: i, source })?;
+        let store = if clean {
+            core.into_store()
+                .map_err(|source| SimError::Store { node: i, source })?
+        } else {
+            // A power cut: what was not flushed is gone.
+            let unflushed = core.into_store_unflushed();
+            let before = unflushed.len();
+            let (store, own_lost) = unflushed
+                .crash()
+                .map_err(|source| SimError::Store { node: i, source })?;
+            self.stats.lost_unflushed += before.saturating_sub(store.len());
+            for hash in own_lost {
+                self.violation(Violation::LocalEventLost { node: i, hash });
+            }
+            // Received events since the last flush may go (sync brings
+            // them back); the log must not lose more than that.
+            self.slots[i].log_len_max = store.durable_len();
+            store
+        };
         let slot = &mut self.slots[i];
         slot.parked = Some(store);
         slot.incarnation += 1;
@@ -1471,7 +1495,8 @@ impl Sim {
                         tags: vec![],
                         expires_at: self.now + 7 * 24 * 3600 * 1000,
                         location: None,
-                    },
+                    }
+                    .into(),
                     client_id: None,
                 }),
             }
@@ -2036,6 +2061,7 @@ impl Sim {
             lost: s.lost,
             dropped: s.dropped,
             crashes: s.crashes,
+            lost_unflushed: s.lost_unflushed,
             rejected: s.rejected.clone(),
             ignored: s.ignored.clone(),
             workload_refused: s.workload_refused.clone(),
@@ -2062,11 +2088,24 @@ fn refusal_code(e: &SimError) -> String {
 /// liveness phase. The summary says whether it converged and every
 /// invariant held.
 pub fn run(cfg: SimConfig) -> Result<Summary, SimError> {
+    run_observed(cfg, |_| {})
+}
+
+/// Virtual time between two calls of `run_observed`'s observer.
+pub const OBSERVE_EVERY_MS: u64 = 30_000;
+
+/// As [`run`], calling `observe` every [`OBSERVE_EVERY_MS`] of virtual
+/// time during the safety phase and once at the end (progress lines).
+pub fn run_observed(cfg: SimConfig, mut observe: impl FnMut(&Sim)) -> Result<Summary, SimError> {
     let late = Sim::late_joiners(&cfg);
     let mut sim = Sim::with_late(cfg, &late)?;
     let safety_end = sim.plan()?;
     sim.plan_joins(&late, safety_end)?;
-    sim.run_until(safety_end)?;
+    while sim.now < safety_end {
+        sim.run_until(safety_end.min(sim.now + OBSERVE_EVERY_MS))?;
+        observe(&sim);
+    }
     sim.liveness()?;
+    observe(&sim);
     Ok(sim.summary())
 }

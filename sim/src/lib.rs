@@ -27,6 +27,6 @@ pub mod rng;
 pub mod store;
 
 pub use config::{Adversaries, ConfigError, SimConfig, START_MS};
-pub use engine::{run, Fault, Ix, Phase, Sim, SimError, Violation};
+pub use engine::{run, run_observed, Fault, Ix, Phase, Sim, SimError, Violation};
 pub use report::{LazySummary, Percentiles, Stats, Summary};
 pub use store::{InjectedBug, SimStore};

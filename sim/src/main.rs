@@ -52,7 +52,7 @@ struct Args {
     /// lazy gossip).
     #[arg(long, default_value_t = 6)]
     gossip_lazy: usize,
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 30_000)]
     sync_interval_ms: u64,
     /// Posts the flooding member publishes.
     #[arg(long, default_value_t = 200)]
@@ -71,6 +71,9 @@ struct Args {
     /// slower, more memory).
     #[arg(long)]
     verify_every_copy: bool,
+    /// Print a progress line to stderr every 30 virtual seconds.
+    #[arg(long)]
+    progress: bool,
     /// Test only: run a deliberately broken core, to see the checker fail.
     #[arg(long, hide = true)]
     inject_bug: Option<Bug>,
@@ -122,7 +125,21 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     let replay = cfg.replay_command();
-    match hearth_sim::run(cfg) {
+    let progress = args.progress;
+    let observe = |sim: &hearth_sim::Sim| {
+        if progress {
+            let s = sim.stats();
+            eprintln!(
+                "progress: {:?} phase, virtual {} s, {} actions, {} stores, wall {} s",
+                sim.phase(),
+                (sim.now() - hearth_sim::START_MS) / 1000,
+                s.workload_done,
+                s.stored_via_gossip + s.stored_via_sync + s.stored_other,
+                started.elapsed().as_secs()
+            );
+        }
+    };
+    match hearth_sim::run_observed(cfg, observe) {
         Ok(mut summary) => {
             summary.wall_ms = Some(started.elapsed().as_millis() as u64);
             let ok = summary.ok();

@@ -37,6 +37,8 @@ pub struct Stats {
     pub stored_via_sync: u64,
     pub stored_other: u64,
     pub crashes: u64,
+    /// Received events hard crashes lost because they were not flushed yet.
+    pub lost_unflushed: u64,
     pub restarts: u64,
     pub rejected: BTreeMap<String, u64>,
     pub ignored: BTreeMap<String, u64>,
@@ -135,6 +137,8 @@ pub struct Summary {
     pub lost: u64,
     pub dropped: u64,
     pub crashes: u64,
+    /// Received events that hard crashes lost before a flush.
+    pub lost_unflushed: u64,
     pub rejected: BTreeMap<String, u64>,
     pub ignored: BTreeMap<String, u64>,
     pub workload_refused: BTreeMap<String, u64>,

@@ -1,8 +1,9 @@
-//! The simulator's store: the real [`MemoryStore`] behind a wrapper that can
+//! The simulator's store: the real [`MemoryStore`] behind a wrapper that
+//! models durability (what a hard crash keeps is what was flushed) and can
 //! inject one deliberate core bug, so tests can prove the checker fails when
 //! the core is wrong (a checker that cannot fail proves nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,14 @@ pub struct SimStore {
     inner: MemoryStore,
     owner: NodeId,
     false_duplicate: bool,
+    /// Arrivals up to this one were flushed: a hard crash keeps them.
+    durable_arrival: u64,
+    /// Every metadata key written, and for those written since the last
+    /// flush, the value they had then (an undo log: the log flushes right
+    /// after each write, so this is almost always empty, and the snapshot
+    /// is not held twice).
+    meta_keys: BTreeSet<String>,
+    meta_undo: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl SimStore {
@@ -40,7 +49,49 @@ impl SimStore {
             inner: MemoryStore::new(),
             owner,
             false_duplicate: bug == Some(InjectedBug::FalseDuplicate),
+            durable_arrival: 0,
+            meta_keys: BTreeSet::new(),
+            meta_undo: BTreeMap::new(),
         }
+    }
+
+    /// Events a hard crash now would keep.
+    pub fn durable_len(&self) -> u64 {
+        // Arrival numbers are dense from 1, one per stored event.
+        self.durable_arrival
+    }
+
+    /// What survives a hard crash (power cut, kill -9): the store as of its
+    /// last flush. Events received since are gone, as with a disk store
+    /// whose writes had not reached the platter; sync fetches them again.
+    /// Also returns the node's own events that were lost: the log promises
+    /// a local event is flushed once appended, so any is a core bug.
+    pub fn crash(self) -> Result<(SimStore, Vec<EventHash>), StoreError> {
+        let mut kept = MemoryStore::new();
+        let mut own_lost = Vec::new();
+        for item in self.inner.since_arrival(0) {
+            let (seq, event) = item?;
+            if seq <= self.durable_arrival {
+                kept.insert(&event)?;
+            } else if event.event().author == self.owner {
+                own_lost.push(*event.hash());
+            }
+        }
+        for key in &self.meta_keys {
+            let value = match self.meta_undo.get(key) {
+                Some(before) => before.clone(),
+                None => self.inner.get_meta(key)?,
+            };
+            if let Some(value) = value {
+                kept.put_meta(key, &value)?;
+            }
+        }
+        let store = SimStore {
+            inner: kept,
+            meta_undo: BTreeMap::new(),
+            ..self
+        };
+        Ok((store, own_lost))
     }
 
     fn refuses(&self, event: &VerifiedEvent) -> bool {
@@ -61,7 +112,10 @@ impl EventStore for SimStore {
         self.inner.insert(event)
     }
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.inner.flush()
+        self.inner.flush()?;
+        self.durable_arrival = self.inner.last_arrival();
+        self.meta_undo.clear();
+        Ok(())
     }
     fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
         self.inner.contains(hash)
@@ -95,6 +149,11 @@ impl EventStore for SimStore {
         self.inner.last_arrival()
     }
     fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if !self.meta_undo.contains_key(key) {
+            let before = self.inner.get_meta(key)?;
+            self.meta_undo.insert(key.to_owned(), before);
+        }
+        self.meta_keys.insert(key.to_owned());
         self.inner.put_meta(key, value)
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

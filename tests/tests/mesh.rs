@@ -351,7 +351,8 @@ async fn non_member_and_invalid_events_are_rejected_and_scored() {
                 tags: vec![],
                 expires_at: u64::MAX / 2,
                 location: None,
-            },
+            }
+            .into(),
             client_id: None,
         }),
     }

@@ -378,6 +378,11 @@ impl<S: EventStore> EventLog<S> {
         self.flush()?;
         Ok(self.store)
     }
+
+    /// The store as a crash leaves it: nothing more is flushed.
+    pub fn into_store_unflushed(self) -> S {
+        self.store
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

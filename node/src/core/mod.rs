@@ -215,7 +215,8 @@ impl<S: EventStore> Node<S> {
     pub fn handle(&mut self, now_ms: u64, input: Input) {
         match input {
             Input::Received { bytes, source } => {
-                let (verdict, reason) = match self.receive(&bytes, source) {
+                let hash = hearth_proto::hash_bytes(&bytes);
+                let (verdict, reason) = match self.receive_hashed(&bytes, &hash, source) {
                     Ok(Ingested::Stored(_)) => (Verdict::Accept, None),
                     Ok(Ingested::Pending) => {
                         let verdict = match source {
@@ -243,7 +244,7 @@ impl<S: EventStore> Node<S> {
                     }
                 };
                 self.outputs.push_back(Output::Verdict {
-                    hash: hearth_proto::hash_bytes(&bytes),
+                    hash,
                     source,
                     verdict,
                     reason,
@@ -260,7 +261,17 @@ impl<S: EventStore> Node<S> {
     /// Decodes, verifies and admits received bytes; the typed form of
     /// [`Input::Received`] for callers that want the reason (import).
     pub fn receive(&mut self, bytes: &[u8], source: Source) -> Result<Ingested, IngestError> {
-        let event = self.decode(bytes)?;
+        self.receive_hashed(bytes, &hearth_proto::hash_bytes(bytes), source)
+    }
+
+    /// [`Node::receive`] when the caller has hashed the bytes already.
+    fn receive_hashed(
+        &mut self,
+        bytes: &[u8],
+        hash: &EventHash,
+        source: Source,
+    ) -> Result<Ingested, IngestError> {
+        let event = self.decode(bytes, hash)?;
         let result = self.log.append_received(event);
         match &result {
             Ok(Ingested::Stored(events)) => {
@@ -278,11 +289,15 @@ impl<S: EventStore> Node<S> {
     }
 
     /// Decodes and verifies, or takes the memo's copy of the same bytes.
-    fn decode(&self, bytes: &[u8]) -> Result<VerifiedEvent, hearth_proto::EventError> {
+    fn decode(
+        &self,
+        bytes: &[u8],
+        hash: &EventHash,
+    ) -> Result<VerifiedEvent, hearth_proto::EventError> {
         let Some(memo) = &self.verified else {
             return VerifiedEvent::decode(bytes);
         };
-        if let Some(event) = memo.get(&hearth_proto::hash_bytes(bytes)) {
+        if let Some(event) = memo.get(hash) {
             return Ok(event);
         }
         let event = VerifiedEvent::decode(bytes)?;
@@ -358,6 +373,12 @@ impl<S: EventStore> Node<S> {
     /// Flushes and hands back the store (a restart in tests and tools).
     pub fn into_store(self) -> Result<S, crate::store::StoreError> {
         self.log.into_store()
+    }
+
+    /// Hands back the store without flushing: what a power cut leaves (the
+    /// simulator's hard crash).
+    pub fn into_store_unflushed(self) -> S {
+        self.log.into_store_unflushed()
     }
 
     /// Writes a snapshot now and flushes (a clean shutdown).

@@ -105,7 +105,7 @@ impl Fixture {
             lamport,
             id,
             Payload::PostCreated(PostCreated {
-                content,
+                content: content.into(),
                 client_id: None,
             }),
         )
@@ -118,7 +118,7 @@ impl Fixture {
             (u128::from(lamport) << 32) | target,
             Payload::PostUpdated(PostUpdated {
                 target: EventId::from_parts(NOW, target),
-                content: content(title, Category::Offer, &["tools"], NOW + DAY_MS),
+                content: content(title, Category::Offer, &["tools"], NOW + DAY_MS).into(),
             }),
         )
     }

@@ -136,7 +136,8 @@ fn post_event(author: &Identity, community: CommunityId, lamport: u64, i: usize)
                 tags: vec![TAGS[i % 8].into(), TAGS[(i / 8) % 8].into()],
                 expires_at: FIXED_NOW_MS + 30 * 24 * 3600 * 1000,
                 location: None,
-            },
+            }
+            .into(),
             client_id: None,
         }),
     }
@@ -396,7 +397,10 @@ impl Mix {
                 who + 1,
                 self.event(
                     self.members[who],
-                    Payload::PostUpdated(PostUpdated { target, content }),
+                    Payload::PostUpdated(PostUpdated {
+                        target,
+                        content: content.into(),
+                    }),
                 ),
             );
         }
@@ -421,7 +425,10 @@ impl Mix {
         let client_id = self.rng.percent(33).then(|| format!("client-{}", self.seq));
         let event = self.event(
             self.members[who],
-            Payload::PostCreated(PostCreated { content, client_id }),
+            Payload::PostCreated(PostCreated {
+                content: content.into(),
+                client_id,
+            }),
         );
         if lapsed {
             self.counts.lapsed += 1;

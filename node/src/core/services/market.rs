@@ -360,7 +360,8 @@ impl<S: EventStore> Node<S> {
                 tags,
                 expires_at,
                 location: p.location,
-            },
+            }
+            .into(),
             client_id: p.client_id,
         });
         let event = self.publish(now_ms, payload).map_err(append_error)?;
@@ -394,7 +395,7 @@ impl<S: EventStore> Node<S> {
                 p.id, x.reason
             )));
         }
-        let mut content = post.content.clone();
+        let mut content = PostContent::clone(&post.content);
         if let Some(c) = p.category {
             content.category = c;
         }
@@ -426,7 +427,7 @@ impl<S: EventStore> Node<S> {
             now_ms,
             Payload::PostUpdated(PostUpdated {
                 target: p.id,
-                content,
+                content: content.into(),
             }),
         )
         .map_err(append_error)?;

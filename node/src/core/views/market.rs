@@ -17,6 +17,7 @@
 //! `expires_at` that the sweeper has not marked yet.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hearth_proto::{
     Category, EventHash, EventId, EventKey, ExpiryReason, NodeId, Payload, PostContent,
@@ -44,7 +45,7 @@ pub struct PostKey {
 struct Created {
     key: EventKey,
     ts: u64,
-    content: PostContent,
+    content: Arc<PostContent>,
     client_id: Option<String>,
 }
 
@@ -74,9 +75,11 @@ pub struct Post {
     pub created_ts: u64,
     /// Key of the event whose content is shown (`created` or an update).
     pub content_event: EventKey,
-    pub content: PostContent,
+    /// Shared with the event and the facts, not copied.
+    pub content: Arc<PostContent>,
     pub client_id: Option<String>,
-    pub expired: Option<Expired>,
+    /// Boxed: most posts have none, and a post is stored once per node.
+    pub expired: Option<Box<Expired>>,
     /// Whether the author's current level lets the post show.
     pub author_active: bool,
 }
@@ -122,7 +125,7 @@ struct Facts {
     /// Every `created`, by name then hash (lowest hash wins).
     created: BTreeMap<PostKey, SmallMap<EventHash, Created>>,
     /// Every update, by the name it reaches (its author + target).
-    updates: BTreeMap<PostKey, SmallMap<EventKey, PostContent>>,
+    updates: BTreeMap<PostKey, SmallMap<EventKey, Arc<PostContent>>>,
     /// Every expiry, by target id: stale ones may reach other authors' posts.
     expiries: BTreeMap<EventId, SmallMap<EventKey, Expiry>>,
     max_lamport: u64,
@@ -390,7 +393,7 @@ impl MarketView {
             content_event,
             content,
             client_id: created.client_id.clone(),
-            expired,
+            expired: expired.map(Box::new),
             author_active: membership.is_active(&name.author),
         })
     }
