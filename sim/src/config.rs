@@ -168,6 +168,9 @@ impl SimConfig {
             partitions: 3,
             churn: 0.1,
             late_join: 0.05,
+            // Devices whose clocks are minutes off: `ts`, TTLs and the
+            // anchors' stale sweeps disagree between nodes.
+            clock_skew_ms_max: 5 * 60_000,
             adversaries: Adversaries::ALL,
             flood_events: events / 5,
             ..SimConfig::default()
@@ -223,6 +226,15 @@ impl SimConfig {
                 "churn + late_join above 0.9 leaves too few nodes up".into(),
             );
         }
+        if self.clock_skew_ms_max > CLOCK_SKEW_MS_MAX {
+            return fail(
+                "clock_skew_ms_max",
+                format!(
+                    "{} is over {CLOCK_SKEW_MS_MAX} (30 days)",
+                    self.clock_skew_ms_max
+                ),
+            );
+        }
         for (key, v) in [
             ("event_interval_ms", self.event_interval_ms),
             ("sync_interval_ms", self.sync_interval_ms),
@@ -243,7 +255,7 @@ impl SimConfig {
         let mut cmd = format!(
             "cargo run -p hearth-sim --release -- --seed {} --nodes {} --events {} --loss {} \
              --duplicate {} --reorder {} --partitions {} --churn {} --late-join {} \
-             --mesh-degree {} --gossip-lazy {} --sync-interval-ms {} --flood-events {} --bandwidth {} \
+             --clock-skew-ms {} --mesh-degree {} --gossip-lazy {} --sync-interval-ms {} --flood-events {} --bandwidth {} \
              --liveness-ms-max {}",
             self.seed,
             self.nodes,
@@ -254,6 +266,7 @@ impl SimConfig {
             self.partitions,
             self.churn,
             self.late_join,
+            self.clock_skew_ms_max,
             self.mesh_degree,
             self.gossip_lazy,
             self.sync_interval_ms,
@@ -275,6 +288,9 @@ impl SimConfig {
         cmd
     }
 }
+
+/// Largest clock skew a run accepts: 30 days.
+pub const CLOCK_SKEW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 
 /// Most honest nodes in one run: memory and the all-pairs checks are sized
 /// for this.

@@ -20,6 +20,11 @@
 //! [`run`] does a whole randomised run; [`Sim`] exposes the steps so
 //! scenario tests can script one (partition, crash, post, heal, converge).
 
+// One seed, one run: no clocks, no OS randomness, no hash-ordered
+// iteration in the simulator either (clippy.toml; the CLI binary may read
+// the clock for wall time and a random seed).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod config;
 pub mod engine;
 pub mod report;

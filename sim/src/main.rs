@@ -46,6 +46,9 @@ struct Args {
     /// Fraction of nodes that join late with an empty log.
     #[arg(long, default_value_t = 0.0)]
     late_join: f64,
+    /// Largest clock skew of a node either way, ms (`ts`, TTLs, sweeps).
+    #[arg(long, default_value_t = 2_000)]
+    clock_skew_ms: u64,
     #[arg(long, default_value_t = 6)]
     mesh_degree: usize,
     /// Peers outside the mesh that each heartbeat's IHAVE goes to (0 = no
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         partitions: args.partitions,
         churn: args.churn,
         late_join: args.late_join,
+        clock_skew_ms_max: args.clock_skew_ms,
         mesh_degree: args.mesh_degree,
         gossip_lazy: args.gossip_lazy,
         sync_interval_ms: args.sync_interval_ms,

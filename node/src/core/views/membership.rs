@@ -80,10 +80,12 @@ impl MembershipView {
                 let key = event.key();
                 let is_last = self.sets.keys().next_back().is_none_or(|last| *last < key);
                 self.sets.insert(key, (e.author, m.member, m.level));
-                if is_last && !self.genesis_anchors.is_empty() {
+                if self.genesis_anchors.is_empty() {
+                    self.recompute()
+                } else if is_last {
                     self.apply_latest(e.author, m.member, m.level)
                 } else {
-                    self.recompute()
+                    self.apply_earlier(e.author, m.member, m.level)
                 }
             }
             _ => MembershipChange::default(),
@@ -99,6 +101,33 @@ impl MembershipView {
         }
         change.newly_vouched = self.grow_closure(author, member, level);
         change
+    }
+
+    /// A set that sorts before others (it arrived late, e.g. by sync): the
+    /// levels are replayed, but the closure is monotone and order-free, so
+    /// it only grows by this set, as for the latest.
+    fn apply_earlier(&mut self, author: NodeId, member: NodeId, level: Level) -> MembershipChange {
+        MembershipChange {
+            levels_changed: self.replay_levels(),
+            newly_vouched: self.grow_closure(author, member, level),
+        }
+    }
+
+    /// Replays every set in key order into the levels; returns the keys
+    /// whose level changed.
+    fn replay_levels(&mut self) -> BTreeSet<NodeId> {
+        let mut levels: BTreeMap<NodeId, Level> = self
+            .genesis_anchors
+            .iter()
+            .map(|a| (*a, Level::Anchor))
+            .collect();
+        for (author, member, level) in self.sets.values() {
+            if levels.get(author) == Some(&Level::Anchor) {
+                levels.insert(*member, *level);
+            }
+        }
+        let old = std::mem::replace(&mut self.levels, levels);
+        changed_keys(&old, &self.levels)
     }
 
     /// Adds one set to the closure; cascades when a new anchor is vouched,
@@ -131,20 +160,14 @@ impl MembershipView {
     /// Full recomputation of levels and closure from the stored sets, used
     /// when a set arrives out of order and after restoring a snapshot.
     fn recompute(&mut self) -> MembershipChange {
-        let old_levels = std::mem::take(&mut self.levels);
+        let levels_changed = self.replay_levels();
         let old_vouched = std::mem::take(&mut self.vouched);
         self.vouched_anchors.clear();
         for a in &self.genesis_anchors {
-            self.levels.insert(*a, Level::Anchor);
             self.vouched_anchors.insert(*a);
             self.vouched.insert(*a);
         }
         let sets: Vec<(NodeId, NodeId, Level)> = self.sets.values().copied().collect();
-        for (author, member, level) in &sets {
-            if self.levels.get(author) == Some(&Level::Anchor) {
-                self.levels.insert(*member, *level);
-            }
-        }
         // Closure to a fixed point; sets are few, so quadratic is fine.
         loop {
             let before = (self.vouched.len(), self.vouched_anchors.len());
@@ -160,14 +183,10 @@ impl MembershipView {
                 break;
             }
         }
-        let mut change = MembershipChange::default();
-        for key in old_levels.keys().chain(self.levels.keys()) {
-            if old_levels.get(key) != self.levels.get(key) {
-                change.levels_changed.insert(*key);
-            }
+        MembershipChange {
+            levels_changed,
+            newly_vouched: self.vouched.difference(&old_vouched).copied().collect(),
         }
-        change.newly_vouched = self.vouched.difference(&old_vouched).copied().collect();
-        change
     }
 
     pub fn snapshot_state(&self) -> Result<Vec<u8>, ViewError> {
@@ -183,5 +202,41 @@ impl MembershipView {
     /// Digest of the derived state, for convergence checks.
     pub fn digest(&self) -> [u8; 32] {
         super::digest_of(&(&self.levels, &self.vouched))
+    }
+}
+
+/// Keys whose value differs between two maps, in one ordered walk.
+fn changed_keys(a: &BTreeMap<NodeId, Level>, b: &BTreeMap<NodeId, Level>) -> BTreeSet<NodeId> {
+    let mut changed = BTreeSet::new();
+    let (mut x, mut y) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (x.peek(), y.peek()) {
+            (None, None) => return changed,
+            (Some((k, _)), None) => {
+                changed.insert(**k);
+                x.next();
+            }
+            (None, Some((k, _))) => {
+                changed.insert(**k);
+                y.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    changed.insert(**ka);
+                    x.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.insert(**kb);
+                    y.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        changed.insert(**ka);
+                    }
+                    x.next();
+                    y.next();
+                }
+            },
+        }
     }
 }
