@@ -112,7 +112,13 @@ pub struct Summary {
     /// Events published by honest nodes.
     pub honest_events: u64,
     pub workload_actions: u64,
+    /// Per delivery: publication to one node storing it, for nodes up
+    /// when it was published.
     pub delivery_ms: Percentiles,
+    /// Per event: publication to the last node storing it, the virtual
+    /// time to full delivery (includes partitions and nodes that were
+    /// down until the liveness phase).
+    pub full_delivery_ms: Percentiles,
     pub catchup_delivery_ms: Percentiles,
     /// Virtual time from the start of the liveness phase to convergence.
     pub converge_ms: Option<u64>,
