@@ -875,3 +875,30 @@ fn a_message_for_no_session_is_answered_on_its_own() {
     assert!(matches!(err, SyncError::OtherSession { theirs, .. } if theirs == salt));
     assert!(!a.sync_running(&idb));
 }
+
+/// Two syncs at once, one each way: when B's own sync with A fails (its
+/// request refused or lost), B forgets only that one, and goes on answering
+/// the sync A runs with it, queue and all: A still gets each of B's 300
+/// posts (dropping both sessions loses the queued part).
+#[test]
+fn a_failed_sync_of_ours_leaves_the_peers_sync_with_us_running() {
+    let (mut a, mut b) = nodes_apart(300);
+    let (ida, idb) = (a.node_id(), b.node_id());
+    let _ours = b.sync_start(ida).unwrap().unwrap();
+    let mut msg = a.sync_start(idb).unwrap().unwrap();
+    let mut reply = b.sync_answer(ida, &msg).unwrap();
+    b.sync_abort_initiated(&ida); // B's own request failed
+    assert!(!b.sync_running(&ida));
+    for _ in 0..40 {
+        match a.sync_continue(idb, &reply).unwrap() {
+            Some(next) => msg = next,
+            None => {
+                assert_equal_logs(&a, &b);
+                assert_eq!(a.last_sync().unwrap().stats.events_received, 300);
+                return;
+            }
+        }
+        reply = b.sync_answer(ida, &msg).unwrap();
+    }
+    panic!("A's sync does not settle");
+}

@@ -1008,7 +1008,7 @@ impl Sim {
                             .rejected
                             .entry(format!("sync: {}", reason_class(&e.to_string())))
                             .or_default() += 1;
-                        self.abort_sync(to, from);
+                        self.give_up_sync(to, from);
                         Ok(())
                     }
                 }
@@ -1281,8 +1281,20 @@ impl Sim {
             );
         }
         self.stats.sync_timeouts += 1;
-        self.abort_sync(i, peer);
+        self.give_up_sync(i, peer);
         Ok(())
+    }
+
+    /// Node `i` gives up the sync it started with `peer` (a timeout or a
+    /// failed answer), as the driver does: only its own session goes; the
+    /// peer keeps whatever session it has with `i` (a fresh salt replaces
+    /// it when `i` starts again).
+    fn give_up_sync(&mut self, i: Ix, peer: Ix) {
+        let peer_id = self.ids[peer];
+        if let Some(core) = self.slots[i].core.as_mut() {
+            core.sync_abort_initiated(&peer_id);
+        }
+        self.slots[i].sync_out.remove(&peer);
     }
 
     /// Forgets the syncs between `i` and `peer` on both sides, as the driver

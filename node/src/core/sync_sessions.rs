@@ -150,10 +150,17 @@ impl<S: EventStore> Node<S> {
         Ok(Some(next.encode()))
     }
 
-    /// Forgets sessions with a peer that went away or failed.
+    /// Forgets both sessions with a peer that went away.
     pub fn sync_abort(&mut self, peer: &NodeId) {
         self.sessions.initiated.remove(peer);
         self.sessions.answering.remove(peer);
+    }
+
+    /// Forgets only the sync we started with `peer` (its request failed or
+    /// was refused): a sync the peer is running with us, where we answer,
+    /// goes on.
+    pub fn sync_abort_initiated(&mut self, peer: &NodeId) {
+        self.sessions.initiated.remove(peer);
     }
 
     /// Whether a sync we started with `peer` is still running.

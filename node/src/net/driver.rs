@@ -610,10 +610,16 @@ impl<S: EventStore> Driver<S> {
                 match response {
                     SyncResponse::Refused(reason) => {
                         warn!(%peer, %reason, "peer refused sync");
-                        self.node.sync_abort(&from);
+                        self.node.sync_abort_initiated(&from);
                     }
                     SyncResponse::Messages(messages) => {
                         for m in messages {
+                            if !self.node.sync_running(&from) {
+                                // A late answer to a sync given up on: not
+                                // a completed sync.
+                                debug!(%peer, "late sync answer ignored");
+                                break;
+                            }
                             match self.node.sync_continue(from, &m) {
                                 Ok(Some(next)) => self.send_sync(peer, next),
                                 Ok(None) => {
@@ -622,7 +628,7 @@ impl<S: EventStore> Driver<S> {
                                 }
                                 Err(e) => {
                                     warn!(%peer, error = %e, "sync failed");
-                                    self.node.sync_abort(&from);
+                                    self.node.sync_abort_initiated(&from);
                                 }
                             }
                         }
@@ -632,7 +638,7 @@ impl<S: EventStore> Driver<S> {
             Event::OutboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "sync request failed");
                 if let Some(from) = identity::node_id(&peer) {
-                    self.node.sync_abort(&from);
+                    self.node.sync_abort_initiated(&from);
                 }
             }
             _ => {}
