@@ -310,6 +310,9 @@ struct Slot {
     /// Syncs this node started, by peer.
     sync_out: BTreeMap<Ix, SyncOut>,
     up_since: u64,
+    /// A late joiner not yet started: an anchor admits it when it joins,
+    /// so its first posts may reach others before its admission does.
+    awaiting_invite: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,7 +493,8 @@ impl Sim {
         .sign(&identities[0])?;
 
         let memo = (!cfg.verify_every_copy).then(SharedVerified::new);
-        // Anchor 0 admits everyone but the non-member, before the run.
+        // Anchor 0 admits everyone but the non-member and the late joiners,
+        // before the run: a late joiner is invited when it first starts.
         let open = |i: Ix, store: SimStore| {
             let seed = seed_u64(cfg.seed, "rng", i as u64);
             open_core(
@@ -506,7 +510,7 @@ impl Sim {
         let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
         let mut admissions = Vec::new();
         for (i, id) in ids.iter().enumerate().skip(cfg.anchors) {
-            if i >= n && advs[i - n].kind == AdvKind::NonMember {
+            if (i >= n && advs[i - n].kind == AdvKind::NonMember) || late.contains(&i) {
                 continue;
             }
             let ev = anchor0
@@ -556,6 +560,7 @@ impl Sim {
                 log_len_max: 0,
                 sync_out: BTreeMap::new(),
                 up_since: START_MS,
+                awaiting_invite: late.contains(&i),
             });
         }
 
@@ -599,6 +604,8 @@ impl Sim {
             .map(|i| {
                 if i < cfg.anchors {
                     Level::Anchor
+                } else if late.contains(&i) {
+                    Level::Removed // not admitted yet
                 } else {
                     Level::Member
                 }
@@ -1429,6 +1436,9 @@ impl Sim {
         if self.slots[i].core.is_some() {
             return Ok(());
         }
+        if std::mem::take(&mut self.slots[i].awaiting_invite) {
+            self.invite(i)?;
+        }
         self.trace(11, i as u64, 0, &[]);
         self.stats.restarts += 1;
         let bug = if i == 1 { self.cfg.inject_bug } else { None };
@@ -1476,6 +1486,24 @@ impl Sim {
         self.schedule_heartbeat(i, incarnation)?;
         self.sync_on_connect(i)?;
         self.drain(i, None)
+    }
+
+    /// A newcomer's invitation: the first anchor that is up admits it (if
+    /// the workload has not already). With no anchor up it starts
+    /// unadmitted: its posts are refused, and held pending elsewhere, until
+    /// the workload admits it.
+    fn invite(&mut self, i: Ix) -> Result<(), SimError> {
+        if self.levels[i].is_active() {
+            return Ok(());
+        }
+        let Some(anchor) = (0..self.cfg.anchors).find(|&a| self.slots[a].core.is_some()) else {
+            self.refused("invite", "no anchor up");
+            return Ok(());
+        };
+        if let Err(e) = self.set_level(anchor, i, Level::Member) {
+            self.refused("invite", &refusal_code(&e));
+        }
+        Ok(())
     }
 
     fn log_len(&self, i: Ix) -> u64 {

@@ -78,8 +78,9 @@ fn node_offline_seven_days() {
     assert_converged(&mut sim);
 }
 
-/// A node that joins after thousands of events fetches the whole history by
-/// sync alone.
+/// A newcomer that joins after ten thousand events: an anchor admits it as
+/// it joins, it fetches the whole history by sync alone, and then its own
+/// post reaches everyone.
 #[test]
 fn late_joiner_fetches_history() {
     const POSTS: usize = 10_000;
@@ -93,11 +94,19 @@ fn late_joiner_fetches_history() {
     sim.run_for(5_000).unwrap();
     let history = sim.node(0).unwrap().log().store().len();
     assert!(history as usize > POSTS);
+    // Anchor 0 admits the newcomer as it joins.
     sim.restart(3).unwrap();
     sim.run_for(60_000).unwrap();
-    assert_eq!(sim.node(3).unwrap().log().store().len(), history);
+    let with_admission = history + 1;
+    assert_eq!(sim.node(3).unwrap().log().store().len(), with_admission);
     assert!(sim.stats().stored_via_sync as usize >= POSTS);
+    // Now a member, its own post reaches everyone.
+    let id = sim.post(3, None).unwrap();
     assert_converged(&mut sim);
+    for i in 0..4 {
+        let market = &sim.node(i).unwrap().views().market;
+        assert_eq!(market.find(&id).len(), 1, "node {i}");
+    }
 }
 
 /// An anchor removes a member: the member's posts leave every view, while
