@@ -129,3 +129,28 @@ fn pool_exercises_removal_trust_and_pending() {
     assert!(node.log().pending_len() > 0, "the stranger's events wait");
     assert!(node.log().store().len() > 20);
 }
+
+/// A level change says what it changes for the views: activity (own posts
+/// show or hide) and trust (stale marks count or not), in order or late.
+#[test]
+fn a_level_change_names_only_what_it_changes() {
+    use hearth_node::core::views::MembershipView;
+    let f = Fixture::new();
+    let a = &f.anchor;
+    let bob = key(3);
+    let id = bob.node_id();
+    let mut m = MembershipView::default();
+    m.apply(&f.genesis);
+    let admit = m.apply(&f.member_set(a, 1, &bob, Level::Member));
+    assert!(admit.active_changed.contains(&id) && admit.trusted_changed.is_empty());
+    let promote = m.apply(&f.member_set(a, 2, &bob, Level::Trusted));
+    assert!(promote.active_changed.is_empty() && promote.trusted_changed.contains(&id));
+    let to_anchor = m.apply(&f.member_set(a, 3, &bob, Level::Anchor));
+    assert!(to_anchor.active_changed.is_empty() && to_anchor.trusted_changed.is_empty());
+    let remove = m.apply(&f.member_set(a, 5, &bob, Level::Removed));
+    assert!(remove.active_changed.contains(&id) && remove.trusted_changed.contains(&id));
+    // A late set (lamport 4, before the removal) changes nothing shown.
+    let late = m.apply(&f.member_set(a, 4, &bob, Level::Member));
+    assert!(late.active_changed.is_empty() && late.trusted_changed.is_empty());
+    assert_eq!(m.level(&id), Some(Level::Removed));
+}

@@ -2082,7 +2082,7 @@ impl Sim {
             .registry
             .values()
             .filter(|i| i.honest && i.published_ms > START_MS)
-            .map(|i| i.last_stored_ms - i.published_ms)
+            .map(|i| i.last_stored_ms.saturating_sub(i.published_ms))
             .collect();
         let honest = self.registry.values().filter(|i| i.honest).count() as u64;
         let nodes = self.slots.len() as f64;

@@ -305,8 +305,11 @@ impl MarketView {
         if self.bulk {
             return;
         }
-        for who in &change.levels_changed {
-            touched.extend(self.names_touched_by_level(who));
+        for who in &change.active_changed {
+            touched.extend(self.names_by_author(who));
+        }
+        for who in &change.trusted_changed {
+            touched.extend(self.names_marked_stale_by(who));
         }
         for name in touched {
             self.refresh(name, membership);
@@ -325,25 +328,28 @@ impl MarketView {
             .collect()
     }
 
-    /// Posts whose shown state can depend on `who`'s level: their own, and
-    /// those they marked stale.
-    fn names_touched_by_level(&self, who: &NodeId) -> Vec<PostKey> {
-        let own = self
-            .ids_by_author
+    /// `who`'s own posts: they show only while `who` is active.
+    fn names_by_author(&self, who: &NodeId) -> Vec<PostKey> {
+        self.ids_by_author
             .get(who)
             .into_iter()
             .flatten()
             .map(|id| PostKey {
                 author: *who,
                 id: *id,
-            });
-        let stale = self
-            .stale_ids_by
+            })
+            .collect()
+    }
+
+    /// Posts `who` marked stale: the mark counts only while `who` is
+    /// trusted or an anchor.
+    fn names_marked_stale_by(&self, who: &NodeId) -> Vec<PostKey> {
+        self.stale_ids_by
             .get(who)
             .into_iter()
             .flatten()
-            .flat_map(|id| self.names_with_id(id));
-        own.chain(stale).collect()
+            .flat_map(|id| self.names_with_id(id))
+            .collect()
     }
 
     /// Re-derives one post from the facts, and moves its index entries.

@@ -34,10 +34,30 @@ pub struct MembershipView {
 /// What applying one event changed, for the views that depend on levels.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MembershipChange {
-    /// Keys whose current level changed.
-    pub levels_changed: BTreeSet<NodeId>,
+    /// Keys that became, or stopped being, active (member, trusted or
+    /// anchor): their own posts show or hide.
+    pub active_changed: BTreeSet<NodeId>,
+    /// Keys that became, or stopped being, trusted or anchor: their stale
+    /// marks on others' posts count or stop counting. A level change that
+    /// moves neither (member to removed moves one; anchor to trusted
+    /// neither) re-derives nothing.
+    pub trusted_changed: BTreeSet<NodeId>,
     /// Keys that became vouched (their pending events may now enter the log).
     pub newly_vouched: BTreeSet<NodeId>,
+}
+
+impl MembershipChange {
+    /// Records `key`'s move from `old` to `new` in the sets it affects.
+    fn note(&mut self, key: NodeId, old: Option<Level>, new: Option<Level>) {
+        let active = |l: Option<Level>| l.is_some_and(Level::is_active);
+        let trusted = |l: Option<Level>| matches!(l, Some(Level::Trusted | Level::Anchor));
+        if active(old) != active(new) {
+            self.active_changed.insert(key);
+        }
+        if trusted(old) != trusted(new) {
+            self.trusted_changed.insert(key);
+        }
+    }
 }
 
 impl MembershipView {
@@ -95,9 +115,9 @@ impl MembershipView {
     /// Fast path: a set that sorts after all others only extends the replay.
     fn apply_latest(&mut self, author: NodeId, member: NodeId, level: Level) -> MembershipChange {
         let mut change = MembershipChange::default();
-        if self.level(&author) == Some(Level::Anchor) && self.level(&member) != Some(level) {
-            self.levels.insert(member, level);
-            change.levels_changed.insert(member);
+        if self.level(&author) == Some(Level::Anchor) {
+            let old = self.levels.insert(member, level);
+            change.note(member, old, Some(level));
         }
         change.newly_vouched = self.grow_closure(author, member, level);
         change
@@ -107,15 +127,14 @@ impl MembershipView {
     /// levels are replayed, but the closure is monotone and order-free, so
     /// it only grows by this set, as for the latest.
     fn apply_earlier(&mut self, author: NodeId, member: NodeId, level: Level) -> MembershipChange {
-        MembershipChange {
-            levels_changed: self.replay_levels(),
-            newly_vouched: self.grow_closure(author, member, level),
-        }
+        let mut change = self.replay_levels();
+        change.newly_vouched = self.grow_closure(author, member, level);
+        change
     }
 
-    /// Replays every set in key order into the levels; returns the keys
-    /// whose level changed.
-    fn replay_levels(&mut self) -> BTreeSet<NodeId> {
+    /// Replays every set in key order into the levels; returns what changed
+    /// (`newly_vouched` left empty).
+    fn replay_levels(&mut self) -> MembershipChange {
         let mut levels: BTreeMap<NodeId, Level> = self
             .genesis_anchors
             .iter()
@@ -127,7 +146,11 @@ impl MembershipView {
             }
         }
         let old = std::mem::replace(&mut self.levels, levels);
-        changed_keys(&old, &self.levels)
+        let mut change = MembershipChange::default();
+        for key in changed_keys(&old, &self.levels) {
+            change.note(key, old.get(&key).copied(), self.level(&key));
+        }
+        change
     }
 
     /// Adds one set to the closure; cascades when a new anchor is vouched,
@@ -160,7 +183,7 @@ impl MembershipView {
     /// Full recomputation of levels and closure from the stored sets, used
     /// when a set arrives out of order and after restoring a snapshot.
     fn recompute(&mut self) -> MembershipChange {
-        let levels_changed = self.replay_levels();
+        let mut change = self.replay_levels();
         let old_vouched = std::mem::take(&mut self.vouched);
         self.vouched_anchors.clear();
         for a in &self.genesis_anchors {
@@ -183,10 +206,8 @@ impl MembershipView {
                 break;
             }
         }
-        MembershipChange {
-            levels_changed,
-            newly_vouched: self.vouched.difference(&old_vouched).copied().collect(),
-        }
+        change.newly_vouched = self.vouched.difference(&old_vouched).copied().collect();
+        change
     }
 
     pub fn snapshot_state(&self) -> Result<Vec<u8>, ViewError> {
