@@ -138,6 +138,16 @@ async fn test_three_node_concurrent_posts_all_visible() {
     for n in [&a, &b, &d] {
         assert_eq!(titles(n).await, vec!["from a", "from b", "from d"]);
     }
+    // Status carries gossipsub's own counters (what the mesh benchmark's
+    // duplicate figure is made of): some posts came by gossip, and no node
+    // counts fewer copies than first copies.
+    let mut unique = 0;
+    for n in [&a, &b, &d] {
+        let g = n.handle.status().await.unwrap().gossip;
+        assert!(g.received >= g.unique, "{g:?}");
+        unique += g.unique;
+    }
+    assert!(unique > 0, "no gossip counted");
 }
 
 /// An expiry reaches the peer and the post leaves its list.

@@ -15,6 +15,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use hearth_proto::{EventHash, NodeId};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::metrics::Registry;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, mdns, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,16 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Hex digest of every view: equal digests, equal marketplaces.
     pub digest: String,
+    pub gossip: GossipCounts,
+}
+
+/// Gossip messages this node received since it started.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GossipCounts {
+    /// Every copy, duplicates included.
+    pub received: u64,
+    /// The first copy of each message.
+    pub unique: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -251,6 +262,7 @@ impl Handle {
 pub fn build_swarm<S: EventStore>(
     node: &Node<S>,
     cfg: &NetConfig,
+    metrics: &mut Registry,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let key = identity::keypair(node.identity());
     let community = node.community();
@@ -268,7 +280,10 @@ pub fn build_swarm<S: EventStore>(
         .with_behaviour(
             |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
                 Ok(Behaviour {
-                    gossipsub: gossip::behaviour(&community, heartbeat)?,
+                    gossipsub: gossip::behaviour(&community, heartbeat)?.with_metrics(
+                        metrics.sub_registry_with_prefix("gossipsub"),
+                        Default::default(),
+                    ),
                     sync: behaviour::sync_behaviour(),
                     bus: behaviour::bus_behaviour(),
                     identify: behaviour::identify_behaviour(key),
@@ -295,7 +310,8 @@ pub struct Running<S: EventStore> {
 
 /// Starts the driver on the current tokio runtime.
 pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::Result<Running<S>> {
-    let mut swarm = build_swarm(&node, &cfg)?;
+    let mut metrics = Registry::default();
+    let mut swarm = build_swarm(&node, &cfg, &mut metrics)?;
     for addr in &cfg.listen {
         swarm
             .listen_on(addr.clone())
@@ -330,6 +346,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         pending_bus: BTreeMap::new(),
         last_sync: BTreeMap::new(),
         bus_queue: BusQueue::default(),
+        metrics,
         cfg,
     };
     let span = info_span!("driver", peer = %handle.peer_id);
@@ -354,6 +371,8 @@ struct Driver<S: EventStore> {
     last_sync: BTreeMap<PeerId, u64>,
     /// Remote bus calls waiting for their handler (see `BusQueue`).
     bus_queue: BusQueue<InboundCall>,
+    /// Gossipsub's own counters (Prometheus), for status and `/metrics`.
+    metrics: Registry,
     cfg: NetConfig,
 }
 
@@ -537,6 +556,26 @@ impl<S: EventStore> Driver<S> {
                 })
                 .collect(),
             digest: hex::encode(views.digest()),
+            gossip: self.gossip_counts(),
+        }
+    }
+
+    /// Gossip messages received, with and without duplicates, read from
+    /// gossipsub's metrics (it drops duplicates before we see them).
+    fn gossip_counts(&self) -> GossipCounts {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.metrics) {
+            warn!(error = %e, "cannot encode gossip metrics");
+        }
+        let sum = |name: &str| -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        GossipCounts {
+            received: sum("gossipsub_topic_msg_recv_counts_unfiltered_total"),
+            unique: sum("gossipsub_topic_msg_recv_counts_total"),
         }
     }
 
