@@ -216,7 +216,7 @@ impl<S: EventStore> Node<S> {
         match input {
             Input::Received { bytes, source } => {
                 let hash = hearth_proto::hash_bytes(&bytes);
-                let (verdict, reason) = match self.receive_hashed(&bytes, &hash, source) {
+                let (verdict, reason) = match self.receive_hashed(&bytes, Some(&hash), source) {
                     Ok(Ingested::Stored(_)) => (Verdict::Accept, None),
                     Ok(Ingested::Pending) => {
                         let verdict = match source {
@@ -261,14 +261,14 @@ impl<S: EventStore> Node<S> {
     /// Decodes, verifies and admits received bytes; the typed form of
     /// [`Input::Received`] for callers that want the reason (import).
     pub fn receive(&mut self, bytes: &[u8], source: Source) -> Result<Ingested, IngestError> {
-        self.receive_hashed(bytes, &hearth_proto::hash_bytes(bytes), source)
+        self.receive_hashed(bytes, None, source)
     }
 
-    /// [`Node::receive`] when the caller has hashed the bytes already.
+    /// [`Node::receive`], with the bytes' hash if the caller has it.
     fn receive_hashed(
         &mut self,
         bytes: &[u8],
-        hash: &EventHash,
+        hash: Option<&EventHash>,
         source: Source,
     ) -> Result<Ingested, IngestError> {
         let event = self.decode(bytes, hash)?;
@@ -289,15 +289,20 @@ impl<S: EventStore> Node<S> {
     }
 
     /// Decodes and verifies, or takes the memo's copy of the same bytes.
+    /// Without a memo (a real node) nothing is hashed here: decoding
+    /// hashes the bytes itself.
     fn decode(
         &self,
         bytes: &[u8],
-        hash: &EventHash,
+        hash: Option<&EventHash>,
     ) -> Result<VerifiedEvent, hearth_proto::EventError> {
         let Some(memo) = &self.verified else {
             return VerifiedEvent::decode(bytes);
         };
-        if let Some(event) = memo.get(hash) {
+        let hash = hash
+            .copied()
+            .unwrap_or_else(|| hearth_proto::hash_bytes(bytes));
+        if let Some(event) = memo.get(&hash) {
             return Ok(event);
         }
         let event = VerifiedEvent::decode(bytes)?;
