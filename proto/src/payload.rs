@@ -81,6 +81,10 @@ impl Level {
     pub fn is_active(self) -> bool {
         !matches!(self, Level::Removed)
     }
+    /// Trusted or anchor: may mark others' posts stale.
+    pub fn is_trusted(self) -> bool {
+        matches!(self, Level::Trusted | Level::Anchor)
+    }
 }
 
 impl fmt::Display for Level {

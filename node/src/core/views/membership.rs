@@ -50,7 +50,7 @@ impl MembershipChange {
     /// Records `key`'s move from `old` to `new` in the sets it affects.
     fn note(&mut self, key: NodeId, old: Option<Level>, new: Option<Level>) {
         let active = |l: Option<Level>| l.is_some_and(Level::is_active);
-        let trusted = |l: Option<Level>| matches!(l, Some(Level::Trusted | Level::Anchor));
+        let trusted = |l: Option<Level>| l.is_some_and(Level::is_trusted);
         if active(old) != active(new) {
             self.active_changed.insert(key);
         }
@@ -77,7 +77,7 @@ impl MembershipView {
 
     /// Trusted or anchor now: may mark others' posts stale.
     pub fn is_trusted(&self, key: &NodeId) -> bool {
-        matches!(self.level(key), Some(Level::Trusted | Level::Anchor))
+        self.level(key).is_some_and(Level::is_trusted)
     }
 
     /// Whether `author`'s events enter the log (see module docs).
@@ -181,7 +181,8 @@ impl MembershipView {
     }
 
     /// Full recomputation of levels and closure from the stored sets, used
-    /// when a set arrives out of order and after restoring a snapshot.
+    /// for the genesis and after restoring a snapshot (a set that arrives
+    /// out of order takes `apply_earlier`).
     fn recompute(&mut self) -> MembershipChange {
         let mut change = self.replay_levels();
         let old_vouched = std::mem::take(&mut self.vouched);
