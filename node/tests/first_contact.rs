@@ -6,7 +6,7 @@
 //! thread and a bounded `recv_timeout`), never by sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc};
@@ -50,12 +50,18 @@ struct Running {
 impl Running {
     /// Starts `hearth run` on loopback, stdin not a terminal.
     fn start(dir: &Path, extra: &[&str]) -> Running {
-        let mut child = Command::new(HEARTH)
-            .arg("--data-dir")
+        let mut cmd = Command::new(HEARTH);
+        cmd.arg("--data-dir")
             .arg(dir)
             .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(extra)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        Running::spawn(cmd)
+    }
+
+    /// Spawns `cmd` with its stdout read line by line on a thread.
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -183,6 +189,49 @@ fn first_run_with_name_uses_it() {
     node.stop();
 }
 
+/// On a terminal, the first run asks for the community's name (offering
+/// the default), asks again after a name it cannot use, founds the
+/// community with the answer, and stops cleanly on Ctrl-C typed at that
+/// terminal. Runs under util-linux `script` for a pseudo-terminal; skipped
+/// with a message where `script` is missing.
+#[test]
+fn first_run_on_a_terminal_asks_for_the_name() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (for a pseudo-terminal) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let run = format!(
+        "{HEARTH} --data-dir {} run --listen /ip4/127.0.0.1/tcp/0 --no-mdns",
+        dir.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &run, "/dev/null"]).stdin(Stdio::piped());
+    let mut node = Running::spawn(cmd);
+    let mut keys = node.child.stdin.take().unwrap();
+    // Typed ahead: the terminal holds the answers until the prompts read them.
+    writeln!(keys, "{}", "x".repeat(200)).unwrap();
+    writeln!(keys, "Lindenhof Street").unwrap();
+    keys.flush().unwrap();
+    let first = node.until("node ").join("\n");
+    for wanted in [
+        "Name of your community [My neighbourhood]:",
+        "must be 1 to 120 characters, got 200",
+        "in community \"Lindenhof Street\"",
+        "Next steps",
+    ] {
+        assert!(first.contains(wanted), "missing {wanted:?} in:\n{first}");
+    }
+    assert!(!first.contains("rename"), "{first}");
+    // Ctrl-C at the terminal: SIGINT to the node, which stops cleanly.
+    keys.write_all(b"\x03").unwrap();
+    keys.flush().unwrap();
+    node.until("^Cstopped cleanly");
+    let status = node.child.wait().unwrap();
+    assert!(status.success(), "node exited with {status}");
+}
+
 /// An invite from a founded community (no node running, an explicit
 /// address) for the tests below.
 fn founder(tmp: &Path, name: &str) -> (std::path::PathBuf, String) {
@@ -235,7 +284,10 @@ fn run_join_refuses_a_dir_of_another_community() {
     let dir = tmp.path().join("other");
     ok(&dir, &["community", "create", "--name", "Other Street"]);
     let before = community_id(&dir);
-    for args in [vec!["run", "--no-mdns", "--join", &invite], vec!["join", &invite]] {
+    for args in [
+        vec!["run", "--no-mdns", "--join", &invite],
+        vec!["join", &invite],
+    ] {
         let out = hearth(&dir, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -340,7 +392,8 @@ fn assert_clean(what: &str, out: &str) {
     let bad: Vec<char> = out
         .chars()
         .filter(|&c| {
-            (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         })
         .collect();
     assert!(bad.is_empty(), "{what} printed raw {bad:?}:\n{out}");
@@ -360,15 +413,24 @@ fn hostile_event_text_is_escaped_on_the_terminal() {
     let dir = tmp.path().join("victim");
     let imported = ok(&dir, &["log", "import", file.to_str().unwrap()]);
     assert_clean("import", &imported);
-    assert!(imported.contains("Evil\\e]0;pwned\\u{7}Street"), "{imported}");
+    assert!(
+        imported.contains("Evil\\e]0;pwned\\u{7}Street"),
+        "{imported}"
+    );
 
     let list = ok(&dir, &["list"]);
     assert_clean("list", &list);
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 2, "one post is two lines:\n{list}");
     assert!(lines[0].contains("Free ladder\\n"), "{list}");
-    assert!(lines[0].contains(&format!("by {}", &anchor_hex[..8])), "{list}");
-    assert!(!lines[1].contains(&anchor_hex[..8]), "the real by line names the member:\n{list}");
+    assert!(
+        lines[0].contains(&format!("by {}", &anchor_hex[..8])),
+        "{list}"
+    );
+    assert!(
+        !lines[1].contains(&anchor_hex[..8]),
+        "the real by line names the member:\n{list}"
+    );
     assert!(lines[0].contains("\\e[8mhidden"), "{list}");
     assert!(lines[1].contains("\\u{202e}txt.exe"), "{list}");
 

@@ -118,6 +118,7 @@ fn serve(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signals()?;
         let running = driver::spawn(node, cfg)?;
         let api = local_api::serve(socket, running.handle.clone()).await?;
         // The one line every run prints, once the local API answers: the
@@ -134,7 +135,7 @@ fn serve(
         let mut task = running.task;
         let stopped_early = tokio::select! {
             r = &mut task => Some(r),
-            _ = shutdown_signal() => None,
+            () = shutdown => None,
         };
         let result = match stopped_early {
             Some(r) => r,
@@ -226,7 +227,7 @@ fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
                 "  invite a neighbour      {hearth} community invite   (send them the string it prints)\n"
             );
             t += "  they join with          hearth join <invite>, then hearth run\n";
-            t += "                     or  hearth run --join <invite>\n";
+            t += "                      or  hearth run --join <invite>\n";
             t += &format!(
                 "  then admit them         {hearth} member add <their node id>   (they see it when they join)\n"
             );
@@ -275,21 +276,17 @@ fn saved_peers(ctx: &Ctx) -> anyhow::Result<Vec<Multiaddr>> {
         .collect()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// SIGINT (Ctrl-C) and SIGTERM, listened to from the moment this returns,
+/// so a signal that comes right after the node says it runs stops it
+/// cleanly rather than killing it by the default action.
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    }
+    })
 }
