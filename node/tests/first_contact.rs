@@ -79,13 +79,14 @@ impl Running {
         Running { child, lines }
     }
 
-    /// Every line up to and including the first that starts with `prefix`.
+    /// Every line up to and including the first that starts with `prefix`
+    /// (after any `^C` a terminal echoed in front of it).
     fn until(&self, prefix: &str) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
             match self.lines.recv_timeout(LINE_WAIT) {
                 Ok(line) => {
-                    let done = line.starts_with(prefix);
+                    let done = line.trim_start_matches("^C").starts_with(prefix);
                     seen.push(line);
                     if done {
                         return seen;
@@ -227,7 +228,7 @@ fn first_run_on_a_terminal_asks_for_the_name() {
     // Ctrl-C at the terminal: SIGINT to the node, which stops cleanly.
     keys.write_all(b"\x03").unwrap();
     keys.flush().unwrap();
-    node.until("^Cstopped cleanly");
+    node.until("stopped cleanly");
     let status = node.child.wait().unwrap();
     assert!(status.success(), "node exited with {status}");
 }
