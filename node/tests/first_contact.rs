@@ -20,6 +20,8 @@ use hearth_proto::{
 const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
 /// Guard against a node that never prints what we await: fail, not hang.
 const LINE_WAIT: Duration = Duration::from_secs(60);
+/// Polls of 100 ms for a peer to connect: a 30 s guard against hangs.
+const PEER_POLLS: usize = 300;
 
 fn hearth(dir: &Path, args: &[&str]) -> Output {
     Command::new(HEARTH)
@@ -248,12 +250,18 @@ fn founder(tmp: &Path, name: &str) -> (std::path::PathBuf, String) {
 }
 
 /// `hearth run --join <invite>` on a fresh data dir joins that community
-/// (prints the id to admit and what to do meanwhile) and runs; on the same
-/// dir again it just runs, without joining twice.
+/// (prints the id to admit and what to do meanwhile) and runs, reaching the
+/// running founder; its `status` names that peer by short node id, never
+/// by libp2p peer id. On the same dir again it just runs, without joining
+/// twice.
 #[test]
 fn run_join_on_a_fresh_dir_joins_then_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let (founder_dir, invite) = founder(tmp.path(), "Lindenhof Street");
+    let (founder_dir, _) = founder(tmp.path(), "Lindenhof Street");
+    let founder_node = Running::start(&founder_dir, &[]);
+    founder_node.until("node ");
+    let founder_id = node_id(&founder_dir);
+    let invite = ok(&founder_dir, &["community", "invite"]).trim().to_owned();
     let dir = tmp.path().join("neighbour");
     let node = Running::start(&dir, &["--join", &invite]);
     let first = node.until("node ").join("\n");
@@ -267,7 +275,24 @@ fn run_join_on_a_fresh_dir_joins_then_runs() {
         assert!(first.contains(wanted), "missing {wanted:?} in:\n{first}");
     }
     assert_eq!(community_id(&dir), community_id(&founder_dir));
+    // Across processes there is no event to await: poll the node's own
+    // answer, bounded (as node/tests/run.rs does).
+    let mut status = String::new();
+    for _ in 0..PEER_POLLS {
+        status = ok(&dir, &["status"]);
+        if status.contains(&founder_id[..8]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        status.contains(&format!("  {}  last sync", &founder_id[..8])),
+        "{status}"
+    );
+    assert!(status.contains("Lindenhof Street"), "{status}");
+    assert!(!status.contains("12D3KooW"), "{status}");
     node.stop();
+    founder_node.stop();
 
     let again = Running::start(&dir, &["--join", &invite]);
     let lines = again.until("node ");

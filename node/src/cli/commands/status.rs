@@ -67,7 +67,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let row = |w: &mut dyn std::io::Write, k: &str, v: &str| writeln!(w, "{k:<10}  {v}");
         row(w, "node", &status.node_id)?;
         let Some(c) = &status.community else {
-            row(w, "community", "none yet: `hearth community create --name NAME` founds one, `hearth log import FILE` joins one")?;
+            row(w, "community", "none yet: `hearth run` founds one; `hearth run --join <invite>` (or `hearth join <invite>`) joins one")?;
             return row(w, "data dir", &status.data_dir);
         };
         row(w, "community", &format!("{}  {}", c.id, render::line(&c.name)))?;
