@@ -235,6 +235,78 @@ fn first_run_on_a_terminal_asks_for_the_name() {
     assert!(status.success(), "node exited with {status}");
 }
 
+/// A first run refuses a community name with control characters, and
+/// `run --join` a damaged invite, each before writing anything: the data
+/// dir then has no community (and `status` says how to get one).
+#[test]
+fn first_run_refuses_a_bad_name_or_invite_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--name", "Lindenhof\nby 3f2a"], "control characters"),
+        (&["--name", "   "], "must be 1 to 120 characters, got 0"),
+        (
+            &["--join", "hearth-invite:zz"],
+            "the invite is not valid hex",
+        ),
+        (
+            &["--join", "lindenhof"],
+            "an invite starts with \"hearth-invite:\"",
+        ),
+    ];
+    for (args, wanted) in cases {
+        let mut all = vec!["run", "--no-mdns"];
+        all.extend_from_slice(args);
+        let out = hearth(&dir, &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(wanted), "{args:?}: {err}");
+        assert!(
+            !err.contains("Lindenhof\nby"),
+            "the name was echoed raw: {err}"
+        );
+        assert!(
+            !dir.join("genesis.cbor").exists(),
+            "{args:?} wrote a community"
+        );
+    }
+    let out = hearth(&dir, &["community", "create", "--name", "x\u{1b}[8m"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x\\e[8m"));
+    assert!(!dir.join("genesis.cbor").exists());
+}
+
+/// On a terminal, three unusable names in a row end the first run with an
+/// error that says to pass `--name`, and found nothing.
+#[test]
+fn first_run_on_a_terminal_gives_up_after_three_bad_names() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (for a pseudo-terminal) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("home");
+    let run = format!("{HEARTH} --data-dir {} run --no-mdns", dir.display());
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &run, "/dev/null"]).stdin(Stdio::piped());
+    let mut node = Running::spawn(cmd);
+    let mut keys = node.child.stdin.take().unwrap();
+    for _ in 0..3 {
+        writeln!(keys, "{}", "x".repeat(121)).unwrap();
+    }
+    keys.flush().unwrap();
+    let lines = node.until("error: no usable community name after 3 tries; pass --name NAME");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("got 121")).count(),
+        3,
+        "{lines:#?}"
+    );
+    let status = node.child.wait().unwrap();
+    assert!(!status.success());
+    drop(keys);
+    assert!(!dir.join("genesis.cbor").exists());
+}
+
 /// An invite from a founded community (no node running, an explicit
 /// address) for the tests below.
 fn founder(tmp: &Path, name: &str) -> (std::path::PathBuf, String) {
