@@ -481,6 +481,17 @@ fn hostile_log(path: &Path) -> String {
     for e in [&genesis, &admit, &post] {
         bytes.extend_from_slice(e.bytes());
     }
+    // A copy of the post with an extra envelope key that sets the
+    // terminal's title: canonical (the longest key sorts last), so the
+    // import rejects it for the unknown field and quotes the key.
+    let mut forged = post.bytes().to_vec();
+    assert_eq!(forged[0], 0xa9, "an event is a 9-entry map");
+    forged[0] = 0xaa;
+    let key = "\u{1b}]0;pwned\u{7}";
+    forged.push(0x60 | u8::try_from(key.len()).unwrap());
+    forged.extend_from_slice(key.as_bytes());
+    forged.push(0x00);
+    bytes.extend_from_slice(&forged);
     std::fs::write(path, bytes).unwrap();
     anchor_hex
 }
@@ -501,7 +512,8 @@ fn assert_clean(what: &str, out: &str) {
 /// `list` prints exactly two lines for the post (its title's `\nby <anchor>`
 /// shows as `\n`, not as a fake "by" line), `\e[8m` in a tag and
 /// `\e]0;..\a` in the community name show as text in `list`, `get`,
-/// `search`, `status` (offline and running) and the import's report, and a
+/// `search`, `status` (offline and running) and the import's report and
+/// rejection lines (a forged copy's unknown field quoted), and a
 /// body's lines never start at column 0. `--json` keeps the exact text.
 #[test]
 fn hostile_event_text_is_escaped_on_the_terminal() {
@@ -509,11 +521,19 @@ fn hostile_event_text_is_escaped_on_the_terminal() {
     let file = tmp.path().join("hostile.cbor");
     let anchor_hex = hostile_log(&file);
     let dir = tmp.path().join("victim");
-    let imported = ok(&dir, &["log", "import", file.to_str().unwrap()]);
+    let import = hearth(&dir, &["log", "import", file.to_str().unwrap()]);
+    assert_eq!(import.status.code(), Some(1), "the forged copy is rejected");
+    let imported = String::from_utf8(import.stdout).unwrap();
     assert_clean("import", &imported);
     assert!(
         imported.contains("Evil\\e]0;pwned\\u{7}Street"),
         "{imported}"
+    );
+    let rejected = String::from_utf8(import.stderr).unwrap();
+    assert_clean("import's rejections", &rejected);
+    assert!(
+        rejected.contains("unknown field `\\e]0;pwned\\u{7}`"),
+        "{rejected}"
     );
 
     let list = ok(&dir, &["list"]);
