@@ -36,7 +36,7 @@ fn is_unsafe(c: char) -> bool {
 }
 
 /// Appends `c` escaped visibly: `\n`, `\r`, `\e` (ESC), `\0`, else
-/// `\u{XXXX}` as Rust writes it.
+/// `\u{7}`-style hex as Rust writes it.
 fn push_visible(out: &mut String, c: char) {
     match c {
         '\n' => out.push_str("\\n"),
