@@ -339,10 +339,10 @@ fn sled_open_counts_events_when_the_arrival_record_has_no_count() {
         fill(&mut store, &events[..12]);
         let mut last = vec![b's'];
         last.extend_from_slice(&12u64.to_be_bytes());
-        let old = store.raw_tree().get(&last).unwrap().unwrap();
+        let old = store.raw_tree().unwrap().get(&last).unwrap().unwrap();
         assert_eq!(old.len(), 48, "event key, then the count");
         assert_eq!(old[40..], 12u64.to_be_bytes());
-        store.raw_tree().insert(&last, &old[..40]).unwrap();
+        store.raw_tree().unwrap().insert(&last, &old[..40]).unwrap();
         store.flush().unwrap();
     }
     let mut store = SledStore::open(dir.path()).unwrap();
@@ -365,6 +365,7 @@ fn sled_corrupt_event_bytes_are_a_bad_event_error() {
     raw_key.extend_from_slice(&victim.key().to_bytes());
     let old = store
         .raw_tree()
+        .unwrap()
         .insert(&raw_key, &b"\xa1garbage"[..])
         .unwrap();
     assert_eq!(old.as_deref(), Some(victim.bytes()), "e + EventKey bytes");
@@ -391,6 +392,7 @@ fn sled_corrupt_event_bytes_are_a_bad_event_error() {
     // A well-formed event stored under another event's key fails its hash check.
     store
         .raw_tree()
+        .unwrap()
         .insert(&raw_key, events[3].bytes())
         .unwrap();
     assert!(matches!(
@@ -405,7 +407,7 @@ fn sled_malformed_index_keys_are_corrupt_errors() {
     let mut store = SledStore::temporary().unwrap();
     let events = sample();
     fill(&mut store, &events[..3]);
-    let tree = store.raw_tree();
+    let tree = store.raw_tree().unwrap();
     tree.insert(b"eshort", &b""[..]).unwrap();
     tree.insert(b"s\x00\x01", &b""[..]).unwrap();
     let mut id_key = vec![b'i'];
