@@ -22,8 +22,15 @@ use hearth_proto::Category;
 use tempfile::TempDir;
 
 /// Posts tried before a full disk must have refused one: the disk is
-/// filled to the last byte first, so a handful of pages is all sled has.
-const POSTS_UNTIL_FULL_MAX: usize = 2_000;
+/// filled to the last byte first, so what sled already allocated (a few
+/// hundred KiB at most) is all it has, and each post is ~12 KB.
+const POSTS_UNTIL_FULL_MAX: usize = 400;
+
+/// A body of ~11.7 KB (3,900 three-byte characters, under the 4,000-character
+/// limit): few posts fill what sled has left, so every list fits one page.
+fn big_body() -> String {
+    "€".repeat(3_900)
+}
 
 fn is_root() -> bool {
     Command::new("id")
@@ -83,7 +90,10 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: a store thread may still hold a file for a moment.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -102,7 +112,7 @@ fn params(title: &str) -> PostParams {
     PostParams {
         category: Category::Offer,
         title: title.into(),
-        body: "a ladder, two metres".into(),
+        body: big_body(),
         tags: vec!["tools".into()],
         ttl_seconds: None,
         location: None,
@@ -112,7 +122,13 @@ fn params(title: &str) -> PostParams {
 
 fn titles<S: EventStore>(node: &Node<S>) -> Vec<String> {
     let mut t: Vec<String> = node
-        .market_list(NOW, ListQuery::default())
+        .market_list(
+            NOW,
+            ListQuery {
+                limit: Some(500),
+                ..ListQuery::default()
+            },
+        )
         .unwrap()
         .posts
         .into_iter()
@@ -142,7 +158,8 @@ fn node_refuses_posts_on_full_disk_and_resumes_without_restart() {
     let mut acked = Vec::new();
     for i in 0..5 {
         let title = format!("before {i}");
-        node.market_post(NOW, Caller::Local, params(&title)).unwrap();
+        node.market_post(NOW, Caller::Local, params(&title))
+            .unwrap();
         acked.push(title);
     }
     let filler = fill(fs.path());
@@ -160,10 +177,7 @@ fn node_refuses_posts_on_full_disk_and_resumes_without_restart() {
     }
     let (refused_title, err) = refused.expect("a post must be refused on a full disk");
     assert_eq!(err.code, ErrorCode::StorageFull, "{err}");
-    assert!(
-        err.message.contains("free space"),
-        "says what to do: {err}"
-    );
+    assert!(err.message.contains("free space"), "says what to do: {err}");
     assert_eq!(node.log().write_state(), WriteState::Full);
 
     // Reads go on, and the view shows exactly what was acknowledged.
@@ -214,7 +228,10 @@ fn tick_probe_clears_full_state_when_space_returns() {
         }
     }
     assert!(full && node.log().write_state() == WriteState::Full);
-    assert!(node.log_mut().flush().is_err(), "still full: the probe says so");
+    assert!(
+        node.log_mut().flush().is_err(),
+        "still full: the probe says so"
+    );
     std::fs::remove_file(&filler).unwrap();
     node.handle(NOW, hearth_node::core::Input::Tick);
     assert_eq!(node.log().write_state(), WriteState::Ok);
@@ -245,7 +262,18 @@ fn cli_full_disk_refuses_with_storage_full_and_recovers() {
         out
     };
     ok(&["community", "create", "--name", "Lindenhof Street"]);
-    let post = |title: &str| run(&["post", "--category", "offer", "--title", title]);
+    let body = big_body();
+    let post = |title: &str| {
+        run(&[
+            "post",
+            "--category",
+            "offer",
+            "--title",
+            title,
+            "--body",
+            &body,
+        ])
+    };
     let mut acked = vec![];
     for i in 0..3 {
         let t = format!("before {i}");
@@ -254,7 +282,7 @@ fn cli_full_disk_refuses_with_storage_full_and_recovers() {
     }
     let filler = fill(fs.path());
     let mut refusal = None;
-    for i in 0..200 {
+    for i in 0..POSTS_UNTIL_FULL_MAX {
         let t = format!("filling {i}");
         let out = post(&t);
         if out.status.success() {
@@ -274,7 +302,7 @@ fn cli_full_disk_refuses_with_storage_full_and_recovers() {
     }
 
     std::fs::remove_file(&filler).unwrap();
-    let list = ok(&["--json", "list"]);
+    let list = ok(&["--json", "list", "--limit", "500"]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let mut shown: Vec<String> = list["posts"]
         .as_array()
@@ -287,7 +315,13 @@ fn cli_full_disk_refuses_with_storage_full_and_recovers() {
     for t in &acked {
         assert!(shown.contains(t), "acknowledged post {t:?} lost: {shown:?}");
     }
-    ok(&["post", "--category", "offer", "--title", "after space returned"]);
+    ok(&[
+        "post",
+        "--category",
+        "offer",
+        "--title",
+        "after space returned",
+    ]);
 }
 
 /// A read-only data dir says "read-only" and names the directory, not a
@@ -398,16 +432,21 @@ fn held_lock_gives_the_another_hearth_hint() {
     drop(held);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another hearth is using this data dir"), "{err}");
+    assert!(
+        err.contains("another hearth is using this data dir"),
+        "{err}"
+    );
 }
 
 /// A corrupt store that nobody holds does not blame another hearth.
 #[test]
 fn corrupt_unlocked_store_gets_no_lock_hint() {
     let (_tmp, dir) = founded();
-    assert!(hearth(&dir, &["post", "--category", "offer", "--title", "ladder"])
-        .status
-        .success());
+    assert!(
+        hearth(&dir, &["post", "--category", "offer", "--title", "ladder"])
+            .status
+            .success()
+    );
     let store = dir.join("store");
     // Open once more so sled writes a snapshot, then corrupt it.
     assert!(hearth(&dir, &["list"]).status.success());
@@ -431,4 +470,132 @@ fn newest_snapshot(store: &Path) -> Option<PathBuf> {
         .collect();
     snaps.sort();
     snaps.pop()
+}
+
+/// A running node on a disk that fills: `post` is refused with
+/// `storage_full` (exit 1), `status` says `full` and what to do, `list`
+/// still answers; once space is freed `status` says `ok` and a post
+/// succeeds without a restart; after a clean stop every acknowledged post
+/// is in the store.
+#[test]
+fn running_node_reports_full_disk_and_resumes() {
+    let Some(fs) = Tmpfs::mount("running_node_reports_full_disk_and_resumes") else {
+        return;
+    };
+    let dir = fs.path().join("hearth");
+    let ok = |args: &[&str]| {
+        let out = hearth(&dir, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&ok(&all).stdout).unwrap()
+    };
+    ok(&["community", "create", "--name", "Lindenhof Street"]);
+    let mut node = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .env_clear()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Across processes there is no event to await: poll the node's answer,
+    // bounded (30 s).
+    let mut up = false;
+    for _ in 0..300 {
+        if dir.join("node.sock").exists() && hearth(&dir, &["status"]).status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stop = |mut node: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-INT", &node.id().to_string()])
+            .status();
+        node.wait().unwrap()
+    };
+    if !up {
+        let _ = node.kill();
+        panic!("the node did not start");
+    }
+    assert_eq!(json(&["status"])["storage"], "ok");
+
+    let mut acked = vec![];
+    let filler = fill(fs.path());
+    let mut refusal = None;
+    let body = big_body();
+    for i in 0..POSTS_UNTIL_FULL_MAX {
+        let t = format!("filling {i}");
+        let out = hearth(
+            &dir,
+            &[
+                "post",
+                "--category",
+                "offer",
+                "--title",
+                &t,
+                "--body",
+                &body,
+            ],
+        );
+        if out.status.success() {
+            acked.push(t);
+        } else {
+            refusal = Some(out);
+            break;
+        }
+    }
+    let refusal = refusal.expect("a post must be refused on a full disk");
+    assert_eq!(refusal.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refusal.stderr);
+    assert!(err.contains("storage_full"), "{err}");
+
+    let status = json(&["status"]);
+    assert_eq!(status["storage"], "full", "{status}");
+    let note = status["storage_note"].as_str().unwrap_or_default();
+    assert!(note.contains("free space on"), "{status}");
+    let human = String::from_utf8_lossy(&ok(&["status"]).stdout).into_owned();
+    assert!(human.contains("the disk is full"), "{human}");
+    let listed = json(&["list", "--limit", "500"])["posts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        listed,
+        acked.len(),
+        "reads go on, showing what was acknowledged"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(
+        json(&["status"])["storage"],
+        "ok",
+        "the probe sees the space"
+    );
+    ok(&[
+        "post",
+        "--category",
+        "offer",
+        "--title",
+        "after space returned",
+    ]);
+    acked.push("after space returned".into());
+    let exit = stop(node);
+    assert!(exit.success(), "clean stop: {exit}");
+
+    let list = json(&["list", "--limit", "500"]);
+    let shown: Vec<&str> = list["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for t in &acked {
+        assert!(shown.contains(&t.as_str()), "acknowledged {t:?} lost");
+    }
 }
