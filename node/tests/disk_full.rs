@@ -17,8 +17,9 @@ use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::services::market::PostParams;
 use hearth_node::core::views::ListQuery;
 use hearth_node::core::{Config, Node};
-use hearth_node::store::{EventStore, SledStore, WriteState};
+use hearth_node::store::{EventIter, EventStore, MemoryStore, SledStore, StoreError, WriteState};
 use hearth_proto::Category;
+use hearth_proto::{EventHash, EventId, EventKey, Level, VerifiedEvent};
 use tempfile::TempDir;
 
 /// Posts tried before a full disk must have refused one: the disk is
@@ -598,4 +599,155 @@ fn running_node_reports_full_disk_and_resumes() {
     for t in &acked {
         assert!(shown.contains(&t.as_str()), "acknowledged {t:?} lost");
     }
+}
+
+/// A memory store whose writes fail as on a full disk while `full` is set;
+/// it recovers (as a reopened sled store would) once `full` is cleared.
+/// Runs everywhere, root or not.
+#[derive(Debug)]
+struct FillableStore {
+    inner: MemoryStore,
+    full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: WriteState,
+}
+
+impl FillableStore {
+    fn refuse(&mut self, op: &str) -> Result<(), StoreError> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            self.state = WriteState::Full;
+            return Err(StoreError::Full(format!("{op}: no space left (simulated)")));
+        }
+        if self.state != WriteState::Ok {
+            return Err(StoreError::Full(format!("{op}: waiting to recover")));
+        }
+        Ok(())
+    }
+}
+
+impl EventStore for FillableStore {
+    fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
+        self.refuse("insert")?;
+        self.inner.insert(event)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.refuse("flush")?;
+        self.inner.flush()
+    }
+    fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
+        self.inner.contains(hash)
+    }
+    fn get(&self, hash: &EventHash) -> Result<Option<VerifiedEvent>, StoreError> {
+        self.inner.get(hash)
+    }
+    fn get_by_id(&self, id: &EventId) -> Result<Vec<VerifiedEvent>, StoreError> {
+        self.inner.get_by_id(id)
+    }
+    fn range(
+        &self,
+        from: std::ops::Bound<EventKey>,
+        to: std::ops::Bound<EventKey>,
+    ) -> EventIter<'_> {
+        self.inner.range(from, to)
+    }
+    fn keys(
+        &self,
+        from: std::ops::Bound<EventKey>,
+        to: std::ops::Bound<EventKey>,
+    ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
+        self.inner.keys(from, to)
+    }
+    fn since_arrival(
+        &self,
+        seq: u64,
+    ) -> Box<dyn Iterator<Item = Result<(u64, VerifiedEvent), StoreError>> + '_> {
+        self.inner.since_arrival(seq)
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn last_arrival(&self) -> u64 {
+        self.inner.last_arrival()
+    }
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.refuse("put_meta")?;
+        self.inner.put_meta(key, value)
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_meta(key)
+    }
+    fn write_state(&self) -> WriteState {
+        self.state
+    }
+    fn recover(&mut self) -> Result<bool, StoreError> {
+        if self.state == WriteState::Ok {
+            return Ok(false);
+        }
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Full("still no space (simulated)".into()));
+        }
+        self.state = WriteState::Ok;
+        Ok(true)
+    }
+}
+
+/// Without a real disk: a store that refuses writes makes `market.post`
+/// answer `storage_full` with the view unchanged, a received event is
+/// ignored (not rejected) and not stored, a snapshot is skipped without an
+/// error; once the store recovers, posts and received events go in again
+/// and the views equal a full replay of the store.
+#[test]
+fn refused_writes_change_no_view_and_resume_after_recovery() {
+    let f = Fixture::new();
+    let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = FillableStore {
+        inner: MemoryStore::new(),
+        full: full.clone(),
+        state: WriteState::Ok,
+    };
+    let mut node = Node::new(f.anchor.clone(), &f.genesis, store, Config::default(), 7).unwrap();
+    node.market_post(NOW, Caller::Local, params("first"))
+        .unwrap();
+    let events = node.log().store().len();
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = node
+        .market_post(NOW, Caller::Local, params("refused"))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::StorageFull, "{err}");
+    assert_eq!(titles(&node), vec!["first".to_owned()]);
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(node.log().write_state(), WriteState::Full);
+
+    let member = key(9);
+    let admission = f.member_set(&f.anchor, 5, &member, Level::Member);
+    let peer = key(8).node_id();
+    node.handle(
+        NOW,
+        hearth_node::core::Input::Received {
+            bytes: admission.bytes().to_vec(),
+            source: hearth_node::core::Source::Peer(peer),
+        },
+    );
+    let verdict = std::iter::from_fn(|| node.poll_output()).find_map(|o| match o {
+        hearth_node::core::Output::Verdict { verdict, .. } => Some(verdict),
+        _ => None,
+    });
+    assert_eq!(verdict, Some(hearth_node::core::Verdict::Ignore));
+    assert!(!node.log().store().contains(admission.hash()).unwrap());
+    assert!(
+        node.shutdown().is_ok(),
+        "a skipped snapshot is not an error"
+    );
+
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    node.market_post(NOW, Caller::Local, params("after"))
+        .expect("writes resume once the store recovers");
+    assert_eq!(node.log().write_state(), WriteState::Ok);
+    assert!(node
+        .receive(admission.bytes(), hearth_node::core::Source::Peer(peer))
+        .is_ok());
+    assert_eq!(titles(&node), vec!["after".to_owned(), "first".to_owned()]);
+    let digest = node.views().digest();
+    node.log_mut().replay_all().unwrap();
+    assert_eq!(node.views().digest(), digest, "views equal a full replay");
 }
