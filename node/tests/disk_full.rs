@@ -717,6 +717,14 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
     assert_eq!(titles(&node), vec!["first".to_owned()]);
     assert_eq!(node.log().store().len(), events);
     assert_eq!(node.log().write_state(), WriteState::Full);
+    let remote = node
+        .market_post(NOW, Caller::Remote(key(8).node_id()), params("remote"))
+        .unwrap_err();
+    assert_eq!(
+        remote.code,
+        ErrorCode::Unauthorized,
+        "storage_full is local only: remote callers cannot write at all"
+    );
 
     let member = key(9);
     let admission = f.member_set(&f.anchor, 5, &member, Level::Member);

@@ -415,11 +415,9 @@ impl<S: EventStore> EventLog<S> {
     /// Cheap when the store is writable: one comparison. An error means
     /// the store still refuses writes; reads go on.
     pub fn probe_store(&mut self) -> Result<(), StoreError> {
-        if self.store.write_state() != WriteState::Ok {
-            if self.store.recover()? {
-                self.unflushed = 0;
-                self.rebuild_due = true;
-            }
+        if self.store.write_state() != WriteState::Ok && self.store.recover()? {
+            self.unflushed = 0;
+            self.rebuild_due = true;
         }
         if self.rebuild_due {
             let report = self.rebuild_views()?;
