@@ -409,15 +409,22 @@ impl SledStore {
         }
     }
 
-    /// The error for an operation refused in the current write state.
+    /// The error for an operation refused in the current state.
     fn refusal(&self, op: &str) -> StoreError {
-        let what = format!(
-            "{op} refused: the store {} is waiting to be reopened after a failed write",
-            self.location
-        );
+        let location = &self.location;
+        let closed = if self.handle.is_none() {
+            " (the store is closed until a reopen succeeds)"
+        } else {
+            ""
+        };
         match self.write_state {
-            WriteState::ReadOnly => StoreError::ReadOnly(what),
-            WriteState::Full | WriteState::Ok => StoreError::Full(what),
+            WriteState::ReadOnly => StoreError::ReadOnly(format!(
+                "{op} refused: the store {location} cannot be written{closed}"
+            )),
+            WriteState::Full | WriteState::Ok => StoreError::Full(format!(
+                "{op} refused: the disk holding the store {location} filled up{closed}; \
+                 writes resume once there is room"
+            )),
         }
     }
 
