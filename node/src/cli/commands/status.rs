@@ -114,6 +114,10 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
             status.events, status.clock, status.pending
         )?;
         writeln!(w, "posts       {}", status.posts)?;
+        match &status.storage_note {
+            Some(note) => writeln!(w, "storage     {}: {note}", status.storage.as_str())?,
+            None => writeln!(w, "storage     {}", status.storage.as_str())?,
+        }
         for a in &status.listen {
             writeln!(w, "listening   {a}")?;
         }
