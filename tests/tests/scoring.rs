@@ -146,8 +146,9 @@ async fn forging_peer_is_graylisted_disconnected_and_refused() {
 /// past the 5 s after which gossipsub's default mesh-delivery penalty
 /// would start): one never publishes, one publishes only valid posts.
 /// Sampled throughout, neither score is ever negative, and the quiet one
-/// earned time-in-mesh credit (so it was in the mesh, where that penalty
-/// would have applied).
+/// earned 6 s of unbroken time-in-mesh credit (so it was in the mesh
+/// where that penalty would have applied, and never pruned for a negative
+/// score between samples).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_quiet_and_valid_peers_keep_non_negative_scores() {
     let ids = [identity(2), identity(3), identity(4)];
@@ -183,7 +184,15 @@ async fn honest_quiet_and_valid_peers_keep_non_negative_scores() {
             last.push(score.unwrap_or_default());
         }
     }
-    assert!(last[0] > 0.0, "the quiet peer earned mesh credit: {last:?}");
+    // Time-in-mesh credit is +1 a minute of unbroken mesh membership (a
+    // prune resets it, and any negative score is pruned at the next
+    // heartbeat): 6 s of it means the quiet peer stayed in the mesh past
+    // the 5 s activation, never penalised even between two samples.
+    let unbroken_s = last[0] * 60.0;
+    assert!(
+        unbroken_s >= 6.0,
+        "the quiet peer was in the mesh for only {unbroken_s:.1} s: {last:?}"
+    );
     assert!(last[1] > 0.0, "the poster earned credit: {last:?}");
 }
 
