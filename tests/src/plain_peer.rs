@@ -11,10 +11,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use libp2p::futures::StreamExt;
 use hearth_proto::{
     Category, CommunityId, Event, EventId, Identity, Payload, PostContent, PostCreated,
 };
+use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};

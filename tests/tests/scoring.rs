@@ -78,9 +78,10 @@ async fn forging_peer_is_graylisted_disconnected_and_refused() {
         let hash = hash_bytes(&bytes);
         forger.publish(bytes).unwrap();
         forger
-            .drive_until(node.wait_for("a reject", |e| {
-                matches!(e, NetEvent::Verdict(h, Verdict::Reject) if *h == hash)
-            }))
+            .drive_until(node.wait_for(
+                "a reject",
+                |e| matches!(e, NetEvent::Verdict(h, Verdict::Reject) if *h == hash),
+            ))
             .await
             .unwrap();
     }
@@ -95,21 +96,24 @@ async fn forging_peer_is_graylisted_disconnected_and_refused() {
     let bytes = forged_post(&author, c.id(), 2).unwrap();
     forger.publish(bytes).unwrap();
     forger
-        .drive_until(node.wait_for("the ban", |e| {
-            matches!(e, NetEvent::PeerBanned(p) if *p == forger_id)
-        }))
+        .drive_until(node.wait_for(
+            "the ban",
+            |e| matches!(e, NetEvent::PeerBanned(p) if *p == forger_id),
+        ))
         .await
         .unwrap();
     forger
-        .drive_until(node.wait_for("the disconnect", |e| {
-            matches!(e, NetEvent::PeerDisconnected(p) if *p == forger_id)
-        }))
+        .drive_until(node.wait_for(
+            "the disconnect",
+            |e| matches!(e, NetEvent::PeerDisconnected(p) if *p == forger_id),
+        ))
         .await
         .unwrap();
     forger
-        .wait_for("the connection closed", |e| {
-            matches!(e, SwarmEvent::ConnectionClosed { peer_id, .. } if *peer_id == node_peer)
-        })
+        .wait_for(
+            "the connection closed",
+            |e| matches!(e, SwarmEvent::ConnectionClosed { peer_id, .. } if *peer_id == node_peer),
+        )
         .await
         .unwrap();
     let st = forger.drive_until(node.handle.status()).await.unwrap();
@@ -215,9 +219,7 @@ async fn a_flood_does_not_hold_up_other_members_posts() {
     };
     // The flood: valid posts by the flooder, already in its log (as if
     // posted offline), published raw in one burst.
-    let flood: Vec<VerifiedEvent> = (0..FLOOD)
-        .map(|i| flood_post(flooder_id, &c, i))
-        .collect();
+    let flood: Vec<VerifiedEvent> = (0..FLOOD).map(|i| flood_post(flooder_id, &c, i)).collect();
     let flood_hashes: BTreeSet<EventHash> = flood.iter().map(|e| *e.hash()).collect();
     let mut flooder_core = c.node(flooder_id, 2).unwrap();
     for e in &flood {

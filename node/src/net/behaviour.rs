@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::{gossipsub, identify, mdns, ping, request_response, PeerId};
 
 use super::wire::{

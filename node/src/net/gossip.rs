@@ -150,9 +150,7 @@ pub fn scoring(community: &CommunityId) -> (PeerScoreParams, PeerScoreThresholds
         // P2: small, capped credit for bringing events first (default
         // weight 1, cap 2,000 would let a relay bank +2,000).
         first_message_deliveries_weight: FIRST_DELIVERY_CREDIT,
-        first_message_deliveries_decay: gossipsub::score_parameter_decay(Duration::from_secs(
-            3600,
-        )),
+        first_message_deliveries_decay: gossipsub::score_parameter_decay(Duration::from_secs(3600)),
         first_message_deliveries_cap: FIRST_DELIVERY_CAP,
         // P3: off. It punishes mesh peers that deliver fewer than
         // `threshold` messages per window: a quiet neighbourhood topic
@@ -333,11 +331,7 @@ impl BanList {
     pub fn ban(&mut self, peer: PeerId, now: Instant) -> Option<PeerId> {
         let mut lifted = None;
         if !self.until.contains_key(&peer) && self.until.len() >= BANNED_PEERS_MAX {
-            lifted = self
-                .until
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(p, _)| *p);
+            lifted = self.until.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p);
             if let Some(p) = lifted {
                 self.until.remove(&p);
             }
