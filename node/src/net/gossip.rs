@@ -436,7 +436,9 @@ mod tests {
         let per_s = t.time_in_mesh_weight / t.time_in_mesh_quantum.as_secs_f64();
         assert!((per_s * 60.0 - 1.0).abs() < 1e-9);
         assert!((t.time_in_mesh_weight * t.time_in_mesh_cap - 10.0).abs() < 1e-9);
-        assert!(CREDIT_MAX <= 20.0);
+        let credit = t.time_in_mesh_weight * t.time_in_mesh_cap
+            + t.first_message_deliveries_weight * t.first_message_deliveries_cap;
+        assert!(credit <= 20.0 && (credit - CREDIT_MAX).abs() < 1e-9);
         assert!(params.topic_score_cap <= CREDIT_MAX);
     }
 
