@@ -202,9 +202,9 @@ async fn honest_quiet_and_valid_peers_keep_non_negative_scores() {
 
 /// One member floods 2,000 valid events through its node in a burst; once
 /// the flood reaches the receiver, another member posts 20 times. All 20
-/// are stored at the receiver, its rate limit turned part of the flood
-/// away (counted), and periodic sync then brings the rest: every node ends
-/// with the whole event set.
+/// are stored at the receiver before the flood is (it is still going on),
+/// its rate limit turned part of the flood away (counted), and periodic
+/// sync then brings the rest: every node ends with the whole event set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_does_not_hold_up_other_members_posts() {
     const FLOOD: u64 = 2_000;
@@ -263,12 +263,17 @@ async fn a_flood_does_not_hold_up_other_members_posts() {
     receiver.wait_stored(&mine).await.unwrap();
     let flood_in = receiver.stored.intersection(&flood_hashes).count();
     eprintln!("the other member's {OTHER} posts stored with {flood_in} of {FLOOD} flood events in");
+    assert!(
+        flood_in < FLOOD as usize,
+        "the other member's posts waited for the whole flood"
+    );
     burst.await.unwrap();
 
     // Nothing is lost: sync brings what the limit turned away, to all.
     let all: BTreeSet<EventHash> = flood_hashes.union(&mine).copied().collect();
     receiver.wait_stored(&all).await.unwrap();
     let st = receiver.handle.status().await.unwrap();
+    eprintln!("receiver's gossip counts: {:?}", st.gossip);
     assert!(
         st.gossip.rate_limited > 0,
         "the rate limit turned part of the flood away: {:?}",
