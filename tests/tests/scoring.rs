@@ -146,6 +146,66 @@ async fn forging_peer_is_graylisted_disconnected_and_refused() {
     node.stop().await.unwrap();
 }
 
+/// When a ban ends the node says so and lets the peer connect again, and
+/// the peer comes back still graylisted: gossipsub kept its score, frozen
+/// while it was away, so a ban cannot be waited out to reset it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_ends_and_the_peer_returns_still_graylisted() {
+    let (me, author) = (identity(2), identity(3));
+    let c = Community::new(&[me.clone(), author.clone()]).unwrap();
+    let cfg = NetConfig {
+        ban_duration: Duration::from_secs(1),
+        ..test_net_config(vec![])
+    };
+    let mut node = start(&c, &me, 1, cfg).await;
+    let node_peer = node.handle.peer_id;
+    let mut forger = PlainPeer::new(&c.id()).unwrap();
+    let forger_id = forger.peer_id();
+    forger.dial(node.addr.clone()).unwrap();
+    forger
+        .wait_for("the node's subscription", |e| {
+            matches!(e, SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. })
+                if *peer_id == node_peer)
+        })
+        .await
+        .unwrap();
+    for n in 0..3 {
+        forger
+            .publish(forged_post(&author, c.id(), n).unwrap())
+            .unwrap();
+    }
+    forger
+        .drive_until(node.wait_for(
+            "the ban",
+            |e| matches!(e, NetEvent::PeerBanned(p) if *p == forger_id),
+        ))
+        .await
+        .unwrap();
+    forger
+        .drive_until(node.wait_for(
+            "the end of the ban",
+            |e| matches!(e, NetEvent::PeerUnbanned(p) if *p == forger_id),
+        ))
+        .await
+        .unwrap();
+    forger.dial(node.addr.clone()).unwrap();
+    forger
+        .drive_until(node.wait_for(
+            "the reconnect",
+            |e| matches!(e, NetEvent::PeerConnected(p) if *p == forger_id),
+        ))
+        .await
+        .unwrap();
+    let st = forger.drive_until(node.handle.status()).await.unwrap();
+    assert!(st.banned.is_empty(), "{:?}", st.banned);
+    let score = peer(&st, &forger_id).and_then(|p| p.score);
+    assert!(
+        score.is_some_and(|s| s < GRAYLIST_THRESHOLD),
+        "back, and still graylisted: {score:?}"
+    );
+    node.stop().await.unwrap();
+}
+
 /// Two honest members stay connected to a node for 8 s (80 heartbeats,
 /// past the 5 s after which gossipsub's default mesh-delivery penalty
 /// would start): one never publishes, one publishes only valid posts.

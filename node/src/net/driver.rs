@@ -66,6 +66,9 @@ pub struct NetConfig {
     pub sync_interval: Duration,
     /// Idle connections stay open this long (default 60 s).
     pub idle_timeout: Duration,
+    /// A peer that falls below the graylist threshold is refused this long
+    /// (default `gossip::BAN_DURATION`, 10 min; tests shorten it).
+    pub ban_duration: Duration,
 }
 
 impl Default for NetConfig {
@@ -84,6 +87,7 @@ impl Default for NetConfig {
             heartbeat: Duration::from_secs(1),
             sync_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            ban_duration: gossip::BAN_DURATION,
         }
     }
 }
@@ -189,10 +193,13 @@ pub enum NetEvent {
     /// A received message got this verdict.
     Verdict(EventHash, Verdict),
     /// A peer fell below the graylist threshold: disconnected and refused
-    /// for `gossip::BAN_DURATION`.
+    /// for `NetConfig::ban_duration`.
     PeerBanned(PeerId),
     /// A banned peer's connection was refused.
     PeerRefused(PeerId),
+    /// A ban ended: the peer may connect again (still graylisted until
+    /// its retained score decays).
+    PeerUnbanned(PeerId),
     SyncDone {
         peer: PeerId,
     },
@@ -514,7 +521,7 @@ impl<S: EventStore> Driver<S> {
 
     /// A `Reject` is the only thing that moves a score far down (P4): after
     /// one, a peer below the graylist threshold is disconnected and refused
-    /// for `gossip::BAN_DURATION`. Gossipsub alone would only ignore its
+    /// for `NetConfig::ban_duration`. Gossipsub alone would only ignore its
     /// RPCs while it stays connected, syncing and holding a slot.
     fn ban_if_graylisted(&mut self, peer: PeerId) {
         let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
@@ -522,7 +529,7 @@ impl<S: EventStore> Driver<S> {
             return;
         }
         warn!(%peer, ?score, "peer below the graylist threshold: disconnected and banned");
-        if let Some(lifted) = self.bans.ban(peer, Instant::now()) {
+        if let Some(lifted) = self.bans.ban(peer, Instant::now(), self.cfg.ban_duration) {
             self.swarm.behaviour_mut().blocked.unblock_peer(lifted);
         }
         // Closes every connection to the peer and denies new ones.
@@ -536,6 +543,7 @@ impl<S: EventStore> Driver<S> {
         for peer in self.bans.expire(Instant::now()) {
             info!(%peer, "ban ended");
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.emit(NetEvent::PeerUnbanned(peer));
         }
     }
 

@@ -309,7 +309,8 @@ impl RateLimiter {
     }
 }
 
-/// How long a peer that fell below the graylist threshold is refused.
+/// How long a peer that fell below the graylist threshold is refused
+/// (the default of `NetConfig::ban_duration`).
 /// Its gossipsub score is retained (not decayed) meanwhile, so when it
 /// comes back it is still graylisted until its penalty decays.
 pub const BAN_DURATION: Duration = Duration::from_secs(600);
@@ -326,9 +327,9 @@ pub struct BanList {
 }
 
 impl BanList {
-    /// Bans `peer` until `now + BAN_DURATION`. Returns a peer whose ban was
+    /// Bans `peer` until `now + duration`. Returns a peer whose ban was
     /// lifted early to stay within `BANNED_PEERS_MAX`, to be unblocked.
-    pub fn ban(&mut self, peer: PeerId, now: Instant) -> Option<PeerId> {
+    pub fn ban(&mut self, peer: PeerId, now: Instant, duration: Duration) -> Option<PeerId> {
         let mut lifted = None;
         if !self.until.contains_key(&peer) && self.until.len() >= BANNED_PEERS_MAX {
             lifted = self.until.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p);
@@ -336,7 +337,7 @@ impl BanList {
                 self.until.remove(&p);
             }
         }
-        self.until.insert(peer, now + BAN_DURATION);
+        self.until.insert(peer, now + duration);
         lifted
     }
 
@@ -500,7 +501,7 @@ mod tests {
         let mut bans = BanList::default();
         let p = PeerId::random();
         let t0 = Instant::now();
-        assert_eq!(bans.ban(p, t0), None);
+        assert_eq!(bans.ban(p, t0, BAN_DURATION), None);
         assert!(bans.is_banned(&p, t0 + BAN_DURATION / 2));
         assert!(bans.expire(t0 + BAN_DURATION / 2).is_empty());
         assert_eq!(bans.next_expiry(), Some(t0 + BAN_DURATION));
@@ -516,12 +517,13 @@ mod tests {
         let mut bans = BanList::default();
         let t0 = Instant::now();
         let first = PeerId::random();
-        assert_eq!(bans.ban(first, t0), None);
+        assert_eq!(bans.ban(first, t0, BAN_DURATION), None);
         for i in 1..BANNED_PEERS_MAX {
-            let lifted = bans.ban(PeerId::random(), t0 + Duration::from_millis(i as u64));
+            let at = t0 + Duration::from_millis(i as u64);
+            let lifted = bans.ban(PeerId::random(), at, BAN_DURATION);
             assert_eq!(lifted, None);
         }
-        let lifted = bans.ban(PeerId::random(), t0 + Duration::from_secs(1));
+        let lifted = bans.ban(PeerId::random(), t0 + Duration::from_secs(1), BAN_DURATION);
         assert_eq!(lifted, Some(first));
         assert_eq!(bans.len(), BANNED_PEERS_MAX);
     }
