@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod mesh;
+pub mod plain_peer;
 
 use hearth_proto::{
     CommunityId, Event, EventError, EventId, Genesis, Identity, Payload, VerifiedEvent,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{gossipsub, identify, mdns, ping, request_response, PeerId};
@@ -19,6 +20,10 @@ pub type BusBehaviour = request_response::cbor::Behaviour<BusRequest, BusRespons
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Peers banned for falling below the graylist threshold (see
+    /// `gossip::BanList`): their connections are closed and new ones
+    /// denied. First, so a denied connection reaches no other behaviour.
+    pub blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub gossipsub: gossipsub::Behaviour,
     pub sync: SyncBehaviour,
     pub bus: BusBehaviour,

@@ -3,20 +3,21 @@
 //! 1. shutdown (SIGINT/SIGTERM or a command): flush and stop promptly;
 //! 2. swarm events: the network must not back up behind local work;
 //! 3. local commands (CLI, API, tests);
-//! 4. the core's timer (`poll_timeout`) and the periodic sync timer.
+//! 4. the core's timer (`poll_timeout`), the end of the next peer ban and
+//!    the periodic sync timer.
 //!
 //! Each wake handles one item, then drains the core's outputs, so no wake
 //! does unbounded work.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::StreamExt;
 use hearth_proto::{EventHash, NodeId};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::metrics::Registry;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{identify, mdns, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -65,6 +66,9 @@ pub struct NetConfig {
     pub sync_interval: Duration,
     /// Idle connections stay open this long (default 60 s).
     pub idle_timeout: Duration,
+    /// A peer that falls below the graylist threshold is refused this long
+    /// (default `gossip::BAN_DURATION`, 10 min; tests shorten it).
+    pub ban_duration: Duration,
 }
 
 impl Default for NetConfig {
@@ -83,6 +87,7 @@ impl Default for NetConfig {
             heartbeat: Duration::from_secs(1),
             sync_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            ban_duration: gossip::BAN_DURATION,
         }
     }
 }
@@ -139,6 +144,21 @@ pub struct Status {
     /// What to do about `storage` (absent while it is `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_note: Option<String>,
+    /// Peers refused for falling below gossipsub's graylist threshold.
+    #[serde(default)]
+    pub banned: Vec<BannedPeer>,
+}
+
+/// A peer the node refuses for now (see `gossip::BanList`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BannedPeer {
+    pub node_id: Option<NodeId>,
+    pub peer_id: String,
+    /// Gossipsub's retained score of the peer: below the graylist
+    /// threshold when it was banned, and frozen while it is away.
+    pub score: Option<f64>,
+    /// Unix ms when the ban ends.
+    pub until_ms: u64,
 }
 
 /// Gossip messages this node received since it started.
@@ -148,6 +168,10 @@ pub struct GossipCounts {
     pub received: u64,
     /// The first copy of each message.
     pub unique: u64,
+    /// Messages ignored because their peer was over its rate limit (they
+    /// come later by sync).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,6 +199,14 @@ pub enum NetEvent {
     },
     /// A received message got this verdict.
     Verdict(EventHash, Verdict),
+    /// A peer fell below the graylist threshold: disconnected and refused
+    /// for `NetConfig::ban_duration`.
+    PeerBanned(PeerId),
+    /// A banned peer's connection was refused.
+    PeerRefused(PeerId),
+    /// A ban ended: the peer may connect again (still graylisted until
+    /// its retained score decays).
+    PeerUnbanned(PeerId),
     SyncDone {
         peer: PeerId,
     },
@@ -287,6 +319,7 @@ pub fn build_swarm<S: EventStore>(
         .with_behaviour(
             |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
                 Ok(Behaviour {
+                    blocked: Default::default(),
                     gossipsub: gossip::behaviour(&community, heartbeat)?.with_metrics(
                         metrics.sub_registry_with_prefix("gossipsub"),
                         Default::default(),
@@ -355,6 +388,9 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         bus_queue: BusQueue::default(),
         metrics,
         cfg,
+        rate: gossip::RateLimiter::default(),
+        rate_limited: 0,
+        bans: gossip::BanList::default(),
     };
     let span = info_span!("driver", peer = %handle.peer_id);
     Ok(Running {
@@ -381,6 +417,13 @@ struct Driver<S: EventStore> {
     /// Gossipsub's own counters (Prometheus), for status and `/metrics`.
     metrics: Registry,
     cfg: NetConfig,
+    /// Per-peer token buckets in front of the core (bounded inside).
+    rate: gossip::RateLimiter,
+    /// Messages the rate limit turned away since start.
+    rate_limited: u64,
+    /// Peers refused for a while after falling below the graylist
+    /// threshold (bounded inside).
+    bans: gossip::BanList,
 }
 
 /// A remote bus call waiting in the queue.
@@ -415,6 +458,10 @@ impl<S: EventStore> Driver<S> {
                 .map(|t| t.saturating_sub(now_ms()))
                 .unwrap_or(60_000);
             let core_timer = tokio::time::sleep(Duration::from_millis(wake));
+            let unban_at = self.bans.next_expiry();
+            let unban_timer = tokio::time::sleep_until(
+                unban_at.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
+            );
             tokio::select! {
                 biased;
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -423,6 +470,7 @@ impl<S: EventStore> Driver<S> {
                     Some(cmd) => self.on_command(cmd),
                 },
                 _ = core_timer => self.node.handle(now_ms(), Input::Tick),
+                _ = unban_timer, if unban_at.is_some() => self.lift_bans(),
                 _ = tokio::time::sleep_until(next_sync) => {
                     self.sync_all();
                     next_sync = tokio::time::Instant::now() + jittered(self.cfg.sync_interval);
@@ -473,6 +521,37 @@ impl<S: EventStore> Driver<S> {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&id, &peer, acceptance);
+        if verdict == Verdict::Reject {
+            self.ban_if_graylisted(peer);
+        }
+    }
+
+    /// A `Reject` is the only thing that moves a score far down (P4): after
+    /// one, a peer below the graylist threshold is disconnected and refused
+    /// for `NetConfig::ban_duration`. Gossipsub alone would only ignore its
+    /// RPCs while it stays connected, syncing and holding a slot.
+    fn ban_if_graylisted(&mut self, peer: PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+        if !score.is_some_and(|s| s < gossip::GRAYLIST_THRESHOLD) {
+            return;
+        }
+        warn!(%peer, ?score, "peer below the graylist threshold: disconnected and banned");
+        if let Some(lifted) = self.bans.ban(peer, Instant::now(), self.cfg.ban_duration) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(lifted);
+        }
+        // Closes every connection to the peer and denies new ones.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.emit(NetEvent::PeerBanned(peer));
+    }
+
+    /// Lets peers whose ban ended connect again. Their gossipsub score was
+    /// retained, so they stay graylisted until it decays.
+    fn lift_bans(&mut self) {
+        for peer in self.bans.expire(Instant::now()) {
+            info!(%peer, "ban ended");
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.emit(NetEvent::PeerUnbanned(peer));
+        }
     }
 
     fn publish(&mut self, bytes: Vec<u8>) {
@@ -575,7 +654,22 @@ impl<S: EventStore> Driver<S> {
                 .log()
                 .write_state()
                 .advice(&self.node.log().store().location()),
+            banned: self.banned(),
         }
+    }
+
+    fn banned(&self) -> Vec<BannedPeer> {
+        let now = Instant::now();
+        let wall = now_ms();
+        self.bans
+            .iter()
+            .map(|(p, until)| BannedPeer {
+                node_id: identity::node_id(p),
+                peer_id: p.to_string(),
+                score: self.swarm.behaviour().gossipsub.peer_score(p),
+                until_ms: wall + until.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect()
     }
 
     /// Gossip messages received, with and without duplicates, read from
@@ -594,6 +688,7 @@ impl<S: EventStore> Driver<S> {
         GossipCounts {
             received: sum("gossipsub_topic_msg_recv_counts_unfiltered_total"),
             unique: sum("gossipsub_topic_msg_recv_counts_total"),
+            rate_limited: self.rate_limited,
         }
     }
 
@@ -727,6 +822,14 @@ impl<S: EventStore> Driver<S> {
                 }
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }
+            SwarmEvent::IncomingConnectionError {
+                peer_id: Some(peer),
+                error: ListenError::Denied { .. },
+                ..
+            } if self.bans.is_banned(&peer, Instant::now()) => {
+                debug!(%peer, "banned peer refused");
+                self.emit(NetEvent::PeerRefused(peer));
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Bus(e)) => self.on_bus(e),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
@@ -755,6 +858,21 @@ impl<S: EventStore> Driver<S> {
             } => {
                 let span = info_span!("gossip_in", from = %propagation_source);
                 let _enter = span.enter();
+                if !self.rate.allow(propagation_source, Instant::now()) {
+                    // Over the limit: not stored now, not forwarded, no
+                    // penalty; sync brings the event later.
+                    self.rate_limited += 1;
+                    let id = gossip::message_id(&message.data);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 match identity::node_id(&propagation_source) {
                     Some(from) => self.node.handle(
                         now_ms(),
@@ -773,6 +891,7 @@ impl<S: EventStore> Driver<S> {
                                 &propagation_source,
                                 MessageAcceptance::Reject,
                             );
+                        self.ban_if_graylisted(propagation_source);
                     }
                 }
             }
