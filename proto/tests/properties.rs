@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use hearth_proto::cbor::{self, CborError, Value};
 use hearth_proto::payload::{LAT_MAX, LNG_MAX};
 use hearth_proto::{
-    hash_bytes, Category, CommunityId, CommunitySettings, MemberProfile, Event, EventId, ExpiryReason, Genesis, Identity, Level,
-    Location, MemberSet, NodeId, Payload, PostContent, PostCreated, PostExpired, PostUpdated,
-    SignedEvent, VerifiedEvent, LAMPORT_MAX,
+    hash_bytes, Category, CommunityId, CommunitySettings, Event, EventId, ExpiryReason, Genesis,
+    Identity, Level, Location, MemberProfile, MemberSet, NodeId, Payload, PostContent, PostCreated,
+    PostExpired, PostUpdated, SignedEvent, VerifiedEvent, LAMPORT_MAX,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
