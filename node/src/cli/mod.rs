@@ -91,9 +91,11 @@ pub enum Command {
     /// Found a community.
     #[command(subcommand)]
     Community(community::CommunityCommand),
-    /// Admit members and set their levels (anchors only).
+    /// Admit members and set their levels (anchors only); list members.
     #[command(subcommand)]
     Member(member::MemberCommand),
+    /// Set your display name, shown to every member beside your ID.
+    Name(commands::profile::NameArgs),
     /// Publish a post on the marketplace.
     Post(market::PostArgs),
     /// Change one of your posts (the given fields replace the old ones).
@@ -220,6 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => commands::init::run(&mut ctx),
         Command::Community(c) => community::run(&mut ctx, c),
         Command::Member(c) => member::run(&mut ctx, c),
+        Command::Name(a) => commands::profile::name(&mut ctx, a),
         Command::Post(a) => market::post(&mut ctx, a),
         Command::Update(a) => market::update(&mut ctx, a),
         Command::List(a) => market::list(&mut ctx, a),
