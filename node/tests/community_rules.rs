@@ -130,6 +130,30 @@ fn a_huge_expires_at_is_capped_at_ts_plus_the_community_limit() {
     assert_eq!(get(&node, &mallory, 1, NOW + CAP_MS).status, "past_ttl");
 }
 
+/// The sweeper of a trusted node marks a capped post stale once the cap
+/// has passed, not before, whatever `expires_at` it asked for.
+#[test]
+fn the_sweeper_ends_capped_posts_at_the_cap() {
+    let f = Fixture::new();
+    let mallory = key(2);
+    let mut node = f.node(&f.anchor);
+    add(
+        &mut node,
+        f.member_set(&f.anchor, 2, &mallory, Level::Member),
+    );
+    add(
+        &mut node,
+        at_ts(&f, &mallory, 5, 1, NOW, created(u64::MAX, "forever")),
+    );
+    assert_eq!(node.sweep(NOW + CAP_MS - 1), 0);
+    assert_eq!(node.sweep(NOW + CAP_MS), 1);
+    let p = get(&node, &mallory, 1, NOW + CAP_MS);
+    assert_eq!(
+        (p.status.as_str(), p.expired_reason),
+        ("expired", Some(ExpiryReason::Stale))
+    );
+}
+
 /// An update's own `ts` restarts the cap; an `expires_at` below the cap is
 /// kept as written.
 #[test]
@@ -302,7 +326,7 @@ fn a_flood_hides_only_the_flooders_oldest_posts() {
         f.member_set(&f.anchor, 2, &flooder, Level::Member),
     );
     add(&mut node, f.post(&alice, 3, 1, "alice's ladder"));
-    let flood = 1_000u128;
+    let flood = 10_000u128;
     for i in 0..flood {
         add(
             &mut node,
