@@ -104,7 +104,8 @@ pub enum Command {
     List(market::ListArgs),
     /// Show one post, in any state.
     Get(market::GetArgs),
-    /// End a post: yours for any reason, someone else's as `stale`.
+    /// End a post: yours for any reason, someone else's as `stale` (past its
+    /// TTL) or `moderated` (trusted members and anchors).
     Expire(market::ExpireArgs),
     /// Search live posts by keyword (title, body, tags).
     Search(market::SearchArgs),

@@ -60,7 +60,7 @@ fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
         // the renderer's escaping covers them.
         writeln!(
             w,
-            "{} ({} members)",
+            "{} (active members: {})",
             list.community.escape_debug(),
             list.members.iter().filter(|m| m.level.is_active()).count()
         )?;
