@@ -13,7 +13,7 @@
 //! - *Settings*: `community.settings` events are merged into the same
 //!   ordered replay; one counts only if its author is an anchor at its point
 //!   of the order, and the settings in force are those of the latest one
-//!   that counts (else [`Settings::defaults`] with the genesis name).
+//!   that counts (else [`default_settings`] with the genesis name).
 //! - *Names*: a member's display name is the `community.member.profile` of
 //!   theirs with the highest `(lamport, hash)`, shown only while active.
 
@@ -51,6 +51,11 @@ pub struct MembershipView {
     sets: BTreeMap<EventKey, (NodeId, NodeId, Level)>,
     /// Every logged `community.settings`: key -> (author, settings). Few (an
     /// anchor's deliberate act), so each is kept for the ordered replay.
+    /// Bounded like `sets`, by the log: only vouched authors' events enter
+    /// it, and only an anchor's count. One by a vouched anchor arriving out
+    /// of order replays the membership, O(sets + settings): an anchor
+    /// flooding settings out of order costs quadratic time, a known limit
+    /// (anchors are trusted; others' settings never replay).
     settings_events: BTreeMap<EventKey, (NodeId, Settings)>,
     /// The latest profile of each author: only the maximum key matters, and
     /// a maximum is the same whatever order the profiles came in. One entry
@@ -192,6 +197,14 @@ impl MembershipView {
                 self.settings_events.insert(key, (e.author, s.clone()));
                 if self.genesis_anchors.is_empty() {
                     // Before the genesis nothing counts; the genesis replays.
+                    MembershipChange::default()
+                } else if !self.vouched_anchors.contains(&e.author) {
+                    // Whoever is an anchor at some point of the replay is a
+                    // vouched anchor, so this event counts nowhere in the
+                    // current set, and a later set that sorts after it
+                    // cannot change that (one that sorts before replays).
+                    // Skipping the replay keeps a member's flood of
+                    // out-of-order settings from costing quadratic time.
                     MembershipChange::default()
                 } else if is_last {
                     let mut change = MembershipChange::default();
