@@ -614,3 +614,39 @@ fn hostile_control_characters_are_stored_not_refused_at_ingest() {
     add(&mut node, f.post_with(&alice, 5, 1, c));
     assert_eq!(get(&node, &alice, 1, NOW).status, "active");
 }
+
+/// `member.list` answers a remote member and refuses a remote stranger
+/// with `unauthorized`; `community.settings` refuses any remote caller.
+#[test]
+fn member_list_is_a_members_only_read_and_settings_are_local_only() {
+    let f = Fixture::new();
+    let alice = key(2);
+    let mut node = f.admitted_node(&alice, Level::Member);
+    let member = Caller::Remote(alice.node_id());
+    let stranger = Caller::Remote(key(8).node_id());
+    let empty = || ciborium::Value::Map(vec![]);
+    let list = node.call(NOW, member, "member.list", empty()).unwrap();
+    let list: hearth_node::core::services::membership::MemberList = list.deserialized().unwrap();
+    assert_eq!(list.members.len(), 2, "the anchor and alice");
+    let e = node
+        .call(NOW, stranger, "member.list", empty())
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+    let anchor = Caller::Remote(f.anchor.node_id());
+    let e = node
+        .call(NOW, anchor, "community.settings", empty())
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+    let e = node
+        .call(
+            NOW,
+            Caller::Local,
+            "member.list",
+            ciborium::Value::Map(vec![(
+                ciborium::Value::Text("x".into()),
+                ciborium::Value::Integer(1.into()),
+            )]),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest, "unknown params refused");
+}
