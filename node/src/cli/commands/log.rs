@@ -154,7 +154,11 @@ fn import(ctx: &mut Ctx, file: &Path) -> anyhow::Result<()> {
     }
     let (mut node, genesis) = ctx.open_node()?;
     let mut rejected = |index: usize, hash: EventHash, reason: String| {
-        eprintln!("rejected event #{index} (hash {hash}): {reason}");
+        // Reasons can quote event text (an unknown field's name).
+        eprintln!(
+            "rejected event #{index} (hash {hash}): {}",
+            crate::cli::render::line(&reason)
+        );
         report.rejected.push(Rejected {
             index,
             hash,
@@ -209,7 +213,11 @@ fn import(ctx: &mut Ctx, file: &Path) -> anyhow::Result<()> {
     let n_rejected = report.rejected.len();
     ctx.out.show(&report, |w| {
         if let Some(c) = &report.adopted_community {
-            writeln!(w, "adopted community {c}  {}", genesis.name)?;
+            writeln!(
+                w,
+                "adopted community {c}  {}",
+                crate::cli::render::line(&genesis.name)
+            )?;
         }
         writeln!(
             w,

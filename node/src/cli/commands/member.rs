@@ -1,7 +1,7 @@
 //! `hearth member add`: an anchor admits a node or changes its level.
 //! `hearth member list`: who belongs, at which level, under which name.
 
-use crate::cli::Ctx;
+use crate::cli::{render, Ctx};
 use crate::core::services::membership::{
     MemberList, MemberSetParams, MemberSetReceipt, MEMBER_LIST, MEMBER_SET,
 };
@@ -56,17 +56,16 @@ pub fn run(ctx: &mut Ctx, command: MemberCommand) -> anyhow::Result<()> {
 fn list(ctx: &mut Ctx) -> anyhow::Result<()> {
     let list: MemberList = ctx.call(MEMBER_LIST, &NoParams {}, false)?;
     ctx.out.show(&list, |w| {
-        // Names and the community name come from events: escaped here until
-        // the renderer's escaping covers them.
+        // Names and the community name are event text: escaped.
         writeln!(
             w,
             "{} (active members: {})",
-            list.community.escape_debug(),
+            render::line(&list.community),
             list.members.iter().filter(|m| m.level.is_active()).count()
         )?;
         for m in &list.members {
             let name = m.name.as_deref().unwrap_or("-");
-            writeln!(w, "{}  {:<8}  {}", m.id, m.level, name.escape_debug())?;
+            writeln!(w, "{}  {:<8}  {}", m.id, m.level, render::line(name))?;
         }
         Ok(())
     })

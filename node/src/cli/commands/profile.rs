@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::cli::Ctx;
+use crate::cli::{render, Ctx};
 use crate::core::services::membership::{ProfileParams, ProfileReceipt, PROFILE};
 
 #[derive(Debug, Args)]
@@ -19,13 +19,13 @@ pub fn name(ctx: &mut Ctx, args: NameArgs) -> anyhow::Result<()> {
             writeln!(
                 w,
                 "your display name is now {}",
-                receipt.name.escape_debug()
+                render::line(&receipt.name)
             )
         } else {
             writeln!(
                 w,
                 "your display name is already {}; nothing new published",
-                receipt.name.escape_debug()
+                render::line(&receipt.name)
             )
         }
     })
