@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use common::*;
 use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
-use hearth_proto::{Category, ExpiryReason, Level, VerifiedEvent};
+use hearth_proto::{
+    Category, CommunitySettings, Event, EventId, ExpiryReason, Level, MemberProfile, Payload,
+    PostCreated, VerifiedEvent,
+};
 use proptest::prelude::*;
 
 /// A pool of events touching every rule: admissions, promotions and a
@@ -63,6 +66,75 @@ fn pool() -> &'static (Fixture, Vec<VerifiedEvent>) {
     })
 }
 
+/// A pool for the rules of issue 10: settings by anchors (one removed
+/// later, so a late removal changes which settings count) and by
+/// non-anchors, profiles, `moderated` and `stale` expiries by members of
+/// every level, posts asking never to expire (so the cap decides), and a
+/// flood past a small per-author bound.
+fn pool10() -> &'static (Fixture, Vec<VerifiedEvent>) {
+    static POOL: OnceLock<(Fixture, Vec<VerifiedEvent>)> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let f = Fixture::new();
+        let a = &f.anchor;
+        let (alice, bob, dora, stranger) = (key(2), key(3), key(5), key(9));
+        let settings = |name: &str, ttl: u64, max: u64| {
+            Payload::Settings(CommunitySettings {
+                name: name.into(),
+                post_ttl_max_s: ttl,
+                posts_per_author_max: max,
+            })
+        };
+        let profile = |n: &str| Payload::Profile(MemberProfile { name: n.into() });
+        let mut v = vec![
+            f.member_set(a, 1, &alice, Level::Member),
+            f.member_set(a, 2, &bob, Level::Member),
+            f.member_set(a, 3, &dora, Level::Anchor),
+            f.member_set(a, 20, &bob, Level::Trusted),
+            f.member_set(a, 40, &dora, Level::Removed),
+            f.event(&dora, 10, 900, settings("Dora's street", 3600, 3)),
+            f.event(a, 30, 901, settings("Lindenhof", 7200, 4)),
+            f.event(&bob, 35, 902, settings("Bob's", 60, 1)),
+            // After dora's removal: counts only while the removal is missing.
+            f.event(&dora, 50, 903, settings("Dora's coup", 60, 2)),
+            f.event(&alice, 5, 904, profile("Alice")),
+            f.event(&alice, 8, 905, profile("Alice B")),
+            f.event(&bob, 6, 906, profile("Bob")),
+            f.event(&stranger, 7, 907, profile("Stranger")),
+            f.event(&dora, 45, 908, profile("Dora")),
+        ];
+        // Alice floods past the bound, asking never to expire; bob posts a few.
+        for i in 0..8u128 {
+            let ts = NOW + (i as u64) * 1000;
+            v.push(
+                Event {
+                    id: EventId::from_parts(NOW, 100 + i),
+                    ts,
+                    author: alice.node_id(),
+                    lamport: 11 + i as u64,
+                    community: f.community,
+                    payload: Payload::PostCreated(PostCreated {
+                        content: content(&format!("a{i}"), Category::Offer, &["x"], u64::MAX)
+                            .into(),
+                        client_id: None,
+                    }),
+                }
+                .sign(&alice)
+                .unwrap(),
+            );
+        }
+        for i in 0..3u128 {
+            v.push(f.post(&bob, 21 + i as u64, 200 + i, &format!("b{i}")));
+        }
+        v.push(f.update(&alice, 33, 107, "a7 v2"));
+        v.push(f.expire(&bob, 31, 107, ExpiryReason::Moderated)); // bob trusted: counts
+        v.push(f.expire(&alice, 32, 200, ExpiryReason::Moderated)); // alice plain: ignored
+        v.push(f.expire(&bob, 19, 105, ExpiryReason::Stale)); // counts: bob trusted now
+        v.push(f.expire(&alice, 34, 106, ExpiryReason::Fulfilled));
+        v.push(f.expire(&dora, 46, 201, ExpiryReason::Moderated)); // dora removed: ignored
+        (f, v)
+    })
+}
+
 fn node_from(events: &[VerifiedEvent]) -> Node<MemoryStore> {
     let (f, _) = pool();
     let mut node = f.node(&key(50));
@@ -106,6 +178,88 @@ proptest! {
         replayed.log_mut().replay_all().unwrap();
         prop_assert_eq!(replayed.views().digest(), incremental);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// With settings, profiles, moderated and stale expiries and a flood,
+    /// any permutation of the set gives the same log and view digest.
+    #[test]
+    fn issue10_rules_give_the_same_views_in_any_order(perm in Just((0..pool10().1.len()).collect::<Vec<_>>()).prop_shuffle()) {
+        let (f, events) = pool10();
+        let reference = node_from10(f, events);
+        let shuffled: Vec<VerifiedEvent> = perm.iter().map(|i| events[*i].clone()).collect();
+        let node = node_from10(f, &shuffled);
+        prop_assert_eq!(node.log().store().len(), reference.log().store().len());
+        prop_assert_eq!(node.views().digest(), reference.views().digest());
+    }
+
+    /// Any subset of the issue-10 pool, applied in any order, equals a full
+    /// replay and a snapshot/restore of its log.
+    #[test]
+    fn issue10_incremental_apply_equals_replay_and_restore(
+        perm in Just((0..pool10().1.len()).collect::<Vec<_>>()).prop_shuffle(),
+        keep in 1usize..40,
+    ) {
+        let (f, events) = pool10();
+        let chosen: Vec<VerifiedEvent> = perm.iter().take(keep).map(|i| events[*i].clone()).collect();
+        let mut node = node_from10(f, &chosen);
+        let incremental = node.views().digest();
+        node.shutdown().unwrap();
+        let store = node.into_store().unwrap();
+        let restored = Node::new(key(50), &f.genesis, store.clone(), Default::default(), 1).unwrap();
+        prop_assert_eq!(restored.views().digest(), incremental);
+        let mut replayed = Node::new(key(50), &f.genesis, store, Default::default(), 1).unwrap();
+        replayed.log_mut().replay_all().unwrap();
+        prop_assert_eq!(replayed.views().digest(), incremental);
+    }
+}
+
+fn node_from10(f: &Fixture, events: &[VerifiedEvent]) -> Node<MemoryStore> {
+    let mut node = f.node(&key(50));
+    for e in events {
+        let _ = node.log_mut().append_received(e.clone());
+    }
+    node
+}
+
+/// Sanity of the issue-10 pool: the final state is the one the rules say
+/// (anchor's settings, names of active members, the bound, the cap,
+/// moderation by the trusted only).
+#[test]
+fn issue10_pool_ends_in_the_state_the_rules_say() {
+    use hearth_node::core::views::PostKey;
+    let (f, events) = pool10();
+    let node = node_from10(f, events);
+    let m = &node.views().membership;
+    assert_eq!(m.community_name(), "Lindenhof");
+    assert_eq!(m.settings().posts_per_author_max, 4);
+    assert_eq!(m.display_name(&key(2).node_id()), Some("Alice B"));
+    assert_eq!(m.display_name(&key(5).node_id()), None, "dora removed");
+    assert_eq!(m.display_name(&key(9).node_id()), None, "never admitted");
+    let market = &node.views().market;
+    let post = |who: u8, id: u128| {
+        market
+            .get(&PostKey {
+                author: key(who).node_id(),
+                id: EventId::from_parts(NOW, id),
+            })
+            .unwrap()
+    };
+    // a7 moderated by bob, a6 fulfilled, a5 stale: a4..a1 are the newest 4.
+    assert!(post(2, 107).expired.is_some());
+    assert!(!post(2, 104).over_limit && !post(2, 101).over_limit);
+    assert!(post(2, 100).over_limit);
+    assert_eq!(post(2, 104).expires_at, NOW + 4000 + 7_200_000, "capped");
+    assert!(
+        post(3, 200).expired.is_none(),
+        "a plain member's moderation"
+    );
+    assert!(
+        post(3, 201).expired.is_none(),
+        "a removed anchor's moderation"
+    );
 }
 
 /// The checker can fail: different sets give different digests.

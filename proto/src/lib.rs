@@ -23,7 +23,7 @@ pub use event::{
 };
 pub use ids::{CommunityId, EventHash, EventId, IdParseError, NodeId};
 pub use payload::{
-    Category, ExpiryReason, Genesis, Level, Location, MemberSet, Payload, PostContent, PostCreated,
-    PostExpired, PostUpdated, SchemaError,
+    Category, CommunitySettings, ExpiryReason, Genesis, Level, Location, MemberProfile, MemberSet,
+    Payload, PostContent, PostCreated, PostExpired, PostUpdated, SchemaError,
 };
 pub use sign::{Identity, SIGNING_DOMAIN};

@@ -17,6 +17,8 @@ pub const TYPE_MEMBER_SET: &str = "community.member.set";
 pub const TYPE_POST_CREATED: &str = "market.post.created";
 pub const TYPE_POST_UPDATED: &str = "market.post.updated";
 pub const TYPE_POST_EXPIRED: &str = "market.post.expired";
+pub const TYPE_SETTINGS: &str = "community.settings";
+pub const TYPE_PROFILE: &str = "community.member.profile";
 
 /// Latitude bound in microdegrees (±90°).
 pub const LAT_MAX: i64 = 90_000_000;
@@ -41,6 +43,8 @@ pub enum Payload {
     PostCreated(PostCreated),
     PostUpdated(PostUpdated),
     PostExpired(PostExpired),
+    Settings(CommunitySettings),
+    Profile(MemberProfile),
     Unknown { type_name: String, data: Value },
 }
 
@@ -97,6 +101,27 @@ impl fmt::Display for Level {
 pub struct MemberSet {
     pub member: NodeId,
     pub level: Level,
+}
+
+/// `community.settings`: the community's complete settings, replacing the
+/// earlier ones as a whole. Counts only if its author is an anchor at its
+/// point of the `(lamport, hash)` order (the views' rule, not ingest's).
+/// Both numbers are at least 1: a zero would hide every post, which no
+/// anchor means, so the schema refuses it outright.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CommunitySettings {
+    pub name: String,
+    /// Longest a post stays up after its content event's `ts`, in seconds.
+    pub post_ttl_max_s: u64,
+    /// Most posts without a counting expiry shown per author.
+    pub posts_per_author_max: u64,
+}
+
+/// `community.member.profile`: the author's display name. Length limits are
+/// the service's, not ingest's (DESIGN.md §4).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemberProfile {
+    pub name: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,6 +199,8 @@ pub enum ExpiryReason {
     Withdrawn,
     UserRequest,
     Stale,
+    /// Ended by a trusted member or an anchor, whatever its TTL.
+    Moderated,
     Other(String),
 }
 
@@ -184,6 +211,7 @@ impl ExpiryReason {
             ExpiryReason::Withdrawn => "withdrawn",
             ExpiryReason::UserRequest => "user_request",
             ExpiryReason::Stale => "stale",
+            ExpiryReason::Moderated => "moderated",
             ExpiryReason::Other(s) => s,
         }
     }
@@ -193,6 +221,7 @@ impl ExpiryReason {
             "withdrawn" => ExpiryReason::Withdrawn,
             "user_request" => ExpiryReason::UserRequest,
             "stale" => ExpiryReason::Stale,
+            "moderated" => ExpiryReason::Moderated,
             other => ExpiryReason::Other(other.to_owned()),
         }
     }
@@ -231,6 +260,8 @@ impl Payload {
             Payload::PostCreated(_) => TYPE_POST_CREATED,
             Payload::PostUpdated(_) => TYPE_POST_UPDATED,
             Payload::PostExpired(_) => TYPE_POST_EXPIRED,
+            Payload::Settings(_) => TYPE_SETTINGS,
+            Payload::Profile(_) => TYPE_PROFILE,
             Payload::Unknown { type_name, .. } => type_name,
         }
     }
@@ -270,6 +301,12 @@ impl Payload {
                 ("target", Value::Bytes(p.target.to_bytes().to_vec())),
                 ("reason", Value::text(p.reason.as_str())),
             ]),
+            Payload::Settings(c) => Value::map([
+                ("name", Value::text(&c.name)),
+                ("post_ttl_max_s", Value::Uint(c.post_ttl_max_s)),
+                ("posts_per_author_max", Value::Uint(c.posts_per_author_max)),
+            ]),
+            Payload::Profile(p) => Value::map([("name", Value::text(&p.name))]),
             Payload::Unknown { data, .. } => data.clone(),
         }
     }
@@ -327,6 +364,24 @@ impl Payload {
                 let reason = ExpiryReason::parse(&f.text("reason")?);
                 f.finish()?;
                 Payload::PostExpired(PostExpired { target, reason })
+            }
+            TYPE_SETTINGS => {
+                let mut f = Fields::new(TYPE_SETTINGS, &data)?;
+                let name = f.text("name")?;
+                let post_ttl_max_s = f.positive("post_ttl_max_s")?;
+                let posts_per_author_max = f.positive("posts_per_author_max")?;
+                f.finish()?;
+                Payload::Settings(CommunitySettings {
+                    name,
+                    post_ttl_max_s,
+                    posts_per_author_max,
+                })
+            }
+            TYPE_PROFILE => {
+                let mut f = Fields::new(TYPE_PROFILE, &data)?;
+                let name = f.text("name")?;
+                f.finish()?;
+                Payload::Profile(MemberProfile { name })
             }
             _ => {
                 if !matches!(data, Value::Map(_)) {
@@ -512,6 +567,14 @@ impl<'a> Fields<'a> {
         match self.required(key)? {
             Value::Uint(n) => Ok(*n),
             other => Err(self.wrong(key, "an unsigned integer", other)),
+        }
+    }
+
+    /// An unsigned integer of at least 1.
+    fn positive(&mut self, key: &str) -> Result<u64, SchemaError> {
+        match self.uint(key)? {
+            0 => Err(self.invalid(key, "is 0; it must be at least 1")),
+            n => Ok(n),
         }
     }
 

@@ -8,16 +8,18 @@ use std::collections::BTreeMap;
 use hearth_proto::cbor::{self, CborError, Value};
 use hearth_proto::payload::{LAT_MAX, LNG_MAX};
 use hearth_proto::{
-    hash_bytes, Category, CommunityId, Event, EventId, ExpiryReason, Genesis, Identity, Level,
-    Location, MemberSet, NodeId, Payload, PostContent, PostCreated, PostExpired, PostUpdated,
-    SignedEvent, VerifiedEvent, LAMPORT_MAX,
+    hash_bytes, Category, CommunityId, CommunitySettings, Event, EventId, ExpiryReason, Genesis,
+    Identity, Level, Location, MemberProfile, MemberSet, NodeId, Payload, PostContent, PostCreated,
+    PostExpired, PostUpdated, SignedEvent, VerifiedEvent, LAMPORT_MAX,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
 
-const KNOWN_TYPES: [&str; 5] = [
+const KNOWN_TYPES: [&str; 7] = [
     "community.genesis",
     "community.member.set",
+    "community.settings",
+    "community.member.profile",
     "market.post.created",
     "market.post.updated",
     "market.post.expired",
@@ -120,6 +122,7 @@ fn reason() -> impl Strategy<Value = ExpiryReason> {
             ExpiryReason::Withdrawn,
             ExpiryReason::UserRequest,
             ExpiryReason::Stale,
+            ExpiryReason::Moderated,
         ]),
         // Text parses to `Other` unless it is one of the four names.
         text(20).prop_map(|t| ExpiryReason::parse(&t)),
@@ -170,6 +173,14 @@ fn payload() -> impl Strategy<Value = Payload> {
                 anchors: a.into_iter().map(NodeId).collect(),
             })
         }),
+        (text(30), 1..=u64::MAX, 1..=u64::MAX).prop_map(|(name, t, n)| {
+            Payload::Settings(CommunitySettings {
+                name,
+                post_ttl_max_s: t,
+                posts_per_author_max: n,
+            })
+        }),
+        text(40).prop_map(|name| Payload::Profile(MemberProfile { name })),
         (unknown_type_name(), data_map().prop_map(canonical))
             .prop_map(|(type_name, data)| Payload::Unknown { type_name, data }),
     ]

@@ -91,9 +91,11 @@ pub enum Command {
     /// Found a community.
     #[command(subcommand)]
     Community(community::CommunityCommand),
-    /// Admit members and set their levels (anchors only).
+    /// Admit members and set their levels (anchors only); list members.
     #[command(subcommand)]
     Member(member::MemberCommand),
+    /// Set your display name, shown to every member beside your ID.
+    Name(commands::profile::NameArgs),
     /// Publish a post on the marketplace.
     Post(market::PostArgs),
     /// Change one of your posts (the given fields replace the old ones).
@@ -102,7 +104,8 @@ pub enum Command {
     List(market::ListArgs),
     /// Show one post, in any state.
     Get(market::GetArgs),
-    /// End a post: yours for any reason, someone else's as `stale`.
+    /// End a post: yours for any reason, someone else's as `stale` (past its
+    /// TTL) or `moderated` (trusted members and anchors).
     Expire(market::ExpireArgs),
     /// Search live posts by keyword (title, body, tags).
     Search(market::SearchArgs),
@@ -220,6 +223,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init => commands::init::run(&mut ctx),
         Command::Community(c) => community::run(&mut ctx, c),
         Command::Member(c) => member::run(&mut ctx, c),
+        Command::Name(a) => commands::profile::name(&mut ctx, a),
         Command::Post(a) => market::post(&mut ctx, a),
         Command::Update(a) => market::update(&mut ctx, a),
         Command::List(a) => market::list(&mut ctx, a),

@@ -1,5 +1,6 @@
 //! `hearth community create`: found a community with this node as its
-//! only anchor.
+//! only anchor. `hearth community rename` and `hearth community settings`:
+//! an anchor signs new community settings (name, TTL cap, per-author bound).
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -9,6 +10,9 @@ use serde::Serialize;
 
 use crate::cli::data_dir::Genesis;
 use crate::cli::{finish_write, now_ms, render, Ctx};
+use crate::core::services::membership::{
+    MemberList, SettingsParams, SettingsReceipt, MEMBER_LIST, SETTINGS,
+};
 use crate::core::{EventLog, Node};
 use crate::store::SledStore;
 
@@ -31,6 +35,20 @@ pub enum CommunityCommand {
         /// An address where this node can be reached (repeatable).
         #[arg(long, value_name = "MULTIADDR")]
         addr: Vec<libp2p::Multiaddr>,
+    },
+    /// Rename the community (anchors only; every member sees the new name).
+    Rename {
+        /// The new name, e.g. "Lindenhof Street".
+        name: String,
+    },
+    /// Show or change the community's limits (changing: anchors only).
+    Settings {
+        /// Longest a post stays up, in days (every node caps posts at this).
+        #[arg(long, value_name = "N")]
+        post_ttl_max_days: Option<u64>,
+        /// Most posts one member can have up at once; older ones are hidden.
+        #[arg(long, value_name = "N")]
+        posts_per_author_max: Option<u64>,
     },
 }
 
@@ -63,7 +81,64 @@ pub fn run(ctx: &mut Ctx, command: CommunityCommand) -> anyhow::Result<()> {
     match command {
         CommunityCommand::Create { name } => create(ctx, &name),
         CommunityCommand::Invite { addr } => invite(ctx, addr),
+        CommunityCommand::Rename { name } => settings(
+            ctx,
+            SettingsParams {
+                name: Some(name),
+                ..SettingsParams::default()
+            },
+        ),
+        CommunityCommand::Settings {
+            post_ttl_max_days,
+            posts_per_author_max,
+        } => {
+            let post_ttl_max_s = post_ttl_max_days
+                .map(|d| {
+                    d.checked_mul(24 * 3600)
+                        .with_context(|| format!("--post-ttl-max-days {d} is far too large"))
+                })
+                .transpose()?;
+            settings(
+                ctx,
+                SettingsParams {
+                    name: None,
+                    post_ttl_max_s,
+                    posts_per_author_max,
+                },
+            )
+        }
     }
+}
+
+/// Signs the merged settings (or, with no change asked, shows them).
+fn settings(ctx: &mut Ctx, params: SettingsParams) -> anyhow::Result<()> {
+    let asks_change = params.name.is_some()
+        || params.post_ttl_max_s.is_some()
+        || params.posts_per_author_max.is_some();
+    let (settings, changed) = if asks_change {
+        let r: SettingsReceipt = ctx.call(SETTINGS, &params, true)?;
+        (r.settings, Some(r.changed))
+    } else {
+        #[derive(Serialize)]
+        struct NoParams {}
+        let list: MemberList = ctx.call(MEMBER_LIST, &NoParams {}, false)?;
+        (list.settings, None)
+    };
+    ctx.out.show(&settings, |w| {
+        match changed {
+            Some(true) => writeln!(w, "published new community settings")?,
+            Some(false) => writeln!(w, "the settings were already so; nothing new published")?,
+            None => {}
+        }
+        writeln!(w, "name:                 {}", render::line(&settings.name))?;
+        writeln!(
+            w,
+            "post TTL max:         {} days ({} s)",
+            settings.post_ttl_max_s / (24 * 3600),
+            settings.post_ttl_max_s
+        )?;
+        writeln!(w, "posts per author max: {}", settings.posts_per_author_max)
+    })
 }
 
 fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {

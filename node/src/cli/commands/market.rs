@@ -195,7 +195,8 @@ pub struct ExpireArgs {
     /// The post's id.
     #[arg(value_parser = post_id)]
     pub id: EventId,
-    /// fulfilled, withdrawn, user_request, stale, or any other text.
+    /// fulfilled, withdrawn, user_request, stale, moderated (trusted members
+    /// and anchors, any post at once), or any other text.
     #[arg(long, default_value = "user_request")]
     pub reason: String,
     /// The post's author, when several posts share the id.

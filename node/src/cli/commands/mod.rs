@@ -6,5 +6,6 @@ pub mod init;
 pub mod log;
 pub mod market;
 pub mod member;
+pub mod profile;
 pub mod run;
 pub mod status;

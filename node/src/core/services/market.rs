@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
 use crate::core::views::market::{ListQuery, Post};
+use crate::core::views::MembershipView;
 use crate::core::Node;
 use crate::store::EventStore;
 
@@ -155,21 +156,30 @@ pub struct PostView {
     pub created_lamport: u64,
     pub created_ts: u64,
     /// `active`, `expired` (a counting expiry), `past_ttl` (not yet swept),
-    /// or `hidden` (author no longer a member).
+    /// `hidden` (author no longer a member) or `over_limit` (the author has
+    /// `posts_per_author_max` newer posts up).
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_reason: Option<ExpiryReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_by: Option<NodeId>,
+    /// The author's display name, while they are a member and set one.
+    /// Unescaped text from an event: escape it before a terminal sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
 }
 
 impl PostView {
-    pub fn of(p: &Post, now_ms: u64) -> PostView {
+    /// `expires_at` is the effective expiry (capped by the community's
+    /// `post_ttl_max_s`), not the one the author wrote.
+    pub fn of(p: &Post, now_ms: u64, membership: &MembershipView) -> PostView {
         let status = if p.expired.is_some() {
             "expired"
         } else if !p.author_active {
             "hidden"
-        } else if p.content.expires_at <= now_ms {
+        } else if p.over_limit {
+            "over_limit"
+        } else if p.expires_at <= now_ms {
             "past_ttl"
         } else {
             "active"
@@ -181,7 +191,7 @@ impl PostView {
             title: p.content.title.clone(),
             body: p.content.body.clone(),
             tags: p.content.tags.clone(),
-            expires_at: p.content.expires_at,
+            expires_at: p.expires_at,
             location: p.content.location.clone(),
             client_id: p.client_id.clone(),
             lamport: p.content_event.lamport,
@@ -190,6 +200,7 @@ impl PostView {
             status: status.into(),
             expired_reason: p.expired.as_ref().map(|x| x.reason.clone()),
             expired_by: p.expired.as_ref().map(|x| x.by),
+            author_name: membership.display_name(&p.author).map(str::to_owned),
         }
     }
 }
@@ -231,12 +242,35 @@ fn check_chars(field: &str, text: &str, min: usize, max: usize) -> Result<(), Bu
     Ok(())
 }
 
+/// Refuses control characters (newlines, escapes, ...) in `text`, except
+/// those in `allowed`: a title with a newline would fake a line of `list`
+/// output on every neighbour's terminal, an escape could hide text.
+pub(crate) fn check_no_control(field: &str, text: &str, allowed: &[char]) -> Result<(), BusError> {
+    match text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !allowed.contains(c))
+    {
+        None => Ok(()),
+        Some((at, c)) => Err(BusError::bad_request(format!(
+            "{field} contains the control character {:?} (U+{:04X}) at byte {at}; {}",
+            c,
+            u32::from(c),
+            if allowed.is_empty() {
+                "control characters (newlines, tabs, escapes) are not allowed here".to_owned()
+            } else {
+                "only newlines and tabs are allowed here".to_owned()
+            }
+        ))),
+    }
+}
+
 /// Trims, lowercases and dedupes tags, keeping their order.
 fn normalise_tags(tags: &[String]) -> Result<Vec<String>, BusError> {
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for t in tags {
         let t = t.trim().to_lowercase();
         check_chars("each tag", &t, 1, TAG_CHARS_MAX)?;
+        check_no_control("tag", &t, &[])?;
         if !out.contains(&t) {
             out.push(t);
         }
@@ -264,7 +298,16 @@ fn check_location(l: &Location) -> Result<(), BusError> {
             l.lng
         )));
     }
-    check_chars("location.label", &l.label, 0, LABEL_CHARS_MAX)
+    check_chars("location.label", &l.label, 0, LABEL_CHARS_MAX)?;
+    check_no_control("location.label", &l.label, &[])
+}
+
+/// Bodies keep their line breaks and tabs; titles keep nothing.
+fn check_text_fields(title: &str, body: &str) -> Result<(), BusError> {
+    check_chars("title", title, 1, TITLE_CHARS_MAX)?;
+    check_no_control("title", title, &[])?;
+    check_chars("body", body, 0, BODY_CHARS_MAX)?;
+    check_no_control("body", body, &['\n', '\t'])
 }
 
 fn append_error(e: AppendError) -> BusError {
@@ -307,12 +350,18 @@ impl<S: EventStore> Node<S> {
         Ok(me)
     }
 
+    /// The lifetime is refused above the lower of this node's config and
+    /// the community's `post_ttl_max_s`: the view would cap it anyway, and
+    /// a post that silently ends sooner than asked is a surprise. Without
+    /// `ttl_seconds`, the default is lowered to the community's limit.
     fn ttl_to_expiry(&self, now_ms: u64, ttl_seconds: Option<u64>) -> Result<u64, BusError> {
         let m = &self.config().market;
-        let ttl = ttl_seconds.unwrap_or(m.default_ttl_seconds);
-        if ttl == 0 || ttl > m.max_ttl_seconds {
+        let community_max = self.views().membership.settings().post_ttl_max_s;
+        let max = m.max_ttl_seconds.min(community_max);
+        let ttl = ttl_seconds.unwrap_or(m.default_ttl_seconds.min(max));
+        if ttl == 0 || ttl > max {
             return Err(BusError::bad_request(format!(
-                "ttl_seconds must be 1 to {} (market.max_ttl_seconds), got {ttl}",
+                "ttl_seconds must be 1 to {max} (the lower of this node's market.max_ttl_seconds = {} and the community's post_ttl_max_s = {community_max}), got {ttl}",
                 m.max_ttl_seconds
             )));
         }
@@ -323,7 +372,7 @@ impl<S: EventStore> Node<S> {
         self.views()
             .market
             .get(&crate::core::views::PostKey { author, id })
-            .map(|p| PostView::of(p, now_ms))
+            .map(|p| PostView::of(p, now_ms, &self.views().membership))
             .ok_or_else(|| {
                 BusError::internal(format!("post {id} missing from the view after append"))
             })
@@ -341,14 +390,13 @@ impl<S: EventStore> Node<S> {
             check_chars("client_id", c, 1, CLIENT_ID_CHARS_MAX)?;
             if let Some(existing) = self.views().market.by_client_id(&me, c) {
                 return Ok(PostReceipt {
-                    post: PostView::of(existing, now_ms),
+                    post: PostView::of(existing, now_ms, &self.views().membership),
                     created: false,
                 });
             }
         }
         let title = p.title.trim().to_owned();
-        check_chars("title", &title, 1, TITLE_CHARS_MAX)?;
-        check_chars("body", &p.body, 0, BODY_CHARS_MAX)?;
+        check_text_fields(&title, &p.body)?;
         let tags = normalise_tags(&p.tags)?;
         if let Some(l) = &p.location {
             check_location(l)?;
@@ -419,8 +467,7 @@ impl<S: EventStore> Node<S> {
         if p.ttl_seconds.is_some() {
             content.expires_at = self.ttl_to_expiry(now_ms, p.ttl_seconds)?;
         }
-        check_chars("title", &content.title, 1, TITLE_CHARS_MAX)?;
-        check_chars("body", &content.body, 0, BODY_CHARS_MAX)?;
+        check_text_fields(&content.title, &content.body)?;
         content.tags = normalise_tags(&content.tags)?;
         if let Some(l) = &content.location {
             check_location(l)?;
@@ -471,7 +518,7 @@ impl<S: EventStore> Node<S> {
         let (author, id) = (post.author, post.id);
         if post.expired.is_some() {
             return Ok(ExpireReceipt {
-                post: PostView::of(post, now_ms),
+                post: PostView::of(post, now_ms, &self.views().membership),
                 expired_now: false,
             });
         }
@@ -491,7 +538,8 @@ impl<S: EventStore> Node<S> {
     }
 
     /// The author may end their post for any reason; a trusted member or an
-    /// anchor may mark someone else's post `stale` once it is past its TTL.
+    /// anchor may end anyone's post as `moderated` at any time, or mark it
+    /// `stale` once it is past its (effective) TTL.
     fn can_expire(
         &self,
         who: NodeId,
@@ -502,9 +550,17 @@ impl<S: EventStore> Node<S> {
         if who == post.author {
             return Ok(());
         }
+        if *reason == ExpiryReason::Moderated {
+            if !self.views().membership.is_trusted(&who) {
+                return Err(BusError::unauthorized(
+                    "ending another member's post as moderated needs level trusted or anchor; ask a trusted member or an anchor",
+                ));
+            }
+            return Ok(());
+        }
         if *reason != ExpiryReason::Stale {
             return Err(BusError::unauthorized(format!(
-                "only the author can end a post as {reason}; others may only mark it stale"
+                "only the author can end a post as {reason}; others may mark it stale, or moderated if trusted"
             )));
         }
         if !self.views().membership.is_trusted(&who) {
@@ -512,10 +568,10 @@ impl<S: EventStore> Node<S> {
                 "marking another member's post stale needs level trusted or anchor",
             ));
         }
-        if post.content.expires_at > now_ms {
+        if post.expires_at > now_ms {
             return Err(BusError::bad_request(format!(
-                "post {} is not past its TTL yet (expires_at {})",
-                post.id, post.content.expires_at
+                "post {} is not past its TTL yet (expires_at {}); a trusted member or an anchor can end it now as moderated",
+                post.id, post.expires_at
             )));
         }
         Ok(())
@@ -535,7 +591,7 @@ impl<S: EventStore> Node<S> {
             posts: market
                 .list(&q, now_ms)
                 .into_iter()
-                .map(|p| PostView::of(p, now_ms))
+                .map(|p| PostView::of(p, now_ms, &self.views().membership))
                 .collect(),
             max_lamport: market.max_lamport(),
         })
@@ -545,7 +601,7 @@ impl<S: EventStore> Node<S> {
     pub fn market_get(&self, now_ms: u64, p: GetParams) -> Result<PostView, BusError> {
         self.market_enabled()?;
         self.resolve(&p.id, p.author)
-            .map(|post| PostView::of(post, now_ms))
+            .map(|post| PostView::of(post, now_ms, &self.views().membership))
     }
 
     /// Keyword search: case-insensitive substring over title, body and
@@ -578,7 +634,7 @@ impl<S: EventStore> Node<S> {
             results: hits
                 .into_iter()
                 .take(limit)
-                .map(|(_, post)| PostView::of(post, now_ms))
+                .map(|(_, post)| PostView::of(post, now_ms, &self.views().membership))
                 .collect(),
         })
     }

@@ -26,6 +26,11 @@ pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
     descriptors().find(|d| d.name == name)
 }
 
+/// Params of a capability that takes none: an empty map.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
 fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, BusError> {
     params
         .deserialized()
@@ -74,6 +79,19 @@ impl<S: EventStore> Node<S> {
             market::SEARCH => encode_result(&self.market_search(now_ms, decode_params(params)?)?),
             membership::MEMBER_SET => {
                 encode_result(&self.member_set(now_ms, caller, decode_params(params)?)?)
+            }
+            membership::MEMBER_LIST => {
+                // No params: an empty map, or none at all.
+                if !params.is_null() {
+                    let _: NoParams = decode_params(params)?;
+                }
+                encode_result(&self.member_list())
+            }
+            membership::SETTINGS => {
+                encode_result(&self.community_settings(now_ms, caller, decode_params(params)?)?)
+            }
+            membership::PROFILE => {
+                encode_result(&self.member_profile(now_ms, caller, decode_params(params)?)?)
             }
             _ => Err(BusError::internal(format!(
                 "capability {name} has a descriptor but no handler"

@@ -12,6 +12,21 @@
 //! expiry, and `expires_at > now`. Of two `created` with one name, the lower
 //! hash is the post.
 //!
+//! Rules added in issue 10 (docs/decisions.md, "Rules added in issue 10"),
+//! all read from the community settings of the membership view:
+//! - *Capped expiry*: the effective expiry is `min(content.expires_at,
+//!   content_event.ts + post_ttl_max_s * 1000)`, so no member's own config
+//!   can make a post outlive the community's limit. `ts` is the author's
+//!   clock: a member who also fakes `ts` escapes the cap, and moderation is
+//!   the answer to that.
+//! - *Moderation*: a `moderated` expiry counts, like `stale`, while its
+//!   author is trusted or an anchor, and reaches every post with that id.
+//! - *Per-author bound*: of an author's posts without a counting expiry,
+//!   only the `posts_per_author_max` with the highest `created` keys show;
+//!   the older ones are `over_limit`. Kept incrementally, split per author
+//!   into the shown top and the hidden rest, so a post entering or leaving
+//!   moves at most one other post across the boundary.
+//!
 //! Indexes (by Lamport, by category, by tag) hold only *shown* posts, keyed
 //! newest first, so `list` walks at most what it returns plus posts past
 //! `expires_at` that the sweeper has not marked yet.
@@ -49,6 +64,13 @@ struct Created {
     client_id: Option<String>,
 }
 
+/// One update's content and its author's clock, which the TTL cap reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Update {
+    ts: u64,
+    content: Arc<PostContent>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Expiry {
     by: NodeId,
@@ -75,13 +97,21 @@ pub struct Post {
     pub created_ts: u64,
     /// Key of the event whose content is shown (`created` or an update).
     pub content_event: EventKey,
+    /// That event's `ts` (author's clock), from which the TTL cap counts.
+    pub content_ts: u64,
     /// Shared with the event and the facts, not copied.
     pub content: Arc<PostContent>,
+    /// Effective expiry, Unix ms: `content.expires_at` capped at
+    /// `content_ts + post_ttl_max_s * 1000` (the community's limit).
+    pub expires_at: u64,
     pub client_id: Option<String>,
     /// Boxed: most posts have none, and a post is stored once per node.
     pub expired: Option<Box<Expired>>,
     /// Whether the author's current level lets the post show.
     pub author_active: bool,
+    /// Hidden by the per-author bound: the author has at least
+    /// `posts_per_author_max` newer posts without a counting expiry.
+    pub over_limit: bool,
 }
 
 impl Post {
@@ -92,14 +122,83 @@ impl Post {
         }
     }
 
-    /// Shown at `now`: author active, no counting expiry, TTL not passed.
+    /// Shown at `now`: author active, no counting expiry, within the
+    /// per-author bound, effective expiry not passed.
     pub fn is_live(&self, now_ms: u64) -> bool {
-        self.is_shown() && self.content.expires_at > now_ms
+        self.is_shown() && self.expires_at > now_ms
     }
 
     fn is_shown(&self) -> bool {
-        self.author_active && self.expired.is_none()
+        self.author_active && self.expired.is_none() && !self.over_limit
     }
+
+    /// Whether the post takes a place in its author's bound: every post
+    /// without a counting expiry, whatever its TTL (the bound reads no `now`).
+    fn in_bound(&self) -> bool {
+        self.expired.is_none()
+    }
+
+    fn bound_key(&self) -> BoundKey {
+        (self.created, self.id)
+    }
+}
+
+/// Order within an author's bound: the `created` key, then the id.
+type BoundKey = (EventKey, EventId);
+
+/// One author's posts without a counting expiry, split at the bound.
+/// Invariant: `rest` is empty unless `top` holds exactly the bound, and
+/// every key in `top` is above every key in `rest`.
+#[derive(Debug, Clone, Default)]
+struct AuthorBound {
+    /// The newest `posts_per_author_max`: shown.
+    top: BTreeSet<BoundKey>,
+    /// The older ones: hidden as over the limit.
+    rest: BTreeSet<BoundKey>,
+}
+
+impl AuthorBound {
+    /// Adds `k`; returns the post it pushed out of `top`, if any.
+    fn insert(&mut self, k: BoundKey, max: usize) -> Option<EventId> {
+        if self.top.len() < max {
+            debug_assert!(self.rest.is_empty());
+            self.top.insert(k);
+            return None;
+        }
+        match self.top.first() {
+            Some(low) if *low < k => {
+                self.top.insert(k);
+                let out = self.top.pop_first()?;
+                self.rest.insert(out);
+                Some(out.1)
+            }
+            _ => {
+                self.rest.insert(k);
+                None
+            }
+        }
+    }
+
+    /// Removes `k`; returns the post that moved up into `top`, if any.
+    fn remove(&mut self, k: &BoundKey) -> Option<EventId> {
+        if self.top.remove(k) {
+            let up = self.rest.pop_last()?;
+            self.top.insert(up);
+            Some(up.1)
+        } else {
+            self.rest.remove(k);
+            None
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.top.is_empty() && self.rest.is_empty()
+    }
+}
+
+/// `posts_per_author_max` as a count (the schema guarantees at least 1).
+fn bound_of(membership: &MembershipView) -> usize {
+    usize::try_from(membership.settings().posts_per_author_max).unwrap_or(usize::MAX)
 }
 
 /// Query for [`MarketView::list`].
@@ -125,7 +224,7 @@ struct Facts {
     /// Every `created`, by name then hash (lowest hash wins).
     created: BTreeMap<PostKey, SmallMap<EventHash, Created>>,
     /// Every update, by the name it reaches (its author + target).
-    updates: BTreeMap<PostKey, SmallMap<EventKey, Arc<PostContent>>>,
+    updates: BTreeMap<PostKey, SmallMap<EventKey, Update>>,
     /// Every expiry, by target id: stale ones may reach other authors' posts.
     expiries: BTreeMap<EventId, SmallMap<EventKey, Expiry>>,
     max_lamport: u64,
@@ -138,8 +237,11 @@ pub struct MarketView {
     /// Authors of each id: almost always one (ids are unique per author).
     authors_by_id: BTreeMap<EventId, SmallMap<NodeId, ()>>,
     ids_by_author: BTreeMap<NodeId, BTreeSet<EventId>>,
-    /// Ids that `by` marked stale, to re-check when `by`'s level changes.
+    /// Ids that `by` marked stale or moderated, to re-check when `by`'s
+    /// level changes.
     stale_ids_by: BTreeMap<NodeId, BTreeSet<EventId>>,
+    /// The per-author bound (module docs); derived, rebuilt with the posts.
+    bounds: BTreeMap<NodeId, AuthorBound>,
     client_ids: BTreeMap<(NodeId, String), PostKey>,
     by_lamport: BTreeSet<IndexKey>,
     by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
@@ -173,12 +275,13 @@ impl MarketView {
 
     /// Re-derives every post from the facts and rebuilds every index.
     fn rebuild(&mut self, membership: &MembershipView) {
-        let posts: BTreeMap<PostKey, Post> = self
+        let mut posts: BTreeMap<PostKey, Post> = self
             .facts
             .created
             .keys()
             .filter_map(|name| self.derive(name, membership).map(|p| (*name, p)))
             .collect();
+        self.bounds = Self::bounds_of(&mut posts, bound_of(membership));
         let mut by_lamport = Vec::with_capacity(posts.len());
         let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
@@ -211,6 +314,33 @@ impl MarketView {
             .collect();
         self.client_ids = client_ids;
         self.posts = posts;
+    }
+
+    /// Splits every author's posts at the bound, newest first, and marks
+    /// the older ones `over_limit`: one sort per author.
+    fn bounds_of(posts: &mut BTreeMap<PostKey, Post>, max: usize) -> BTreeMap<NodeId, AuthorBound> {
+        let mut keys: BTreeMap<NodeId, Vec<BoundKey>> = BTreeMap::new();
+        for p in posts.values().filter(|p| p.in_bound()) {
+            keys.entry(p.author).or_default().push(p.bound_key());
+        }
+        let mut bounds = BTreeMap::new();
+        for (author, mut ks) in keys {
+            ks.sort_unstable_by(|a, b| b.cmp(a));
+            let rest = ks.split_off(ks.len().min(max));
+            for (_, id) in &rest {
+                if let Some(p) = posts.get_mut(&PostKey { author, id: *id }) {
+                    p.over_limit = true;
+                }
+            }
+            bounds.insert(
+                author,
+                AuthorBound {
+                    top: ks.into_iter().collect(),
+                    rest: rest.into_iter().collect(),
+                },
+            );
+        }
+        bounds
     }
 
     pub fn reset(&mut self) {
@@ -267,11 +397,13 @@ impl MarketView {
                     author: e.author,
                     id: u.target,
                 };
-                self.facts
-                    .updates
-                    .entry(name)
-                    .or_default()
-                    .insert(key, u.content.clone());
+                self.facts.updates.entry(name).or_default().insert(
+                    key,
+                    Update {
+                        ts: e.ts,
+                        content: u.content.clone(),
+                    },
+                );
                 #[cfg(feature = "fault-injection")]
                 if self.arrival_order_bug {
                     self.last_applied_update.insert(name, key);
@@ -286,7 +418,7 @@ impl MarketView {
                         reason: x.reason.clone(),
                     },
                 );
-                if x.reason == ExpiryReason::Stale {
+                if counts_when_trusted(&x.reason) {
                     self.stale_ids_by
                         .entry(e.author)
                         .or_default()
@@ -303,6 +435,12 @@ impl MarketView {
             self.facts.max_lamport = self.facts.max_lamport.max(e.lamport);
         }
         if self.bulk {
+            return;
+        }
+        if change.settings_changed {
+            // The cap and the bound of every post may move: rare (an
+            // anchor's deliberate act), so one full re-derivation.
+            self.rebuild(membership);
             return;
         }
         for who in &change.active_changed {
@@ -352,16 +490,60 @@ impl MarketView {
             .collect()
     }
 
-    /// Re-derives one post from the facts, and moves its index entries.
+    /// Re-derives one post from the facts, moves its index entries and its
+    /// place in the author's bound; a post the bound moved across its
+    /// boundary only has its `over_limit` flag flipped.
     fn refresh(&mut self, name: PostKey, membership: &MembershipView) {
+        let max = bound_of(membership);
         let derived = self.derive(&name, membership);
+        let mut crossed: Vec<EventId> = Vec::new();
         if let Some(old) = self.posts.remove(&name) {
             self.unindex(&old);
+            if old.in_bound() {
+                let bound = self.bounds.entry(name.author).or_default();
+                crossed.extend(bound.remove(&old.bound_key()));
+                if bound.is_empty() {
+                    self.bounds.remove(&name.author);
+                }
+            }
         }
-        if let Some(post) = derived {
+        if let Some(mut post) = derived {
+            if post.in_bound() {
+                let bound = self.bounds.entry(name.author).or_default();
+                crossed.extend(bound.insert(post.bound_key(), max));
+                post.over_limit = !bound.top.contains(&post.bound_key());
+            }
             self.index(&post);
             self.posts.insert(name, post);
         }
+        for id in crossed {
+            if id != name.id {
+                self.reflag(PostKey {
+                    author: name.author,
+                    id,
+                });
+            }
+        }
+    }
+
+    /// Sets a post's `over_limit` from its author's bound, re-indexing it if
+    /// that changed.
+    fn reflag(&mut self, name: PostKey) {
+        let Some(post) = self.posts.get(&name) else {
+            return;
+        };
+        let over = self
+            .bounds
+            .get(&name.author)
+            .is_some_and(|b| !b.top.contains(&post.bound_key()));
+        if post.over_limit == over {
+            return;
+        }
+        let mut post = post.clone();
+        self.unindex(&post);
+        post.over_limit = over;
+        self.index(&post);
+        self.posts.insert(name, post);
     }
 
     fn derive(&self, name: &PostKey, membership: &MembershipView) -> Option<Post> {
@@ -376,14 +558,16 @@ impl MarketView {
             .filter(|_| self.arrival_order_bug)
             .and_then(|last| updates?.iter().find(|(k, _)| *k == last))
             .or(latest);
-        let (content_event, content) = latest
+        let (content_event, content_ts, content) = latest
             .filter(|(k, _)| **k > created.key)
-            .map(|(k, c)| (*k, c.clone()))
-            .unwrap_or_else(|| (created.key, created.content.clone()));
+            .map(|(k, u)| (*k, u.ts, u.content.clone()))
+            .unwrap_or_else(|| (created.key, created.ts, created.content.clone()));
+        let cap_ms = membership.settings().post_ttl_max_s.saturating_mul(1000);
+        let expires_at = content.expires_at.min(content_ts.saturating_add(cap_ms));
         let expired = self.facts.expiries.get(&name.id).and_then(|all| {
             all.iter().rev().find_map(|(k, x)| {
                 let counts = x.by == name.author
-                    || (x.reason == ExpiryReason::Stale && membership.is_trusted(&x.by));
+                    || (counts_when_trusted(&x.reason) && membership.is_trusted(&x.by));
                 counts.then(|| Expired {
                     by: x.by,
                     reason: x.reason.clone(),
@@ -397,10 +581,14 @@ impl MarketView {
             created: created.key,
             created_ts: created.ts,
             content_event,
+            content_ts,
             content,
+            expires_at,
             client_id: created.client_id.clone(),
             expired: expired.map(Box::new),
             author_active: membership.is_active(&name.author),
+            // Set from the author's bound by the caller.
+            over_limit: false,
         })
     }
 
@@ -508,7 +696,7 @@ impl MarketView {
         self.by_lamport
             .iter()
             .filter_map(|(_, n)| self.posts.get(n))
-            .filter(move |p| p.content.expires_at <= now_ms)
+            .filter(move |p| p.expires_at <= now_ms)
     }
 
     /// Highest Lamport time of any marketplace event applied.
@@ -545,7 +733,7 @@ impl MarketView {
             debug_assert!(!created.is_empty());
         }
         for (id, all) in &facts.expiries {
-            for x in all.values().filter(|x| x.reason == ExpiryReason::Stale) {
+            for x in all.values().filter(|x| counts_when_trusted(&x.reason)) {
                 self.stale_ids_by.entry(x.by).or_default().insert(*id);
             }
         }
@@ -559,4 +747,11 @@ impl MarketView {
     pub fn digest(&self) -> [u8; 32] {
         super::digest_of(&self.posts)
     }
+}
+
+/// Reasons by which someone other than the author may end a post: they
+/// count while the expiry's author is trusted or an anchor (DESIGN.md §4,
+/// and `moderated` from issue 10).
+fn counts_when_trusted(reason: &ExpiryReason) -> bool {
+    matches!(reason, ExpiryReason::Stale | ExpiryReason::Moderated)
 }

@@ -8,22 +8,66 @@
 //!   every node ends with the same log whatever the arrival order.
 //! - *Level* (permissions in views): replay `member.set` in `(lamport, hash)`
 //!   order, each effective only if its author is an anchor at that point.
+//!
+//! It also owns what the community is called and its limits (issue 10):
+//! - *Settings*: `community.settings` events are merged into the same
+//!   ordered replay; one counts only if its author is an anchor at its point
+//!   of the order, and the settings in force are those of the latest one
+//!   that counts (else [`default_settings`] with the genesis name).
+//! - *Names*: a member's display name is the `community.member.profile` of
+//!   theirs with the highest `(lamport, hash)`, shown only while active.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hearth_proto::{EventKey, Level, NodeId, Payload, VerifiedEvent};
+use hearth_proto::{CommunitySettings, EventKey, Level, NodeId, Payload, VerifiedEvent};
 use serde::{Deserialize, Serialize};
 
 use super::ViewError;
 
+/// The community's name and limits, as the views apply them.
+pub type Settings = CommunitySettings;
+
+/// Default longest life of a post after its content event's `ts`: 30 days,
+/// the longest a neighbourhood offer plausibly stays true.
+pub const POST_TTL_MAX_S_DEFAULT: u64 = 30 * 24 * 3600;
+/// Default posts without a counting expiry shown per author: far above what
+/// a household posts, far below what hides everyone else's posts.
+pub const POSTS_PER_AUTHOR_MAX_DEFAULT: u64 = 100;
+
+/// The settings in force before any anchor signed some.
+pub fn default_settings(genesis_name: &str) -> Settings {
+    Settings {
+        name: genesis_name.to_owned(),
+        post_ttl_max_s: POST_TTL_MAX_S_DEFAULT,
+        posts_per_author_max: POSTS_PER_AUTHOR_MAX_DEFAULT,
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MembershipView {
     genesis_anchors: Vec<NodeId>,
+    genesis_name: String,
     /// Every logged `member.set`: key -> (author, member, level).
     sets: BTreeMap<EventKey, (NodeId, NodeId, Level)>,
+    /// Every logged `community.settings`: key -> (author, settings). Few (an
+    /// anchor's deliberate act), so each is kept for the ordered replay.
+    /// Bounded like `sets`, by the log: only vouched authors' events enter
+    /// it, and only an anchor's count. One by a vouched anchor arriving out
+    /// of order replays the membership, O(sets + settings): an anchor
+    /// flooding settings out of order costs quadratic time, a known limit
+    /// (anchors are trusted; others' settings never replay).
+    settings_events: BTreeMap<EventKey, (NodeId, Settings)>,
+    /// The latest profile of each author: only the maximum key matters, and
+    /// a maximum is the same whatever order the profiles came in. One entry
+    /// per vouched author, so bounded by the membership itself.
+    profiles: BTreeMap<NodeId, (EventKey, String)>,
     /// Derived: current levels by ordered replay.
     #[serde(skip)]
     levels: BTreeMap<NodeId, Level>,
+    /// Derived: the settings in force, with the key of the settings event
+    /// that set them (`None`: the defaults).
+    #[serde(skip)]
+    settings: Option<(Option<EventKey>, Settings)>,
     /// Derived: the monotone vouching closure.
     #[serde(skip)]
     vouched_anchors: BTreeSet<NodeId>,
@@ -44,6 +88,9 @@ pub struct MembershipChange {
     pub trusted_changed: BTreeSet<NodeId>,
     /// Keys that became vouched (their pending events may now enter the log).
     pub newly_vouched: BTreeSet<NodeId>,
+    /// The settings in force changed: every post's capped expiry and the
+    /// per-author bound are re-derived (rare: an anchor's deliberate act).
+    pub settings_changed: bool,
 }
 
 impl MembershipChange {
@@ -89,16 +136,53 @@ impl MembershipView {
         &self.levels
     }
 
+    /// The settings in force (see module docs).
+    pub fn settings(&self) -> &Settings {
+        // Only before the genesis is applied: the defaults, unnamed.
+        static BEFORE_GENESIS: Settings = Settings {
+            name: String::new(),
+            post_ttl_max_s: POST_TTL_MAX_S_DEFAULT,
+            posts_per_author_max: POSTS_PER_AUTHOR_MAX_DEFAULT,
+        };
+        match &self.settings {
+            Some((_, s)) => s,
+            None => &BEFORE_GENESIS,
+        }
+    }
+
+    /// The community's name: the latest counting settings' name, else the
+    /// genesis name.
+    pub fn community_name(&self) -> &str {
+        &self.settings().name
+    }
+
+    /// `key`'s display name, while `key` is an active member and has set one.
+    pub fn display_name(&self, key: &NodeId) -> Option<&str> {
+        if !self.is_active(key) {
+            return None;
+        }
+        self.profiles.get(key).map(|(_, name)| name.as_str())
+    }
+
+    /// Active anchors now: the service refuses a change that leaves none.
+    pub fn anchor_count(&self) -> usize {
+        self.levels
+            .values()
+            .filter(|l| **l == Level::Anchor)
+            .count()
+    }
+
     pub fn apply(&mut self, event: &VerifiedEvent) -> MembershipChange {
         let e = event.event();
+        let key = event.key();
         match &e.payload {
             Payload::Genesis(g) => {
                 self.genesis_anchors = g.anchors.clone();
+                self.genesis_name = g.name.clone();
                 self.recompute()
             }
             Payload::MemberSet(m) => {
-                let key = event.key();
-                let is_last = self.sets.keys().next_back().is_none_or(|last| *last < key);
+                let is_last = self.is_after_all(&key);
                 self.sets.insert(key, (e.author, m.member, m.level));
                 if self.genesis_anchors.is_empty() {
                     self.recompute()
@@ -108,8 +192,51 @@ impl MembershipView {
                     self.apply_earlier(e.author, m.member, m.level)
                 }
             }
+            Payload::Settings(s) => {
+                let is_last = self.is_after_all(&key);
+                self.settings_events.insert(key, (e.author, s.clone()));
+                if self.genesis_anchors.is_empty() {
+                    // Before the genesis nothing counts; the genesis replays.
+                    MembershipChange::default()
+                } else if !self.vouched_anchors.contains(&e.author) {
+                    // Whoever is an anchor at some point of the replay is a
+                    // vouched anchor, so this event counts nowhere in the
+                    // current set, and a later set that sorts after it
+                    // cannot change that (one that sorts before replays).
+                    // Skipping the replay keeps a member's flood of
+                    // out-of-order settings from costing quadratic time.
+                    MembershipChange::default()
+                } else if is_last {
+                    let mut change = MembershipChange::default();
+                    if self.level(&e.author) == Some(Level::Anchor) {
+                        let old = self.settings.replace((Some(key), s.clone()));
+                        change.settings_changed = old.map(|(_, o)| o).as_ref() != Some(s);
+                    }
+                    change
+                } else {
+                    self.replay_levels()
+                }
+            }
+            Payload::Profile(p) => {
+                let newer = self.profiles.get(&e.author).is_none_or(|(k, _)| *k < key);
+                if newer {
+                    self.profiles.insert(e.author, (key, p.name.clone()));
+                }
+                MembershipChange::default()
+            }
             _ => MembershipChange::default(),
         }
+    }
+
+    /// Whether `key` sorts after every `member.set` and settings event: then
+    /// it only extends the ordered replay.
+    fn is_after_all(&self, key: &EventKey) -> bool {
+        self.sets.keys().next_back().is_none_or(|last| last < key)
+            && self
+                .settings_events
+                .keys()
+                .next_back()
+                .is_none_or(|last| last < key)
     }
 
     /// Fast path: a set that sorts after all others only extends the replay.
@@ -132,21 +259,38 @@ impl MembershipView {
         change
     }
 
-    /// Replays every set in key order into the levels; returns what changed
-    /// (`newly_vouched` left empty).
+    /// Replays every set and settings event in key order into the levels
+    /// and the settings; returns what changed (`newly_vouched` left empty).
     fn replay_levels(&mut self) -> MembershipChange {
         let mut levels: BTreeMap<NodeId, Level> = self
             .genesis_anchors
             .iter()
             .map(|a| (*a, Level::Anchor))
             .collect();
-        for (author, member, level) in self.sets.values() {
+        let mut settings = (None, default_settings(&self.genesis_name));
+        let mut pending_settings = self.settings_events.iter().peekable();
+        for (key, (author, member, level)) in &self.sets {
+            // Settings that sort before this set see the levels so far.
+            while let Some((sk, (sa, s))) = pending_settings.next_if(|(sk, _)| *sk < key) {
+                if levels.get(sa) == Some(&Level::Anchor) {
+                    settings = (Some(*sk), s.clone());
+                }
+            }
             if levels.get(author) == Some(&Level::Anchor) {
                 levels.insert(*member, *level);
             }
         }
+        for (sk, (sa, s)) in pending_settings {
+            if levels.get(sa) == Some(&Level::Anchor) {
+                settings = (Some(*sk), s.clone());
+            }
+        }
+        let old_settings = self.settings.replace(settings);
         let old = std::mem::replace(&mut self.levels, levels);
-        let mut change = MembershipChange::default();
+        let mut change = MembershipChange {
+            settings_changed: old_settings.map(|(_, s)| s).as_ref() != Some(self.settings()),
+            ..MembershipChange::default()
+        };
         for key in changed_keys(&old, &self.levels) {
             change.note(key, old.get(&key).copied(), self.level(&key));
         }
@@ -221,9 +365,15 @@ impl MembershipView {
         Ok(())
     }
 
-    /// Digest of the derived state, for convergence checks.
+    /// Digest of the derived state, for convergence checks: levels, the
+    /// closure, the settings in force and the names shown.
     pub fn digest(&self) -> [u8; 32] {
-        super::digest_of(&(&self.levels, &self.vouched))
+        let names: BTreeMap<&NodeId, &str> = self
+            .profiles
+            .keys()
+            .filter_map(|k| self.display_name(k).map(|n| (k, n)))
+            .collect();
+        super::digest_of(&(&self.levels, &self.vouched, self.settings(), names))
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use market::{ListQuery, MarketView, Post, PostKey};
-pub use membership::{MembershipChange, MembershipView};
+pub use membership::{MembershipChange, MembershipView, Settings};
 
 /// A snapshot that cannot be written or read back.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,9 @@ pub enum ViewError {
 
 /// Snapshot format version: a snapshot of another version is ignored and the
 /// views are rebuilt by full replay.
-const SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 (issue 10): updates keep their `ts`, membership keeps settings
+/// and profiles.
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// The registered views, applied in dependency order.
 #[derive(Debug, Clone, Default)]
