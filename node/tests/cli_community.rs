@@ -117,3 +117,29 @@ fn control_characters_are_refused_by_post_and_name() {
     assert!(err.contains("control character"), "{err}");
     assert!(f.json(&["list"])["posts"].as_array().unwrap().is_empty());
 }
+
+/// People read names: `list` and `get` show the author's display name
+/// beside the short id, and `status` shows the community's current name
+/// after a rename, not the one in the genesis.
+#[test]
+fn list_get_and_status_show_names() {
+    let f = Founder::new();
+    f.ok(&["name", "Ana"]);
+    f.ok(&["community", "rename", "Lindenhof Nord"]);
+    let post = f.json(&["post", "--category", "offer", "--title", "Ladder to lend"]);
+    let id = post["post"]["id"].as_str().unwrap().to_owned();
+    let me = post["post"]["author"].as_str().unwrap().to_owned();
+    let list = f.ok(&["list"]);
+    assert!(
+        list.contains(&format!("by Ana ({})", &me[..8])),
+        "list names the author: {list}"
+    );
+    let get = f.ok(&["get", &id]);
+    assert!(
+        get.contains(&format!("{me}  Ana")),
+        "get names the author: {get}"
+    );
+    let status = f.ok(&["status"]);
+    assert!(status.contains("Lindenhof Nord"), "status: {status}");
+    assert!(!status.contains("Lindenhof Street"), "status: {status}");
+}

@@ -176,20 +176,29 @@ pub fn post_line(w: &mut dyn Write, p: &PostView, now_ms: u64) -> io::Result<()>
         p.category.as_str(),
         line(&p.title)
     )?;
-    let mut facts = vec![
-        format!("by {}", short_id(&p.author.to_hex())),
-        expiry(p, now_ms),
-    ];
+    let mut facts = vec![author(p), expiry(p, now_ms)];
     if let Some(l) = &p.location {
         facts.push(place(l));
     }
     writeln!(w, "{:28}{}", "", facts.join("  ·  "))
 }
 
+/// `by Anna (1a2b3c4d)`, or `by 1a2b3c4d` for a member without a name.
+fn author(p: &PostView) -> String {
+    let id = short_id(&p.author.to_hex()).to_owned();
+    match &p.author_name {
+        Some(name) => format!("by {} ({id})", line(name)),
+        None => format!("by {id}"),
+    }
+}
+
 fn expiry(p: &PostView, now_ms: u64) -> String {
     match (&p.expired_reason, p.status.as_str()) {
         (Some(reason), _) => format!("ended: {}", line(&reason.to_string())),
         (None, "hidden") => "hidden (author is not a member)".to_owned(),
+        (None, "over_limit") => {
+            "hidden (the author has more active posts than the community allows)".to_owned()
+        }
         _ if p.expires_at <= now_ms => format!("expired {}", relative(p.expires_at, now_ms)),
         _ => format!("expires {}", relative(p.expires_at, now_ms)),
     }
@@ -199,7 +208,14 @@ fn expiry(p: &PostView, now_ms: u64) -> String {
 pub fn post_detail(w: &mut dyn Write, p: &PostView, now_ms: u64) -> io::Result<()> {
     let row = |w: &mut dyn Write, k: &str, v: &str| writeln!(w, "{k:<10}  {v}");
     row(w, "id", &p.id.to_string())?;
-    row(w, "author", &p.author.to_hex())?;
+    match &p.author_name {
+        Some(name) => row(
+            w,
+            "author",
+            &format!("{}  {}", p.author.to_hex(), line(name)),
+        )?,
+        None => row(w, "author", &p.author.to_hex())?,
+    }
     row(w, "category", p.category.as_str())?;
     row(w, "title", &line(&p.title))?;
     // Continuation lines start under the first one, never at column 0

@@ -127,6 +127,12 @@ pub enum Command {
 pub struct Status {
     pub node_id: NodeId,
     pub community: hearth_proto::CommunityId,
+    /// The community's name now (the genesis name, or an anchor's rename).
+    #[serde(default)]
+    pub community_name: String,
+    /// This node's display name, if it set one and is a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     pub level: Option<hearth_proto::Level>,
     pub events: u64,
     pub clock: u64,
@@ -630,6 +636,8 @@ impl<S: EventStore> Driver<S> {
         Status {
             node_id: me,
             community: self.node.community(),
+            community_name: views.membership.community_name().to_owned(),
+            display_name: views.membership.display_name(&me).map(str::to_owned),
             level: views.membership.level(&me),
             events: self.node.log().store().len(),
             clock: self.node.log().clock(),

@@ -113,6 +113,9 @@ fn serve(
     genesis: &Genesis,
 ) -> anyhow::Result<()> {
     let node_id = node.node_id().to_hex();
+    // The current name: an anchor may have renamed the community since
+    // the genesis.
+    let name = node.views().membership.community_name().to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,7 +126,7 @@ fn serve(
         let api = local_api::serve(socket, running.handle.clone()).await?;
         // The one line every run prints, once the local API answers: the
         // node id as `member add` takes it, and the community by name.
-        println!("{}", running_line(&node_id, genesis));
+        println!("{}", running_line(&node_id, &name, genesis));
         let mut events = running.events;
         let printer = tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
@@ -154,10 +157,10 @@ fn serve(
 }
 
 /// `node <hex id> in community "<name>" (<community id>)`.
-pub fn running_line(node_id: &str, genesis: &Genesis) -> String {
+pub fn running_line(node_id: &str, name: &str, genesis: &Genesis) -> String {
     format!(
         "node {node_id} in community \"{}\" ({})",
-        render::line(&genesis.name),
+        render::line(name),
         genesis.community
     )
 }

@@ -46,7 +46,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let views = node.views();
         Some(Community {
             id: genesis.community.to_hex(),
-            name: genesis.name,
+            name: views.membership.community_name().to_owned(),
             level: views.membership.level(&node.node_id()),
             events: node.log().store().len(),
             clock: node.log().clock(),
@@ -84,25 +84,17 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> anyhow::Result<()> {
     let value = client.call("node.status", serde_json::json!({}))?;
     let status: crate::net::driver::Status = serde_json::from_value(value)?;
-    // The running node's status names its community by id; the name is in
-    // the genesis file beside it (read-only, no store lock needed).
-    let name = ctx
-        .dir
-        .load_genesis()
-        .ok()
-        .filter(|g| g.community == status.community)
-        .map(|g| g.name);
     ctx.out.show(&status, |w| {
-        writeln!(w, "node        {}  (running)", status.node_id)?;
-        match &name {
-            Some(name) => writeln!(
-                w,
-                "community   {}  {}",
-                status.community,
-                render::line(name)
-            )?,
-            None => writeln!(w, "community   {}", status.community)?,
+        match &status.display_name {
+            Some(me) => writeln!(w, "node        {}  {}  (running)", status.node_id, render::line(me))?,
+            None => writeln!(w, "node        {}  (running)", status.node_id)?,
         }
+        writeln!(
+            w,
+            "community   {}  {}",
+            status.community,
+            render::line(&status.community_name)
+        )?;
         let level = status.level.map_or(
             "not a member (ask an anchor: `hearth member add <this node>`)",
             |l| l.as_str(),
@@ -133,6 +125,24 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
                 |n| render::short_id(&n.to_hex()).to_owned(),
             );
             writeln!(w, "  {who}  last sync {synced}")?;
+        }
+        if status.gossip.rate_limited > 0 {
+            writeln!(
+                w,
+                "rate limit  {} gossip messages over a peer's rate were dropped (sync fetches them later)",
+                status.gossip.rate_limited
+            )?;
+        }
+        for b in &status.banned {
+            let who = b.node_id.map_or_else(
+                || b.peer_id.clone(),
+                |n| render::short_id(&n.to_hex()).to_owned(),
+            );
+            writeln!(
+                w,
+                "banned      {who}  sent invalid events; ban ends {}",
+                relative(b.until_ms, now_ms())
+            )?;
         }
         Ok(())
     })
