@@ -254,11 +254,31 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Chunk::Skipped { index: 1, offset: 0, len: 1000 },
-                Chunk::Item { index: 2, offset: 1000, bytes: ev.clone() },
-                Chunk::Skipped { index: 3, offset: 1000 + ev.len() as u64, len: 3 },
-                Chunk::Item { index: 4, offset: 1003 + ev.len() as u64, bytes: ev.clone() },
-                Chunk::Skipped { index: 5, offset: 1003 + 2 * ev.len() as u64, len: 5 },
+                Chunk::Skipped {
+                    index: 1,
+                    offset: 0,
+                    len: 1000
+                },
+                Chunk::Item {
+                    index: 2,
+                    offset: 1000,
+                    bytes: ev.clone()
+                },
+                Chunk::Skipped {
+                    index: 3,
+                    offset: 1000 + ev.len() as u64,
+                    len: 3
+                },
+                Chunk::Item {
+                    index: 4,
+                    offset: 1003 + ev.len() as u64,
+                    bytes: ev.clone()
+                },
+                Chunk::Skipped {
+                    index: 5,
+                    offset: 1003 + 2 * ev.len() as u64,
+                    len: 5
+                },
             ]
         );
     }
@@ -272,9 +292,17 @@ mod tests {
         let first = r.next_chunk().unwrap();
         assert_eq!(
             first,
-            Some(Chunk::Skipped { index: 1, offset: 0, len: input.len() as u64 })
+            Some(Chunk::Skipped {
+                index: 1,
+                offset: 0,
+                len: input.len() as u64
+            })
         );
-        assert!(r.buf.capacity() <= 2 * BUFFER_BYTES_MAX, "{}", r.buf.capacity());
+        assert!(
+            r.buf.capacity() <= 2 * BUFFER_BYTES_MAX,
+            "{}",
+            r.buf.capacity()
+        );
         assert_eq!(r.next_chunk().unwrap(), None);
     }
 

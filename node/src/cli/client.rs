@@ -87,7 +87,12 @@ impl Client {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 return Err(self.closed(format!("reading failed: {e}")))
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 bail!(
                     "timeout: the running node did not answer {capability} within {} s; \
                      it may still carry it out",

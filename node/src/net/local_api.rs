@@ -109,7 +109,10 @@ impl Slots {
         match oldest_idle {
             Some(id) => {
                 if let Some(slot) = self.open.remove(&id) {
-                    debug!(connection = id, "dropping the longest-idle local connection");
+                    debug!(
+                        connection = id,
+                        "dropping the longest-idle local connection"
+                    );
                     slot.abort.abort();
                 }
                 true
@@ -189,8 +192,8 @@ fn accept(stream: UnixStream, handle: &Handle, slots: &SharedSlots) {
             ));
             let mut stream = stream;
             let line = format!("{refusal}\n");
-            let _ = tokio::time::timeout(ANSWER_WRITE_TIMEOUT, stream.write_all(line.as_bytes()))
-                .await;
+            let _ =
+                tokio::time::timeout(ANSWER_WRITE_TIMEOUT, stream.write_all(line.as_bytes())).await;
         });
         return;
     }

@@ -261,16 +261,15 @@ fn refuse_target(dir: &DataDir) -> anyhow::Result<()> {
 pub fn restore(ctx: &mut Ctx, a: RestoreArgs) -> anyhow::Result<()> {
     let target = ctx.dir.clone();
     refuse_target(&target)?;
-    let file = fs::File::open(&a.file)
-        .with_context(|| format!("cannot read {}", a.file.display()))?;
+    let file =
+        fs::File::open(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     let passphrase = passphrase(false)?;
     let root = target.root();
     let parent = match root.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = parent.join(format!(
         ".{}.restore-{}",
         root.file_name().unwrap_or_default().to_string_lossy(),
@@ -328,9 +327,9 @@ fn open_error(e: age::DecryptError, file: &Path) -> anyhow::Error {
         | age::DecryptError::KeyDecryptionFailed => anyhow::anyhow!(
             "wrong passphrase for {f} (or the file was changed): nothing was restored"
         ),
-        age::DecryptError::InvalidMac => anyhow::anyhow!(
-            "the header of {f} was changed or damaged: nothing was restored"
-        ),
+        age::DecryptError::InvalidMac => {
+            anyhow::anyhow!("the header of {f} was changed or damaged: nothing was restored")
+        }
         age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => anyhow::anyhow!(
             "{f} is not a hearth backup (not an age-encrypted file): nothing was restored"
         ),

@@ -242,8 +242,8 @@ pub struct Offline<'a>(pub &'a mut Node<SledStore>);
 
 impl Sink for Offline<'_> {
     fn receive(&mut self, events: &[Vec<u8>]) -> anyhow::Result<Vec<Outcome>> {
-        let outcomes = local_api::receive_batch(self.0, events)
-            .context("cannot store imported events")?;
+        let outcomes =
+            local_api::receive_batch(self.0, events).context("cannot store imported events")?;
         // No network here: outputs (broadcasts, verdicts) have no taker.
         while self.0.poll_output().is_some() {}
         Ok(outcomes)
@@ -421,41 +421,40 @@ fn open_input(file: &Path) -> anyhow::Result<Box<dyn Read>> {
 fn import(ctx: &mut Ctx, file: &Path) -> anyhow::Result<()> {
     let label = file.display().to_string();
     let mut reader = SeqReader::new(open_input(file)?);
-    let (report, community_name) =
-        if let Some(client) = Client::connect(&ctx.dir.socket_path())? {
-            let report = import_stream(&mut Running(client), &mut reader, None, &label)?;
-            (report, None)
-        } else {
-            let mut adopted = None;
-            let mut first = None;
-            if !ctx.dir.has_genesis() {
-                let genesis = if file.as_os_str() == "-" {
-                    // stdin cannot be read twice: the genesis must come
-                    // first, as it does in every export.
-                    first = reader.next_chunk().context("cannot read stdin")?;
-                    let found = match &first {
-                        Some(Chunk::Item { bytes, .. }) => genesis_of(bytes),
-                        _ => None,
-                    };
-                    found.with_context(|| {
-                        format!(
-                            "{} has no community yet and stdin does not start with a valid \
-                             community.genesis event to adopt; import the export file by path",
-                            ctx.dir.root().display()
-                        )
-                    })?
-                } else {
-                    find_genesis(ctx, file)?
+    let (report, community_name) = if let Some(client) = Client::connect(&ctx.dir.socket_path())? {
+        let report = import_stream(&mut Running(client), &mut reader, None, &label)?;
+        (report, None)
+    } else {
+        let mut adopted = None;
+        let mut first = None;
+        if !ctx.dir.has_genesis() {
+            let genesis = if file.as_os_str() == "-" {
+                // stdin cannot be read twice: the genesis must come
+                // first, as it does in every export.
+                first = reader.next_chunk().context("cannot read stdin")?;
+                let found = match &first {
+                    Some(Chunk::Item { bytes, .. }) => genesis_of(bytes),
+                    _ => None,
                 };
-                adopt(ctx, &genesis)?;
-                adopted = Some(genesis.community.to_hex());
-            }
-            let (mut node, genesis) = ctx.open_node()?;
-            let mut report = import_stream(&mut Offline(&mut node), &mut reader, first, &label)?;
-            finish_write(&mut node)?;
-            report.adopted_community = adopted;
-            (report, Some(genesis.name))
-        };
+                found.with_context(|| {
+                    format!(
+                        "{} has no community yet and stdin does not start with a valid \
+                             community.genesis event to adopt; import the export file by path",
+                        ctx.dir.root().display()
+                    )
+                })?
+            } else {
+                find_genesis(ctx, file)?
+            };
+            adopt(ctx, &genesis)?;
+            adopted = Some(genesis.community.to_hex());
+        }
+        let (mut node, genesis) = ctx.open_node()?;
+        let mut report = import_stream(&mut Offline(&mut node), &mut reader, first, &label)?;
+        finish_write(&mut node)?;
+        report.adopted_community = adopted;
+        (report, Some(genesis.name))
+    };
     if report.rejected_total > REJECTIONS_SHOWN {
         eprintln!(
             "... and {} more rejections ({} in all)",
@@ -473,7 +472,11 @@ fn import(ctx: &mut Ctx, file: &Path) -> anyhow::Result<()> {
     }
     ctx.out.show(&report, |w| {
         if let Some(c) = &report.adopted_community {
-            writeln!(w, "adopted community {c}  {}", community_name.unwrap_or_default())?;
+            writeln!(
+                w,
+                "adopted community {c}  {}",
+                community_name.unwrap_or_default()
+            )?;
         }
         writeln!(
             w,

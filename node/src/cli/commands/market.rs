@@ -112,9 +112,7 @@ pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
     // Every post carries a client id, so whatever happens to this call (a
     // node that closes the socket, a timeout), repeating it with the same id
     // cannot publish twice.
-    let client_id = a
-        .client_id
-        .unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let client_id = a.client_id.unwrap_or_else(|| ulid::Ulid::new().to_string());
     let result: anyhow::Result<PostReceipt> = ctx.call(
         market::POST,
         &PostParams {
@@ -130,7 +128,13 @@ pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
     );
     let receipt = match result {
         Ok(r) => r,
-        Err(e) if DEFINITE_REFUSALS.iter().any(|c| e.to_string().starts_with(c)) => return Err(e),
+        Err(e)
+            if DEFINITE_REFUSALS
+                .iter()
+                .any(|c| e.to_string().starts_with(c)) =>
+        {
+            return Err(e)
+        }
         Err(e) => {
             return Err(anyhow::anyhow!(
                 "{e:#}\nthe post may or may not have been made: retry with --client-id {client_id} \
