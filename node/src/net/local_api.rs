@@ -572,6 +572,59 @@ mod tests {
         assert_eq!(slots.open.len(), CONNECTIONS_MAX);
     }
 
+    fn test_handle() -> (Handle, tokio::sync::mpsc::Receiver<Command>) {
+        let (commands, rx) = tokio::sync::mpsc::channel(1);
+        let (events, _) = tokio::sync::broadcast::channel(1);
+        let handle = Handle {
+            peer_id: libp2p::PeerId::random(),
+            commands,
+            events,
+        };
+        (handle, rx)
+    }
+
+    /// A request line that starts but does not end within the read
+    /// deadline closes the connection (well before the idle deadline).
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_request_is_cut_off_at_the_read_deadline() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let guard = SlotGuard {
+            id: 0,
+            slots: Arc::default(),
+        };
+        let (handle, _rx) = test_handle();
+        client.write_all(b"{\"capability\":").await.unwrap();
+        let started = Instant::now();
+        let err = connection(server, handle, &guard).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            err.to_string().contains("not finished within 10 s"),
+            "{err}"
+        );
+        assert!(
+            took >= REQUEST_READ_TIMEOUT && took < IDLE_TIMEOUT,
+            "{took:?}"
+        );
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed");
+    }
+
+    /// A connection that sends nothing is closed at the idle deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_at_the_idle_deadline() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let guard = SlotGuard {
+            id: 0,
+            slots: Arc::default(),
+        };
+        let (handle, _rx) = test_handle();
+        let started = Instant::now();
+        connection(server, handle, &guard).await.unwrap();
+        assert!(started.elapsed() >= IDLE_TIMEOUT);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed");
+    }
+
     /// Log requests read the same JSON the client sends, and unknown
     /// capabilities are left to the bus.
     #[test]
