@@ -710,3 +710,193 @@ fn backup_and_restore_refuse_what_would_lose_data() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a node is running"), "{err}");
 }
+
+/// Encrypts `plain` as age does for a backup (scrypt, a low work factor so
+/// the test is quick; restore accepts any factor up to its bound).
+fn age_scrypt(plain: &[u8]) -> Vec<u8> {
+    let mut recipient =
+        age::scrypt::Recipient::new(age::secrecy::SecretString::from(PASSPHRASE.to_owned()));
+    recipient.set_work_factor(10);
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .unwrap();
+    let mut out = Vec::new();
+    let mut w = encryptor.wrap_output(&mut out).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+fn section(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut s = vec![tag];
+    s.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    s.extend_from_slice(bytes);
+    s
+}
+
+/// Files that decrypt with the right passphrase but do not hold a whole,
+/// valid backup (another format, an unknown section, a wrong event count,
+/// an invalid event, a missing end) and an age file for a key instead of a
+/// passphrase are each refused by name, leaving the target untouched.
+#[test]
+fn restore_refuses_well_encrypted_files_that_are_not_whole_backups() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("anchor");
+    founder(&dir);
+    post(&dir, "Ladder");
+    let key = std::fs::read(dir.join("identity.key")).unwrap();
+    let genesis = std::fs::read(dir.join("genesis.cbor")).unwrap();
+    let mut log = run(&dir, &["log", "export", "-"]).stdout;
+    let events = hearth_node::cli::cbor_seq::split(&log).0.len() as u64;
+    let magic = hearth_node::cli::commands::backup::MAGIC;
+    let head = [&magic[..], &section(b'K', &key), &section(b'G', &genesis)].concat();
+    let whole = [
+        &head[..],
+        &section(b'L', &log),
+        &section(b'E', &events.to_be_bytes()),
+    ]
+    .concat();
+    let at = log.windows(6).position(|w| w == b"Ladder").unwrap();
+    log[at] = b'B';
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"hearth-backup\0v9 and more".to_vec(),
+            "not a hearth backup (or a newer format)",
+        ),
+        (
+            [&magic[..], &section(b'X', b"?")].concat(),
+            "unknown section tag 0x58",
+        ),
+        (
+            [&head[..], &section(b'E', &7u64.to_be_bytes())].concat(),
+            "it says 7 events but holds 0",
+        ),
+        (
+            [
+                &head[..],
+                &section(b'L', &log),
+                &section(b'E', &events.to_be_bytes()),
+            ]
+            .concat(),
+            "it holds an invalid event (invalid event: signature does not verify",
+        ),
+        (
+            [&head[..], &section(b'L', b"\xa9\x01")].concat(),
+            "a log page ends inside an event",
+        ),
+        (whole[..whole.len() - 9].to_vec(), "damaged or truncated"),
+        ([&whole[..], b"x"].concat(), "bytes follow its end marker"),
+    ];
+    let target = tmp.path().join("target");
+    let file = tmp.path().join("crafted.backup");
+    for (plain, expected) in cases {
+        std::fs::write(&file, age_scrypt(&plain)).unwrap();
+        let out = with_passphrase(&target, &["restore", file.to_str().unwrap()], PASSPHRASE);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{expected}: {err}");
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(!target.exists(), "{expected}: target created");
+        assert_eq!(
+            listing(tmp.path()).len(),
+            2,
+            "{expected}: staging left behind"
+        );
+    }
+    // The whole one restores: the crafted format is the real one.
+    std::fs::write(&file, age_scrypt(&whole)).unwrap();
+    let out = with_passphrase(&target, &["restore", file.to_str().unwrap()], PASSPHRASE);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(titles(&target), ["Ladder"]);
+
+    // An age file for a key, not a passphrase.
+    let other = tmp.path().join("other");
+    let recipient = age::x25519::Identity::generate().to_public();
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .unwrap();
+    let mut bytes = Vec::new();
+    let mut w = encryptor.wrap_output(&mut bytes).unwrap();
+    w.write_all(&whole).unwrap();
+    w.finish().unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    let out = with_passphrase(&other, &["restore", file.to_str().unwrap()], PASSPHRASE);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not passphrase-encrypted"), "{err}");
+    assert!(!other.exists());
+}
+
+/// A log request with bad params over the socket is refused as
+/// `bad_request`, and the connection keeps serving.
+#[test]
+fn the_socket_refuses_a_malformed_log_import() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("n");
+    let _node = Running::start(&dir);
+    let mut s = UnixStream::connect(dir.join("node.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut ask = |line: &str| -> Value {
+        s.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let a = ask("{\"capability\":\"log.import\",\"params\":{\"events\":[\"zz\"]}}\n");
+    assert_eq!(a["error"]["code"], "bad_request", "{a}");
+    assert!(a["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("events[0] is not hex"));
+    let a = ask("{\"capability\":\"log.export\",\"params\":{\"after\":7}}\n");
+    assert_eq!(a["error"]["code"], "bad_request", "{a}");
+    let a = ask("{\"capability\":\"log.import\",\"params\":{\"events\":[\"a9\"]}}\n");
+    assert_eq!(a["ok"]["outcomes"][0]["outcome"], "rejected", "{a}");
+}
+
+/// Importing from stdin into a dir with no community needs the genesis
+/// first (stdin cannot be read twice): otherwise refused, saying so, with
+/// nothing written.
+#[test]
+fn stdin_import_into_an_empty_dir_needs_the_genesis_first() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("n");
+    let mut child = cmd(&dir, &["log", "import", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&[0u8; 1000]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin does not start with a valid community.genesis"),
+        "{err}"
+    );
+    assert!(!dir.exists());
+
+    let anchor = tmp.path().join("anchor");
+    founder(&anchor);
+    post(&anchor, "Ladder");
+    let log = run(&anchor, &["log", "export", "-"]).stdout;
+    let mut child = cmd(&dir, &["log", "import", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(titles(&dir), ["Ladder"]);
+}
