@@ -230,10 +230,10 @@ fn idle_connections_do_not_starve_a_new_client() {
     let _node = Running::start(&dir);
     let sock = dir.join("node.sock");
     let mut idle: Vec<UnixStream> = Vec::new();
+    // The server accepts in connect order (the listen backlog is FIFO), so
+    // the first connection is the longest idle.
     for _ in 0..17 {
         idle.push(UnixStream::connect(&sock).unwrap());
-        // Accept order is connect order: let each be served before the next.
-        std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
     let out = run(&dir, &["--json", "status"]);
