@@ -339,10 +339,10 @@ fn sled_open_counts_events_when_the_arrival_record_has_no_count() {
         fill(&mut store, &events[..12]);
         let mut last = vec![b's'];
         last.extend_from_slice(&12u64.to_be_bytes());
-        let old = store.raw_tree().get(&last).unwrap().unwrap();
+        let old = store.raw_tree().unwrap().get(&last).unwrap().unwrap();
         assert_eq!(old.len(), 48, "event key, then the count");
         assert_eq!(old[40..], 12u64.to_be_bytes());
-        store.raw_tree().insert(&last, &old[..40]).unwrap();
+        store.raw_tree().unwrap().insert(&last, &old[..40]).unwrap();
         store.flush().unwrap();
     }
     let mut store = SledStore::open(dir.path()).unwrap();
@@ -365,6 +365,7 @@ fn sled_corrupt_event_bytes_are_a_bad_event_error() {
     raw_key.extend_from_slice(&victim.key().to_bytes());
     let old = store
         .raw_tree()
+        .unwrap()
         .insert(&raw_key, &b"\xa1garbage"[..])
         .unwrap();
     assert_eq!(old.as_deref(), Some(victim.bytes()), "e + EventKey bytes");
@@ -391,6 +392,7 @@ fn sled_corrupt_event_bytes_are_a_bad_event_error() {
     // A well-formed event stored under another event's key fails its hash check.
     store
         .raw_tree()
+        .unwrap()
         .insert(&raw_key, events[3].bytes())
         .unwrap();
     assert!(matches!(
@@ -405,7 +407,7 @@ fn sled_malformed_index_keys_are_corrupt_errors() {
     let mut store = SledStore::temporary().unwrap();
     let events = sample();
     fill(&mut store, &events[..3]);
-    let tree = store.raw_tree();
+    let tree = store.raw_tree().unwrap();
     tree.insert(b"eshort", &b""[..]).unwrap();
     tree.insert(b"s\x00\x01", &b""[..]).unwrap();
     let mut id_key = vec![b'i'];
@@ -428,4 +430,79 @@ fn sled_malformed_index_keys_are_corrupt_errors() {
     assert!(store.since_arrival(0).any(|r| corrupt_named(&r, "s/0001")));
     assert!(corrupt_named(&store.get_by_id(&events[0].event().id), "i/"));
     assert!(corrupt_named(&store.get(events[1].hash()), "h/"));
+}
+
+// ---- sled only: a full disk's leftovers and a held lock ----
+
+/// The newest `snap.*` file sled wrote in `dir`, if any.
+fn newest_snapshot(dir: &std::path::Path) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    names.sort();
+    names.pop()
+}
+
+/// Unfinished snapshot files (`snap.*.generating`), empty or torn, as a
+/// full disk leaves them (spacejam/sled#1527), do not stop the store from
+/// opening, are removed, and every event is still there.
+#[test]
+fn sled_open_removes_unfinished_snapshots_left_by_a_full_disk() {
+    let dir = TempDir::new().unwrap();
+    let events = sample();
+    {
+        let mut store = SledStore::open(dir.path()).unwrap();
+        fill(&mut store, &events[..10]);
+        store.flush().unwrap();
+    }
+    // A second open makes sled write a snapshot of the log so far.
+    drop(SledStore::open(dir.path()).unwrap());
+    let newest = newest_snapshot(dir.path()).unwrap_or_else(|| "snap.0".into());
+    // Both sort after every complete snapshot, so sled would read them first.
+    let empty = dir.path().join(format!("{newest}.generating"));
+    let torn = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::write(&torn, [0xa5u8; 100]).unwrap();
+
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 10);
+    for e in &events[..10] {
+        assert!(store.contains(e.hash()).unwrap());
+    }
+    assert!(!empty.exists() && !torn.exists(), "leftovers removed");
+}
+
+/// While another handle holds the lock, open reports `Locked` (the one
+/// error that suggests another hearth) and removes nothing: the holder may
+/// be writing that very snapshot.
+#[test]
+fn sled_open_of_a_held_store_is_locked_and_touches_nothing() {
+    let dir = TempDir::new().unwrap();
+    let held = SledStore::open(dir.path()).unwrap();
+    let in_progress = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&in_progress, b"").unwrap();
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked(_)), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    assert!(in_progress.exists(), "a held store's files are not touched");
+    drop(held);
+}
+
+fn writable_store_needs_no_recovery(mut store: impl EventStore) {
+    assert_eq!(store.write_state(), hearth_node::store::WriteState::Ok);
+    assert!(!store.recover().unwrap());
+}
+
+/// A store that opens is writable, and recovering it is a no-op.
+#[test]
+fn memory_and_sled_stores_start_writable() {
+    writable_store_needs_no_recovery(MemoryStore::new());
+    writable_store_needs_no_recovery(SledStore::temporary().unwrap());
+    let dir = TempDir::new().unwrap();
+    writable_store_needs_no_recovery(SledStore::open(dir.path()).unwrap());
 }

@@ -433,7 +433,8 @@ async fn remote_expire_by_non_author_is_unauthorized() {
 }
 
 /// Twenty nodes in a random connected topology, 200 posts from random
-/// nodes: every node ends with the same view digest.
+/// nodes: every node ends with the same view digest (gossip plus the
+/// periodic sync every node runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_nodes_converge_on_two_hundred_posts() {
     const N: usize = 20;
@@ -449,7 +450,17 @@ async fn twenty_nodes_converge_on_two_hundred_posts() {
         } else {
             vec![nodes[next(i)].addr.clone(), nodes[next(i)].addr.clone()]
         };
-        nodes.push(start(&c, id, i as u64, boot).await);
+        // Periodic sync on, as in a real node: gossip is the fast path and
+        // may drop a message on a loaded machine; sync is what completes it.
+        let cfg = hearth_node::net::driver::NetConfig {
+            sync_interval: std::time::Duration::from_secs(5),
+            ..test_net_config(boot)
+        };
+        nodes.push(
+            TestNode::start(c.node(id, i as u64).unwrap(), cfg)
+                .await
+                .unwrap(),
+        );
     }
     let mut all = BTreeSet::new();
     for k in 0..200 {

@@ -22,7 +22,7 @@ use rand_core::{OsRng, RngCore};
 
 use super::key_file;
 use crate::core::{Config, EventLog, Node};
-use crate::store::SledStore;
+use crate::store::{SledStore, StoreError};
 
 pub const IDENTITY_FILE: &str = "identity.key";
 pub const CONFIG_FILE: &str = "config.toml";
@@ -145,13 +145,38 @@ impl DataDir {
     }
 
     /// Opens the store and checks it holds `genesis`'s community (or none).
+    ///
+    /// The message says what is wrong: the "another hearth" hint only when
+    /// the lock is really held; a full disk or a read-only data dir by name.
+    /// sled 0.34 has no read-only mode (it writes its lock and a snapshot
+    /// while opening), so read commands need a writable store too; the
+    /// read-only message says so and what to do.
     pub fn open_store(&self, genesis: &Genesis) -> anyhow::Result<SledStore> {
         let path = self.store_path();
-        let store = SledStore::open(&path).with_context(|| {
-            format!(
-                "cannot open the event store {} (is another hearth using this data dir?)",
-                path.display()
-            )
+        let store = SledStore::open(&path).map_err(|e| {
+            let advice = match &e {
+                StoreError::Locked(_) => format!(
+                    "cannot open the event store {}: another hearth is using this data dir \
+                     (a `hearth run` or another command); stop it or wait for it to finish",
+                    path.display()
+                ),
+                StoreError::Full(_) => format!(
+                    "storage_full: cannot open the event store {}: the disk is full; free \
+                     space on it and run the command again (nothing stored is lost)",
+                    path.display()
+                ),
+                StoreError::ReadOnly(_) => format!(
+                    "cannot open the event store {}: the data dir {} is read-only, and the \
+                     store must be written even to read it (its database locks and \
+                     snapshots itself on open); make it writable (`chmod u+w`, or remount \
+                     read-write), or copy the data dir somewhere writable and pass \
+                     --data-dir",
+                    path.display(),
+                    self.root.display()
+                ),
+                _ => format!("cannot open the event store {}", path.display()),
+            };
+            anyhow::Error::new(e).context(advice)
         })?;
         let stored = EventLog::stored_community(&store)
             .with_context(|| format!("cannot read the event store {}", path.display()))?;

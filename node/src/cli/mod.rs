@@ -206,7 +206,7 @@ pub fn finish_write(node: &mut Node<SledStore>) -> anyhow::Result<()> {
         .context("cannot write the view snapshot at shutdown")
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     dirs::data_dir()
         .map(|d| d.join("hearth"))
         .context("this system has no per-user data directory; pass --data-dir DIR")
@@ -268,7 +268,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors can quote event text (a name, a field): escaped like
+            // everything else from events that reaches a terminal.
+            eprintln!("error: {}", render::block(&format!("{e:#}"), "  "));
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,9 @@ pub enum ErrorCode {
     Timeout,
     Unavailable,
     Internal,
+    /// The node's disk is full: a local write was refused and nothing was
+    /// written. Local only: remote callers cannot write, so never see it.
+    StorageFull,
 }
 
 impl ErrorCode {
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::StorageFull => "storage_full",
         }
     }
 }
@@ -234,5 +238,13 @@ mod tests {
     fn error_codes_serialise_as_wire_names() {
         let text = serde_json::to_string(&ErrorCode::BadRequest).unwrap_or_default();
         assert_eq!(text, "\"bad_request\"");
+    }
+
+    /// `storage_full` is spelled the same by serde and by `as_str`.
+    #[test]
+    fn storage_full_serialises_as_its_wire_name() {
+        let text = serde_json::to_string(&ErrorCode::StorageFull).unwrap_or_default();
+        assert_eq!(text, "\"storage_full\"");
+        assert_eq!(ErrorCode::StorageFull.as_str(), "storage_full");
     }
 }

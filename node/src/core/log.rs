@@ -12,6 +12,21 @@
 //!   fetches again from peers; a local event is never lost once appended.
 //! - [`EventLog::open`] rebuilds the views: restore the snapshot, replay the
 //!   arrivals after it; or replay everything if there is no usable snapshot.
+//!
+//! # A full disk
+//!
+//! A local event is acknowledged only once stored *and* flushed; it reaches
+//! the views after both, so a failed insert or flush leaves the views as
+//! they were and the caller gets [`AppendError::Store`] (the bus answers
+//! `storage_full`). While the store refuses writes ([`WriteState`] not
+//! `Ok`), reads go on from the views and the store, received events are
+//! refused (the driver's verdict is `Ignore`, so sync brings them back), and
+//! every write and every [`EventLog::flush`] (each tick) first calls
+//! [`EventLog::probe_store`], which lets the store recover once there is
+//! room. A store that recovers by reopening holds only what was durable, so
+//! the views are rebuilt from it: they never show an event the disk lost.
+//! A snapshot that cannot be written is skipped with a warning: it is a
+//! cache of the views, and the log it would summarise is already stored.
 
 use std::ops::Bound;
 
@@ -20,10 +35,11 @@ use hearth_proto::{
 };
 use tracing::{debug, info_span, warn};
 
+use super::bus::{BusError, ErrorCode};
 use super::clock::LamportClock;
 use super::pending::{Pending, PendingFull};
 use super::views::{SnapshotCover, Views};
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, StoreError, WriteState};
 
 /// Received events stored between forced flushes: bounds the crash window
 /// by count when events arrive faster than ticks.
@@ -59,6 +75,32 @@ pub enum AppendError {
     ClockExhausted,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl AppendError {
+    /// The refusal to answer for a store that cannot take writes now:
+    /// `storage_full` for a full disk (local only: remote callers cannot
+    /// write, so they never see it), `unavailable` for a read-only one.
+    /// `None` for other failures, which are the service's to map.
+    pub fn storage_refusal(&self) -> Option<BusError> {
+        let AppendError::Store(e) = self else {
+            return None;
+        };
+        match e.write_state()? {
+            WriteState::Full => Some(BusError::new(
+                ErrorCode::StorageFull,
+                format!(
+                    "nothing was written: {e}; free space on that disk, \
+                     writes resume by themselves"
+                ),
+            )),
+            WriteState::ReadOnly => Some(BusError::unavailable(format!(
+                "nothing was written: {e}; make the data dir writable, \
+                 writes resume by themselves"
+            ))),
+            WriteState::Ok => None,
+        }
+    }
 }
 
 /// Why a log could not be opened.
@@ -104,6 +146,9 @@ pub struct EventLog<S: EventStore> {
     unflushed: usize,
     /// Arrival sequence the stored snapshot covers (0: none).
     snapshot_arrival: u64,
+    /// The store was reopened but rebuilding the views from it failed:
+    /// the next probe tries again before anything is written.
+    rebuild_due: bool,
 }
 
 impl<S: EventStore> EventLog<S> {
@@ -135,6 +180,7 @@ impl<S: EventStore> EventLog<S> {
             views: Views::default(),
             unflushed: 0,
             snapshot_arrival: 0,
+            rebuild_due: false,
         };
         let report = log.rebuild_views()?;
         Ok((log, report))
@@ -255,6 +301,7 @@ impl<S: EventStore> EventLog<S> {
         random: u128,
         payload: Payload,
     ) -> Result<VerifiedEvent, AppendError> {
+        self.probe_store()?;
         let lamport = self.clock.next().ok_or(AppendError::ClockExhausted)?;
         let event = Event {
             id: EventId::from_parts(now_ms, random),
@@ -266,6 +313,8 @@ impl<S: EventStore> EventLog<S> {
         }
         .sign(identity)?;
         let _span = info_span!("append_local", hash = %event.hash(), kind = event.event().payload.type_name()).entered();
+        // Insert, then flush, then the views: if either store step fails,
+        // nothing is acknowledged and the views never show the event.
         let seq = self.store.insert(&event)?;
         debug_assert!(seq.is_some(), "a fresh signature cannot be a duplicate");
         self.store.flush()?;
@@ -290,6 +339,7 @@ impl<S: EventStore> EventLog<S> {
         if self.pending.contains(&hash) {
             return Err(IngestError::Duplicate(hash));
         }
+        self.probe_store()?;
         if !self.views.membership.is_vouched(&e.author) {
             if self.store.contains(&hash)? {
                 return Err(IngestError::Duplicate(hash));
@@ -343,8 +393,10 @@ impl<S: EventStore> EventLog<S> {
         Ok(done)
     }
 
-    /// Makes every stored event durable.
+    /// Makes every stored event durable; first lets a store that refused
+    /// writes recover (the node calls this on every tick).
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.probe_store()?;
         if self.unflushed > 0 {
             self.store.flush()?;
             self.unflushed = 0;
@@ -352,8 +404,49 @@ impl<S: EventStore> EventLog<S> {
         Ok(())
     }
 
-    /// Writes a snapshot of the views covering every stored event.
+    /// Whether the store takes writes now (`hearth status` shows it).
+    pub fn write_state(&self) -> WriteState {
+        self.store.write_state()
+    }
+
+    /// Lets a store that refused writes (full or read-only disk) recover,
+    /// and rebuilds the views if it was reopened: a reopened store holds
+    /// only what was durable, and the views must show no more than that.
+    /// Cheap when the store is writable: one comparison. An error means
+    /// the store still refuses writes; reads go on.
+    pub fn probe_store(&mut self) -> Result<(), StoreError> {
+        if self.store.write_state() != WriteState::Ok && self.store.recover()? {
+            self.unflushed = 0;
+            self.rebuild_due = true;
+        }
+        if self.rebuild_due {
+            let report = self.rebuild_views()?;
+            self.rebuild_due = false;
+            warn!(
+                replayed = report.replayed,
+                events = self.store.len(),
+                "the store takes writes again; views rebuilt from what it holds"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the views covering every stored event. A full
+    /// or read-only disk skips it with a warning (a snapshot only speeds up
+    /// the next open), so a clean shutdown after an acknowledged write
+    /// never turns into a reported failure.
     pub fn snapshot(&mut self) -> Result<(), SnapshotError> {
+        match self.write_snapshot() {
+            Err(SnapshotError::Store(e)) if e.write_state().is_some() => {
+                warn!(error = %e, "view snapshot skipped: the store refuses writes");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn write_snapshot(&mut self) -> Result<(), SnapshotError> {
+        self.probe_store()?;
         let cover = SnapshotCover {
             arrival: self.store.last_arrival(),
             clock: self.clock.current(),

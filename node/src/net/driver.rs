@@ -137,6 +137,13 @@ pub struct Status {
     /// Hex digest of every view: equal digests, equal marketplaces.
     pub digest: String,
     pub gossip: GossipCounts,
+    /// Whether the store takes writes: `ok`, `full` or `read_only`
+    /// (re-probed on every status request, so freed space shows at once).
+    #[serde(default)]
+    pub storage: crate::store::WriteState,
+    /// What to do about `storage` (absent while it is `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_note: Option<String>,
 }
 
 /// Gossip messages this node received since it started.
@@ -526,6 +533,11 @@ impl<S: EventStore> Driver<S> {
                 self.pending_bus.insert(id, reply);
             }
             Command::Status { reply } => {
+                // The storage probe: a store that refused writes may take
+                // them again now; the status then says so.
+                if let Err(e) = self.node.log_mut().probe_store() {
+                    debug!(error = %e, "store still refuses writes");
+                }
                 let _ = reply.send(self.status());
             }
             Command::Dial { addr } => {
@@ -565,6 +577,12 @@ impl<S: EventStore> Driver<S> {
                 .collect(),
             digest: hex::encode(views.digest()),
             gossip: self.gossip_counts(),
+            storage: self.node.log().write_state(),
+            storage_note: self
+                .node
+                .log()
+                .write_state()
+                .advice(&self.node.log().store().location()),
         }
     }
 

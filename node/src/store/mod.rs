@@ -27,6 +27,16 @@ pub use sled_store::SledStore;
 pub enum StoreError {
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// The disk holding the store is full. Reads still work; writes are
+    /// refused until [`EventStore::recover`] finds space again.
+    #[error("the disk is full: {0}")]
+    Full(String),
+    /// The store's directory or file system cannot be written.
+    #[error("the store is read-only: {0}")]
+    ReadOnly(String),
+    /// Another process holds the store's lock.
+    #[error("the store is locked by another process: {0}")]
+    Locked(String),
     #[error("stored record {what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
     #[error("stored event {hash} fails its re-check: {source}")]
@@ -35,6 +45,55 @@ pub enum StoreError {
         #[source]
         source: EventError,
     },
+}
+
+impl StoreError {
+    /// What this error says about writing, if it is a storage condition
+    /// rather than a fault: full or read-only.
+    pub fn write_state(&self) -> Option<WriteState> {
+        match self {
+            StoreError::Full(_) => Some(WriteState::Full),
+            StoreError::ReadOnly(_) => Some(WriteState::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a store can take writes now. Shown by `hearth status`; anything
+/// but `Ok` means reads work and writes are refused until it clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteState {
+    #[default]
+    Ok,
+    /// The last write failed for lack of space.
+    Full,
+    /// The last write failed because the store cannot be written.
+    ReadOnly,
+}
+
+impl WriteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteState::Ok => "ok",
+            WriteState::Full => "full",
+            WriteState::ReadOnly => "read_only",
+        }
+    }
+
+    /// What a person should do, for the store at `location`; `None` if ok.
+    pub fn advice(self, location: &str) -> Option<String> {
+        match self {
+            WriteState::Ok => None,
+            WriteState::Full => Some(format!(
+                "the disk is full: free space on {location}; writes resume by themselves"
+            )),
+            WriteState::ReadOnly => Some(format!(
+                "the store cannot be written: make {location} writable; \
+                 writes resume by themselves"
+            )),
+        }
+    }
 }
 
 /// Iterator over stored events, each re-checked as it is read.
@@ -90,4 +149,26 @@ pub trait EventStore: Send {
     fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Whether writes work now. A store whose last write failed for lack of
+    /// space (or permission) says so until [`EventStore::recover`] clears it.
+    fn write_state(&self) -> WriteState {
+        WriteState::Ok
+    }
+
+    /// Tries to make a store in a failed [`WriteState`] writable again.
+    ///
+    /// `Ok(true)`: the store was reopened, so its contents are now what was
+    /// last durable: events inserted but not flushed before the failure may
+    /// be gone, and the caller must rebuild whatever it derived from them.
+    /// `Ok(false)`: nothing needed doing. An error: still not writable
+    /// (reads keep working where the store can serve them).
+    fn recover(&mut self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Where the store lives, for messages that tell a person where to look.
+    fn location(&self) -> String {
+        "(in memory)".to_owned()
+    }
 }

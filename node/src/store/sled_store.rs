@@ -44,13 +44,49 @@
 //! (DESIGN.md section 4), so they are never in that window. A crash never
 //! leaves a torn event: each batch is recovered whole or not at all, and the
 //! arrival counter resumes after the highest arrival that survived.
+//!
+//! # A full disk
+//!
+//! Two sled 0.34.7 behaviours shape this (read in its source):
+//!
+//! - **A failed snapshot write bricks the next open** (spacejam/sled#1527).
+//!   sled writes its snapshot only while opening (`read_snapshot_or_default`
+//!   -> `advance_snapshot` -> `write_snapshot`; `take_fuzzy_snapshot` has no
+//!   caller in 0.34.7), holding the store's lock, as `snap.<lsn>.generating`:
+//!   write, `fsync`, then rename to `snap.<lsn>`, and only after the rename
+//!   remove older `snap.*` files. A full disk fails the write and leaves the
+//!   `.generating` file, often empty; the next open takes the highest-named
+//!   `snap.*` file, which is that one, and fails with "Read corrupted data at
+//!   file offset None". So a `.generating` file is never a snapshot sled
+//!   relied on: the open that wrote it failed before the rename, before
+//!   zeroing any segment and before removing the older snapshot. Removing it
+//!   returns the directory to the state before that open: sled reads the
+//!   last complete snapshot (or none) and replays its log from there, its
+//!   ordinary recovery path. [`SledStore::open`] therefore removes every
+//!   `snap.*.generating` file, with a `warn!` naming it, but only while it
+//!   holds the store's lock itself: a live owner may be writing one that
+//!   very moment.
+//! - **sled never writes again after an I/O error.** Its first failed log
+//!   write is kept as a `global_error` that every later reservation and
+//!   flush returns; only opening clears it. Reads from the open handle keep
+//!   working. So on `ENOSPC` (or a read-only remount) the store enters a
+//!   [`WriteState`] other than `Ok`: writes are refused at once with
+//!   [`StoreError::Full`] (or `ReadOnly`), reads go on, and
+//!   [`EventStore::recover`] reopens the store once there is room again
+//!   ([`RESUME_FREE_BYTES_MIN`] free, probed with `statvfs` so a hopeless
+//!   reopen never costs the handle that serves reads). A reopened store holds
+//!   what was durable: local events were flushed before they were
+//!   acknowledged, so none of those is lost; received events not yet flushed
+//!   may be, and sync fetches them again.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use fs2::FileExt;
 use hearth_proto::{EventHash, EventId, EventKey, VerifiedEvent};
+use tracing::{info, warn};
 
-use super::{EventIter, EventStore, StoreError};
+use super::{EventIter, EventStore, StoreError, WriteState};
 
 /// sled's background flush period in milliseconds: the crash window for
 /// received events the log has not flushed yet. sled's default is the same
@@ -68,10 +104,87 @@ pub const PREFETCH_EVENTS: usize = 4096;
 /// Events handed over at once by the prefetch thread.
 const PREFETCH_CHUNK: usize = 256;
 
+/// Free space a full store waits for before it reopens: sled grows its
+/// file a segment (512 KiB by default) at a time and writes a snapshot while
+/// opening, so with less than two segments and some room for the snapshot a
+/// reopen would fail again, and a failed reopen leaves no handle to read
+/// from.
+pub const RESUME_FREE_BYTES_MIN: u64 = 2 * 1024 * 1024;
+
 /// sled reports a held lock as an `Other` I/O error whose text carries the
 /// OS's `WouldBlock`; match both forms.
 fn is_lock_busy(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
+/// `ENOSPC` or `EDQUOT`. sled hands a stored error back as a copy that keeps
+/// the kind but not the OS code, so the kind is what counts.
+fn is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+/// `EROFS` or `EACCES`/`EPERM`.
+fn is_read_only(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+    )
+}
+
+/// Sorts a sled error into the store's operating conditions.
+fn classify(location: &str, op: &str, e: sled::Error) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if is_lock_busy(io) => StoreError::Locked(format!(
+            "the store {location} is in use by another process \
+             (is `hearth run` running on this data dir?): {io}"
+        )),
+        sled::Error::Io(io) if is_full(io) => {
+            StoreError::Full(format!("{op} in the store {location}: {io}"))
+        }
+        sled::Error::Io(io) if is_read_only(io) => {
+            StoreError::ReadOnly(format!("{op} in the store {location}: {io}"))
+        }
+        _ => StoreError::Io(format!("{op} in sled store {location}: {e}")),
+    }
+}
+
+/// Removes sled's unfinished snapshot files (see the module doc), holding
+/// the store's lock meanwhile. A store that does not exist yet, or whose
+/// `db` file cannot be opened, is left to sled to report.
+fn remove_unfinished_snapshots(path: &Path, location: &str) -> Result<(), StoreError> {
+    let Ok(db_file) = std::fs::File::open(path.join("db")) else {
+        return Ok(());
+    };
+    if let Err(e) = db_file.try_lock_exclusive() {
+        return Err(StoreError::Locked(format!(
+            "the store {location} is in use by another process \
+             (is `hearth run` running on this data dir?): {e}"
+        )));
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let file = entry.path();
+            warn!(
+                file = %file.display(),
+                "removing sled's unfinished snapshot (left by a failed write, e.g. a full disk); \
+                 the store recovers from its last complete snapshot and its log"
+            );
+            if let Err(e) = std::fs::remove_file(&file) {
+                warn!(file = %file.display(), error = %e, "cannot remove unfinished snapshot");
+            }
+        }
+    }
+    // Dropping the file releases the lock; sled takes it again at once.
+    drop(db_file);
+    Ok(())
 }
 
 const EVENT: u8 = b'e';
@@ -88,12 +201,22 @@ const HASH_LEN: usize = 32;
 
 #[derive(Debug)]
 pub struct SledStore {
-    db: sled::Db,
-    tree: sled::Tree,
+    /// The open database; `None` only after a reopen failed (see
+    /// [`EventStore::recover`]), until one succeeds.
+    handle: Option<Handle>,
+    /// The directory, for reopening; `None` for a temporary store.
+    path: Option<PathBuf>,
     /// Where the store lives, for error messages.
     location: String,
     len: u64,
     last_arrival: u64,
+    write_state: WriteState,
+}
+
+#[derive(Debug)]
+struct Handle {
+    db: sled::Db,
+    tree: sled::Tree,
 }
 
 fn prefixed(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -180,6 +303,11 @@ impl SledStore {
     /// store may keep it for a moment (sled's background threads finish
     /// after the handle drops), so a busy lock is retried for up to
     /// [`LOCK_WAIT_MS`] before the error names the likely cause.
+    ///
+    /// Before sled opens, unfinished snapshot files are removed (module doc).
+    /// Errors are sorted: [`StoreError::Locked`] only when the lock is really
+    /// held, [`StoreError::Full`] and [`StoreError::ReadOnly`] for a full or
+    /// unwritable disk (sled cannot open a store without writing to it).
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
         let location = format!("at {}", path.display());
         let config = sled::Config::new()
@@ -187,22 +315,18 @@ impl SledStore {
             .flush_every_ms(Some(FLUSH_EVERY_MS));
         let mut waited_ms = 0;
         let db = loop {
-            match config.open() {
+            let opened = remove_unfinished_snapshots(path, &location)
+                .and_then(|()| config.open().map_err(|e| classify(&location, "open", e)));
+            match opened {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if is_lock_busy(&e) && waited_ms < LOCK_WAIT_MS => {
+                Err(StoreError::Locked(_)) if waited_ms < LOCK_WAIT_MS => {
                     std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
                     waited_ms += LOCK_RETRY_MS;
                 }
-                Err(sled::Error::Io(e)) if is_lock_busy(&e) => {
-                    return Err(StoreError::Io(format!(
-                        "the sled store {location} is in use by another process \
-                         (is `hearth run` running on this data dir?): {e}"
-                    )))
-                }
-                Err(e) => return Err(StoreError::Io(format!("open sled store {location}: {e}"))),
+                Err(e) => return Err(e),
             }
         };
-        Self::from_db(db, location)
+        Self::from_db(db, location, Some(path.to_owned()))
     }
 
     /// A store that lives only as long as the value (tests, benchmarks).
@@ -212,21 +336,27 @@ impl SledStore {
             .temporary(true)
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()
-            .map_err(|e| StoreError::Io(format!("open sled store {location}: {e}")))?;
-        Self::from_db(db, location)
+            .map_err(|e| classify(&location, "open", e))?;
+        Self::from_db(db, location, None)
     }
 
-    fn from_db(db: sled::Db, location: String) -> Result<SledStore, StoreError> {
+    fn from_db(
+        db: sled::Db,
+        location: String,
+        path: Option<PathBuf>,
+    ) -> Result<SledStore, StoreError> {
+        let tree = db
+            .open_tree("log")
+            .map_err(|e| classify(&location, "open the tree", e))?;
+        let last = tree.scan_prefix([ARRIVAL]).next_back();
         let mut store = SledStore {
-            tree: db
-                .open_tree("log")
-                .map_err(|e| StoreError::Io(format!("open tree of sled store {location}: {e}")))?,
-            db,
+            handle: Some(Handle { db, tree }),
+            path,
             location,
             len: 0,
             last_arrival: 0,
+            write_state: WriteState::Ok,
         };
-        let last = store.tree.scan_prefix([ARRIVAL]).next_back();
         let (last_arrival, len) = match last {
             None => (0, 0),
             Some(item) => {
@@ -246,7 +376,7 @@ impl SledStore {
 
     fn count_events(&self) -> Result<u64, StoreError> {
         let mut n = 0u64;
-        for item in self.tree.scan_prefix([BY_HASH]) {
+        for item in self.tree()?.scan_prefix([BY_HASH]) {
             item.map_err(|e| self.io("count events", e))?;
             n += 1;
         }
@@ -254,20 +384,102 @@ impl SledStore {
     }
 
     fn io(&self, op: &str, e: sled::Error) -> StoreError {
-        StoreError::Io(format!("{op} in sled store {}: {e}", self.location))
+        classify(&self.location, op, e)
     }
 
-    /// The raw tree, for tests that corrupt records on purpose.
+    /// A failed write: sorts the error and, for a full or read-only disk,
+    /// refuses further writes until [`EventStore::recover`] (sled would
+    /// refuse them anyway, see the module doc).
+    fn write_failed(&mut self, op: &str, e: sled::Error) -> StoreError {
+        let err = classify(&self.location, op, e);
+        if let Some(state) = err.write_state() {
+            if self.write_state != state {
+                warn!(store = %self.location, error = %err, "writes refused until this clears");
+            }
+            self.write_state = state;
+        }
+        err
+    }
+
+    /// The open tree, or why there is none.
+    fn tree(&self) -> Result<&sled::Tree, StoreError> {
+        match &self.handle {
+            Some(h) => Ok(&h.tree),
+            None => Err(self.refusal("read")),
+        }
+    }
+
+    /// The error for an operation refused in the current state.
+    fn refusal(&self, op: &str) -> StoreError {
+        let location = &self.location;
+        let closed = if self.handle.is_none() {
+            " (the store is closed until a reopen succeeds)"
+        } else {
+            ""
+        };
+        match self.write_state {
+            WriteState::ReadOnly => StoreError::ReadOnly(format!(
+                "{op} refused: the store {location} cannot be written{closed}"
+            )),
+            WriteState::Full | WriteState::Ok => StoreError::Full(format!(
+                "{op} refused: the disk holding the store {location} filled up{closed}; \
+                 writes resume once there is room"
+            )),
+        }
+    }
+
+    /// The tree, for a write: refused while the store is not writable.
+    fn writable_tree(&self, op: &str) -> Result<&sled::Tree, StoreError> {
+        if self.write_state != WriteState::Ok {
+            return Err(self.refusal(op));
+        }
+        self.tree()
+    }
+
+    /// Whether the disk looks able to take writes again: enough free space
+    /// for a full store, a file created and removed for a read-only one.
+    fn probe_writable(&self, path: &Path) -> Result<(), StoreError> {
+        match self.write_state {
+            WriteState::Ok => Ok(()),
+            WriteState::Full => {
+                let free = fs2::available_space(path).map_err(|e| {
+                    StoreError::Full(format!("cannot measure free space {}: {e}", self.location))
+                })?;
+                if free < RESUME_FREE_BYTES_MIN {
+                    return Err(StoreError::Full(format!(
+                        "{free} bytes free on the disk holding the store {}; writes resume \
+                         by themselves at {RESUME_FREE_BYTES_MIN}",
+                        self.location
+                    )));
+                }
+                Ok(())
+            }
+            WriteState::ReadOnly => {
+                let probe = path.join(".hearth-write-probe");
+                std::fs::write(&probe, b"")
+                    .and_then(|()| std::fs::remove_file(&probe))
+                    .map_err(|e| {
+                        StoreError::ReadOnly(format!(
+                            "the store {} still cannot be written: {e}",
+                            self.location
+                        ))
+                    })
+            }
+        }
+    }
+
+    /// The raw tree, for tests that corrupt records on purpose (`None`
+    /// after a failed reopen).
     #[doc(hidden)]
-    pub fn raw_tree(&self) -> &sled::Tree {
-        &self.tree
+    pub fn raw_tree(&self) -> Option<&sled::Tree> {
+        self.handle.as_ref().map(|h| &h.tree)
     }
 
     /// Reads and re-checks the event filed under `key`, which an index
     /// (named by `index_key`) pointed at.
     fn event_at(&self, index_key: &[u8], key: &EventKey) -> Result<VerifiedEvent, StoreError> {
         let bytes = self
-            .tree
+            .tree()?
             .get(prefixed(EVENT, &[&key.to_bytes()]))
             .map_err(|e| self.io("read event", e))?
             .ok_or_else(|| corrupt(index_key, format!("points at missing event {}", key.hash)))?;
@@ -278,6 +490,7 @@ impl SledStore {
 impl EventStore for SledStore {
     fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
         let key = event.key();
+        self.writable_tree("insert")?;
         if self.contains(&key.hash)? {
             return Ok(None);
         }
@@ -295,21 +508,29 @@ impl EventStore for SledStore {
             prefixed(ARRIVAL, &[&seq.to_be_bytes()]),
             arrival_value(&key_bytes, len),
         );
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| self.io(&format!("insert event {}", key.hash), e))?;
+        let op = format!("insert event {}", key.hash);
+        if let Err(e) = self.writable_tree(&op)?.apply_batch(batch) {
+            return Err(self.write_failed(&op, e));
+        }
         self.last_arrival = seq;
         self.len = len;
         Ok(Some(seq))
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.writable_tree("flush")?;
+        let flushed = match &self.handle {
+            Some(h) => h.db.flush(),
+            None => return Err(self.refusal("flush")),
+        };
+        if let Err(e) = flushed {
+            return Err(self.write_failed("flush", e));
+        }
         Ok(())
     }
 
     fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
-        self.tree
+        self.tree()?
             .contains_key(prefixed(BY_HASH, &[&hash.0]))
             .map_err(|e| self.io("look up hash", e))
     }
@@ -317,7 +538,7 @@ impl EventStore for SledStore {
     fn get(&self, hash: &EventHash) -> Result<Option<VerifiedEvent>, StoreError> {
         let index_key = prefixed(BY_HASH, &[&hash.0]);
         let Some(v) = self
-            .tree
+            .tree()?
             .get(&index_key)
             .map_err(|e| self.io("look up hash", e))?
         else {
@@ -335,7 +556,7 @@ impl EventStore for SledStore {
 
     fn get_by_id(&self, id: &EventId) -> Result<Vec<VerifiedEvent>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefixed(BY_ID, &[&id.to_bytes()])) {
+        for item in self.tree()?.scan_prefix(prefixed(BY_ID, &[&id.to_bytes()])) {
             let (k, _) = item.map_err(|e| self.io("scan id index", e))?;
             let b = body(&k, ID_LEN + HASH_LEN)?;
             let hash = EventHash::from_slice(&b[ID_LEN..])
@@ -355,7 +576,10 @@ impl EventStore for SledStore {
     /// the iterator.
     fn range(&self, from: Bound<EventKey>, to: Bound<EventKey>) -> EventIter<'_> {
         let range = (event_bound(from, false), event_bound(to, true));
-        let tree = self.tree.clone();
+        let tree = match self.tree() {
+            Ok(t) => t.clone(),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         let location = self.location.clone();
         // Chunks, not single events: one hand-over per PREFETCH_CHUNK events
         // keeps the two threads from waking each other for every event.
@@ -407,7 +631,11 @@ impl EventStore for SledStore {
         to: Bound<EventKey>,
     ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
         let range = (event_bound(from, false), event_bound(to, true));
-        Box::new(self.tree.range(range).map(move |item| {
+        let tree = match self.tree() {
+            Ok(t) => t,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(tree.range(range).map(move |item| {
             let (k, _) = item.map_err(|e| self.io("scan event keys", e))?;
             event_key(&k, body(&k, EVENT_KEY_LEN)?)
         }))
@@ -420,7 +648,11 @@ impl EventStore for SledStore {
         // Every `s` key is 9 bytes, so "after s+seq" is exactly "greater than seq".
         let start = Bound::Excluded(prefixed(ARRIVAL, &[&seq.to_be_bytes()]));
         let end = Bound::Excluded(vec![ARRIVAL + 1]);
-        Box::new(self.tree.range((start, end)).map(move |item| {
+        let tree = match self.tree() {
+            Ok(t) => t,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(tree.range((start, end)).map(move |item| {
             let (k, v) = item.map_err(|e| self.io("scan arrivals", e))?;
             let n = u64_of(&k, body(&k, 8)?)?;
             // 40 bytes in a store written before the count was kept.
@@ -441,18 +673,64 @@ impl EventStore for SledStore {
     }
 
     fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.tree
+        let op = format!("write meta {key:?}");
+        if let Err(e) = self
+            .writable_tree(&op)?
             .insert(prefixed(META, &[key.as_bytes()]), value)
-            .map_err(|e| self.io(&format!("write meta {key:?}"), e))?;
+        {
+            return Err(self.write_failed(&op, e));
+        }
         Ok(())
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .tree
+            .tree()?
             .get(prefixed(META, &[key.as_bytes()]))
             .map_err(|e| self.io(&format!("read meta {key:?}"), e))?
             .map(|v| v.to_vec()))
+    }
+
+    fn write_state(&self) -> WriteState {
+        self.write_state
+    }
+
+    /// Reopens the store once the disk can take writes again: sled keeps
+    /// its first I/O error for the life of the handle, so a failed handle
+    /// never writes again (module doc). The probe comes first, so while the
+    /// disk is still full the old handle stays and keeps serving reads.
+    fn recover(&mut self) -> Result<bool, StoreError> {
+        if self.write_state == WriteState::Ok && self.handle.is_some() {
+            return Ok(false);
+        }
+        let Some(path) = self.path.clone() else {
+            return Err(self.refusal("reopen (a temporary store cannot be reopened)"));
+        };
+        self.probe_writable(&path)?;
+        // sled's lock must be free before the new handle can take it.
+        self.handle = None;
+        match SledStore::open(&path) {
+            Ok(fresh) => {
+                info!(store = %self.location, "the store takes writes again (reopened)");
+                *self = fresh;
+                Ok(true)
+            }
+            Err(e) => {
+                if let Some(state) = e.write_state() {
+                    self.write_state = state;
+                } else if self.write_state == WriteState::Ok {
+                    self.write_state = WriteState::Full;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn location(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => self.location.clone(),
+        }
     }
 }
 

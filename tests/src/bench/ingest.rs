@@ -151,7 +151,10 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
     for e in &events {
         let mut k = vec![b'e'];
         k.extend_from_slice(&e.key().to_bytes());
-        store.raw_tree().insert(k, e.bytes())?;
+        store
+            .raw_tree()
+            .ok_or_else(|| anyhow!("store closed"))?
+            .insert(k, e.bytes())?;
     }
     let raw_event_only = t0.elapsed();
     drop(store);
@@ -160,7 +163,7 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
     for (i, e) in events.iter().enumerate() {
         let key = e.key().to_bytes();
-        let tree = store.raw_tree();
+        let tree = store.raw_tree().ok_or_else(|| anyhow!("store closed"))?;
         let pre = |p: u8, rest: &[&[u8]]| {
             let mut k = vec![p];
             for r in rest {

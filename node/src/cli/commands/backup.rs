@@ -444,7 +444,10 @@ fn unpack(
                 for (b, outcome) in bytes.iter().zip(outcomes) {
                     match outcome {
                         Outcome::Rejected { reason, .. } => {
-                            return Err(damaged(&format!("it holds an invalid event ({reason})")))
+                            return Err(damaged(&format!(
+                                "it holds an invalid event ({})",
+                                crate::cli::render::line(&reason)
+                            )))
                         }
                         Outcome::Pending => pending.push(hearth_proto::hash_bytes(b)),
                         Outcome::Stored { .. } | Outcome::Duplicate => {}

@@ -8,7 +8,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 
 use crate::cli::data_dir::Genesis;
-use crate::cli::{finish_write, now_ms, Ctx};
+use crate::cli::{finish_write, now_ms, render, Ctx};
 use crate::core::{EventLog, Node};
 use crate::store::SledStore;
 
@@ -111,26 +111,42 @@ fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
 
 /// Refuses to put a second community in a data dir: fine when the dir has
 /// none, or (with `allowed`) already holds that one.
-fn refuse_other_community(ctx: &Ctx, allowed: Option<CommunityId>) -> anyhow::Result<()> {
+fn refuse_other_community(ctx: &Ctx, allowed: Option<&Genesis>) -> anyhow::Result<()> {
     if !ctx.dir.has_genesis() {
         return Ok(());
     }
     let have = ctx.dir.load_genesis()?;
-    if Some(have.community) == allowed {
-        return Ok(());
+    match allowed {
+        Some(wanted) if wanted.community == have.community => Ok(()),
+        Some(wanted) => bail!(
+            "{} already belongs to community {} \"{}\", and this invite is for {} \"{}\"; \
+             a data dir holds one community: join with a fresh one, e.g. \
+             `hearth --data-dir DIR run --join <invite>`",
+            ctx.dir.root().display(),
+            have.community,
+            render::line(&have.name),
+            wanted.community,
+            render::line(&wanted.name)
+        ),
+        None => bail!(
+            "{} already belongs to community {} \"{}\"; use another --data-dir",
+            ctx.dir.root().display(),
+            have.community,
+            render::line(&have.name)
+        ),
     }
-    bail!(
-        "{} already belongs to community {} ({:?}); use another --data-dir",
-        ctx.dir.root().display(),
-        have.community,
-        have.name
-    )
 }
 
-/// `hearth join INVITE`: stores the community's genesis (verified), saves
-/// the invite's addresses for `hearth run`, and prints this node's id for
-/// an anchor to admit.
-pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
+/// An invite, decoded and checked: the community's verified genesis and the
+/// addresses to dial first.
+#[derive(Debug)]
+pub struct Decoded {
+    pub genesis: Genesis,
+    pub addrs: Vec<libp2p::Multiaddr>,
+}
+
+/// Decodes an invite string; every way it can be wrong is an error saying which.
+pub fn decode_invite(text: &str) -> anyhow::Result<Decoded> {
     let hex_part = text
         .trim()
         .strip_prefix(INVITE_PREFIX)
@@ -151,16 +167,68 @@ pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
         .iter()
         .take(INVITE_ADDRS_MAX)
         .map(|a| {
-            a.parse()
-                .with_context(|| format!("the invite's address {a:?} is not a multiaddr"))
+            a.parse().with_context(|| {
+                format!(
+                    "the invite's address \"{}\" is not a multiaddr",
+                    render::line(a)
+                )
+            })
         })
         .collect::<anyhow::Result<_>>()?;
-    refuse_other_community(ctx, Some(genesis.community))?;
+    Ok(Decoded { genesis, addrs })
+}
+
+/// What `join` reports.
+#[derive(Debug, Serialize)]
+pub struct Joined {
+    pub node_id: String,
+    pub community: String,
+    pub name: String,
+    pub peers: usize,
+}
+
+impl Joined {
+    /// The human lines both `hearth join` and `hearth run --join` print.
+    pub fn lines(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            w,
+            "joined \"{}\" ({})",
+            render::line(&self.name),
+            self.community
+        )?;
+        writeln!(w, "this node: {}", self.node_id)?;
+        writeln!(
+            w,
+            "ask an anchor to admit it:  hearth member add {}",
+            self.node_id
+        )
+    }
+}
+
+/// `hearth join INVITE`: stores the community's genesis (verified), saves
+/// the invite's addresses for `hearth run`, and prints this node's id for
+/// an anchor to admit.
+pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
+    let invite = decode_invite(text)?;
+    let (mut node, joined) = join_node(ctx, invite)?;
+    finish_write(&mut node)?;
+    ctx.out.show(&joined, |w| {
+        joined.lines(w)?;
+        writeln!(w, "then start it:              hearth run")
+    })
+}
+
+/// Joins the invite's community and returns the open node (the first
+/// `hearth run --join` goes on with it: sled keeps its lock for a moment
+/// after a close). Refuses a data dir that holds another community.
+pub fn join_node(ctx: &mut Ctx, invite: Decoded) -> anyhow::Result<(Node<SledStore>, Joined)> {
+    let Decoded { genesis, addrs } = invite;
+    refuse_other_community(ctx, Some(&genesis))?;
     let config = ctx.config()?;
     let (identity, _) = ctx.dir.load_or_create_identity()?;
     let store = ctx.dir.open_store(&genesis)?;
     ctx.dir.write_genesis(&genesis)?;
-    let mut node = Node::new(
+    let node = Node::new(
         identity.clone(),
         &genesis.event,
         store,
@@ -168,33 +236,31 @@ pub fn join(ctx: &mut Ctx, text: &str) -> anyhow::Result<()> {
         OsRng.next_u64(),
     )
     .context("cannot open the community's log")?;
-    finish_write(&mut node)?;
     let lines: String = addrs.iter().map(|a| format!("{a}\n")).collect();
     let peers = ctx.dir.peers_path();
     std::fs::write(&peers, lines).with_context(|| format!("writing {}", peers.display()))?;
-    #[derive(Serialize)]
-    struct Joined {
-        node_id: String,
-        community: String,
-        name: String,
-        peers: usize,
-    }
     let joined = Joined {
         node_id: identity.node_id().to_hex(),
         community: genesis.community.to_hex(),
         name: genesis.name.clone(),
         peers: addrs.len(),
     };
-    ctx.out.show(&joined, |w| {
-        writeln!(w, "joined {} ({})", joined.name, joined.community)?;
-        writeln!(w, "this node: {}", joined.node_id)?;
-        writeln!(
-            w,
-            "ask an anchor to admit it:  hearth member add {}",
-            joined.node_id
-        )?;
-        writeln!(w, "then start it:              hearth run")
-    })
+    Ok((node, joined))
+}
+
+/// Whether `name` (already trimmed) can name a community here.
+pub fn check_name(name: &str) -> anyhow::Result<()> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > NAME_CHARS_MAX {
+        bail!("a community name must be 1 to {NAME_CHARS_MAX} characters, got {chars}");
+    }
+    if name.chars().any(char::is_control) {
+        bail!(
+            "a community name cannot hold control characters (line breaks, tabs, escapes): \"{}\"",
+            render::line(name)
+        );
+    }
+    Ok(())
 }
 
 fn create(ctx: &mut Ctx, name: &str) -> anyhow::Result<()> {
@@ -207,10 +273,7 @@ fn create(ctx: &mut Ctx, name: &str) -> anyhow::Result<()> {
 /// on, like the first `hearth run`, reuse this node rather than reopen).
 pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
     let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > NAME_CHARS_MAX {
-        bail!("--name must be 1 to {NAME_CHARS_MAX} characters, got {chars}");
-    }
+    check_name(name).context("--name")?;
     refuse_other_community(ctx, None)?;
     // Config first: a bad config should fail before anything is written.
     let config = ctx.config()?;
@@ -255,7 +318,12 @@ pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
         data_dir: ctx.dir.root().display().to_string(),
     };
     ctx.out.show(&report, |w| {
-        writeln!(w, "community  {}  {}", report.community_id, report.name)?;
+        writeln!(
+            w,
+            "community  {}  {}",
+            report.community_id,
+            render::line(&report.name)
+        )?;
         writeln!(w, "anchor     {}  (this node)", report.node_id)?;
         writeln!(w, "data dir   {}", report.data_dir)
     })?;

@@ -216,9 +216,11 @@ impl Imported {
         self.rejected_total += 1;
         *self.rejected_by_reason.entry(kind.to_owned()).or_default() += 1;
         if self.rejected.len() < REJECTIONS_SHOWN {
+            // Reasons can quote event text (an unknown field's name).
+            let shown = crate::cli::render::line(&reason);
             match &hash {
-                Some(h) => eprintln!("rejected event #{index} (hash {h}): {reason}"),
-                None => eprintln!("rejected item #{index} at byte {offset}: {reason}"),
+                Some(h) => eprintln!("rejected event #{index} (hash {h}): {shown}"),
+                None => eprintln!("rejected item #{index} at byte {offset}: {shown}"),
             }
             self.rejected.push(Rejected {
                 index,
@@ -475,7 +477,7 @@ fn import(ctx: &mut Ctx, file: &Path) -> anyhow::Result<()> {
             writeln!(
                 w,
                 "adopted community {c}  {}",
-                community_name.unwrap_or_default()
+                crate::cli::render::line(&community_name.unwrap_or_default())
             )?;
         }
         writeln!(

@@ -244,6 +244,8 @@ pub fn expire(ctx: &mut Ctx, a: ExpireArgs) -> anyhow::Result<()> {
             .expired_reason
             .as_ref()
             .map_or_else(|| a.reason.clone(), |r| r.to_string());
+        // Another member's reason is event text: escaped.
+        let reason = crate::cli::render::line(&reason);
         if receipt.expired_now {
             writeln!(w, "ended {} ({reason})", p.id)
         } else {

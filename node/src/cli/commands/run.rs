@@ -1,17 +1,35 @@
-//! `hearth run`: the node on the mesh. The first run creates an identity
-//! and a community; later runs rejoin the mesh where the node left it.
+//! `hearth run`: the node on the mesh. The first run on an empty data dir
+//! founds a community (asking its name on a terminal) or, with `--join`,
+//! joins one from an invite, and says what to do next; later runs rejoin
+//! the mesh where the node left it and print one line saying who they are.
 //! Stops cleanly on SIGINT/SIGTERM: a final snapshot and flush, exit 0.
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use libp2p::Multiaddr;
 
 use crate::cli::commands::community;
+use crate::cli::data_dir::Genesis;
+use crate::cli::render;
 use crate::cli::Ctx;
+use crate::core::Node;
 use crate::net::driver::{self, NetConfig, NetEvent};
 use crate::net::local_api;
+use crate::store::SledStore;
+
+/// The name a first run founds its community with when nobody gives one;
+/// `hearth community rename NAME` changes it later.
+pub const DEFAULT_NAME: &str = "My neighbourhood";
+
+/// Times the first run asks again for a name it cannot use (empty after
+/// trimming is taken as the default, so only an over-long name is asked
+/// again): a person gets a second chance, a script feeding bad lines gets
+/// an error instead of a loop.
+const NAME_PROMPTS_MAX: usize = 3;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -28,19 +46,49 @@ pub struct RunArgs {
     /// Anti-entropy period with every connected peer.
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub sync_interval_seconds: u64,
-    /// Name of the community the first run founds.
-    #[arg(long, default_value = "My neighbourhood")]
-    pub name: String,
+    /// Name of the community the first run founds [default: asked on a
+    /// terminal, else "My neighbourhood"].
+    #[arg(long, conflicts_with = "join")]
+    pub name: Option<String>,
+    /// Join the community of this invite (`hearth community invite`) on the
+    /// first run, then run; on a data dir that already holds that community,
+    /// just run.
+    #[arg(long, value_name = "INVITE")]
+    pub join: Option<String>,
 }
 
 pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
-    let node = if ctx.dir.has_genesis() {
-        ctx.open_node()?.0
-    } else {
-        community::found(ctx, &a.name)?
+    let mut bootstrap = a.bootstrap;
+    let (node, first_run) = match (&a.join, ctx.dir.has_genesis()) {
+        (Some(text), has_genesis) => {
+            let invite = community::decode_invite(text)?;
+            let ours = has_genesis && ctx.dir.load_genesis()?.community == invite.genesis.community;
+            if ours {
+                // Already joined: the invite's addresses still help this run.
+                bootstrap.extend(invite.addrs);
+                (ctx.open_node()?.0, None)
+            } else {
+                // Refuses a dir of another community with what to do.
+                let (node, joined) = community::join_node(ctx, invite)?;
+                ctx.out.show(&joined, |w| joined.lines(w))?;
+                (node, Some(FirstRun::Joined))
+            }
+        }
+        (None, true) => (ctx.open_node()?.0, None),
+        (None, false) => {
+            let (name, defaulted) = match a.name {
+                Some(name) => (name, false),
+                None => ask_name()?,
+            };
+            let node = community::found(ctx, &name)?;
+            (node, Some(FirstRun::Founded { defaulted }))
+        }
     };
     let genesis = ctx.dir.load_genesis()?;
-    let mut bootstrap = a.bootstrap;
+    if let Some(first) = first_run {
+        let text = next_steps(first, ctx.dir.root(), &genesis);
+        ctx.out.note(format_args!("{text}"))?;
+    }
     bootstrap.extend(saved_peers(ctx)?);
     let defaults = NetConfig::default();
     let cfg = NetConfig {
@@ -54,18 +102,28 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         sync_interval: Duration::from_secs(a.sync_interval_seconds.max(1)),
         ..defaults
     };
-    let socket = ctx.dir.socket_path();
+    serve(node, cfg, &ctx.dir.socket_path(), &genesis)
+}
+
+/// Runs the node until a signal, printing who it is once it answers.
+fn serve(
+    node: Node<SledStore>,
+    cfg: NetConfig,
+    socket: &Path,
+    genesis: &Genesis,
+) -> anyhow::Result<()> {
+    let node_id = node.node_id().to_hex();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signals()?;
         let running = driver::spawn(node, cfg)?;
-        let api = local_api::serve(&socket, running.handle.clone()).await?;
-        println!(
-            "node {} in community {} ({})",
-            running.handle.peer_id, genesis.name, genesis.community
-        );
+        let api = local_api::serve(socket, running.handle.clone()).await?;
+        // The one line every run prints, once the local API answers: the
+        // node id as `member add` takes it, and the community by name.
+        println!("{}", running_line(&node_id, genesis));
         let mut events = running.events;
         let printer = tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
@@ -77,7 +135,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         let mut task = running.task;
         let stopped_early = tokio::select! {
             r = &mut task => Some(r),
-            _ = shutdown_signal() => None,
+            () = shutdown => None,
         };
         let result = match stopped_early {
             Some(r) => r,
@@ -88,11 +146,115 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         };
         api.abort();
         printer.abort();
-        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_file(socket);
         result.context("the node's task failed")??;
         println!("stopped cleanly");
         Ok(())
     })
+}
+
+/// `node <hex id> in community "<name>" (<community id>)`.
+pub fn running_line(node_id: &str, genesis: &Genesis) -> String {
+    format!(
+        "node {node_id} in community \"{}\" ({})",
+        render::line(&genesis.name),
+        genesis.community
+    )
+}
+
+/// How this run came to have its community.
+#[derive(Debug, Clone, Copy)]
+enum FirstRun {
+    /// Founded here; `defaulted` if nobody chose the name.
+    Founded { defaulted: bool },
+    /// Joined from `--join`.
+    Joined,
+}
+
+/// The community name for a first run without `--name`: asked on a
+/// terminal (empty answer: the default), else the default. Returns the
+/// name and whether it is the default nobody chose.
+fn ask_name() -> anyhow::Result<(String, bool)> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok((DEFAULT_NAME.to_owned(), true));
+    }
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "This data dir has no community yet: this run founds one, with you as its anchor."
+    )?;
+    for _ in 0..NAME_PROMPTS_MAX {
+        write!(err, "Name of your community [{DEFAULT_NAME}]: ")?;
+        err.flush()?;
+        let mut answer = String::new();
+        if stdin.lock().read_line(&mut answer)? == 0 {
+            // End of input: nobody to ask.
+            return Ok((DEFAULT_NAME.to_owned(), true));
+        }
+        let answer = answer.trim();
+        if answer.is_empty() {
+            return Ok((DEFAULT_NAME.to_owned(), true));
+        }
+        match community::check_name(answer) {
+            Ok(()) => return Ok((answer.to_owned(), false)),
+            Err(e) => writeln!(err, "{e:#}")?,
+        }
+    }
+    bail!("no usable community name after {NAME_PROMPTS_MAX} tries; pass --name NAME")
+}
+
+/// What a newcomer does next, printed once by the first run.
+fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
+    let hearth = hearth_command(dir);
+    let dir_shown = dir.display();
+    let key = dir.join(crate::cli::data_dir::IDENTITY_FILE);
+    let key = key.display();
+    let mut t = String::new();
+    if let FirstRun::Founded { defaulted: true } = first {
+        t += &format!(
+            "Named it \"{}\"; rename it any time: {hearth} community rename NAME\n",
+            render::line(&genesis.name)
+        );
+    }
+    t += "\nNext steps (in another terminal while this node runs):\n";
+    match first {
+        FirstRun::Founded { .. } => {
+            t += &format!(
+                "  post something          {hearth} post --category offer --title \"Ladder to lend\" --tag tools\n"
+            );
+            t += &format!(
+                "  invite a neighbour      {hearth} community invite   (send them the string it prints)\n"
+            );
+            t += "  they join with          hearth join <invite>, then hearth run\n";
+            t += "                      or  hearth run --join <invite>\n";
+            t += &format!(
+                "  then admit them         {hearth} member add <their node id>   (they see it when they join)\n"
+            );
+        }
+        FirstRun::Joined => {
+            t += "  wait for an anchor to admit you (the line above has your node id);\n";
+            t += "  until then this node syncs and reads, and your posts are refused\n";
+            t += &format!(
+                "  then post something     {hearth} post --category offer --title \"Ladder to lend\" --tag tools\n"
+            );
+        }
+    }
+    t += &format!("  your data               {dir_shown}\n");
+    t += &format!("  your identity key       {key}   (it IS this node: keep it private)\n");
+    t += &format!(
+        "  back it up              {hearth} backup FILE   (the key, the community and the log)\n"
+    );
+    t
+}
+
+/// How to spell `hearth` in the hints so they reach this data dir: plain
+/// when it is the default one, else with `--data-dir`.
+fn hearth_command(dir: &Path) -> String {
+    match crate::cli::default_data_dir() {
+        Ok(default) if default == dir => "hearth".to_owned(),
+        _ => format!("hearth --data-dir {}", dir.display()),
+    }
 }
 
 /// Peers saved by `hearth join`, one multiaddr per line.
@@ -114,21 +276,17 @@ fn saved_peers(ctx: &Ctx) -> anyhow::Result<Vec<Multiaddr>> {
         .collect()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// SIGINT (Ctrl-C) and SIGTERM, listened to from the moment this returns,
+/// so a signal that comes right after the node says it runs stops it
+/// cleanly rather than killing it by the default action.
+fn shutdown_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    }
+    })
 }

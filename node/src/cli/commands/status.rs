@@ -3,7 +3,7 @@
 use hearth_proto::Level;
 use serde::Serialize;
 
-use crate::cli::render::relative;
+use crate::cli::render::{self, relative};
 use crate::cli::{now_ms, Ctx};
 use crate::store::EventStore;
 
@@ -67,10 +67,10 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let row = |w: &mut dyn std::io::Write, k: &str, v: &str| writeln!(w, "{k:<10}  {v}");
         row(w, "node", &status.node_id)?;
         let Some(c) = &status.community else {
-            row(w, "community", "none yet: `hearth community create --name NAME` founds one, `hearth log import FILE` joins one")?;
+            row(w, "community", "none yet: `hearth run` founds one; `hearth run --join <invite>` (or `hearth join <invite>`) joins one")?;
             return row(w, "data dir", &status.data_dir);
         };
-        row(w, "community", &format!("{}  {}", c.id, c.name))?;
+        row(w, "community", &format!("{}  {}", c.id, render::line(&c.name)))?;
         let level = c.level.map_or("not a member (ask an anchor: `hearth member add <this node>`)", |l| l.as_str());
         row(w, "level", level)?;
         row(w, "events", &format!("{} (clock {}, market max lamport {})", c.events, c.clock, c.market_max_lamport))?;
@@ -84,9 +84,25 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> anyhow::Result<()> {
     let value = client.call("node.status", serde_json::json!({}))?;
     let status: crate::net::driver::Status = serde_json::from_value(value)?;
+    // The running node's status names its community by id; the name is in
+    // the genesis file beside it (read-only, no store lock needed).
+    let name = ctx
+        .dir
+        .load_genesis()
+        .ok()
+        .filter(|g| g.community == status.community)
+        .map(|g| g.name);
     ctx.out.show(&status, |w| {
         writeln!(w, "node        {}  (running)", status.node_id)?;
-        writeln!(w, "community   {}", status.community)?;
+        match &name {
+            Some(name) => writeln!(
+                w,
+                "community   {}  {}",
+                status.community,
+                render::line(name)
+            )?,
+            None => writeln!(w, "community   {}", status.community)?,
+        }
         let level = status.level.map_or(
             "not a member (ask an anchor: `hearth member add <this node>`)",
             |l| l.as_str(),
@@ -98,6 +114,10 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
             status.events, status.clock, status.pending
         )?;
         writeln!(w, "posts       {}", status.posts)?;
+        match &status.storage_note {
+            Some(note) => writeln!(w, "storage     {}: {note}", status.storage.as_str())?,
+            None => writeln!(w, "storage     {}", status.storage.as_str())?,
+        }
         for a in &status.listen {
             writeln!(w, "listening   {a}")?;
         }
@@ -106,7 +126,13 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
             let synced = p
                 .last_sync_ms
                 .map_or("never".to_owned(), |t| relative(t, now_ms()));
-            writeln!(w, "  {}  last sync {synced}", p.peer_id)?;
+            // People read node ids (what `member add` takes); a libp2p
+            // peer id only for a peer whose key is not a node id.
+            let who = p.node_id.map_or_else(
+                || format!("{} (not a HearthNet node id)", p.peer_id),
+                |n| render::short_id(&n.to_hex()).to_owned(),
+            );
+            writeln!(w, "  {who}  last sync {synced}")?;
         }
         Ok(())
     })

@@ -272,7 +272,9 @@ fn append_error(e: AppendError) -> BusError {
         AppendError::Sign(hearth_proto::EventError::TooLarge { size }) => BusError::bad_request(
             format!("the post encodes to {size} bytes, over the event limit; shorten the body"),
         ),
-        other => BusError::internal(other),
+        other => other
+            .storage_refusal()
+            .unwrap_or_else(|| BusError::internal(other)),
     }
 }
 

@@ -85,6 +85,6 @@ impl<S: EventStore> Node<S> {
             )));
         }
         self.publish(now_ms, Payload::MemberSet(MemberSet { member, level }))
-            .map_err(BusError::internal)
+            .map_err(|e| e.storage_refusal().unwrap_or_else(|| BusError::internal(e)))
     }
 }
