@@ -5,7 +5,9 @@
 //! [`SeqReader`] reads a sequence from any `Read` with a bounded buffer
 //! (import never holds the whole file), and resynchronises after garbage:
 //! bytes that cannot start an event are skipped, as one run, up to the next
-//! byte that can. [`split`] cuts a whole in-memory sequence (tests, small
+//! `0xa9` that starts a delimitable item. Where an item may start (the
+//! input's start, right after an item) any map is read as one, so a
+//! near-event is named with its defect. [`split`] cuts a whole in-memory sequence (tests, small
 //! inputs).
 
 use std::io::{self, Read};
@@ -17,6 +19,11 @@ use hearth_proto::EVENT_BYTES_MAX;
 /// count 9). Anything else cannot start an event, so resynchronising after
 /// garbage only stops at this byte.
 pub const EVENT_FIRST_BYTE: u8 = 0xa9;
+
+/// First bytes of a definite-length CBOR map (major type 5, counts 0 to
+/// 2^64 - 1): an item that starts with one right after an event is read as
+/// an item, so it is decoded and its defect named instead of skipped.
+const MAP_FIRST_BYTES: std::ops::RangeInclusive<u8> = 0xa0..=0xbb;
 
 /// Bytes asked of the source per read: large enough that a read is cheap,
 /// small enough that the buffer stays a fixed, small size.
@@ -106,9 +113,16 @@ impl<R: Read> SeqReader<R> {
     }
 
     /// The length of the event-like item at the start of the buffer, if
-    /// one starts there and ends within `EVENT_BYTES_MAX` bytes.
+    /// one starts there and ends within `EVENT_BYTES_MAX` bytes. Any
+    /// definite-length map counts (not only `0xa9`), so a map with a field
+    /// too many or too few is decoded and its reason named; resynchronising
+    /// after garbage only stops at `0xa9`.
     fn item_here(&mut self) -> io::Result<Option<usize>> {
-        if self.available().first() != Some(&EVENT_FIRST_BYTE) {
+        if !self
+            .available()
+            .first()
+            .is_some_and(|b| MAP_FIRST_BYTES.contains(b))
+        {
             return Ok(None);
         }
         self.fill(EVENT_BYTES_MAX)?;
@@ -278,6 +292,33 @@ mod tests {
                     index: 5,
                     offset: 1003 + 2 * ev.len() as u64,
                     len: 5
+                },
+            ]
+        );
+    }
+
+    /// A map of another size right after an event is an item (decoded and
+    /// named by the caller), not the start of a skipped run.
+    #[test]
+    fn reader_keeps_a_map_of_another_size_after_an_event() {
+        let ev = fake_event();
+        let mut ten = ev.clone();
+        ten[0] = 0xaa;
+        ten.extend_from_slice(&[0x61, b'z', 0x00]);
+        let input = [&ev[..], &ten[..]].concat();
+        let got = chunks(&input);
+        assert_eq!(
+            got,
+            vec![
+                Chunk::Item {
+                    index: 1,
+                    offset: 0,
+                    bytes: ev.clone()
+                },
+                Chunk::Item {
+                    index: 2,
+                    offset: ev.len() as u64,
+                    bytes: ten
                 },
             ]
         );
