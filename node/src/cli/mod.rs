@@ -7,7 +7,7 @@
 //!
 //! `main` returns an exit code from [`run`] and prints the error chain once:
 //! 0 ok, 1 error, 2 usage (clap). A closed stdout (`hearth list | head`) is
-//! not an error.
+//! not an error; any other broken pipe (the running node hung up) is.
 
 pub mod cbor_seq;
 pub mod client;
@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::core::{Config, Node};
 use crate::store::SledStore;
-use commands::{community, log, market, member};
+use commands::{backup, community, log, market, member};
 use data_dir::{DataDir, Genesis};
 use output::Output;
 
@@ -123,6 +123,13 @@ pub enum Command {
     /// Export or import the event log (CBOR sequence, RFC 8742).
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Write this node's identity key (encrypted under a passphrase), its
+    /// community's genesis, config.toml and the whole log to one file.
+    /// Works while `hearth run` is up.
+    Backup(backup::BackupArgs),
+    /// Restore a `hearth backup` file into a fresh data dir: the same node
+    /// (same id, same role) with its log.
+    Restore(backup::RestoreArgs),
 }
 
 /// What every command gets: where the data is, which config, where to print.
@@ -234,6 +241,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => commands::run::run(&mut ctx, a),
         Command::Join { invite } => community::join(&mut ctx, &invite),
         Command::Log(c) => log::run(&mut ctx, c),
+        Command::Backup(a) => backup::backup(&mut ctx, a),
+        Command::Restore(a) => backup::restore(&mut ctx, a),
     }
 }
 
@@ -261,7 +270,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Errors can quote event text (a name, a field): escaped like
             // everything else from events that reaches a terminal.

@@ -119,6 +119,11 @@ pub enum Command {
     PublishRaw {
         bytes: Vec<u8>,
     },
+    /// A log page in or out for the local API (`net::local_api::serve_log`).
+    Log {
+        request: super::local_api::LogRequest,
+        reply: oneshot::Sender<Result<super::local_api::LogAnswer, BusError>>,
+    },
     Shutdown,
 }
 
@@ -626,6 +631,9 @@ impl<S: EventStore> Driver<S> {
                 }
             }
             Command::PublishRaw { bytes } => self.publish(bytes),
+            Command::Log { request, reply } => {
+                let _ = reply.send(super::local_api::serve_log(&mut self.node, request));
+            }
             Command::Shutdown => {}
         }
     }

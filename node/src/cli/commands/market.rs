@@ -97,14 +97,23 @@ pub struct PostArgs {
     #[command(flatten)]
     pub location: LocationArgs,
     /// Makes the command safe to repeat: a second post with the same client
-    /// id returns the first one instead of publishing again.
+    /// id returns the first one instead of publishing again [default: a
+    /// fresh ULID, printed, so a failed call can be retried safely].
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
 }
 
+/// Error codes that are a definite "no": the post was not made, so retrying
+/// with the same client id would not help and is not suggested.
+const DEFINITE_REFUSALS: [&str; 3] = ["bad_request:", "unauthorized:", "not_found:"];
+
 pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
     let now = now_ms();
-    let receipt: PostReceipt = ctx.call(
+    // Every post carries a client id, so whatever happens to this call (a
+    // node that closes the socket, a timeout), repeating it with the same id
+    // cannot publish twice.
+    let client_id = a.client_id.unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let result: anyhow::Result<PostReceipt> = ctx.call(
         market::POST,
         &PostParams {
             category: a.category.into(),
@@ -113,23 +122,39 @@ pub fn post(ctx: &mut Ctx, a: PostArgs) -> anyhow::Result<()> {
             tags: a.tags,
             ttl_seconds: a.ttl_seconds,
             location: a.location.location(),
-            client_id: a.client_id,
+            client_id: Some(client_id.clone()),
         },
         true,
-    )?;
+    );
+    let receipt = match result {
+        Ok(r) => r,
+        Err(e)
+            if DEFINITE_REFUSALS
+                .iter()
+                .any(|c| e.to_string().starts_with(c)) =>
+        {
+            return Err(e)
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{e:#}\nthe post may or may not have been made: retry with --client-id {client_id} \
+                 (the same id cannot post twice)"
+            ))
+        }
+    };
     ctx.out.show(&receipt, |w| {
         let p = &receipt.post;
         if receipt.created {
             writeln!(
                 w,
-                "posted {} (expires {})",
+                "posted {} (expires {}; client id {client_id})",
                 p.id,
                 relative(p.expires_at, now)
             )
         } else {
             writeln!(
                 w,
-                "already posted as {} (same client id); nothing new published",
+                "already posted as {} (same client id {client_id}); nothing new published",
                 p.id
             )
         }

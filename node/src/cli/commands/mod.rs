@@ -1,6 +1,7 @@
 //! One module per command group. Each reads its arguments, calls the data
 //! dir or the core's typed handlers, and prints through [`super::Output`].
 
+pub mod backup;
 pub mod community;
 pub mod init;
 pub mod log;
