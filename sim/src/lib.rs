@@ -27,6 +27,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod reference;
 pub mod report;
 pub mod rng;
 pub mod store;
