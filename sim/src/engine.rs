@@ -71,7 +71,7 @@ const SYNC_ON_CONNECT_PEERS: usize = 2;
 /// safety-phase check. The model rebuilds from a node's whole log, so this
 /// bounds a check's cost; the rotation reaches every node over a run, and
 /// at the end of the liveness phase every node is compared.
-pub const REFERENCE_SAMPLE_PER_CHECK: usize = 2;
+pub const REFERENCE_SAMPLE_PER_CHECK: usize = 4;
 /// Up to this many nodes every completed sync is audited for
 /// completeness; above it one in [`SYNC_AUDIT_EVERY`] (an audit reads both
 /// logs, which at 1,000 nodes and 10,000 events would dominate the run).
@@ -2416,6 +2416,13 @@ impl Sim {
             self.violation(Violation::NotConverged {
                 detail: format!("{detail} after {} virtual ms", self.now - start),
             });
+            // Which nodes are wrong, not only different: each against the
+            // model over its own log.
+            for i in 0..self.slots.len() {
+                if let Some(model) = self.reference_of(i) {
+                    self.check_reference(i, &model);
+                }
+            }
             self.converged = false;
             return Ok(false);
         }
