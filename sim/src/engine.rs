@@ -1512,7 +1512,9 @@ impl Sim {
     /// audit reads both logs.
     fn audit_sync(&mut self, initiator: Ix, responder: Ix, out: SyncOut) {
         let n = self.slots.len();
-        if responder >= n || (n > SYNC_AUDIT_NODES_MAX && out.session % SYNC_AUDIT_EVERY != 0) {
+        if responder >= n
+            || (n > SYNC_AUDIT_NODES_MAX && !out.session.is_multiple_of(SYNC_AUDIT_EVERY))
+        {
             return;
         }
         for (holder, upto, other) in [

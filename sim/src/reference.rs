@@ -67,6 +67,11 @@ impl PostRow {
     }
 }
 
+/// A post's name as the fold files things: (author, id).
+type Name = (NodeId, EventId);
+/// A `created`: its key, content and client id.
+type CreatedFact = (EventKey, Arc<PostContent>, Option<String>);
+
 /// The ordered fold: everything whose meaning depends on the position of
 /// an event in `(lamport, hash)` order.
 #[derive(Debug, Default)]
@@ -79,10 +84,10 @@ struct Fold {
     /// closure (which does not care about order).
     sets: Vec<(NodeId, NodeId, Level)>,
     /// Every `created` by name, lowest hash first.
-    created: BTreeMap<(NodeId, EventId), Vec<(EventKey, Arc<PostContent>, Option<String>)>>,
+    created: BTreeMap<Name, Vec<CreatedFact>>,
     /// Every update by the name it reaches (its own author + target), in
     /// key order.
-    updates: BTreeMap<(NodeId, EventId), Vec<(EventKey, Arc<PostContent>)>>,
+    updates: BTreeMap<Name, Vec<(EventKey, Arc<PostContent>)>>,
     /// Every expiry by target id, in key order: (key, by, reason).
     expiries: BTreeMap<EventId, Vec<(EventKey, NodeId, ExpiryReason)>>,
 }
@@ -107,7 +112,7 @@ impl Fold {
             Payload::PostCreated(p) => {
                 let all = self.created.entry((e.author, e.id)).or_default();
                 all.push((key, p.content.clone(), p.client_id.clone()));
-                all.sort_by(|a, b| a.0.hash.cmp(&b.0.hash));
+                all.sort_by_key(|c| c.0.hash);
             }
             Payload::PostUpdated(u) => {
                 self.updates
@@ -151,7 +156,7 @@ impl Reference {
             posts: BTreeMap::new(),
             events: events.len(),
         };
-        let names: Vec<(NodeId, EventId)> = model.fold.created.keys().copied().collect();
+        let names: Vec<Name> = model.fold.created.keys().copied().collect();
         for (author, id) in names {
             if let Some(row) = model.derive(author, id) {
                 model.posts.insert(PostKey { author, id }, row);
