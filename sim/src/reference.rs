@@ -4,7 +4,8 @@
 //!
 //! A deterministic bug in `node::core::views` converges happily: every node
 //! computes the same wrong answer. This module owns an independent answer.
-//! It shares no code with `core/views` (it reads only `hearth_proto` types):
+//! It shares no code with `core/views` (it folds `hearth_proto` types and
+//! names the view's `Post` and `PostKey` only to read the core's answer):
 //! take a node's whole event set, sort it by `(lamport, hash)`, fold it once,
 //! then derive every post from what the fold collected. No indexes, no
 //! incremental updates, no snapshots: slow and obviously right.
