@@ -902,3 +902,136 @@ fn a_failed_sync_of_ours_leaves_the_peers_sync_with_us_running() {
     }
     panic!("A's sync does not settle");
 }
+
+/// Every bad kind of event a peer can push through sync, one per kind.
+/// Each is made from a genuine post by admitted member Alice (so only the
+/// flaw named stops it), except the non-member's and the other
+/// community's, which are genuinely signed.
+fn bad_sync_events(f: &Fixture) -> Vec<(&'static str, Vec<u8>)> {
+    let alice = key(2);
+    let genuine = f.post(&alice, 40, 4_000, "would be valid");
+    let bytes = genuine.bytes().to_vec();
+    let sig_at = bytes
+        .windows(64)
+        .position(|w| w == genuine.signature())
+        .unwrap();
+    let mut forged = bytes.clone();
+    forged[sig_at] ^= 1;
+    let mut zeroed = bytes.clone();
+    zeroed[sig_at..sig_at + 64].fill(0);
+    let unsigned = match hearth_proto::cbor::decode(&bytes).unwrap() {
+        Value::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .filter(|(k, _)| *k != Value::text("sig"))
+                .collect(),
+        )
+        .to_bytes(),
+        other => panic!("an event is a map, not {other:?}"),
+    };
+    let garbled = bytes[..bytes.len() / 2].to_vec();
+    let elsewhere = Event {
+        id: EventId::from_parts(NOW, 4_001),
+        ts: NOW,
+        author: alice.node_id(),
+        lamport: 41,
+        community: hearth_proto::CommunityId([0x5a; 32]),
+        payload: f
+            .post(&alice, 41, 4_001, "elsewhere")
+            .event()
+            .payload
+            .clone(),
+    }
+    .sign(&alice)
+    .unwrap();
+    let stranger = f.post(&key(9), 42, 4_002, "not a member");
+    vec![
+        ("forged signature", forged),
+        ("zeroed signature", zeroed),
+        ("no signature", unsigned),
+        ("garbled", garbled),
+        ("other community", elsewhere.into_bytes()),
+        ("non-member", stranger.into_bytes()),
+    ]
+}
+
+/// Bad events pushed through a real sync exchange, both in a request the
+/// peer opens and inside the peer's answer to our own sync, never enter
+/// the log, and each is refused on the sync path (`Source::Sync`) for its
+/// own reason: bad or missing signature, garbled bytes, wrong community;
+/// a non-member's event is held pending, not logged. Log and views stay
+/// exactly as they were.
+#[test]
+fn bad_events_through_sync_are_refused_with_their_reason() {
+    use hearth_node::core::{IngestError, Ingested, Source};
+    use hearth_proto::EventError;
+
+    let f = Fixture::new();
+    let alice = key(2);
+    // The anchor's node, with Alice admitted and one genuine post of hers.
+    let ours = || {
+        let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+        node.set_member(NOW, alice.node_id(), Level::Member)
+            .unwrap();
+        node.log_mut()
+            .append_received(f.post(&alice, 10, 1, "genuine"))
+            .unwrap();
+        node
+    };
+    let mut a = ours();
+    // The peer holds only the genesis: its genuine answer brings nothing
+    // we lack, so any growth of our log is a bad event's doing.
+    let mut b = f.node(&key(7));
+    let (ida, idb) = (a.node_id(), b.node_id());
+    let bad = bad_sync_events(&f);
+    let events: Vec<Vec<u8>> = bad.iter().map(|(_, e)| e.clone()).collect();
+    let (len, digest) = (a.log().store().len(), a.views().digest());
+
+    // 1. The peer opens a sync with us and pushes them in its request.
+    let push = SyncMessage {
+        events: events.clone(),
+        ..Default::default()
+    };
+    a.sync_answer(idb, &push.encode()).unwrap();
+    assert_eq!(a.log().store().len(), len, "a pushed event entered the log");
+    assert_eq!(a.views().digest(), digest);
+
+    // 2. We open a sync with the peer; its genuine answer carries them too.
+    let opening = a.sync_start(idb).unwrap().unwrap();
+    let mut answer = SyncMessage::decode(&b.sync_answer(ida, &opening).unwrap()).unwrap();
+    answer.events.extend(events);
+    let _ = a.sync_continue(idb, &answer.encode()).unwrap();
+    assert_eq!(
+        a.log().store().len(),
+        len,
+        "an answered event entered the log"
+    );
+    assert_eq!(a.views().digest(), digest);
+
+    // Each refusal, with its reason, on the path sync batches take (on a
+    // fresh node: ours now holds the non-member's event pending).
+    let mut a = ours();
+    let (len, digest) = (a.log().store().len(), a.views().digest());
+    for (kind, bytes) in &bad {
+        let got = a.receive(bytes, Source::Sync(idb));
+        let ok = match *kind {
+            "forged signature" | "zeroed signature" => matches!(
+                got,
+                Err(IngestError::Invalid(EventError::BadSignature(who))) if who == alice.node_id()
+            ),
+            "no signature" => {
+                matches!(
+                    got,
+                    Err(IngestError::Invalid(EventError::MissingField("sig")))
+                )
+            }
+            "garbled" => matches!(got, Err(IngestError::Invalid(EventError::Cbor(_)))),
+            "other community" => matches!(got, Err(IngestError::WrongCommunity { .. })),
+            "non-member" => matches!(got, Ok(Ingested::Pending)),
+            other => panic!("no expectation for {other}"),
+        };
+        assert!(ok, "{kind}: {got:?}");
+        assert_eq!(a.log().store().len(), len, "{kind} entered the log");
+    }
+    assert_eq!(a.views().digest(), digest);
+}

@@ -20,6 +20,16 @@ pub struct Adversaries {
     pub lamport_bomb: bool,
     /// A member publishing bursts of posts.
     pub flooder: bool,
+    /// A plain member publishing what only others may: updates and
+    /// `fulfilled` expiries of other members' posts, and `stale` expiries
+    /// it is not trusted to make. Valid events (they enter every log);
+    /// every view must ignore them.
+    pub impostor: bool,
+    /// A peer pushing bad events through sync, both in requests it opens
+    /// and in answers to the syncs honest nodes open with it: forged
+    /// signatures, garbled bytes, zeroed signatures, a non-member's events
+    /// and another community's. None may enter any log.
+    pub sync_forger: bool,
 }
 
 impl Adversaries {
@@ -28,12 +38,16 @@ impl Adversaries {
         non_member: true,
         lamport_bomb: true,
         flooder: true,
+        impostor: true,
+        sync_forger: true,
     };
     pub const NONE: Adversaries = Adversaries {
         bad_signature: false,
         non_member: false,
         lamport_bomb: false,
         flooder: false,
+        impostor: false,
+        sync_forger: false,
     };
 }
 

@@ -30,15 +30,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use hearth_node::core::services::market::{ExpireParams, PostParams, UpdateParams};
+use hearth_node::core::sync::{Mode, SyncMessage};
 use hearth_node::core::{Caller, Config, Input, Node, NodeError, Output, Source, Verdict};
 use hearth_node::store::{EventStore, StoreError};
 use hearth_proto::{
-    hash_bytes, Category, Event, EventError, EventHash, EventId, ExpiryReason, Genesis, Identity,
-    Level, NodeId, Payload, PostContent, PostCreated, VerifiedEvent, LAMPORT_MAX,
+    hash_bytes, Category, CommunityId, Event, EventError, EventHash, EventId, EventKey,
+    ExpiryReason, Genesis, Identity, Level, NodeId, Payload, PostContent, PostCreated, PostExpired,
+    PostUpdated, VerifiedEvent, LAMPORT_MAX,
 };
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, SimConfig, START_MS};
+use crate::reference::{PostRow, Reference};
 use crate::report::{reason_class, LazySummary, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
 use crate::store::{SharedVerified, SimStore};
@@ -64,6 +67,18 @@ const HISTORY_GOSSIP: u64 = 3;
 const MCACHE_HEARTBEATS: u64 = 5;
 /// Peers a restarted or healed node syncs with at once ("on connect").
 const SYNC_ON_CONNECT_PEERS: usize = 2;
+/// Nodes whose views are compared with the reference model at each
+/// safety-phase check. The model rebuilds from a node's whole log, so this
+/// bounds a check's cost; the rotation reaches every node over a run, and
+/// at the end of the liveness phase every node is compared.
+pub const REFERENCE_SAMPLE_PER_CHECK: usize = 4;
+/// Up to this many nodes every completed sync is audited for
+/// completeness; above it one in [`SYNC_AUDIT_EVERY`] (an audit reads both
+/// logs, which at 1,000 nodes and 10,000 events would dominate the run).
+pub const SYNC_AUDIT_NODES_MAX: usize = 200;
+pub const SYNC_AUDIT_EVERY: u64 = 16;
+/// Mismatching posts a reference violation names (keeps the text short).
+const MISMATCH_DETAIL_MAX: usize = 3;
 
 /// A node's index: honest nodes first, then adversaries.
 pub type Ix = usize;
@@ -111,6 +126,26 @@ pub enum Violation {
     RestoreMismatch { node: Ix },
     /// An honest event is missing from the converged log.
     HonestEventMissing { hash: EventHash },
+    /// A node's views differ from the reference model over its own log.
+    ReferenceMismatch { node: Ix, detail: String },
+    /// A node's log holds an event whose author the vouching closure over
+    /// that same log does not vouch for.
+    UnvouchedEventStored { node: Ix, author: NodeId },
+    /// An honest node published a second expiry of one post (its views
+    /// already showed the post expired: a sweeper or service bug).
+    RedundantExpiry { node: Ix, target: EventId },
+    /// An honest node published an event whose Lamport time is not above
+    /// every (non-bomb) event it already held: its clock did not follow
+    /// what it received, so its updates can sort below what they replace.
+    LamportNotAdvanced { node: Ix, lamport: u64, seen: u64 },
+    /// A sync reported complete while one side still lacked `missing`
+    /// events the other held when it started.
+    SyncIncomplete {
+        initiator: Ix,
+        responder: Ix,
+        lacking: Ix,
+        missing: u64,
+    },
 }
 
 impl std::fmt::Display for Violation {
@@ -141,6 +176,38 @@ impl std::fmt::Display for Violation {
             Violation::HonestEventMissing { hash } => {
                 write!(f, "honest event {hash} missing from the converged log")
             }
+            Violation::ReferenceMismatch { node, detail } => {
+                write!(
+                    f,
+                    "node {node}'s views differ from the reference model: {detail}"
+                )
+            }
+            Violation::UnvouchedEventStored { node, author } => {
+                write!(
+                    f,
+                    "node {node} stored an event of unvouched author {author}"
+                )
+            }
+            Violation::RedundantExpiry { node, target } => {
+                write!(f, "node {node} expired post {target} a second time")
+            }
+            Violation::LamportNotAdvanced {
+                node,
+                lamport,
+                seen,
+            } => write!(
+                f,
+                "node {node} published at Lamport {lamport} after holding an event at {seen}"
+            ),
+            Violation::SyncIncomplete {
+                initiator,
+                responder,
+                lacking,
+                missing,
+            } => write!(
+                f,
+                "sync {initiator} -> {responder} completed with node {lacking} lacking {missing} events"
+            ),
         }
     }
 }
@@ -289,6 +356,10 @@ impl SeenCache {
 struct SyncOut {
     session: u64,
     last_ms: u64,
+    /// Both logs' last arrival numbers when the sync started: when it
+    /// completes, each side must hold everything the other held then.
+    own_arrival: u64,
+    peer_arrival: u64,
 }
 
 #[derive(Debug)]
@@ -307,6 +378,9 @@ struct Slot {
     skew_ms: i64,
     /// Largest log size seen: a log never loses an event it had.
     log_len_max: u64,
+    /// Highest Lamport time of an event in this node's log, bombs left
+    /// out (the clock rightly ignores them): its next event must be above.
+    lamport_seen: u64,
     /// Syncs this node started, by peer.
     sync_out: BTreeMap<Ix, SyncOut>,
     up_since: u64,
@@ -321,6 +395,15 @@ enum AdvKind {
     NonMember,
     LamportBomb,
     Flooder,
+    Impostor,
+    SyncForger,
+}
+
+impl AdvKind {
+    /// Whether anchor 0 admits this adversary before the run.
+    fn admitted(self) -> bool {
+        !matches!(self, AdvKind::NonMember | AdvKind::SyncForger)
+    }
 }
 
 #[derive(Debug)]
@@ -335,16 +418,18 @@ struct Adversary {
 struct EventInfo {
     published_ms: u64,
     honest: bool,
+    lamport: u64,
     /// The last time a node stored it: once every node holds it, the
     /// event's full delivery time.
     last_stored_ms: u64,
 }
 
 impl EventInfo {
-    fn new(published_ms: u64, honest: bool) -> EventInfo {
+    fn new(published_ms: u64, honest: bool, lamport: u64) -> EventInfo {
         EventInfo {
             published_ms,
             honest,
+            lamport,
             last_stored_ms: published_ms,
         }
     }
@@ -385,6 +470,13 @@ pub struct Sim {
     never_admitted: BTreeSet<NodeId>,
     /// Honest posts, for updates and expiries.
     posts: Vec<(Ix, EventId)>,
+    /// Posts each honest node has expired: a second expiry is a bug.
+    expiries_published: BTreeSet<(Ix, EventId)>,
+    /// Reference-model checks done (rotates the sample).
+    reference_checks: u64,
+    /// Highest Lamport time of an honest event: the impostor and the
+    /// forger publish above it, so their events would win if they counted.
+    lamport_honest_max: u64,
     /// The workload's membership truth (only anchor 0 changes levels, so
     /// its own order is the (lamport, hash) order).
     levels: Vec<Level>,
@@ -464,6 +556,8 @@ impl Sim {
             (a.non_member, AdvKind::NonMember),
             (a.lamport_bomb, AdvKind::LamportBomb),
             (a.flooder, AdvKind::Flooder),
+            (a.impostor, AdvKind::Impostor),
+            (a.sync_forger, AdvKind::SyncForger),
         ] {
             if on {
                 let identity = Identity::from_seed(derive_seed(cfg.seed, "adversary", kind as u64));
@@ -510,7 +604,7 @@ impl Sim {
         let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
         let mut admissions = Vec::new();
         for (i, id) in ids.iter().enumerate().skip(cfg.anchors) {
-            if (i >= n && advs[i - n].kind == AdvKind::NonMember) || late.contains(&i) {
+            if (i >= n && !advs[i - n].kind.admitted()) || late.contains(&i) {
                 continue;
             }
             let ev = anchor0
@@ -525,7 +619,10 @@ impl Sim {
 
         let mut registry = BTreeMap::new();
         for ev in std::iter::once(&genesis).chain(admissions.iter()) {
-            registry.insert(*ev.hash(), EventInfo::new(START_MS, true));
+            registry.insert(
+                *ev.hash(),
+                EventInfo::new(START_MS, true, ev.event().lamport),
+            );
         }
 
         let mut slots = Vec::with_capacity(n);
@@ -558,6 +655,7 @@ impl Sim {
                 uplink_free_at: START_MS,
                 skew_ms: skew,
                 log_len_max: 0,
+                lamport_seen: 0,
                 sync_out: BTreeMap::new(),
                 up_since: START_MS,
                 awaiting_invite: late.contains(&i),
@@ -597,7 +695,7 @@ impl Sim {
 
         let never_admitted = advs
             .iter()
-            .filter(|a| a.kind == AdvKind::NonMember)
+            .filter(|a| !a.kind.admitted())
             .map(|a| a.identity.node_id())
             .collect();
         let levels = (0..n)
@@ -629,6 +727,9 @@ impl Sim {
             registry,
             never_admitted,
             posts: Vec::new(),
+            expiries_published: BTreeSet::new(),
+            reference_checks: 0,
+            lamport_honest_max: 0,
             levels,
             next_session: 1,
             checks: 0,
@@ -644,6 +745,7 @@ impl Sim {
         for i in 0..n {
             if sim.slots[i].core.is_some() {
                 sim.slots[i].log_len_max = sim.log_len(i);
+                sim.slots[i].lamport_seen = sim.lamport_held(i);
                 sim.schedule(
                     START_MS,
                     Action::Tick {
@@ -887,8 +989,17 @@ impl Sim {
     }
 
     fn on_deliver(&mut self, from: Ix, to: Ix, msg: Msg) -> Result<(), SimError> {
+        let n = self.slots.len();
+        if to >= n && self.reachable(from, to) {
+            // Only the sync forger answers anything (its syncs).
+            if let (Msg::SyncRequest { session, bytes }, AdvKind::SyncForger) =
+                (&msg, self.advs[to - n].kind)
+            {
+                return self.sync_forger_answer(to - n, from, *session, bytes);
+            }
+        }
         // A partition or crash after sending breaks the connection too.
-        if !self.reachable(from, to) || to >= self.slots.len() {
+        if !self.reachable(from, to) || to >= n {
             self.stats.dropped += 1;
             return Ok(());
         }
@@ -951,6 +1062,7 @@ impl Sim {
             }
             Msg::SyncRequest { session, bytes } => {
                 self.trace(3, from as u64, to as u64, &session.to_be_bytes());
+                self.count_sync_ranges(&bytes);
                 let Some(core) = self.slots[to].core.as_mut() else {
                     return Ok(());
                 };
@@ -978,6 +1090,7 @@ impl Sim {
             }
             Msg::SyncResponse { session, bytes } => {
                 self.trace(4, from as u64, to as u64, &session.to_be_bytes());
+                self.count_sync_ranges(&bytes);
                 let current = self.slots[to].sync_out.get(&from).map(|s| s.session);
                 if current != Some(session) {
                     return Ok(()); // an answer to a sync given up on
@@ -1005,7 +1118,9 @@ impl Sim {
                     }
                     Ok(None) => {
                         self.stats.sync_completed += 1;
-                        self.slots[to].sync_out.remove(&from);
+                        if let Some(out) = self.slots[to].sync_out.remove(&from) {
+                            self.audit_sync(to, from, out);
+                        }
                         Ok(())
                     }
                     Err(e) => {
@@ -1023,6 +1138,31 @@ impl Sim {
         }
     }
 
+    /// Tallies how a delivered sync message reconciles: split ranges, id
+    /// lists, decoded sketches (the summary shows the workload exercises
+    /// more than the opening sketch). Undecodable messages are the core's
+    /// to refuse, and count nothing here.
+    fn count_sync_ranges(&mut self, bytes: &[u8]) {
+        let Ok(msg) = SyncMessage::decode(bytes) else {
+            return;
+        };
+        let open = msg
+            .ranges
+            .iter()
+            .filter(|r| !matches!(r.mode, Mode::Skip))
+            .count() as u64;
+        if open > 1 {
+            self.stats.sync_split_ranges += open;
+        }
+        for r in &msg.ranges {
+            match r.mode {
+                Mode::Ids(_) => self.stats.sync_id_lists += 1,
+                Mode::Roots(_) => self.stats.sync_sketch_roots += 1,
+                _ => {}
+            }
+        }
+    }
+
     /// Drains a node's outputs after an input: publishes its new events,
     /// relays what it accepted from gossip, records what it stored.
     fn drain(&mut self, i: Ix, relay: Option<(Ix, &Rc<Gossip>)>) -> Result<(), SimError> {
@@ -1030,9 +1170,11 @@ impl Sim {
             match out {
                 Output::Broadcast(ev) => {
                     let hash = *ev.hash();
-                    self.registry
-                        .entry(hash)
-                        .or_insert(EventInfo::new(self.now, true));
+                    self.registry.entry(hash).or_insert(EventInfo::new(
+                        self.now,
+                        true,
+                        ev.event().lamport,
+                    ));
                     self.trace(5, i as u64, 0, &hash.0);
                     let (now, ttl) = (self.now, self.cfg.seen_ttl_ms);
                     self.slots[i].seen.insert(now, ttl, hash);
@@ -1074,9 +1216,7 @@ impl Sim {
                     if source.is_none() {
                         // A local event: `publish` reports it stored before
                         // it hands it out to broadcast.
-                        self.registry
-                            .entry(hash)
-                            .or_insert(EventInfo::new(self.now, true));
+                        self.check_local_event(i, &hash);
                     }
                     let now = self.now;
                     let info = self.registry.get_mut(&hash).map(|info| {
@@ -1086,6 +1226,10 @@ impl Sim {
                     match info {
                         None => self.violation(Violation::InvalidEventStored { node: i, hash }),
                         Some(info) if source.is_some() => {
+                            if info.lamport <= CLOCK_CONTAINED_MAX {
+                                let seen = &mut self.slots[i].lamport_seen;
+                                *seen = (*seen).max(info.lamport);
+                            }
                             let latency = self.now.saturating_sub(info.published_ms);
                             if self.slots[i].up_since <= info.published_ms {
                                 self.stats.delivery_ms.push(latency);
@@ -1099,6 +1243,61 @@ impl Sim {
             }
         }
         self.rearm_tick(i)
+    }
+
+    /// Registers node `i`'s own new event and checks what an honest
+    /// publisher promises: its Lamport time is above every event it held
+    /// (the clock follows what it receives), and it never expires a post
+    /// it already expired (the sweeper and the service skip ended posts).
+    fn check_local_event(&mut self, i: Ix, hash: &EventHash) {
+        let ev = match self.slots[i]
+            .core
+            .as_ref()
+            .map(|c| c.log().store().get(hash))
+        {
+            Some(Ok(Some(ev))) => ev,
+            _ => return, // not readable back: the log checks cover it
+        };
+        let e = ev.event();
+        self.registry
+            .entry(*hash)
+            .or_insert(EventInfo::new(self.now, true, e.lamport));
+        let seen = self.slots[i].lamport_seen;
+        if e.lamport <= seen {
+            self.violation(Violation::LamportNotAdvanced {
+                node: i,
+                lamport: e.lamport,
+                seen,
+            });
+        }
+        self.slots[i].lamport_seen = seen.max(e.lamport);
+        self.lamport_honest_max = self.lamport_honest_max.max(e.lamport);
+        if let Payload::PostExpired(x) = &e.payload {
+            if !self.expiries_published.insert((i, x.target)) {
+                self.violation(Violation::RedundantExpiry {
+                    node: i,
+                    target: x.target,
+                });
+            }
+        }
+    }
+
+    /// Highest non-bomb Lamport time in node `i`'s log (0 if down).
+    fn lamport_held(&self, i: Ix) -> u64 {
+        let Some(core) = self.slots[i].core.as_ref() else {
+            return 0;
+        };
+        let below_bombs = EventKey {
+            lamport: CLOCK_CONTAINED_MAX + 1,
+            hash: EventHash([0; 32]),
+        };
+        core.log()
+            .store()
+            .keys(Bound::Unbounded, Bound::Excluded(below_bombs))
+            .filter_map(Result::ok)
+            .map(|k| k.lamport)
+            .max()
+            .unwrap_or(0)
     }
 
     // ---- timers ---------------------------------------------------------
@@ -1229,6 +1428,7 @@ impl Sim {
             return Ok(());
         }
         let peer_id = self.ids[peer];
+        let (own_arrival, peer_arrival) = (self.last_arrival(i), self.last_arrival(peer));
         let Some(core) = self.slots[i].core.as_mut() else {
             return Ok(());
         };
@@ -1243,6 +1443,8 @@ impl Sim {
                     SyncOut {
                         session,
                         last_ms: now,
+                        own_arrival,
+                        peer_arrival,
                     },
                 );
                 self.send(i, peer, Msg::SyncRequest { session, bytes })?;
@@ -1290,6 +1492,58 @@ impl Sim {
         self.stats.sync_timeouts += 1;
         self.give_up_sync(i, peer);
         Ok(())
+    }
+
+    /// Last arrival number of node `i`'s store (0 if down or an adversary).
+    fn last_arrival(&self, i: Ix) -> u64 {
+        self.slots
+            .get(i)
+            .and_then(|s| s.core.as_ref())
+            .map_or(0, |c| c.log().store().last_arrival())
+    }
+
+    /// A completed sync between honest nodes made both sides whole as of
+    /// its start: each holds every event the other held when it began
+    /// (events are stored only once valid and vouched, and the vouching
+    /// `member.set` travels in the same sync). Sync on its own, without
+    /// gossip, must be complete: a reconciliation that drops part of a
+    /// split range converges later by luck, not by design, and this is
+    /// where it shows. Sampled above [`SYNC_AUDIT_NODES_MAX`] nodes: the
+    /// audit reads both logs.
+    fn audit_sync(&mut self, initiator: Ix, responder: Ix, out: SyncOut) {
+        let n = self.slots.len();
+        if responder >= n
+            || (n > SYNC_AUDIT_NODES_MAX && !out.session.is_multiple_of(SYNC_AUDIT_EVERY))
+        {
+            return;
+        }
+        for (holder, upto, other) in [
+            (responder, out.peer_arrival, initiator),
+            (initiator, out.own_arrival, responder),
+        ] {
+            let (Some(h), Some(o)) = (
+                self.slots[holder].core.as_ref(),
+                self.slots[other].core.as_ref(),
+            ) else {
+                return;
+            };
+            let missing = h
+                .log()
+                .store()
+                .since_arrival(0)
+                .filter_map(Result::ok)
+                .take_while(|(seq, _)| *seq <= upto)
+                .filter(|(_, e)| !o.log().store().contains(e.hash()).unwrap_or(true))
+                .count() as u64;
+            if missing > 0 {
+                self.violation(Violation::SyncIncomplete {
+                    initiator,
+                    responder,
+                    lacking: other,
+                    missing,
+                });
+            }
+        }
     }
 
     /// Node `i` gives up the sync it started with `peer` (a timeout or a
@@ -1467,6 +1721,9 @@ impl Sim {
         slot.uplink_free_at = self.now;
         let len = self.log_len(i);
         self.check_log_len(i, len);
+        // A hard crash may have lost received events: what the restarted
+        // clock must be above is what the store kept.
+        self.slots[i].lamport_seen = self.lamport_held(i);
         self.slots[i].tick_at = Some(self.now);
         self.schedule(
             self.now,
@@ -1528,6 +1785,11 @@ impl Sim {
     // ---- adversaries --------------------------------------------------------
 
     fn adversary_step(&mut self, a: usize) -> Result<(), SimError> {
+        match self.advs[a].kind {
+            AdvKind::Impostor => return self.impostor_step(a),
+            AdvKind::SyncForger => return self.sync_forger_step(a),
+            _ => {}
+        }
         let n = self.slots.len();
         let kind = self.advs[a].kind;
         let burst = match kind {
@@ -1541,43 +1803,16 @@ impl Sim {
                 AdvKind::LamportBomb => LAMPORT_MAX - adv.sent,
                 _ => adv.sent,
             };
-            let random = u128::from(self.rng_fault.next_u64());
-            let ev = Event {
-                id: EventId::from_parts(self.now, random),
-                ts: self.now,
-                author: adv.identity.node_id(),
-                lamport,
-                community: self.genesis.founded_community().unwrap_or_default(),
-                payload: Payload::PostCreated(PostCreated {
-                    content: PostContent {
-                        category: Category::Offer,
-                        title: format!("{kind:?} {}", adv.sent),
-                        body: String::new(),
-                        tags: vec![],
-                        expires_at: self.now + 7 * 24 * 3600 * 1000,
-                        location: None,
-                    }
-                    .into(),
-                    client_id: None,
-                }),
-            }
-            .sign(&adv.identity)?;
+            let identity = adv.identity.clone();
+            let ev = self.adversary_post(&identity, lamport, &format!("{kind:?} {lamport}"))?;
             let bytes: Vec<u8> = match kind {
-                AdvKind::BadSignature => {
-                    // Flip a bit of R inside the encoded signature.
-                    let mut b = ev.bytes().to_vec();
-                    let sig = *ev.signature();
-                    if let Some(pos) = b.windows(64).position(|w| w == sig) {
-                        b[pos] ^= 1;
-                    }
-                    b
-                }
-                AdvKind::NonMember => ev.bytes().to_vec(),
+                AdvKind::BadSignature => flip_signature(&ev),
                 AdvKind::LamportBomb | AdvKind::Flooder => {
                     self.registry
-                        .insert(*ev.hash(), EventInfo::new(self.now, false));
+                        .insert(*ev.hash(), EventInfo::new(self.now, false, lamport));
                     ev.bytes().to_vec()
                 }
+                _ => ev.bytes().to_vec(),
             };
             let msg = Gossip::new(bytes);
             self.trace(12, a as u64, lamport, &msg.id.0);
@@ -1587,6 +1822,187 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// A post signed by `identity` in this community, a week's TTL.
+    fn adversary_post(
+        &mut self,
+        identity: &Identity,
+        lamport: u64,
+        title: &str,
+    ) -> Result<VerifiedEvent, SimError> {
+        let community = self.genesis.founded_community().unwrap_or_default();
+        self.adversary_event(
+            identity,
+            lamport,
+            community,
+            Payload::PostCreated(PostCreated {
+                content: self.adversary_content(title).into(),
+                client_id: None,
+            }),
+        )
+    }
+
+    fn adversary_content(&self, title: &str) -> PostContent {
+        PostContent {
+            category: Category::Offer,
+            title: title.to_owned(),
+            body: String::new(),
+            tags: vec![],
+            expires_at: self.now + 7 * 24 * 3600 * 1000,
+            location: None,
+        }
+    }
+
+    fn adversary_event(
+        &mut self,
+        identity: &Identity,
+        lamport: u64,
+        community: CommunityId,
+        payload: Payload,
+    ) -> Result<VerifiedEvent, SimError> {
+        let random = u128::from(self.rng_fault.next_u64());
+        Ok(Event {
+            id: EventId::from_parts(self.now, random),
+            ts: self.now,
+            author: identity.node_id(),
+            lamport,
+            community,
+            payload,
+        }
+        .sign(identity)?)
+    }
+
+    /// The impostor, a plain member, publishes by gossip what only others
+    /// may: an update of someone else's post, a `fulfilled` expiry of it
+    /// (author-only), or a `stale` expiry (trusted only). Its Lamport time
+    /// is above every honest event's, so each would win if a view let it
+    /// count. The events are valid and enter every log; views ignore them.
+    fn impostor_step(&mut self, a: usize) -> Result<(), SimError> {
+        let n = self.slots.len();
+        if self.posts.is_empty() {
+            return Ok(());
+        }
+        let (author, target) = self.posts[self.rng_fault.index(self.posts.len())];
+        let adv = &mut self.advs[a];
+        adv.sent += 1;
+        let (sent, identity) = (adv.sent, adv.identity.clone());
+        let lamport = self.lamport_honest_max + 1;
+        let payload = match sent % 3 {
+            0 => Payload::PostUpdated(PostUpdated {
+                target,
+                content: self
+                    .adversary_content(&format!("impostor's edit of node {author}'s post"))
+                    .into(),
+            }),
+            1 => Payload::PostExpired(PostExpired {
+                target,
+                reason: ExpiryReason::Fulfilled,
+            }),
+            _ => Payload::PostExpired(PostExpired {
+                target,
+                reason: ExpiryReason::Stale,
+            }),
+        };
+        let community = self.genesis.founded_community().unwrap_or_default();
+        let ev = self.adversary_event(&identity, lamport, community, payload)?;
+        self.registry
+            .insert(*ev.hash(), EventInfo::new(self.now, false, lamport));
+        let msg = Gossip::new(ev.bytes().to_vec());
+        self.trace(12, a as u64, lamport, &msg.id.0);
+        let peers = self.advs[a].peers.clone();
+        for p in peers {
+            self.send(n + a, p, Msg::Gossip(msg.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// The bad events the sync forger pushes: a member's post with a
+    /// forged signature, the same garbled (cut in half), the same with a
+    /// zeroed signature (unsigned), its own post (it is no member) and a
+    /// member's genuine post for another community. The genuine post they
+    /// are made from is never sent: if any of these enters a log, the
+    /// registry does not know it.
+    fn forged_batch(&mut self, a: usize) -> Result<Vec<Vec<u8>>, SimError> {
+        let n = self.slots.len();
+        let adv = &mut self.advs[a];
+        adv.sent += 1;
+        let (sent, forger) = (adv.sent, adv.identity.clone());
+        let lamport = self.lamport_honest_max + 1;
+        let member = self.slots[1 + self.rng_fault.index(n - 1)].identity.clone();
+        let genuine = self.adversary_post(&member, lamport, &format!("forged {sent}"))?;
+        let forged = flip_signature(&genuine);
+        let garbled = genuine.bytes()[..genuine.bytes().len() / 2].to_vec();
+        let mut zeroed = genuine.bytes().to_vec();
+        if let Some(pos) = find(&zeroed, genuine.signature()) {
+            zeroed[pos..pos + 64].fill(0);
+        }
+        let own = self.adversary_post(&forger, lamport, "not a member")?;
+        let elsewhere = self.adversary_event(
+            &member,
+            lamport,
+            CommunityId([0x5a; 32]),
+            Payload::PostCreated(PostCreated {
+                content: self.adversary_content("elsewhere").into(),
+                client_id: None,
+            }),
+        )?;
+        Ok(vec![
+            forged,
+            garbled,
+            zeroed,
+            own.bytes().to_vec(),
+            elsewhere.bytes().to_vec(),
+        ])
+    }
+
+    /// The sync forger pushes its batch to each peer in a sync request of
+    /// its own, and makes each peer open a sync with it (a connection:
+    /// sync on connect), which it answers with another batch.
+    fn sync_forger_step(&mut self, a: usize) -> Result<(), SimError> {
+        let n = self.slots.len();
+        let peers = self.advs[a].peers.clone();
+        for p in peers {
+            if self.slots[p].core.is_none() {
+                continue;
+            }
+            let events = self.forged_batch(a)?;
+            let bytes = SyncMessage {
+                events,
+                ..SyncMessage::default()
+            }
+            .encode();
+            self.trace(15, a as u64, p as u64, &hash_bytes(&bytes).0);
+            let session = self.next_session;
+            self.next_session += 1;
+            self.send(n + a, p, Msg::SyncRequest { session, bytes })?;
+            self.start_sync(p, n + a)?;
+        }
+        Ok(())
+    }
+
+    /// The sync forger's answer to a sync an honest node opened with it:
+    /// a forged batch to its opening, "nothing more" to the rest.
+    fn sync_forger_answer(
+        &mut self,
+        a: usize,
+        to: Ix,
+        session: u64,
+        request: &[u8],
+    ) -> Result<(), SimError> {
+        let opening = SyncMessage::decode(request).is_ok_and(|m| !m.ranges.is_empty());
+        let events = if opening {
+            self.forged_batch(a)?
+        } else {
+            Vec::new()
+        };
+        let bytes = SyncMessage {
+            events,
+            ..SyncMessage::default()
+        }
+        .encode();
+        let n = self.slots.len();
+        self.send(n + a, to, Msg::SyncResponse { session, bytes })
     }
 
     /// Injects one adversary burst now (scenarios).
@@ -1837,6 +2253,105 @@ impl Sim {
                 self.violation(Violation::InactiveAuthorShown { node: i, author });
             }
         }
+        if self.phase == Phase::Safety {
+            self.check_reference_sample();
+        }
+    }
+
+    /// The reference model over node `i`'s current log (None if down or
+    /// the store cannot be read, which the log checks report).
+    fn reference_of(&self, i: Ix) -> Option<Reference> {
+        let core = self.slots[i].core.as_ref()?;
+        let events: Result<Vec<VerifiedEvent>, StoreError> = core
+            .log()
+            .store()
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .collect();
+        events.ok().map(Reference::new)
+    }
+
+    /// Compares node `i`'s views with `model`, built over the same log:
+    /// levels, every post (expired and hidden ones too) and the list as
+    /// `list` shows it at the node's own `now`; and every logged event's
+    /// author must be vouched by the closure over that log.
+    fn check_reference(&mut self, i: Ix, model: &Reference) {
+        let now = self.node_now(i);
+        let Some(core) = self.slots[i].core.as_ref() else {
+            return;
+        };
+        let mut problems: Vec<String> = Vec::new();
+        let levels: BTreeMap<NodeId, Level> = core
+            .views()
+            .membership
+            .levels()
+            .iter()
+            .filter(|(_, l)| **l != Level::Removed)
+            .map(|(k, l)| (*k, *l))
+            .collect();
+        if levels != model.levels() {
+            problems.push(format!(
+                "levels: view has {} active keys, model {}",
+                levels.len(),
+                model.levels().len()
+            ));
+        }
+        let market = &core.views().market;
+        if market.post_count() != model.posts().len() {
+            problems.push(format!(
+                "{} posts in the view, {} in the model",
+                market.post_count(),
+                model.posts().len()
+            ));
+        }
+        for (name, want) in model.posts() {
+            let got = market.get(name).map(PostRow::of_core);
+            if got.as_ref() != Some(want) && problems.len() < MISMATCH_DETAIL_MAX {
+                problems.push(format!(
+                    "post {}/{}: view {:?}, model {:?}",
+                    name.author,
+                    name.id,
+                    got.map(|p| (p.content_event, p.expired, p.author_active)),
+                    (want.content_event, &want.expired, want.author_active)
+                ));
+            }
+        }
+        let listed: Vec<_> = market.all_active(now).map(|p| p.key()).collect();
+        if listed != model.listed(now) {
+            problems.push(format!(
+                "list at {now}: view shows {}, model {}",
+                listed.len(),
+                model.listed(now).len()
+            ));
+        }
+        let unvouched: BTreeSet<NodeId> = core
+            .log()
+            .store()
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .filter_map(Result::ok)
+            .map(|e| e.event().author)
+            .filter(|a| !model.is_vouched(a))
+            .collect();
+        for author in unvouched {
+            self.violation(Violation::UnvouchedEventStored { node: i, author });
+        }
+        if !problems.is_empty() {
+            self.violation(Violation::ReferenceMismatch {
+                node: i,
+                detail: problems.join("; "),
+            });
+        }
+    }
+
+    /// The safety phase's sample: a few nodes per check, rotating.
+    fn check_reference_sample(&mut self) {
+        let n = self.slots.len();
+        for _ in 0..REFERENCE_SAMPLE_PER_CHECK.min(n) {
+            let i = (self.reference_checks as usize) % n;
+            self.reference_checks += 1;
+            if let Some(model) = self.reference_of(i) {
+                self.check_reference(i, &model);
+            }
+        }
     }
 
     /// Digest of a node's event set: its keys in order.
@@ -1903,6 +2418,13 @@ impl Sim {
             self.violation(Violation::NotConverged {
                 detail: format!("{detail} after {} virtual ms", self.now - start),
             });
+            // Which nodes are wrong, not only different: each against the
+            // model over its own log.
+            for i in 0..self.slots.len() {
+                if let Some(model) = self.reference_of(i) {
+                    self.check_reference(i, &model);
+                }
+            }
             self.converged = false;
             return Ok(false);
         }
@@ -1914,6 +2436,13 @@ impl Sim {
 
     fn final_checks(&mut self) -> Result<(), SimError> {
         self.check_invariants();
+        // Every node against the reference model. The logs are equal now
+        // (convergence compared their keys), so one model serves all.
+        if let Some(model) = self.reference_of(0) {
+            for i in 0..self.slots.len() {
+                self.check_reference(i, &model);
+            }
+        }
         // Every honest event in the (common) log.
         let missing: Vec<EventHash> = match self.slots[0].core.as_ref() {
             Some(core) => self
@@ -2120,6 +2649,9 @@ impl Sim {
                 timeouts: s.sync_timeouts,
                 errors: s.sync_errors,
                 bytes: s.sync_bytes,
+                split_ranges: s.sync_split_ranges,
+                id_lists: s.sync_id_lists,
+                sketch_roots: s.sync_sketch_roots,
             },
             stored_via_gossip: s.stored_via_gossip,
             stored_via_sync: s.stored_via_sync,
@@ -2140,6 +2672,20 @@ impl Sim {
             wall_ms: None,
         }
     }
+}
+
+/// The event's bytes with one bit of its signature's R flipped.
+fn flip_signature(ev: &VerifiedEvent) -> Vec<u8> {
+    let mut b = ev.bytes().to_vec();
+    if let Some(pos) = find(&b, ev.signature()) {
+        b[pos] ^= 1;
+    }
+    b
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn refusal_code(e: &SimError) -> String {

@@ -11,11 +11,16 @@
 //!
 //! - **safety**: faults on, invariants checked continuously: no invalid
 //!   event in any log, no listed post by an inactive author, no log ever
-//!   loses an event, no Lamport bomb moves an honest clock;
+//!   loses an event, no Lamport bomb moves an honest clock, an honest
+//!   node's events sort above what it held and never expire a post twice,
+//!   a completed sync leaves both sides whole, and a rotating sample of
+//!   nodes shows exactly what the [`reference`] model computes from its
+//!   own log;
 //! - **liveness**: faults off; every node must reach the same log and the
 //!   same view digests within a bounded virtual time, every honest event
-//!   must be everywhere, and on a sample of nodes incremental views must
-//!   equal a snapshot restore and a full replay.
+//!   must be everywhere, every node's views must equal the reference
+//!   model's, and on a sample of nodes incremental views must equal a
+//!   snapshot restore and a full replay.
 //!
 //! [`run`] does a whole randomised run; [`Sim`] exposes the steps so
 //! scenario tests can script one (partition, crash, post, heal, converge).
@@ -27,6 +32,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod reference;
 pub mod report;
 pub mod rng;
 pub mod store;

@@ -28,6 +28,14 @@ pub struct Stats {
     pub sync_round_trips: u64,
     pub sync_timeouts: u64,
     pub sync_errors: u64,
+    /// Ranges of sync messages that carried several open ranges: a range
+    /// split into buckets or partitioned into sketched sub-ranges.
+    pub sync_split_ranges: u64,
+    /// `Ids` ranges: small ranges settled by explicit id lists.
+    pub sync_id_lists: u64,
+    /// `Roots` ranges: a sketch (or sketch difference) that decoded and
+    /// asks for the peer's items by the roots of their polynomial.
+    pub sync_sketch_roots: u64,
     /// Messages lost to the loss fault.
     pub lost: u64,
     /// Messages to a down or unreachable node.
@@ -95,6 +103,10 @@ pub struct SyncSummary {
     pub timeouts: u64,
     pub errors: u64,
     pub bytes: u64,
+    /// See [`Stats::sync_split_ranges`].
+    pub split_ranges: u64,
+    pub id_lists: u64,
+    pub sketch_roots: u64,
 }
 
 /// The run's outcome. Serialised as the CLI's last stdout line.
