@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use hearth_proto::cbor::{self, CborError, Value, DEPTH_MAX};
+use hearth_proto::{EventHash, EventKey};
 
 fn hex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("test hex")
@@ -118,4 +119,50 @@ fn simple_values_are_told_apart() {
         cbor::decode(&hex("fa3f800000")),
         Err(CborError::Float { offset: 0 })
     );
+}
+
+/// A map key counts as one level deeper than its map, as values do: a key
+/// nested to the bound decodes, one level more is refused.
+#[test]
+fn map_keys_count_towards_the_nesting_bound() {
+    let keyed = |levels: usize| {
+        // {[[...[0]...]]: 0} with `levels` arrays in the key.
+        let mut bytes = vec![0xa1u8];
+        bytes.extend(vec![0x81u8; levels]);
+        bytes.extend([0x00, 0x00]);
+        bytes
+    };
+    assert!(cbor::decode(&keyed(DEPTH_MAX - 1)).is_ok());
+    assert_eq!(
+        cbor::decode(&keyed(DEPTH_MAX)),
+        Err(CborError::TooDeep {
+            offset: DEPTH_MAX + 1
+        })
+    );
+}
+
+/// Store keys: 8 bytes of big-endian Lamport time then the 32-byte hash,
+/// so byte order is key order; they read back, and other lengths do not.
+#[test]
+fn event_key_bytes_round_trip_in_order() {
+    let key = |lamport: u64, first: u8| EventKey {
+        lamport,
+        hash: EventHash([first; 32]),
+    };
+    let a = key(0x0102, 9);
+    let bytes = a.to_bytes();
+    assert_eq!(&bytes[..8], &[0, 0, 0, 0, 0, 0, 0x01, 0x02]);
+    assert_eq!(&bytes[8..], &[9; 32]);
+    assert_eq!(EventKey::from_bytes(&bytes), Some(a));
+    assert_eq!(EventKey::from_bytes(&bytes[..39]), None);
+    assert_eq!(
+        EventKey::from_bytes(&[bytes.as_slice(), &[0]].concat()),
+        None
+    );
+    assert_eq!(EventKey::from_bytes(&bytes[..7]), None);
+    let keys = [key(1, 0xff), key(2, 0), key(256, 0), key(256, 1)];
+    for pair in keys.windows(2) {
+        assert!(pair[0] < pair[1]);
+        assert!(pair[0].to_bytes() < pair[1].to_bytes());
+    }
 }
