@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use hearth_proto::cbor::{self, CborError, Value, DEPTH_MAX};
-use hearth_proto::{EventHash, EventKey};
+use hearth_proto::{
+    hash_bytes, CommunityId, Event, EventHash, EventId, EventKey, Identity, Level, MemberSet,
+    Payload,
+};
 
 fn hex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("test hex")
@@ -165,4 +168,31 @@ fn event_key_bytes_round_trip_in_order() {
         assert!(pair[0] < pair[1]);
         assert!(pair[0].to_bytes() < pair[1].to_bytes());
     }
+}
+
+/// A verified event's key is its Lamport time and its hash: the position
+/// the log and sync give it.
+#[test]
+fn verified_event_key_is_lamport_and_hash() {
+    let me = Identity::from_seed([7; 32]);
+    let event = Event {
+        id: EventId::from_bytes([3; 16]),
+        ts: 1_767_225_600_000,
+        author: me.node_id(),
+        lamport: 42,
+        community: CommunityId([0x11; 32]),
+        payload: Payload::MemberSet(MemberSet {
+            member: me.node_id(),
+            level: Level::Member,
+        }),
+    }
+    .sign(&me)
+    .expect("valid");
+    assert_eq!(
+        event.key(),
+        EventKey {
+            lamport: 42,
+            hash: hash_bytes(event.bytes()),
+        }
+    );
 }
