@@ -808,6 +808,11 @@ impl Sim {
         self.now.saturating_add_signed(self.slots[i].skew_ms)
     }
 
+    /// The flooder's posts so far (author, id), for scenarios to moderate.
+    pub fn hostile_posts(&self) -> &[(NodeId, EventId)] {
+        &self.hostile_posts
+    }
+
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -2304,8 +2309,9 @@ impl Sim {
         let Some((author, id)) = target else {
             return Ok(());
         };
-        if let Err(e) = self.expire(by, author, id, ExpiryReason::Moderated) {
-            self.refused("moderate", &refusal_code(&e));
+        match self.expire(by, author, id, ExpiryReason::Moderated) {
+            Ok(()) => self.rule_done("moderations"),
+            Err(e) => self.refused("moderate", &refusal_code(&e)),
         }
         Ok(())
     }
@@ -2316,8 +2322,9 @@ impl Sim {
         let a = self.rng_work.index(self.cfg.anchors);
         let (ttl, max) = SETTINGS_CHOICES[self.rng_work.index(SETTINGS_CHOICES.len())];
         let name = format!("hearth-sim {}", self.stats.workload_done);
-        if let Err(e) = self.set_settings(a, Some(name), Some(ttl), Some(max)) {
-            self.refused("community.settings", &refusal_code(&e));
+        match self.set_settings(a, Some(name), Some(ttl), Some(max)) {
+            Ok(()) => self.rule_done("settings signed"),
+            Err(e) => self.refused("community.settings", &refusal_code(&e)),
         }
         Ok(())
     }
@@ -2328,10 +2335,15 @@ impl Sim {
             return Ok(());
         };
         let name = format!("household {i}.{}", self.stats.workload_done);
-        if let Err(e) = self.set_name(i, &name) {
-            self.refused("member.profile", &refusal_code(&e));
+        match self.set_name(i, &name) {
+            Ok(()) => self.rule_done("names set"),
+            Err(e) => self.refused("member.profile", &refusal_code(&e)),
         }
         Ok(())
+    }
+
+    fn rule_done(&mut self, what: &str) {
+        *self.stats.rules_done.entry(what.to_owned()).or_default() += 1;
     }
 
     /// Anchor `anchor` signs community settings (fields left `None` keep
@@ -2803,6 +2815,49 @@ impl Sim {
         Ok(())
     }
 
+    /// How much of issue 10's rules the run exercised (`Summary::rules`).
+    fn rules_exercised(&self) -> BTreeMap<String, u64> {
+        let mut rules = self.stats.rules_done.clone();
+        let Some(model) = self.reference_of(0) else {
+            return rules;
+        };
+        let year_ahead = self.now.saturating_add(365 * 24 * 3600 * 1000);
+        let mut count = |what: &str, n: usize| {
+            rules.insert(what.to_owned(), n as u64);
+        };
+        let posts = model.posts().values();
+        count(
+            "capped",
+            posts
+                .clone()
+                .filter(|p| p.expires_at < p.content.expires_at)
+                .count(),
+        );
+        count("over_limit", posts.clone().filter(|p| p.over_limit).count());
+        count(
+            "moderated",
+            posts
+                .clone()
+                .filter(|p| {
+                    p.expired
+                        .as_ref()
+                        .is_some_and(|(by, r, _)| *r == ExpiryReason::Moderated && *by != p.author)
+                })
+                .count(),
+        );
+        count(
+            "ts_faked",
+            posts.filter(|p| p.content_ts > year_ahead).count(),
+        );
+        count("named", model.names().len());
+        let defaults = model.settings().name == "hearth-sim"
+            && model.settings().post_ttl_max_s == crate::reference::POST_TTL_MAX_S_DEFAULT
+            && model.settings().posts_per_author_max
+                == crate::reference::POSTS_PER_AUTHOR_MAX_DEFAULT;
+        count("settings_counted", usize::from(!defaults));
+        rules
+    }
+
     /// The summary of the run so far.
     pub fn summary(&self) -> Summary {
         let s = &self.stats;
@@ -2871,6 +2926,7 @@ impl Sim {
             rejected: s.rejected.clone(),
             ignored: s.ignored.clone(),
             workload_refused: s.workload_refused.clone(),
+            rules: self.rules_exercised(),
             violation_count: self.violation_count,
             violations: self
                 .violations

@@ -174,10 +174,11 @@ impl Fold {
                 all.sort_by_key(|c| c.0.hash);
             }
             Payload::PostUpdated(u) => {
-                self.updates
-                    .entry((e.author, u.target))
-                    .or_default()
-                    .push((key, e.ts, u.content.clone()));
+                self.updates.entry((e.author, u.target)).or_default().push((
+                    key,
+                    e.ts,
+                    u.content.clone(),
+                ));
             }
             Payload::PostExpired(x) => {
                 self.expiries
