@@ -35,9 +35,9 @@ use hearth_node::core::sync::{Mode, SyncMessage};
 use hearth_node::core::{Caller, Config, Input, Node, NodeError, Output, Source, Verdict};
 use hearth_node::store::{EventStore, StoreError};
 use hearth_proto::{
-    hash_bytes, Category, CommunityId, Event, EventError, EventHash, EventId, EventKey,
-    ExpiryReason, Genesis, Identity, Level, NodeId, Payload, PostContent, PostCreated, PostExpired,
-    PostUpdated, VerifiedEvent, LAMPORT_MAX,
+    hash_bytes, Category, CommunityId, CommunitySettings, Event, EventError, EventHash, EventId,
+    EventKey, ExpiryReason, Genesis, Identity, Level, NodeId, Payload, PostContent, PostCreated,
+    PostExpired, PostUpdated, VerifiedEvent, LAMPORT_MAX,
 };
 use sha2::{Digest, Sha256};
 
@@ -1938,7 +1938,8 @@ impl Sim {
 
     /// The impostor, a plain member, publishes by gossip what only others
     /// may: an update of someone else's post, a `fulfilled` expiry of it
-    /// (author-only), or a `stale` expiry (trusted only). Its Lamport time
+    /// (author-only), a `stale` or `moderated` expiry (trusted only), or
+    /// community settings (anchors only). Its Lamport time
     /// is above every honest event's, so each would win if a view let it
     /// count. The events are valid and enter every log; views ignore them.
     fn impostor_step(&mut self, a: usize) -> Result<(), SimError> {
@@ -1951,7 +1952,7 @@ impl Sim {
         adv.sent += 1;
         let (sent, identity) = (adv.sent, adv.identity.clone());
         let lamport = self.lamport_honest_max + 1;
-        let payload = match sent % 4 {
+        let payload = match sent % 5 {
             0 => Payload::PostUpdated(PostUpdated {
                 target,
                 content: self
@@ -1967,9 +1968,16 @@ impl Sim {
                 reason: ExpiryReason::Stale,
             }),
             // A plain member moderating: counts only from trusted or anchor.
-            _ => Payload::PostExpired(PostExpired {
+            3 => Payload::PostExpired(PostExpired {
                 target,
                 reason: ExpiryReason::Moderated,
+            }),
+            // A plain member's settings, drastic enough to show anywhere
+            // they counted: a minute's cap, one post per author.
+            _ => Payload::Settings(CommunitySettings {
+                name: format!("impostor's name {sent}"),
+                post_ttl_max_s: 60,
+                posts_per_author_max: 1,
             }),
         };
         let community = self.genesis.founded_community().unwrap_or_default();

@@ -130,7 +130,7 @@ fn impostor_and_sync_forger_change_nothing() {
 /// the flooder's and a poster's two newest open posts show, the rest
 /// `over_limit`; a trusted member's `moderated` ends a post and frees a
 /// place in the bound, while a plain member's (the impostor's) ends
-/// nothing.
+/// nothing, and its settings (a minute's cap, one post) change nothing.
 #[test]
 fn issue_10_rules_hold_on_every_node() {
     use hearth_node::core::views::market::PostKey;
@@ -156,8 +156,9 @@ fn issue_10_rules_hold_on_every_node() {
         sim.run_for(500).unwrap();
     }
     sim.run_for(2_000).unwrap();
-    for _ in 0..4 {
-        sim.adversary_burst(1).unwrap(); // the impostor, its moderated included
+    for _ in 0..5 {
+        // The impostor: fulfilled, stale, moderated, settings, update.
+        sim.adversary_burst(1).unwrap();
         sim.run_for(500).unwrap();
     }
     let hostile = sim.hostile_posts().to_vec();
@@ -208,8 +209,11 @@ fn issue_10_rules_hold_on_every_node() {
     }
     // Two places: the moderated post left one, the next newest took it.
     assert_eq!(shown, 2);
-    // The impostor's expiries (its moderated among them) ended no post.
+    // The impostor's expiries (its moderated among them) ended no post,
+    // and its edit changed none.
     for id in &own {
-        assert!(market.find(id)[0].expired.is_none());
+        let p = &market.find(id)[0];
+        assert!(p.expired.is_none());
+        assert_eq!(p.content_event, p.created);
     }
 }
