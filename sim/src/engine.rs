@@ -85,10 +85,10 @@ const HOSTILE_POSTS_MAX: usize = 4_096;
 /// The flooder's faked clock on every fourth post: a century ahead, so the
 /// TTL cap (which counts from `ts`) cannot reach it; only moderation can.
 const FAKED_TS_AHEAD_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
-/// Settings the anchors sign in turn: the cap lowered to minutes and the
-/// per-author bound to a few posts, so both bite within a short run, and
-/// the defaults back again.
-const SETTINGS_CHOICES: [(u64, u64); 4] = [(2_592_000, 100), (600, 3), (120, 2), (3_600, 10)];
+/// Settings the anchors sign in turn: the cap lowered to a day, an hour
+/// or minutes and the per-author bound to a few posts, so both bite
+/// within a short run (the flooder alone posts more than any of these).
+const SETTINGS_CHOICES: [(u64, u64); 4] = [(86_400, 5), (3_600, 10), (600, 3), (120, 2)];
 
 /// A node's index: honest nodes first, then adversaries.
 pub type Ix = usize;
