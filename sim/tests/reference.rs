@@ -124,7 +124,8 @@ fn impostor_and_sync_forger_change_nothing() {
 
 /// Issue 10's rules on one small community, checked value by value and by
 /// the reference model on every node at the end: an anchor's settings
-/// (cap 600 s, bound 2) count; a display name shows; the flooder's
+/// (cap 600 s, bound 2) count; a display name shows, a removed member's
+/// does not; the flooder's
 /// never-expiring posts are capped at `ts + 600 s` except those with a
 /// faked far-future `ts` (which escape the cap, as the rule says); only
 /// the flooder's and a poster's two newest open posts show, the rest
@@ -149,6 +150,9 @@ fn issue_10_rules_hold_on_every_node() {
         .unwrap();
     sim.set_level(0, 2, Level::Trusted).unwrap();
     sim.set_name(3, "Ada").unwrap();
+    sim.set_name(5, "Bo").unwrap();
+    sim.run_for(1_000).unwrap();
+    sim.set_level(0, 5, Level::Removed).unwrap();
     sim.run_for(2_000).unwrap();
     let own: Vec<_> = (0..4).map(|_| sim.post(4, None).unwrap()).collect();
     for _ in 0..3 {
@@ -177,6 +181,7 @@ fn issue_10_rules_hold_on_every_node() {
     assert_eq!(m.settings().post_ttl_max_s, 600);
     assert_eq!(m.settings().posts_per_author_max, 2);
     assert_eq!(m.display_name(&sim.node_id(3)), Some("Ada"));
+    assert_eq!(m.display_name(&sim.node_id(5)), None, "a removed member's name");
     let market = &core.views().market;
     let get = |author, id| market.get(&PostKey { author, id }).unwrap().clone();
     // The poster's two newest show, the two oldest are over the limit.
