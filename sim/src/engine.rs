@@ -1832,7 +1832,7 @@ impl Sim {
                 // a century ahead (it escapes the cap; moderation ends it).
                 let mut content = self.adversary_content(&title);
                 content.expires_at = u64::MAX;
-                let ts = if sent % 4 == 0 {
+                let ts = if sent.is_multiple_of(4) {
                     self.now.saturating_add(FAKED_TS_AHEAD_MS)
                 } else {
                     self.now

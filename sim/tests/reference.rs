@@ -181,7 +181,11 @@ fn issue_10_rules_hold_on_every_node() {
     assert_eq!(m.settings().post_ttl_max_s, 600);
     assert_eq!(m.settings().posts_per_author_max, 2);
     assert_eq!(m.display_name(&sim.node_id(3)), Some("Ada"));
-    assert_eq!(m.display_name(&sim.node_id(5)), None, "a removed member's name");
+    assert_eq!(
+        m.display_name(&sim.node_id(5)),
+        None,
+        "a removed member's name"
+    );
     let market = &core.views().market;
     let get = |author, id| market.get(&PostKey { author, id }).unwrap().clone();
     // The poster's two newest show, the two oldest are over the limit.
