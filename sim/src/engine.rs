@@ -484,6 +484,9 @@ pub struct Sim {
     /// trusted members and anchors to moderate. At most
     /// [`HOSTILE_POSTS_MAX`]: moderation needs a choice, not all of them.
     hostile_posts: Vec<(NodeId, EventId)>,
+    /// Honest non-anchors that set a display name, for the workload to
+    /// remove now and then. At most one entry per node.
+    named: Vec<Ix>,
     /// Posts each honest node has expired: a second expiry is a bug.
     expiries_published: BTreeSet<(Ix, EventId)>,
     /// Reference-model checks done (rotates the sample).
@@ -742,6 +745,7 @@ impl Sim {
             never_admitted,
             posts: Vec::new(),
             hostile_posts: Vec::new(),
+            named: Vec::new(),
             expiries_published: BTreeSet::new(),
             reference_checks: 0,
             lamport_honest_max: 0,
@@ -2276,7 +2280,12 @@ impl Sim {
                     return Ok(());
                 }
                 let span = (self.slots.len() - self.cfg.anchors) as u64;
-                let m = self.cfg.anchors + self.rng_work.below(span) as usize;
+                let mut m = self.cfg.anchors + self.rng_work.below(span) as usize;
+                // Half the time a member who set a display name: a removed
+                // member's name must stop showing, and few are named.
+                if !self.named.is_empty() && self.rng_work.chance(0.5) {
+                    m = self.named[self.rng_work.index(self.named.len())];
+                }
                 let level = match (roll, self.levels[m]) {
                     (94..=96, Level::Member | Level::Trusted) => Level::Removed,
                     (_, Level::Removed) => Level::Member,
@@ -2344,7 +2353,12 @@ impl Sim {
         };
         let name = format!("household {i}.{}", self.stats.workload_done);
         match self.set_name(i, &name) {
-            Ok(()) => self.rule_done("names set"),
+            Ok(()) => {
+                if i >= self.cfg.anchors && !self.named.contains(&i) {
+                    self.named.push(i);
+                }
+                self.rule_done("names set")
+            }
             Err(e) => self.refused("member.profile", &refusal_code(&e)),
         }
         Ok(())
