@@ -21,8 +21,9 @@ pub struct Adversaries {
     /// A member publishing bursts of posts.
     pub flooder: bool,
     /// A plain member publishing what only others may: updates and
-    /// `fulfilled` expiries of other members' posts, and `stale` expiries
-    /// it is not trusted to make. Valid events (they enter every log);
+    /// `fulfilled` expiries of other members' posts, `stale` and
+    /// `moderated` expiries it is not trusted to make, and community
+    /// settings only an anchor's count. Valid events (they enter every log);
     /// every view must ignore them.
     pub impostor: bool,
     /// A peer pushing bad events through sync, both in requests it opens

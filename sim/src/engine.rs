@@ -29,14 +29,15 @@ use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hearth_node::core::services::market::{ExpireParams, PostParams, UpdateParams};
+use hearth_node::core::services::market::{ExpireParams, PostParams, PostView, UpdateParams};
+use hearth_node::core::services::membership::{ProfileParams, SettingsParams};
 use hearth_node::core::sync::{Mode, SyncMessage};
 use hearth_node::core::{Caller, Config, Input, Node, NodeError, Output, Source, Verdict};
 use hearth_node::store::{EventStore, StoreError};
 use hearth_proto::{
-    hash_bytes, Category, CommunityId, Event, EventError, EventHash, EventId, EventKey,
-    ExpiryReason, Genesis, Identity, Level, NodeId, Payload, PostContent, PostCreated, PostExpired,
-    PostUpdated, VerifiedEvent, LAMPORT_MAX,
+    hash_bytes, Category, CommunityId, CommunitySettings, Event, EventError, EventHash, EventId,
+    EventKey, ExpiryReason, Genesis, Identity, Level, NodeId, Payload, PostContent, PostCreated,
+    PostExpired, PostUpdated, VerifiedEvent, LAMPORT_MAX,
 };
 use sha2::{Digest, Sha256};
 
@@ -79,6 +80,15 @@ pub const SYNC_AUDIT_NODES_MAX: usize = 200;
 pub const SYNC_AUDIT_EVERY: u64 = 16;
 /// Mismatching posts a reference violation names (keeps the text short).
 const MISMATCH_DETAIL_MAX: usize = 3;
+/// Hostile posts kept for moderators to pick from (see `hostile_posts`).
+const HOSTILE_POSTS_MAX: usize = 4_096;
+/// The flooder's faked clock on every fourth post: a century ahead, so the
+/// TTL cap (which counts from `ts`) cannot reach it; only moderation can.
+const FAKED_TS_AHEAD_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+/// Settings the anchors sign in turn: the cap lowered to a day, an hour
+/// or minutes and the per-author bound to a few posts, so both bite
+/// within a short run (the flooder alone posts more than any of these).
+const SETTINGS_CHOICES: [(u64, u64); 4] = [(86_400, 5), (3_600, 10), (600, 3), (120, 2)];
 
 /// A node's index: honest nodes first, then adversaries.
 pub type Ix = usize;
@@ -470,6 +480,13 @@ pub struct Sim {
     never_admitted: BTreeSet<NodeId>,
     /// Honest posts, for updates and expiries.
     posts: Vec<(Ix, EventId)>,
+    /// The flooder's posts (huge `expires_at`, some with a faked `ts`), for
+    /// trusted members and anchors to moderate. At most
+    /// [`HOSTILE_POSTS_MAX`]: moderation needs a choice, not all of them.
+    hostile_posts: Vec<(NodeId, EventId)>,
+    /// Honest non-anchors that set a display name, for the workload to
+    /// remove now and then. At most one entry per node.
+    named: Vec<Ix>,
     /// Posts each honest node has expired: a second expiry is a bug.
     expiries_published: BTreeSet<(Ix, EventId)>,
     /// Reference-model checks done (rotates the sample).
@@ -727,6 +744,8 @@ impl Sim {
             registry,
             never_admitted,
             posts: Vec::new(),
+            hostile_posts: Vec::new(),
+            named: Vec::new(),
             expiries_published: BTreeSet::new(),
             reference_checks: 0,
             lamport_honest_max: 0,
@@ -791,6 +810,11 @@ impl Sim {
     /// The node's own clock: virtual time plus its skew.
     pub fn node_now(&self, i: Ix) -> u64 {
         self.now.saturating_add_signed(self.slots[i].skew_ms)
+    }
+
+    /// The flooder's posts so far (author, id), for scenarios to moderate.
+    pub fn hostile_posts(&self) -> &[(NodeId, EventId)] {
+        &self.hostile_posts
     }
 
     pub fn violations(&self) -> &[Violation] {
@@ -1799,12 +1823,42 @@ impl Sim {
         for _ in 0..burst {
             let adv = &mut self.advs[a];
             adv.sent += 1;
+            let sent = adv.sent;
             let lamport = match kind {
                 AdvKind::LamportBomb => LAMPORT_MAX - adv.sent,
                 _ => adv.sent,
             };
             let identity = adv.identity.clone();
-            let ev = self.adversary_post(&identity, lamport, &format!("{kind:?} {lamport}"))?;
+            let title = format!("{kind:?} {lamport}");
+            let ev = if kind == AdvKind::Flooder {
+                // A hostile member's own config: posts that never expire
+                // (the cap must end them), and every fourth with its clock
+                // a century ahead (it escapes the cap; moderation ends it).
+                let mut content = self.adversary_content(&title);
+                content.expires_at = u64::MAX;
+                let ts = if sent.is_multiple_of(4) {
+                    self.now.saturating_add(FAKED_TS_AHEAD_MS)
+                } else {
+                    self.now
+                };
+                let community = self.genesis.founded_community().unwrap_or_default();
+                let ev = self.adversary_event_at(
+                    &identity,
+                    lamport,
+                    ts,
+                    community,
+                    Payload::PostCreated(PostCreated {
+                        content: content.into(),
+                        client_id: None,
+                    }),
+                )?;
+                if self.hostile_posts.len() < HOSTILE_POSTS_MAX {
+                    self.hostile_posts.push((identity.node_id(), ev.event().id));
+                }
+                ev
+            } else {
+                self.adversary_post(&identity, lamport, &title)?
+            };
             let bytes: Vec<u8> = match kind {
                 AdvKind::BadSignature => flip_signature(&ev),
                 AdvKind::LamportBomb | AdvKind::Flooder => {
@@ -1861,10 +1915,23 @@ impl Sim {
         community: CommunityId,
         payload: Payload,
     ) -> Result<VerifiedEvent, SimError> {
+        self.adversary_event_at(identity, lamport, self.now, community, payload)
+    }
+
+    /// An adversary's event with its own choice of `ts` (the author's clock,
+    /// advisory: nothing checks it against anyone's time).
+    fn adversary_event_at(
+        &mut self,
+        identity: &Identity,
+        lamport: u64,
+        ts: u64,
+        community: CommunityId,
+        payload: Payload,
+    ) -> Result<VerifiedEvent, SimError> {
         let random = u128::from(self.rng_fault.next_u64());
         Ok(Event {
             id: EventId::from_parts(self.now, random),
-            ts: self.now,
+            ts,
             author: identity.node_id(),
             lamport,
             community,
@@ -1875,7 +1942,8 @@ impl Sim {
 
     /// The impostor, a plain member, publishes by gossip what only others
     /// may: an update of someone else's post, a `fulfilled` expiry of it
-    /// (author-only), or a `stale` expiry (trusted only). Its Lamport time
+    /// (author-only), a `stale` or `moderated` expiry (trusted only), or
+    /// community settings (anchors only). Its Lamport time
     /// is above every honest event's, so each would win if a view let it
     /// count. The events are valid and enter every log; views ignore them.
     fn impostor_step(&mut self, a: usize) -> Result<(), SimError> {
@@ -1888,7 +1956,7 @@ impl Sim {
         adv.sent += 1;
         let (sent, identity) = (adv.sent, adv.identity.clone());
         let lamport = self.lamport_honest_max + 1;
-        let payload = match sent % 3 {
+        let payload = match sent % 5 {
             0 => Payload::PostUpdated(PostUpdated {
                 target,
                 content: self
@@ -1899,9 +1967,21 @@ impl Sim {
                 target,
                 reason: ExpiryReason::Fulfilled,
             }),
-            _ => Payload::PostExpired(PostExpired {
+            2 => Payload::PostExpired(PostExpired {
                 target,
                 reason: ExpiryReason::Stale,
+            }),
+            // A plain member moderating: counts only from trusted or anchor.
+            3 => Payload::PostExpired(PostExpired {
+                target,
+                reason: ExpiryReason::Moderated,
+            }),
+            // A plain member's settings, drastic enough to show anywhere
+            // they counted: a minute's cap, one post per author.
+            _ => Payload::Settings(CommunitySettings {
+                name: format!("impostor's name {sent}"),
+                post_ttl_max_s: 60,
+                posts_per_author_max: 1,
             }),
         };
         let community = self.genesis.founded_community().unwrap_or_default();
@@ -2118,7 +2198,7 @@ impl Sim {
         self.stats.workload_done += 1;
         let roll = self.rng_work.below(100);
         match roll {
-            0..=59 => {
+            0..=54 => {
                 let Some(i) = self.pick_poster() else {
                     return Ok(());
                 };
@@ -2130,7 +2210,7 @@ impl Sim {
                     self.refused("post", &refusal_code(&e));
                 }
             }
-            60..=84 => {
+            55..=79 => {
                 if self.posts.is_empty() {
                     return Ok(());
                 }
@@ -2143,7 +2223,7 @@ impl Sim {
                 let Some(core) = self.slots[author].core.as_mut() else {
                     return Ok(());
                 };
-                let result = if roll < 75 {
+                let result = if roll < 70 {
                     core.market_update(
                         now,
                         Caller::Local,
@@ -2168,10 +2248,10 @@ impl Sim {
                 };
                 self.drain(author, None)?;
                 if let Err(e) = result {
-                    self.refused(if roll < 75 { "update" } else { "expire" }, e.code.as_str());
+                    self.refused(if roll < 70 { "update" } else { "expire" }, e.code.as_str());
                 }
             }
-            85..=89 => {
+            80..=83 => {
                 // A stale expiry by an anchor, of someone's post past TTL.
                 let a = self.rng_work.index(self.cfg.anchors);
                 let now = self.node_now(a);
@@ -2191,15 +2271,23 @@ impl Sim {
                     }
                 }
             }
+            84..=86 => self.moderate_step()?,
+            87..=90 => self.settings_step()?,
+            91..=93 => self.profile_step()?,
             _ => {
                 // Membership: anchor 0 removes, re-admits or promotes.
                 if self.slots.len() <= self.cfg.anchors || self.slots[0].core.is_none() {
                     return Ok(());
                 }
                 let span = (self.slots.len() - self.cfg.anchors) as u64;
-                let m = self.cfg.anchors + self.rng_work.below(span) as usize;
+                let mut m = self.cfg.anchors + self.rng_work.below(span) as usize;
+                // Half the time a member who set a display name: a removed
+                // member's name must stop showing, and few are named.
+                if !self.named.is_empty() && self.rng_work.chance(0.5) {
+                    m = self.named[self.rng_work.index(self.named.len())];
+                }
                 let level = match (roll, self.levels[m]) {
-                    (90..=94, Level::Member | Level::Trusted) => Level::Removed,
+                    (94..=96, Level::Member | Level::Trusted) => Level::Removed,
                     (_, Level::Removed) => Level::Member,
                     (_, Level::Member) => Level::Trusted,
                     _ => return Ok(()),
@@ -2210,6 +2298,122 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// A trusted member or an anchor ends a post as `moderated`: half the
+    /// time one of the flooder's (never-expiring, some with a faked clock),
+    /// else any honest post. The service refuses nobody here (the workload
+    /// picks a moderator its own membership truth says is trusted).
+    fn moderate_step(&mut self) -> Result<(), SimError> {
+        let moderators: Vec<Ix> = (0..self.slots.len())
+            .filter(|i| {
+                self.slots[*i].core.is_some()
+                    && matches!(self.levels[*i], Level::Trusted | Level::Anchor)
+            })
+            .collect();
+        if moderators.is_empty() {
+            return Ok(());
+        }
+        let by = moderators[self.rng_work.index(moderators.len())];
+        let target = if !self.hostile_posts.is_empty() && self.rng_work.chance(0.5) {
+            Some(self.hostile_posts[self.rng_work.index(self.hostile_posts.len())])
+        } else if !self.posts.is_empty() {
+            let (author, id) = self.posts[self.rng_work.index(self.posts.len())];
+            Some((self.ids[author], id))
+        } else {
+            None
+        };
+        let Some((author, id)) = target else {
+            return Ok(());
+        };
+        match self.expire(by, author, id, ExpiryReason::Moderated) {
+            Ok(()) => self.rule_done("moderations"),
+            Err(e) => self.refused("moderate", &refusal_code(&e)),
+        }
+        Ok(())
+    }
+
+    /// An anchor signs new settings: the next of [`SETTINGS_CHOICES`] (by
+    /// a draw) and a new name. Both anchors do this, so settings race.
+    fn settings_step(&mut self) -> Result<(), SimError> {
+        let a = self.rng_work.index(self.cfg.anchors);
+        let (ttl, max) = SETTINGS_CHOICES[self.rng_work.index(SETTINGS_CHOICES.len())];
+        let name = format!("hearth-sim {}", self.stats.workload_done);
+        match self.set_settings(a, Some(name), Some(ttl), Some(max)) {
+            Ok(()) => self.rule_done("settings signed"),
+            Err(e) => self.refused("community.settings", &refusal_code(&e)),
+        }
+        Ok(())
+    }
+
+    /// A member sets a display name (a new one each time).
+    fn profile_step(&mut self) -> Result<(), SimError> {
+        let Some(i) = self.pick_poster() else {
+            return Ok(());
+        };
+        let name = format!("household {i}.{}", self.stats.workload_done);
+        match self.set_name(i, &name) {
+            Ok(()) => {
+                if i >= self.cfg.anchors && !self.named.contains(&i) {
+                    self.named.push(i);
+                }
+                self.rule_done("names set")
+            }
+            Err(e) => self.refused("member.profile", &refusal_code(&e)),
+        }
+        Ok(())
+    }
+
+    fn rule_done(&mut self, what: &str) {
+        *self.stats.rules_done.entry(what.to_owned()).or_default() += 1;
+    }
+
+    /// Anchor `anchor` signs community settings (fields left `None` keep
+    /// those in force).
+    pub fn set_settings(
+        &mut self,
+        anchor: Ix,
+        name: Option<String>,
+        post_ttl_max_s: Option<u64>,
+        posts_per_author_max: Option<u64>,
+    ) -> Result<(), SimError> {
+        let now = self.node_now(anchor);
+        let core = self.slots[anchor]
+            .core
+            .as_mut()
+            .ok_or(SimError::NotRunning(anchor))?;
+        let result = core.community_settings(
+            now,
+            Caller::Local,
+            SettingsParams {
+                name,
+                post_ttl_max_s,
+                posts_per_author_max,
+            },
+        );
+        self.drain(anchor, None)?;
+        result.map(|_| ()).map_err(|e| SimError::Refused {
+            node: anchor,
+            message: e.to_string(),
+        })
+    }
+
+    /// Node `i` sets its display name.
+    pub fn set_name(&mut self, i: Ix, name: &str) -> Result<(), SimError> {
+        let now = self.node_now(i);
+        let core = self.slots[i].core.as_mut().ok_or(SimError::NotRunning(i))?;
+        let result = core.member_profile(
+            now,
+            Caller::Local,
+            ProfileParams {
+                name: name.to_owned(),
+            },
+        );
+        self.drain(i, None)?;
+        result.map(|_| ()).map_err(|e| SimError::Refused {
+            node: i,
+            message: e.to_string(),
+        })
     }
 
     // ---- the checker --------------------------------------------------------
@@ -2303,15 +2507,54 @@ impl Sim {
                 model.posts().len()
             ));
         }
+        let membership = &core.views().membership;
+        if membership.settings() != model.settings()
+            || membership.community_name() != model.settings().name
+        {
+            problems.push(format!(
+                "settings: view has {:?} (name {:?}), model {:?}",
+                membership.settings(),
+                membership.community_name(),
+                model.settings()
+            ));
+        }
+        let names = model.names();
+        let mut keys: BTreeSet<NodeId> = model.profile_authors().copied().collect();
+        keys.extend(membership.levels().keys().copied());
+        for k in keys {
+            let got = membership.display_name(&k);
+            let want = names.get(&k).map(String::as_str);
+            if got != want && problems.len() < MISMATCH_DETAIL_MAX {
+                problems.push(format!("display name of {k}: view {got:?}, model {want:?}"));
+            }
+        }
         for (name, want) in model.posts() {
-            let got = market.get(name).map(PostRow::of_core);
-            if got.as_ref() != Some(want) && problems.len() < MISMATCH_DETAIL_MAX {
+            let post = market.get(name);
+            let got = post.map(PostRow::of_core);
+            // The status `get` reports, as the service derives it from the
+            // view's post, against the model's own.
+            let status = post.map(|p| PostView::of(p, now, membership).status);
+            let status_ok = status.as_deref() == Some(want.status(now));
+            if (got.as_ref() != Some(want) || !status_ok) && problems.len() < MISMATCH_DETAIL_MAX {
                 problems.push(format!(
-                    "post {}/{}: view {:?}, model {:?}",
+                    "post {}/{}: view {:?} {status:?}, model {:?} {:?}",
                     name.author,
                     name.id,
-                    got.map(|p| (p.content_event, p.expired, p.author_active)),
-                    (want.content_event, &want.expired, want.author_active)
+                    got.map(|p| (
+                        p.content_event,
+                        p.expires_at,
+                        p.expired,
+                        p.author_active,
+                        p.over_limit
+                    )),
+                    (
+                        want.content_event,
+                        want.expires_at,
+                        &want.expired,
+                        want.author_active,
+                        want.over_limit
+                    ),
+                    want.status(now),
                 ));
             }
         }
@@ -2594,6 +2837,49 @@ impl Sim {
         Ok(())
     }
 
+    /// How much of issue 10's rules the run exercised (`Summary::rules`).
+    fn rules_exercised(&self) -> BTreeMap<String, u64> {
+        let mut rules = self.stats.rules_done.clone();
+        let Some(model) = self.reference_of(0) else {
+            return rules;
+        };
+        let year_ahead = self.now.saturating_add(365 * 24 * 3600 * 1000);
+        let mut count = |what: &str, n: usize| {
+            rules.insert(what.to_owned(), n as u64);
+        };
+        let posts = model.posts().values();
+        count(
+            "capped",
+            posts
+                .clone()
+                .filter(|p| p.expires_at < p.content.expires_at)
+                .count(),
+        );
+        count("over_limit", posts.clone().filter(|p| p.over_limit).count());
+        count(
+            "moderated",
+            posts
+                .clone()
+                .filter(|p| {
+                    p.expired
+                        .as_ref()
+                        .is_some_and(|(by, r, _)| *r == ExpiryReason::Moderated && *by != p.author)
+                })
+                .count(),
+        );
+        count(
+            "ts_faked",
+            posts.filter(|p| p.content_ts > year_ahead).count(),
+        );
+        count("named", model.names().len());
+        let defaults = model.settings().name == "hearth-sim"
+            && model.settings().post_ttl_max_s == crate::reference::POST_TTL_MAX_S_DEFAULT
+            && model.settings().posts_per_author_max
+                == crate::reference::POSTS_PER_AUTHOR_MAX_DEFAULT;
+        count("settings_counted", usize::from(!defaults));
+        rules
+    }
+
     /// The summary of the run so far.
     pub fn summary(&self) -> Summary {
         let s = &self.stats;
@@ -2662,6 +2948,7 @@ impl Sim {
             rejected: s.rejected.clone(),
             ignored: s.ignored.clone(),
             workload_refused: s.workload_refused.clone(),
+            rules: self.rules_exercised(),
             violation_count: self.violation_count,
             violations: self
                 .violations

@@ -28,7 +28,8 @@ struct Args {
     seed: Option<u64>,
     #[arg(long, default_value_t = 100)]
     nodes: usize,
-    /// Workload actions (posts, updates, expiries, membership changes).
+    /// Workload actions (posts, updates, expiries, moderation, community
+    /// settings, display names, membership changes).
     #[arg(long, default_value_t = 1_000)]
     events: usize,
     #[arg(long, default_value_t = 0.0)]
@@ -60,7 +61,8 @@ struct Args {
     /// Posts the flooding member publishes.
     #[arg(long, default_value_t = 200)]
     flood_events: usize,
-    /// Leave out the adversaries (bad signatures, non-member, Lamport bomb, flooder).
+    /// Leave out the adversaries (bad signatures, non-member, Lamport bomb,
+    /// flooder, impostor, sync forger).
     #[arg(long)]
     no_adversaries: bool,
     /// Uplink bandwidth per node, bytes/s (0 = unlimited).

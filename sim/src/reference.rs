@@ -10,11 +10,25 @@
 //! then derive every post from what the fold collected. No indexes, no
 //! incremental updates, no snapshots: slow and obviously right.
 //!
-//! How to add a rule (capped TTL from `community.settings`, `moderated`
-//! expiries, a per-author active-post bound, display names): ordered facts
-//! (settings, levels, names) go into [`Fold`] as one more `match` arm in
-//! [`Fold::apply`]; per-post rules go into [`Reference::derive`] (one
-//! function per question: content, expiry, shown), and a new shown field
+//! Issue 10's rules (docs/decisions.md, "Rules added in issue 10") are
+//! here too, each written from that text, not from the view's code:
+//! - *settings*: the fold keeps the latest `community.settings` whose
+//!   author is an anchor at its point of the order (else the defaults with
+//!   the genesis name);
+//! - *names*: the latest profile per author, shown while the author is
+//!   active;
+//! - *capped expiry*: `min(expires_at, content ts + post_ttl_max_s * 1000)`,
+//!   saturating;
+//! - *moderation*: a `moderated` expiry counts like `stale`, from a key
+//!   that is trusted or an anchor now;
+//! - *the per-author bound*: after every post is derived, each author's
+//!   posts without a counting expiry are sorted newest `created` first and
+//!   all but the first `posts_per_author_max` are `over_limit`.
+//!
+//! How to add a rule: ordered facts (settings, levels, names) go into
+//! [`Fold`] as one more `match` arm in [`Fold::apply`]; per-post rules go
+//! into [`Reference::derive`] (one function per question: content, expiry,
+//! shown), rules across posts into [`Reference::new`], and a new shown field
 //! into [`PostRow`] together with its value read from the core's `Post` in
 //! [`PostRow::of_core`].
 
@@ -23,8 +37,15 @@ use std::sync::Arc;
 
 use hearth_node::core::views::market::{Post, PostKey};
 use hearth_proto::{
-    EventId, EventKey, ExpiryReason, Level, NodeId, Payload, PostContent, VerifiedEvent,
+    CommunitySettings, EventId, EventKey, ExpiryReason, Level, NodeId, Payload, PostContent,
+    VerifiedEvent,
 };
+
+/// The settings in force before any anchor signed some (docs/decisions.md,
+/// "Settings in force"): 30 days, 100 posts. Written out here rather than
+/// imported from the view, so a wrong default there is a mismatch.
+pub const POST_TTL_MAX_S_DEFAULT: u64 = 2_592_000;
+pub const POSTS_PER_AUTHOR_MAX_DEFAULT: u64 = 100;
 
 /// What the model says about one post, in the fields the core's view
 /// shows today. Compared field by field with [`PostRow::of_core`].
@@ -37,11 +58,18 @@ pub struct PostRow {
     /// The event whose content is shown, and the content itself.
     pub content_event: EventKey,
     pub content: Arc<PostContent>,
+    /// The shown content event's `ts`, from which the TTL cap counts.
+    pub content_ts: u64,
+    /// The effective expiry: `content.expires_at` capped at `content_ts +
+    /// post_ttl_max_s * 1000`.
+    pub expires_at: u64,
     pub client_id: Option<String>,
     /// The latest expiry that counts: (by, reason, event).
     pub expired: Option<(NodeId, ExpiryReason, EventKey)>,
     /// The author's current level lets the post show.
     pub author_active: bool,
+    /// Hidden by the per-author bound.
+    pub over_limit: bool,
 }
 
 impl PostRow {
@@ -53,31 +81,60 @@ impl PostRow {
             created: p.created,
             content_event: p.content_event,
             content: p.content.clone(),
+            content_ts: p.content_ts,
+            expires_at: p.expires_at,
             client_id: p.client_id.clone(),
             expired: p
                 .expired
                 .as_ref()
                 .map(|x| (x.by, x.reason.clone(), x.event)),
             author_active: p.author_active,
+            over_limit: p.over_limit,
         }
     }
 
-    /// Listed at `now`: shown and its TTL not passed.
+    /// Listed at `now`: author active, no counting expiry, within the
+    /// bound, and its effective expiry not passed.
     pub fn is_live(&self, now_ms: u64) -> bool {
-        self.author_active && self.expired.is_none() && self.content.expires_at > now_ms
+        self.author_active && self.expired.is_none() && !self.over_limit && self.expires_at > now_ms
+    }
+
+    /// The status `get` reports at `now`, first that applies: `expired`,
+    /// `hidden` (author inactive), `over_limit`, `past_ttl`, `active`.
+    pub fn status(&self, now_ms: u64) -> &'static str {
+        if self.expired.is_some() {
+            "expired"
+        } else if !self.author_active {
+            "hidden"
+        } else if self.over_limit {
+            "over_limit"
+        } else if self.expires_at <= now_ms {
+            "past_ttl"
+        } else {
+            "active"
+        }
     }
 }
 
 /// A post's name as the fold files things: (author, id).
 type Name = (NodeId, EventId);
-/// A `created`: its key, content and client id.
-type CreatedFact = (EventKey, Arc<PostContent>, Option<String>);
+/// A `created`: its key, its `ts`, content and client id.
+type CreatedFact = (EventKey, u64, Arc<PostContent>, Option<String>);
+/// An update: its key, its `ts` and the new content.
+type UpdateFact = (EventKey, u64, Arc<PostContent>);
 
 /// The ordered fold: everything whose meaning depends on the position of
 /// an event in `(lamport, hash)` order.
 #[derive(Debug, Default)]
 struct Fold {
     genesis_anchors: Vec<NodeId>,
+    genesis_name: String,
+    /// The latest `community.settings` whose author was an anchor at its
+    /// point of the order (None: the defaults).
+    settings: Option<CommunitySettings>,
+    /// Each author's latest profile name (the fold is in key order, so the
+    /// last one seen is the latest).
+    names: BTreeMap<NodeId, String>,
     /// Current levels: `member.set` applied in order, each only if its
     /// author is an anchor at that point.
     levels: BTreeMap<NodeId, Level>,
@@ -88,7 +145,7 @@ struct Fold {
     created: BTreeMap<Name, Vec<CreatedFact>>,
     /// Every update by the name it reaches (its own author + target), in
     /// key order.
-    updates: BTreeMap<Name, Vec<(EventKey, Arc<PostContent>)>>,
+    updates: BTreeMap<Name, Vec<UpdateFact>>,
     /// Every expiry by target id, in key order: (key, by, reason).
     expiries: BTreeMap<EventId, Vec<(EventKey, NodeId, ExpiryReason)>>,
 }
@@ -100,6 +157,7 @@ impl Fold {
         match &e.payload {
             Payload::Genesis(g) => {
                 self.genesis_anchors = g.anchors.clone();
+                self.genesis_name = g.name.clone();
                 for a in &g.anchors {
                     self.levels.insert(*a, Level::Anchor);
                 }
@@ -112,14 +170,15 @@ impl Fold {
             }
             Payload::PostCreated(p) => {
                 let all = self.created.entry((e.author, e.id)).or_default();
-                all.push((key, p.content.clone(), p.client_id.clone()));
+                all.push((key, e.ts, p.content.clone(), p.client_id.clone()));
                 all.sort_by_key(|c| c.0.hash);
             }
             Payload::PostUpdated(u) => {
-                self.updates
-                    .entry((e.author, u.target))
-                    .or_default()
-                    .push((key, u.content.clone()));
+                self.updates.entry((e.author, u.target)).or_default().push((
+                    key,
+                    e.ts,
+                    u.content.clone(),
+                ));
             }
             Payload::PostExpired(x) => {
                 self.expiries
@@ -127,9 +186,14 @@ impl Fold {
                     .or_default()
                     .push((key, e.author, x.reason.clone()));
             }
-            // The issue-10 rules (settings, names) are not modelled yet;
-            // the workload does not make these events.
-            Payload::Settings(_) | Payload::Profile(_) => {}
+            Payload::Settings(set) => {
+                if self.levels.get(&e.author) == Some(&Level::Anchor) {
+                    self.settings = Some(set.clone());
+                }
+            }
+            Payload::Profile(p) => {
+                self.names.insert(e.author, p.name.clone());
+            }
             Payload::Unknown { .. } => {}
         }
     }
@@ -139,6 +203,8 @@ impl Fold {
 #[derive(Debug)]
 pub struct Reference {
     fold: Fold,
+    /// The settings in force (see [`Reference::settings`]).
+    settings: CommunitySettings,
     vouched: BTreeSet<NodeId>,
     posts: BTreeMap<PostKey, PostRow>,
     events: usize,
@@ -154,8 +220,14 @@ impl Reference {
             fold.apply(ev);
         }
         let vouched = closure(&fold.genesis_anchors, &fold.sets);
+        let settings = fold.settings.clone().unwrap_or_else(|| CommunitySettings {
+            name: fold.genesis_name.clone(),
+            post_ttl_max_s: POST_TTL_MAX_S_DEFAULT,
+            posts_per_author_max: POSTS_PER_AUTHOR_MAX_DEFAULT,
+        });
         let mut model = Reference {
             fold,
+            settings,
             vouched,
             posts: BTreeMap::new(),
             events: events.len(),
@@ -166,7 +238,56 @@ impl Reference {
                 model.posts.insert(PostKey { author, id }, row);
             }
         }
+        model.apply_bound();
         model
+    }
+
+    /// The per-author bound: of each author's posts without a counting
+    /// expiry, newest `created` first, all past the first
+    /// `posts_per_author_max` are over the limit. TTLs and `now` play no
+    /// part.
+    fn apply_bound(&mut self) {
+        let max = usize::try_from(self.settings().posts_per_author_max).unwrap_or(usize::MAX);
+        let mut by_author: BTreeMap<NodeId, Vec<(EventKey, PostKey)>> = BTreeMap::new();
+        for (name, row) in &self.posts {
+            if row.expired.is_none() {
+                by_author
+                    .entry(row.author)
+                    .or_default()
+                    .push((row.created, *name));
+            }
+        }
+        for (_, mut posts) in by_author {
+            posts.sort_by(|a, b| b.cmp(a));
+            for (_, name) in posts.into_iter().skip(max) {
+                if let Some(row) = self.posts.get_mut(&name) {
+                    row.over_limit = true;
+                }
+            }
+        }
+    }
+
+    /// The settings in force: the latest that counted, else the defaults
+    /// with the genesis name.
+    pub fn settings(&self) -> &CommunitySettings {
+        &self.settings
+    }
+
+    /// Display names shown: the latest profile of each author who is active
+    /// now.
+    pub fn names(&self) -> BTreeMap<NodeId, String> {
+        self.fold
+            .names
+            .iter()
+            .filter(|(k, _)| self.active(k))
+            .map(|(k, n)| (*k, n.clone()))
+            .collect()
+    }
+
+    /// Every key with a profile, shown or not: where a view might wrongly
+    /// show a name.
+    pub fn profile_authors(&self) -> impl Iterator<Item = &NodeId> {
+        self.fold.names.keys()
     }
 
     fn level(&self, who: &NodeId) -> Option<Level> {
@@ -187,23 +308,29 @@ impl Reference {
     /// One post from the collected facts (DESIGN.md §4).
     fn derive(&self, author: NodeId, id: EventId) -> Option<PostRow> {
         // Of two `created` with one name, the lower hash is the post.
-        let (created, created_content, client_id) =
+        let (created, created_ts, created_content, client_id) =
             self.fold.created.get(&(author, id))?.first()?;
         // Shown content: the latest of the `created` and the author's own
         // updates (updates by others are filed under their own name).
         let mut content_event = *created;
+        let mut content_ts = *created_ts;
         let mut content = created_content.clone();
-        for (k, c) in self.fold.updates.get(&(author, id)).into_iter().flatten() {
+        for (k, ts, c) in self.fold.updates.get(&(author, id)).into_iter().flatten() {
             if *k > content_event {
                 content_event = *k;
+                content_ts = *ts;
                 content = c.clone();
             }
         }
+        // The community's cap counts from the shown content's own clock.
+        let cap_ms = self.settings().post_ttl_max_s.saturating_mul(1000);
+        let expires_at = content.expires_at.min(content_ts.saturating_add(cap_ms));
         // The latest expiry that counts: the author's own, any reason; a
-        // `stale` one by someone trusted or an anchor *now*.
+        // `stale` or `moderated` one by someone trusted or an anchor *now*.
         let mut expired = None;
         for (k, by, reason) in self.fold.expiries.get(&id).into_iter().flatten() {
-            let counts = *by == author || (*reason == ExpiryReason::Stale && self.trusted(by));
+            let by_moderator = matches!(reason, ExpiryReason::Stale | ExpiryReason::Moderated);
+            let counts = *by == author || (by_moderator && self.trusted(by));
             if counts && expired.as_ref().is_none_or(|(_, _, at)| k > at) {
                 expired = Some((*by, reason.clone(), *k));
             }
@@ -214,9 +341,13 @@ impl Reference {
             created: *created,
             content_event,
             content,
+            content_ts,
+            expires_at,
             client_id: client_id.clone(),
             expired,
             author_active: self.active(&author),
+            // Set across the author's posts by `apply_bound`.
+            over_limit: false,
         })
     }
 

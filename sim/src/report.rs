@@ -52,6 +52,9 @@ pub struct Stats {
     pub ignored: BTreeMap<String, u64>,
     pub workload_done: u64,
     pub workload_refused: BTreeMap<String, u64>,
+    /// Issue 10's acts the workload carried out: settings signed, names
+    /// set, posts moderated (see `Summary::rules`).
+    pub rules_done: BTreeMap<String, u64>,
     /// Delivery latency for nodes that were up when the event was published.
     pub delivery_ms: Vec<u64>,
     /// Delivery latency for nodes that came up after publication (churn,
@@ -160,6 +163,13 @@ pub struct Summary {
     pub rejected: BTreeMap<String, u64>,
     pub ignored: BTreeMap<String, u64>,
     pub workload_refused: BTreeMap<String, u64>,
+    /// How much of issue 10's rules the run exercised: the workload's acts
+    /// (`settings signed`, `names set`, `moderations`) and, in node 0's
+    /// final log as the reference model reads it, posts `capped` (effective
+    /// expiry below the author's), `over_limit`, `moderated` (a counting
+    /// moderation), `ts_faked` (content clock over a year ahead), `named`
+    /// (display names shown) and `settings_counted` (1 if not the defaults).
+    pub rules: BTreeMap<String, u64>,
     pub violation_count: u64,
     pub violations: Vec<String>,
     /// Wall time, filled in by the CLI (never by the engine).

@@ -121,3 +121,108 @@ fn impostor_and_sync_forger_change_nothing() {
     }
     assert!(sim.stats().stored_via_sync > 0 || sim.stats().sync_messages > 0);
 }
+
+/// Issue 10's rules on one small community, checked value by value and by
+/// the reference model on every node at the end: an anchor's settings
+/// (cap 600 s, bound 2) count; a display name shows, a removed member's
+/// does not; the flooder's
+/// never-expiring posts are capped at `ts + 600 s` except those with a
+/// faked far-future `ts` (which escape the cap, as the rule says); only
+/// the flooder's and a poster's two newest open posts show, the rest
+/// `over_limit`; a trusted member's `moderated` ends a post and frees a
+/// place in the bound, while a plain member's (the impostor's) ends
+/// nothing, and its settings (a minute's cap, one post) change nothing.
+#[test]
+fn issue_10_rules_hold_on_every_node() {
+    use hearth_node::core::views::market::PostKey;
+    use hearth_proto::Level;
+    let cfg = SimConfig {
+        adversaries: Adversaries {
+            flooder: true,
+            impostor: true,
+            ..Adversaries::NONE
+        },
+        flood_events: 30,
+        ..quiet(24, 8)
+    };
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.set_settings(0, Some("Lindenhof".into()), Some(600), Some(2))
+        .unwrap();
+    sim.set_level(0, 2, Level::Trusted).unwrap();
+    sim.set_name(3, "Ada").unwrap();
+    sim.set_name(5, "Bo").unwrap();
+    sim.run_for(1_000).unwrap();
+    sim.set_level(0, 5, Level::Removed).unwrap();
+    sim.run_for(2_000).unwrap();
+    let own: Vec<_> = (0..4).map(|_| sim.post(4, None).unwrap()).collect();
+    for _ in 0..3 {
+        sim.adversary_burst(0).unwrap(); // the flooder: 3 posts a burst
+        sim.run_for(500).unwrap();
+    }
+    sim.run_for(2_000).unwrap();
+    for _ in 0..5 {
+        // The impostor: fulfilled, stale, moderated, settings, update.
+        sim.adversary_burst(1).unwrap();
+        sim.run_for(500).unwrap();
+    }
+    let hostile = sim.hostile_posts().to_vec();
+    assert_eq!(hostile.len(), 9);
+    // The newest flood post: the trusted member moderates it.
+    let (flooder, newest) = *hostile.last().unwrap();
+    sim.expire(2, flooder, newest, ExpiryReason::Moderated)
+        .unwrap();
+    sim.run_for(3_000).unwrap();
+    assert_converged(&mut sim);
+
+    let now = sim.node_now(0);
+    let core = sim.node(0).unwrap();
+    let m = &core.views().membership;
+    assert_eq!(m.community_name(), "Lindenhof");
+    assert_eq!(m.settings().post_ttl_max_s, 600);
+    assert_eq!(m.settings().posts_per_author_max, 2);
+    assert_eq!(m.display_name(&sim.node_id(3)), Some("Ada"));
+    assert_eq!(
+        m.display_name(&sim.node_id(5)),
+        None,
+        "a removed member's name"
+    );
+    let market = &core.views().market;
+    let get = |author, id| market.get(&PostKey { author, id }).unwrap().clone();
+    // The poster's two newest show, the two oldest are over the limit.
+    let mine: Vec<_> = own.iter().map(|id| get(sim.node_id(4), *id)).collect();
+    assert_eq!(
+        mine.iter().map(|p| p.over_limit).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
+    assert!(mine.iter().all(|p| p.expired.is_none()));
+    // The flood: capped unless its clock is faked; moderated newest ended.
+    let mut shown = 0;
+    for (k, (author, id)) in hostile.iter().enumerate() {
+        let p = get(*author, *id);
+        assert_eq!(p.content.expires_at, u64::MAX);
+        assert_eq!(p.expires_at, p.content_ts + 600_000, "flood post {k}");
+        let faked = p.content_ts > now + 365 * 24 * 3600 * 1000;
+        assert_eq!(
+            faked,
+            (k + 1) % 4 == 0,
+            "flood post {k}: ts {}",
+            p.content_ts
+        );
+        if *id == newest {
+            let x = p.expired.clone().unwrap();
+            assert_eq!((x.by, x.reason), (sim.node_id(2), ExpiryReason::Moderated));
+        } else {
+            assert!(p.expired.is_none(), "flood post {k} ended");
+        }
+        shown += usize::from(p.expired.is_none() && !p.over_limit);
+    }
+    // Two places: the moderated post left one, the next newest took it.
+    assert_eq!(shown, 2);
+    // The impostor's expiries (its moderated among them) ended no post,
+    // and its edit changed none.
+    for id in &own {
+        let p = &market.find(id)[0];
+        assert!(p.expired.is_none());
+        assert_eq!(p.content_event, p.created);
+    }
+}

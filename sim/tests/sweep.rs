@@ -15,8 +15,14 @@ const EVENTS: usize = 100;
 /// chunk's syncs must have split ranges (so the sweep exercises the
 /// responder's splitting, not only the opening sketch: seeds 0 to 49 split
 /// 6 to 83 ranges each).
+///
+/// Each chunk must also exercise issue 10's rules, so a core that breaks
+/// one meets the reference model: settings signed and counted, display
+/// names shown, posts capped, hidden over the per-author bound and ended by
+/// a counting moderation (`Summary::rules`).
 fn sweep(seeds: std::ops::Range<u64>) {
     let mut split_ranges = 0;
+    let mut rules: std::collections::BTreeMap<String, u64> = Default::default();
     for seed in seeds {
         let summary = run(SimConfig::all_faults(seed, NODES, EVENTS)).unwrap();
         assert!(
@@ -26,8 +32,24 @@ fn sweep(seeds: std::ops::Range<u64>) {
             SimConfig::all_faults(seed, NODES, EVENTS).replay_command()
         );
         split_ranges += summary.sync.split_ranges;
+        for (k, v) in summary.rules {
+            *rules.entry(k).or_default() += v;
+        }
     }
     assert!(split_ranges > 0, "no sync split a range in this chunk");
+    for rule in [
+        "settings_counted",
+        "named",
+        "capped",
+        "over_limit",
+        "moderated",
+        "ts_faked",
+    ] {
+        assert!(
+            rules.get(rule).is_some_and(|n| *n > 0),
+            "no run of this chunk exercised `{rule}`: {rules:?}"
+        );
+    }
 }
 
 #[test]
