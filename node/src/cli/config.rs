@@ -30,7 +30,7 @@ fn boolean(v: &str) -> Result<bool, &'static str> {
 }
 
 /// Every override, applied in this order after the file is read.
-pub const ENV_OVERRIDES: [EnvOverride; 5] = [
+pub const ENV_OVERRIDES: [EnvOverride; 6] = [
     EnvOverride {
         var: "HEARTH_MARKET_ENABLED",
         key: "market.enabled",
@@ -68,6 +68,17 @@ pub const ENV_OVERRIDES: [EnvOverride; 5] = [
         key: "snapshot_every_events",
         set: |c, v| {
             c.snapshot_every_events = whole_number(v)?;
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "HEARTH_API_LISTEN",
+        key: "api.listen",
+        set: |c, v| {
+            let v = v.trim();
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| "an address IP:PORT such as 127.0.0.1:7878")?;
+            c.api.listen = Some(v.to_owned());
             Ok(())
         },
     },
