@@ -71,7 +71,14 @@ async fn send(
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut rest = raw[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -195,7 +202,9 @@ async fn start(lan: bool) -> Api {
 fn error_of(v: &Value) -> (i64, String, String) {
     let e = &v["error"];
     (
-        e["code"].as_i64().unwrap_or_else(|| panic!("no error in {v}")),
+        e["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error in {v}")),
         e["data"]["code"].as_str().unwrap_or_default().to_owned(),
         e["message"].as_str().unwrap_or_default().to_owned(),
     )
@@ -270,12 +279,21 @@ async fn batch_with_a_failing_member() {
     assert_eq!(r.status, 200, "{}", r.text());
     let answers = r.json();
     let answers = answers.as_array().unwrap();
-    assert_eq!(answers.len(), 3, "the notification gets no answer: {answers:?}");
+    assert_eq!(
+        answers.len(),
+        3,
+        "the notification gets no answer: {answers:?}"
+    );
     assert_eq!(answers[0]["id"], json!("a"));
     assert!(answers[0].get("result").is_some());
     assert_eq!(answers[1]["id"], json!("b"));
     let (number, code, _) = error_of(&answers[1]);
-    assert_eq!((number, code.as_str()), (-32002, "not_found"), "{}", answers[1]);
+    assert_eq!(
+        (number, code.as_str()),
+        (-32002, "not_found"),
+        "{}",
+        answers[1]
+    );
     assert_eq!(answers[2]["id"], json!(3));
     assert!(answers[2]["result"]["node_id"].is_string());
     // Only notifications: nothing to answer.
@@ -294,11 +312,17 @@ async fn batch_with_a_failing_member() {
 async fn standard_json_rpc_errors() {
     let api = start(false).await;
     let r = api
-        .rpc(&json!({"jsonrpc": "2.0", "id": 1, "method": "market.sell"}), None)
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "market.sell"}),
+            None,
+        )
         .await;
     let (n, code, message) = error_of(&r.json());
     assert_eq!((n, code.as_str()), (-32601, "not_found"));
-    assert!(message.contains("market.sell") && message.contains("market.list"), "{message}");
+    assert!(
+        message.contains("market.sell") && message.contains("market.list"),
+        "{message}"
+    );
     let r = api
         .rpc(
             &json!({"jsonrpc": "2.0", "id": 2, "method": "market.search",
@@ -310,7 +334,10 @@ async fn standard_json_rpc_errors() {
     assert_eq!((n, code.as_str()), (-32602, "bad_request"), "{message}");
     assert!(message.contains("colour"), "{message}");
     let r = api
-        .rpc(&json!({"jsonrpc": "2.0", "id": 3, "method": "market.list", "params": [1]}), None)
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "market.list", "params": [1]}),
+            None,
+        )
         .await;
     assert_eq!(error_of(&r.json()).0, -32602);
     let r = send(api.addr, "POST", "/rpc", &[], b"{\"jsonrpc\": ").await;
@@ -318,7 +345,10 @@ async fn standard_json_rpc_errors() {
     let (n, code, _) = error_of(&r.json());
     assert_eq!((n, code.as_str()), (-32700, "bad_request"));
     let r = api
-        .rpc(&json!({"jsonrpc": "1.0", "id": 4, "method": "node.status"}), None)
+        .rpc(
+            &json!({"jsonrpc": "1.0", "id": 4, "method": "node.status"}),
+            None,
+        )
         .await;
     let v = r.json();
     assert_eq!((error_of(&v).0, v["id"].clone()), (-32600, json!(4)));
@@ -330,7 +360,10 @@ async fn standard_json_rpc_errors() {
     let r = api.rpc(&Value::Array(long), None).await;
     let (n, _, message) = error_of(&r.json());
     assert_eq!(n, -32600);
-    assert!(message.contains(&api::rpc::BATCH_MAX.to_string()), "{message}");
+    assert!(
+        message.contains(&api::rpc::BATCH_MAX.to_string()),
+        "{message}"
+    );
     // A handler's own refusal keeps its wire code's number.
     let r = api
         .rpc(
@@ -378,6 +411,15 @@ async fn writes_need_the_current_token() {
     let r = api.rpc(&post, Some(&old)).await;
     assert_eq!(r.status, 401, "the rotated-out token still works");
     assert_eq!(api.rpc(&post, Some(&new)).await.status, 200);
+    // No token file at all: every write refused, saying how to make one.
+    std::fs::remove_file(&api.token_file).unwrap();
+    let r = api.rpc(&post, Some(&new)).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        error_of(&r.json()).2.contains("hearth token rotate"),
+        "{}",
+        r.text()
+    );
     api.stop().await;
 }
 
@@ -399,7 +441,14 @@ async fn oversized_body_is_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_mismatch_is_refused() {
     let api = start(false).await;
-    let r = send(api.addr, "GET", "/health", &[("Host", "evil.example:7878")], b"").await;
+    let r = send(
+        api.addr,
+        "GET",
+        "/health",
+        &[("Host", "evil.example:7878")],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 421, "{}", r.text());
     assert!(r.text().contains("evil.example"), "{}", r.text());
     let host = format!("localhost:{}", api.addr.port());
@@ -455,9 +504,16 @@ async fn origin_mismatch_on_a_write_is_refused() {
 /// `None` if the family is absent; every sample line must parse.
 fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
     let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
         let family = series.split('{').next().unwrap();
         if family == name && series.contains(label) {
             *found.get_or_insert(0.0) += value;
@@ -483,20 +539,39 @@ async fn metrics_parse_and_move_after_a_post() {
     let posts = r#"method="market.post",outcome="ok""#;
     assert_eq!(metric(&before, "hearth_rpc_calls_total", posts), None);
     let events_before = metric(&before, "hearth_log_events", "").unwrap();
-    assert!(before.contains("gossipsub_"), "gossipsub's metrics are in the same registry");
-    api.call("market.post", json!({"category": "offer", "title": "Ladder"}))
-        .await;
+    assert!(
+        before.contains("gossipsub_"),
+        "gossipsub's metrics are in the same registry"
+    );
+    api.call(
+        "market.post",
+        json!({"category": "offer", "title": "Ladder"}),
+    )
+    .await;
     let after = scrape().await;
     assert_eq!(metric(&after, "hearth_rpc_calls_total", posts), Some(1.0));
-    assert_eq!(metric(&after, "hearth_log_events", ""), Some(events_before + 1.0));
+    assert_eq!(
+        metric(&after, "hearth_log_events", ""),
+        Some(events_before + 1.0)
+    );
     assert!(metric(&after, "hearth_lamport_clock", "").unwrap() >= 1.0);
     assert_eq!(metric(&after, "hearth_peers", ""), Some(0.0));
     assert!(
-        metric(&after, "hearth_http_requests_total", r#"route="/rpc",status="200""#).unwrap()
+        metric(
+            &after,
+            "hearth_http_requests_total",
+            r#"route="/rpc",status="200""#
+        )
+        .unwrap()
             >= 1.0
     );
     assert!(
-        metric(&after, "hearth_http_request_duration_seconds_count", r#"route="/rpc""#).unwrap()
+        metric(
+            &after,
+            "hearth_http_request_duration_seconds_count",
+            r#"route="/rpc""#
+        )
+        .unwrap()
             >= 1.0
     );
     api.stop().await;
@@ -512,7 +587,10 @@ async fn health_degraded_then_ok_and_request_ids() {
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["status"], json!("degraded"), "{v}");
-    assert!(v["reasons"][0].as_str().unwrap().contains("no peers"), "{v}");
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("no peers"),
+        "{v}"
+    );
     let id1 = r.header("x-request-id").unwrap().to_owned();
     let mut b = start_as(&f, 2, false).await;
     let b_addr = loop {
@@ -598,8 +676,14 @@ fn hearth_run_flags_and_printed_url() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--lan") && err.contains("0.0.0.0:7878"), "{err}");
-    assert!(!dir.join("genesis.cbor").exists() || !dir.exists());
+    assert!(
+        err.contains("--lan") && err.contains("0.0.0.0:7878"),
+        "{err}"
+    );
+    assert!(
+        !dir.exists(),
+        "a refused address must leave no data dir behind"
+    );
     let mut child = Command::new(HEARTH)
         .arg("--data-dir")
         .arg(&dir)
@@ -619,7 +703,10 @@ fn hearth_run_flags_and_printed_url() {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let url = loop {
-        let line = lines.next().expect("hearth run ended before printing the URL").unwrap();
+        let line = lines
+            .next()
+            .expect("hearth run ended before printing the URL")
+            .unwrap();
         if let Some(url) = line.strip_prefix("HTTP API: ") {
             break url.to_owned();
         }
@@ -643,7 +730,11 @@ fn hearth_run_flags_and_printed_url() {
     let r = rt.block_on(send(addr, "GET", "/health", &[], b""));
     assert_eq!(r.status, 200, "{}", r.text());
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success());
     assert!(rest.iter().any(|l| l == "stopped cleanly"), "{rest:?}");

@@ -114,7 +114,7 @@ pub struct AppState {
 
 impl AppState {
     /// 401 unless the request carries the current token.
-    fn check_token(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -124,13 +124,13 @@ impl AppState {
             (Some(given), Ok(expected)) if token::matches(given.trim(), &expected) => Ok(()),
             (_, Err(e)) => {
                 warn!(error = %e, "API token unreadable: refusing the request");
-                Err(rpc::refusal(
+                Err(rpc::Refusal::new(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::Unauthorized,
                     &format!("{e}; `hearth token rotate` writes a new one"),
                 ))
             }
-            (given, Ok(_)) => Err(rpc::refusal(
+            (given, Ok(_)) => Err(rpc::Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 &format!(
@@ -145,7 +145,7 @@ impl AppState {
 
     /// 403 when a write comes from a page of another origin. A request
     /// without `Origin` (a script, curl) is not a browser's cross-site call.
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
@@ -153,7 +153,7 @@ impl AppState {
         if self.origins.is_empty() || self.origins.iter().any(|o| o == origin) {
             return Ok(());
         }
-        Err(rpc::refusal(
+        Err(rpc::Refusal::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Unauthorized,
             &format!(
@@ -164,15 +164,18 @@ impl AppState {
     }
 }
 
+/// Metric labels: a few fixed keys with bounded values.
+type Labels = Vec<(String, String)>;
+
 /// The HTTP API's metrics, registered in the node's one registry.
 #[derive(Debug, Clone)]
 struct ApiMetrics {
     /// By route (a fixed set) and status.
-    http_requests: Family<Vec<(String, String)>, Counter>,
+    http_requests: Family<Labels, Counter>,
     /// By route.
-    http_seconds: Family<Vec<(String, String)>, Histogram, fn() -> Histogram>,
+    http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// By method (served names, or `unknown`) and outcome (`ok` or a code).
-    rpc_calls: Family<Vec<(String, String)>, Counter>,
+    rpc_calls: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -314,7 +317,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         }
         if state.lan {
             if let Err(refused) = state.check_token(request.headers()) {
-                return refused;
+                return refused.into_response();
             }
         }
         next.run(request).await
@@ -348,7 +351,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             text,
         )
             .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is shutting down\n",
+        )
+            .into_response(),
     }
 }
 

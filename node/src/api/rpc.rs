@@ -67,10 +67,40 @@ pub fn bus_error(id: Value, e: &BusError) -> Value {
     error_object(id, number, e.code, &e.message)
 }
 
-/// A whole-request refusal (401, 413, ...): a JSON-RPC error with id null.
+/// A whole-request refusal (401, 403, 413, 421): answered as a JSON-RPC
+/// error with id null under that HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, code: ErrorCode, message: &str) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = error_object(
+            Value::Null,
+            error_number(self.code),
+            self.code,
+            &self.message,
+        );
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A refusal as a response.
 pub fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = error_object(Value::Null, error_number(code), code, message);
-    (status, axum::Json(body)).into_response()
+    Refusal::new(status, code, message).into_response()
 }
 
 /// One well-formed call of a request.
@@ -102,7 +132,10 @@ fn parse_call(v: Value) -> Result<Call, Value> {
         id,
         None | Some(Value::Null | Value::Number(_) | Value::String(_))
     ) {
-        return Err(invalid(Value::Null, "\"id\" must be a number, a string or null"));
+        return Err(invalid(
+            Value::Null,
+            "\"id\" must be a number, a string or null",
+        ));
     }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid(shown_id, "\"jsonrpc\" must be \"2.0\""));
@@ -185,10 +218,10 @@ pub async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         .any(|c| matches!(c, Ok(Call { method: Some(m), .. }) if m.writes()));
     if writes {
         if let Err(refused) = state.check_token(&headers) {
-            return refused;
+            return refused.into_response();
         }
         if let Err(refused) = state.check_origin(&headers) {
-            return refused;
+            return refused.into_response();
         }
     }
     let mut answers = Vec::new();
@@ -263,4 +296,45 @@ async fn serve(state: &AppState, call: &Call) -> Answer {
     };
     state.metrics.rpc_call(label, outcome);
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each wire code has its own number, inside JSON-RPC's server-error
+    /// range, so a client can tell them apart by number alone.
+    #[test]
+    fn wire_codes_map_to_distinct_server_error_numbers() {
+        use ErrorCode as C;
+        let codes = [
+            C::BadRequest,
+            C::Unauthorized,
+            C::NotFound,
+            C::Partition,
+            C::Overloaded,
+            C::Timeout,
+            C::Unavailable,
+            C::Internal,
+            C::StorageFull,
+        ];
+        let mut numbers: Vec<i64> = codes.iter().map(|c| error_number(*c)).collect();
+        assert!(numbers.iter().all(|n| (-32099..=-32000).contains(n)));
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), codes.len());
+    }
+
+    /// A call whose `id` is an object or array is an invalid request,
+    /// answered with id null (its id cannot be echoed).
+    #[test]
+    fn a_structured_id_is_an_invalid_request() {
+        let answer = parse_call(json!({"jsonrpc": "2.0", "id": {"a": 1}, "method": "x"}))
+            .expect_err("refused");
+        assert_eq!(answer["error"]["code"], json!(INVALID_REQUEST));
+        assert_eq!(answer["id"], Value::Null);
+        let answer = parse_call(json!({"jsonrpc": "2.0", "id": 1})).expect_err("refused");
+        assert_eq!(answer["error"]["code"], json!(INVALID_REQUEST));
+        assert_eq!(answer["id"], json!(1));
+    }
 }

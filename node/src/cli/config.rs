@@ -263,6 +263,24 @@ mod tests {
         }
     }
 
+    /// `api.listen` is read from the file, `HEARTH_API_LISTEN` wins over
+    /// it, and a value that is not IP:PORT names the variable and the form.
+    #[test]
+    fn api_listen_from_file_and_env() {
+        let (_dir, path) = write("[api]\nlisten = \"127.0.0.1:9000\"\n");
+        let c = load(&path, false, no_env).unwrap();
+        assert_eq!(c.api.listen.as_deref(), Some("127.0.0.1:9000"));
+        let env = |k: &str| (k == "HEARTH_API_LISTEN").then(|| "127.0.0.1:9001".to_owned());
+        let c = load(&path, false, env).unwrap();
+        assert_eq!(c.api.listen.as_deref(), Some("127.0.0.1:9001"));
+        let env = |k: &str| (k == "HEARTH_API_LISTEN").then(|| "localhost".to_owned());
+        let err = format!("{:#}", load(&path, false, env).unwrap_err());
+        assert!(
+            err.contains("HEARTH_API_LISTEN") && err.contains("IP:PORT"),
+            "{err}"
+        );
+    }
+
     /// Values that parse but break a rule are named by their config key.
     #[test]
     fn validation_names_the_key() {

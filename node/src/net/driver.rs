@@ -261,11 +261,7 @@ struct Gauges {
 impl Gauges {
     fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("hearth");
-        r.register(
-            "log_events",
-            "Events in the log",
-            self.log_events.clone(),
-        );
+        r.register("log_events", "Events in the log", self.log_events.clone());
         r.register(
             "lamport_clock",
             "The node's Lamport clock",
@@ -704,9 +700,10 @@ impl<S: EventStore> Driver<S> {
                 g.peers
                     .set(to_i64(self.swarm.connected_peers().count() as u64));
                 let mut text = String::new();
-                if let Err(e) =
-                    prometheus_client::encoding::text::encode(&mut text, &lock_registry(&self.metrics))
-                {
+                if let Err(e) = prometheus_client::encoding::text::encode(
+                    &mut text,
+                    &lock_registry(&self.metrics),
+                ) {
                     warn!(error = %e, "cannot encode metrics");
                 }
                 let _ = reply.send(text);

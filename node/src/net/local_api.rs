@@ -29,9 +29,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
-use super::driver::Handle;
 #[cfg(test)]
 use super::driver::Command;
+use super::driver::Handle;
 use crate::core::bus::BusError;
 use crate::core::{IngestError, Ingested, Node, Source};
 use crate::store::{EventStore, StoreError};
@@ -330,10 +330,7 @@ pub enum LogRequest {
 
 impl LogRequest {
     /// `None` if `capability` is not a log capability.
-    pub(crate) fn parse(
-        capability: &str,
-        params: Value,
-    ) -> Option<Result<LogRequest, BusError>> {
+    pub(crate) fn parse(capability: &str, params: Value) -> Option<Result<LogRequest, BusError>> {
         if ![LOG_EXPORT, LOG_IMPORT, LOG_CONTAINS].contains(&capability) {
             return None;
         }

@@ -13,10 +13,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use libp2p::Multiaddr;
 
+use crate::api::{self, ApiConfig};
 use crate::cli::commands::community;
 use crate::cli::data_dir::Genesis;
 use crate::cli::render;
-use crate::api::{self, ApiConfig};
 use crate::cli::Ctx;
 use crate::core::Node;
 use crate::net::driver::{self, NetConfig, NetEvent};
