@@ -4,11 +4,15 @@
 //!   builds with `--no-default-features`.
 //! - [`store`]: the `EventStore` trait, in-memory and sled implementations.
 //! - `net` (feature `runtime`): libp2p swarm and the driver loop.
+//! - `api` (feature `runtime`): the local HTTP API and the request path it
+//!   shares with the Unix socket.
 //! - `cli` (feature `runtime`): the `hearth` command.
 
 pub mod core;
 pub mod store;
 
+#[cfg(feature = "runtime")]
+pub mod api;
 #[cfg(feature = "runtime")]
 pub mod cli;
 #[cfg(feature = "runtime")]

@@ -121,6 +121,7 @@ impl Running {
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
                 "--no-mdns",
+                "--no-http",
                 "--name",
                 "Lindenhof Street",
             ],

@@ -499,7 +499,13 @@ fn running_node_reports_full_disk_and_resumes() {
         .env_clear()
         .arg("--data-dir")
         .arg(&dir)
-        .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args([
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--no-http",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

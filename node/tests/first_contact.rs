@@ -55,7 +55,13 @@ impl Running {
         let mut cmd = Command::new(HEARTH);
         cmd.arg("--data-dir")
             .arg(dir)
-            .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args([
+                "run",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--no-http",
+            ])
             .args(extra)
             .stdin(Stdio::null());
         Running::spawn(cmd)

@@ -42,6 +42,8 @@ fn start(dir: &Path, extra: &[&str]) -> Child {
             "--no-mdns",
             "--sync-interval-seconds",
             "1",
+            // Several nodes at once: none takes the default HTTP port.
+            "--no-http",
         ])
         .args(extra)
         .stdout(Stdio::null())

@@ -30,7 +30,7 @@ fn boolean(v: &str) -> Result<bool, &'static str> {
 }
 
 /// Every override, applied in this order after the file is read.
-pub const ENV_OVERRIDES: [EnvOverride; 5] = [
+pub const ENV_OVERRIDES: [EnvOverride; 6] = [
     EnvOverride {
         var: "HEARTH_MARKET_ENABLED",
         key: "market.enabled",
@@ -68,6 +68,17 @@ pub const ENV_OVERRIDES: [EnvOverride; 5] = [
         key: "snapshot_every_events",
         set: |c, v| {
             c.snapshot_every_events = whole_number(v)?;
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "HEARTH_API_LISTEN",
+        key: "api.listen",
+        set: |c, v| {
+            let v = v.trim();
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| "an address IP:PORT such as 127.0.0.1:7878")?;
+            c.api.listen = Some(v.to_owned());
             Ok(())
         },
     },
@@ -250,6 +261,24 @@ mod tests {
             let err = format!("{:#}", load(&path, false, env).unwrap_err());
             assert!(err.contains(o.var), "{err}");
         }
+    }
+
+    /// `api.listen` is read from the file, `HEARTH_API_LISTEN` wins over
+    /// it, and a value that is not IP:PORT names the variable and the form.
+    #[test]
+    fn api_listen_from_file_and_env() {
+        let (_dir, path) = write("[api]\nlisten = \"127.0.0.1:9000\"\n");
+        let c = load(&path, false, no_env).unwrap();
+        assert_eq!(c.api.listen.as_deref(), Some("127.0.0.1:9000"));
+        let env = |k: &str| (k == "HEARTH_API_LISTEN").then(|| "127.0.0.1:9001".to_owned());
+        let c = load(&path, false, env).unwrap();
+        assert_eq!(c.api.listen.as_deref(), Some("127.0.0.1:9001"));
+        let env = |k: &str| (k == "HEARTH_API_LISTEN").then(|| "localhost".to_owned());
+        let err = format!("{:#}", load(&path, false, env).unwrap_err());
+        assert!(
+            err.contains("HEARTH_API_LISTEN") && err.contains("IP:PORT"),
+            "{err}"
+        );
     }
 
     /// Values that parse but break a rule are named by their config key.

@@ -130,6 +130,42 @@ pub enum Command {
     /// Restore a `hearth backup` file into a fresh data dir: the same node
     /// (same id, same role) with its log.
     Restore(backup::RestoreArgs),
+    /// The HTTP API's bearer token (`api.token` in the data dir).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Replace the token: the old one stops working at once, also on a
+    /// running node (it reads the file on every request that needs it).
+    Rotate,
+}
+
+/// What `hearth token rotate` reports.
+#[derive(Debug, serde::Serialize)]
+struct Rotated {
+    token: String,
+    file: PathBuf,
+}
+
+fn token(ctx: &mut Ctx, c: TokenCommand) -> anyhow::Result<()> {
+    match c {
+        TokenCommand::Rotate => {
+            std::fs::create_dir_all(ctx.dir.root())
+                .with_context(|| format!("creating {}", ctx.dir.root().display()))?;
+            let file = crate::api::token::path(ctx.dir.root());
+            let token = crate::api::token::rotate(&file)?;
+            let rotated = Rotated { token, file };
+            ctx.out.show(&rotated, |w| {
+                writeln!(
+                    w,
+                    "new API token written to {} (the old one no longer works)",
+                    rotated.file.display()
+                )
+            })
+        }
+    }
 }
 
 /// What every command gets: where the data is, which config, where to print.
@@ -243,6 +279,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(c) => log::run(&mut ctx, c),
         Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Restore(a) => backup::restore(&mut ctx, a),
+        Command::Token(c) => token(&mut ctx, c),
     }
 }
 

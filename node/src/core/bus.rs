@@ -85,6 +85,10 @@ pub struct Descriptor {
     pub timeout_ms: u64,
     /// Safe to retry: a repeat has no further effect.
     pub idempotent: bool,
+    /// Signs events into the log (a write), as opposed to only reading the
+    /// views. The HTTP API asks for its token on writes by this flag, so a
+    /// new capability is classed where it is declared, not in a name list.
+    pub writes: bool,
 }
 
 /// Who is calling.
@@ -209,6 +213,7 @@ mod tests {
         trust_required: None,
         timeout_ms: 100,
         idempotent: true,
+        writes: false,
     };
 
     #[test]

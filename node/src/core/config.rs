@@ -11,6 +11,16 @@ pub struct Config {
     /// Take a view snapshot after this many new arrivals (default 10,000):
     /// a restart then replays at most that many events.
     pub snapshot_every_events: u64,
+    /// The local HTTP API (read by `hearth run`, not by the core).
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `IP:PORT` the HTTP API listens on (default `127.0.0.1:7878`;
+    /// `--http` overrides it).
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +41,7 @@ impl Default for Config {
         Config {
             market: MarketConfig::default(),
             snapshot_every_events: 10_000,
+            api: ApiConfig::default(),
         }
     }
 }

@@ -119,6 +119,11 @@ pub enum Command {
     PublishRaw {
         bytes: Vec<u8>,
     },
+    /// The Prometheus text of the node's one registry, with the node's
+    /// gauges (log size, Lamport clock, pending, peers) read just before.
+    Metrics {
+        reply: oneshot::Sender<String>,
+    },
     /// A log page in or out for the local API (`net::local_api::serve_log`).
     Log {
         request: super::local_api::LogRequest,
@@ -229,6 +234,46 @@ pub struct Handle {
     pub peer_id: PeerId,
     pub commands: mpsc::Sender<Command>,
     pub events: broadcast::Sender<NetEvent>,
+    /// The node's one Prometheus registry (gossipsub's metrics, the node's
+    /// gauges): the HTTP API registers its own metrics here, and `/metrics`
+    /// encodes it through [`Command::Metrics`].
+    pub metrics: SharedRegistry,
+}
+
+/// The registry shared by the driver and the HTTP API. Locked only to
+/// register or encode: never across an await.
+pub type SharedRegistry = std::sync::Arc<std::sync::Mutex<Registry>>;
+
+/// Locks the registry; a panic while encoding leaves nothing half-done.
+pub fn lock_registry(r: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node's gauges, set from the node when `/metrics` is read.
+#[derive(Debug, Clone, Default)]
+struct Gauges {
+    log_events: prometheus_client::metrics::gauge::Gauge,
+    lamport_clock: prometheus_client::metrics::gauge::Gauge,
+    pending_events: prometheus_client::metrics::gauge::Gauge,
+    peers: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Gauges {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("hearth");
+        r.register("log_events", "Events in the log", self.log_events.clone());
+        r.register(
+            "lamport_clock",
+            "The node's Lamport clock",
+            self.lamport_clock.clone(),
+        );
+        r.register(
+            "pending_events",
+            "Events held until their author is admitted",
+            self.pending_events.clone(),
+        );
+        r.register("peers", "Connected peers", self.peers.clone());
+    }
 }
 
 impl Handle {
@@ -293,6 +338,13 @@ impl Handle {
     pub async fn status(&self) -> Option<Status> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The Prometheus text of the registry; `None` once the node stopped.
+    pub async fn metrics_text(&self) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Metrics { reply }).await.ok()?;
         rx.await.ok()
     }
 
@@ -363,6 +415,9 @@ pub struct Running<S: EventStore> {
 pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::Result<Running<S>> {
     let mut metrics = Registry::default();
     let mut swarm = build_swarm(&node, &cfg, &mut metrics)?;
+    let gauges = Gauges::default();
+    gauges.register(&mut metrics);
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(metrics));
     for addr in &cfg.listen {
         swarm
             .listen_on(addr.clone())
@@ -386,6 +441,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         peer_id: *swarm.local_peer_id(),
         commands: tx,
         events: events.clone(),
+        metrics: metrics.clone(),
     };
     let driver = Driver {
         node,
@@ -398,6 +454,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         last_sync: BTreeMap::new(),
         bus_queue: BusQueue::default(),
         metrics,
+        gauges,
         cfg,
         rate: gossip::RateLimiter::default(),
         rate_limited: 0,
@@ -425,8 +482,10 @@ struct Driver<S: EventStore> {
     last_sync: BTreeMap<PeerId, u64>,
     /// Remote bus calls waiting for their handler (see `BusQueue`).
     bus_queue: BusQueue<InboundCall>,
-    /// Gossipsub's own counters (Prometheus), for status and `/metrics`.
-    metrics: Registry,
+    /// The one registry: gossipsub's own counters (for status and
+    /// `/metrics`), the gauges below, and the HTTP API's metrics.
+    metrics: SharedRegistry,
+    gauges: Gauges,
     cfg: NetConfig,
     /// Per-peer token buckets in front of the core (bounded inside).
     rate: gossip::RateLimiter,
@@ -631,6 +690,24 @@ impl<S: EventStore> Driver<S> {
                 }
             }
             Command::PublishRaw { bytes } => self.publish(bytes),
+            Command::Metrics { reply } => {
+                let g = &self.gauges;
+                let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                g.log_events.set(to_i64(self.node.log().store().len()));
+                g.lamport_clock.set(to_i64(self.node.log().clock()));
+                g.pending_events
+                    .set(to_i64(self.node.log().pending_len() as u64));
+                g.peers
+                    .set(to_i64(self.swarm.connected_peers().count() as u64));
+                let mut text = String::new();
+                if let Err(e) = prometheus_client::encoding::text::encode(
+                    &mut text,
+                    &lock_registry(&self.metrics),
+                ) {
+                    warn!(error = %e, "cannot encode metrics");
+                }
+                let _ = reply.send(text);
+            }
             Command::Log { request, reply } => {
                 let _ = reply.send(super::local_api::serve_log(&mut self.node, request));
             }
@@ -692,7 +769,9 @@ impl<S: EventStore> Driver<S> {
     /// gossipsub's metrics (it drops duplicates before we see them).
     fn gossip_counts(&self) -> GossipCounts {
         let mut text = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.metrics) {
+        if let Err(e) =
+            prometheus_client::encoding::text::encode(&mut text, &lock_registry(&self.metrics))
+        {
             warn!(error = %e, "cannot encode gossip metrics");
         }
         let sum = |name: &str| -> u64 {

@@ -8,8 +8,8 @@
 //! capabilities (`log.export`, `log.import`, `log.contains`) page the event
 //! log in and out for `hearth log`, `hearth backup` and import while the node
 //! runs; they run [`serve_log`] inside the driver loop, the same functions
-//! the offline CLI calls on the data dir. The HTTP API (JSON-RPC, SSE, web
-//! UI) will extend this, not replace it.
+//! the offline CLI calls on the data dir. Which call a name is and how it
+//! reaches the driver is `api::dispatch`, shared with the HTTP API.
 //!
 //! This module also owns the socket's slots: a client is never made to wait
 //! for another client's idle connection (see [`CONNECTIONS_MAX`]).
@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
-use super::driver::{Command, Handle};
+#[cfg(test)]
+use super::driver::Command;
+use super::driver::Handle;
 use crate::core::bus::BusError;
 use crate::core::{IngestError, Ingested, Node, Source};
 use crate::store::{EventStore, StoreError};
@@ -273,7 +274,7 @@ async fn connection(stream: UnixStream, handle: Handle, slot: &SlotGuard) -> any
 }
 
 fn error_json(e: &BusError) -> Value {
-    json!({ "error": { "code": e.code.as_str(), "message": e.message } })
+    crate::api::dispatch::socket_error(e)
 }
 
 async fn answer(line: &[u8], handle: &Handle) -> Value {
@@ -285,49 +286,11 @@ async fn answer(line: &[u8], handle: &Handle) -> Value {
         return error_json(&BusError::bad_request("request has no \"capability\" text"));
     };
     let params = request.get("params").cloned().unwrap_or(json!({}));
-    call(capability, params, handle)
+    // The one request path shared with the HTTP API.
+    let result = crate::api::dispatch::call(capability, params, handle)
         .instrument(info_span!("local_call", capability))
-        .await
-}
-
-async fn call(capability: &str, params: Value, handle: &Handle) -> Value {
-    if capability == "node.status" {
-        return match handle.status().await {
-            Some(status) => json!({ "ok": status }),
-            None => error_json(&BusError::unavailable("the node is shutting down")),
-        };
-    }
-    if let Some(request) = LogRequest::parse(capability, params.clone()) {
-        return match request {
-            Ok(request) => match log_call(request, handle).await {
-                Ok(answer) => json!({ "ok": answer }),
-                Err(e) => error_json(&e),
-            },
-            Err(e) => error_json(&e),
-        };
-    }
-    let params = match ciborium::Value::serialized(&params) {
-        Ok(p) => p,
-        Err(e) => return error_json(&BusError::bad_request(format!("params: {e}"))),
-    };
-    match handle.call(capability, params).await {
-        Ok(v) => match v.deserialized::<Value>() {
-            Ok(v) => json!({ "ok": v }),
-            Err(e) => error_json(&BusError::internal(e)),
-        },
-        Err(e) => error_json(&e),
-    }
-}
-
-async fn log_call(request: LogRequest, handle: &Handle) -> Result<LogAnswer, BusError> {
-    let (reply, rx) = oneshot::channel();
-    handle
-        .commands
-        .send(Command::Log { request, reply })
-        .await
-        .map_err(|_| BusError::unavailable("the node is shutting down"))?;
-    rx.await
-        .map_err(|_| BusError::unavailable("the node stopped before answering"))?
+        .await;
+    crate::api::dispatch::socket_answer(result)
 }
 
 /// A position in the log: after this event, in `(lamport, hash)` order.
@@ -367,7 +330,7 @@ pub enum LogRequest {
 
 impl LogRequest {
     /// `None` if `capability` is not a log capability.
-    fn parse(capability: &str, params: Value) -> Option<Result<LogRequest, BusError>> {
+    pub(crate) fn parse(capability: &str, params: Value) -> Option<Result<LogRequest, BusError>> {
         if ![LOG_EXPORT, LOG_IMPORT, LOG_CONTAINS].contains(&capability) {
             return None;
         }
@@ -579,6 +542,7 @@ mod tests {
             peer_id: libp2p::PeerId::random(),
             commands,
             events,
+            metrics: Default::default(),
         };
         (handle, rx)
     }

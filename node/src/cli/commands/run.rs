@@ -5,6 +5,7 @@
 //! Stops cleanly on SIGINT/SIGTERM: a final snapshot and flush, exit 0.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use libp2p::Multiaddr;
 
+use crate::api::{self, ApiConfig};
 use crate::cli::commands::community;
 use crate::cli::data_dir::Genesis;
 use crate::cli::render;
@@ -55,9 +57,23 @@ pub struct RunArgs {
     /// just run.
     #[arg(long, value_name = "INVITE")]
     pub join: Option<String>,
+    /// Serve the local HTTP API (JSON-RPC, /metrics, /health) on this
+    /// IP:PORT [default: api.listen in config.toml, else 127.0.0.1:7878].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
+    pub http: Option<SocketAddr>,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    pub no_http: bool,
+    /// Allow the HTTP API on a non-loopback address; every request, reads
+    /// included, then needs the token.
+    #[arg(long)]
+    pub lan: bool,
 }
 
 pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
+    // Checked before anything is created or founded: a refused address
+    // leaves the data dir as it was.
+    let http = http_config(ctx, &a)?;
     let mut bootstrap = a.bootstrap;
     let (node, first_run) = match (&a.join, ctx.dir.has_genesis()) {
         (Some(text), has_genesis) => {
@@ -102,7 +118,32 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         sync_interval: Duration::from_secs(a.sync_interval_seconds.max(1)),
         ..defaults
     };
-    serve(node, cfg, &ctx.dir.socket_path(), &genesis)
+    serve(node, cfg, &ctx.dir.socket_path(), &genesis, http)
+}
+
+/// The HTTP API's settings from the flags and `api.listen`, or `None`
+/// with `--no-http`. A non-loopback address without `--lan` is refused.
+fn http_config(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Option<ApiConfig>> {
+    if a.no_http {
+        return Ok(None);
+    }
+    let listen = match (a.http, ctx.config()?.api.listen) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => text.trim().parse().with_context(|| {
+            format!("config key api.listen = {text:?}: expected IP:PORT such as 127.0.0.1:7878")
+        })?,
+        (None, None) => api::DEFAULT_LISTEN
+            .parse()
+            .context("the default API address")?,
+    };
+    if !listen.ip().is_loopback() && !a.lan {
+        return Err(api::ServeError::NotLoopback { addr: listen }.into());
+    }
+    Ok(Some(ApiConfig {
+        listen,
+        lan: a.lan,
+        token_file: api::token::path(ctx.dir.root()),
+    }))
 }
 
 /// Runs the node until a signal, printing who it is once it answers.
@@ -111,6 +152,7 @@ fn serve(
     cfg: NetConfig,
     socket: &Path,
     genesis: &Genesis,
+    http: Option<ApiConfig>,
 ) -> anyhow::Result<()> {
     let node_id = node.node_id().to_hex();
     // The current name: an anchor may have renamed the community since
@@ -124,9 +166,26 @@ fn serve(
         let shutdown = shutdown_signals()?;
         let running = driver::spawn(node, cfg)?;
         let api = local_api::serve(socket, running.handle.clone()).await?;
+        let http = match http {
+            None => None,
+            Some(http) => match api::serve(http, running.handle.clone()).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    // Stop the node cleanly before saying why.
+                    running.handle.shutdown().await;
+                    let _ = running.task.await;
+                    api.abort();
+                    let _ = std::fs::remove_file(socket);
+                    return Err(e.into());
+                }
+            },
+        };
         // The one line every run prints, once the local API answers: the
         // node id as `member add` takes it, and the community by name.
         println!("{}", running_line(&node_id, &name, genesis));
+        if let Some(http) = &http {
+            println!("HTTP API: {}", http.url());
+        }
         let mut events = running.events;
         let printer = tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
@@ -140,6 +199,11 @@ fn serve(
             r = &mut task => Some(r),
             () = shutdown => None,
         };
+        // The HTTP API first: requests in flight finish while the node
+        // still answers them.
+        if let Some(http) = http {
+            http.shutdown().await;
+        }
         let result = match stopped_early {
             Some(r) => r,
             None => {

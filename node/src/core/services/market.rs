@@ -43,6 +43,7 @@ const fn desc(
     max_concurrent: u32,
     timeout_s: u64,
     idempotent: bool,
+    writes: bool,
 ) -> Descriptor {
     Descriptor {
         name,
@@ -51,16 +52,17 @@ const fn desc(
         trust_required: Some(hearth_proto::Level::Member),
         timeout_ms: timeout_s * 1000,
         idempotent,
+        writes,
     }
 }
 
 pub static DESCRIPTORS: [Descriptor; 6] = [
-    desc(LIST, 8, 5, true),
-    desc(GET, 8, 5, true),
-    desc(POST, 4, 10, true),
-    desc(UPDATE, 4, 10, false),
-    desc(EXPIRE, 4, 5, true),
-    desc(SEARCH, 4, 10, true),
+    desc(LIST, 8, 5, true, false),
+    desc(GET, 8, 5, true, false),
+    desc(POST, 4, 10, true, true),
+    desc(UPDATE, 4, 10, false, true),
+    desc(EXPIRE, 4, 5, true, true),
+    desc(SEARCH, 4, 10, true, false),
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

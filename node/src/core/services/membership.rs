@@ -39,6 +39,7 @@ pub static DESCRIPTORS: [Descriptor; 4] = [
         timeout_ms: 5_000,
         // Setting the same level again signs nothing new (see below).
         idempotent: true,
+        writes: true,
     },
     Descriptor {
         name: MEMBER_LIST,
@@ -48,6 +49,7 @@ pub static DESCRIPTORS: [Descriptor; 4] = [
         trust_required: Some(Level::Member),
         timeout_ms: 5_000,
         idempotent: true,
+        writes: false,
     },
     Descriptor {
         name: SETTINGS,
@@ -57,6 +59,7 @@ pub static DESCRIPTORS: [Descriptor; 4] = [
         timeout_ms: 5_000,
         // Settings equal to those in force sign nothing.
         idempotent: true,
+        writes: true,
     },
     Descriptor {
         name: PROFILE,
@@ -66,6 +69,7 @@ pub static DESCRIPTORS: [Descriptor; 4] = [
         timeout_ms: 5_000,
         // The same name again signs nothing.
         idempotent: true,
+        writes: true,
     },
 ];
 

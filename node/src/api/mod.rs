@@ -1,0 +1,411 @@
+//! The local HTTP API served by `hearth run` (DESIGN.md §1): `POST /rpc`
+//! (JSON-RPC 2.0 over the same request path as the Unix socket, see
+//! [`dispatch`]), `GET /metrics` (Prometheus text of the node's one
+//! registry) and `GET /health`. This module owns the server: binding,
+//! the guards every request passes (Host, token, Origin), request ids and
+//! the HTTP metrics.
+//!
+//! Reads on loopback are open; writes (a capability whose descriptor
+//! `writes`, or `log.import`) need `Authorization: Bearer <token>` (see
+//! [`token`]). With `--lan` every request needs it.
+
+pub mod dispatch;
+pub mod rpc;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{info_span, warn, Instrument};
+
+use crate::core::ErrorCode;
+use crate::net::driver::{lock_registry, Handle};
+use crate::store::WriteState;
+
+/// Where the API listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Serve on a non-loopback address; every request then needs the token.
+    pub lan: bool,
+    /// The token file (`api.token` in the data dir).
+    pub token_file: PathBuf,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve the HTTP API on {addr}: it is not a loopback address; \
+         pass --lan to serve it to the LAN (every request then needs the token), \
+         or --http 127.0.0.1:PORT"
+    )]
+    NotLoopback { addr: SocketAddr },
+    #[error(
+        "cannot serve the HTTP API on {addr}: the address is in use (another `hearth run`?); \
+         choose another with --http ADDR (or api.listen in config.toml), or pass --no-http"
+    )]
+    InUse { addr: SocketAddr },
+    #[error("cannot serve the HTTP API on {addr}: {source}; choose another with --http ADDR")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ApiServer {
+    /// The bound address (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    /// The token at start (for the printed URL).
+    pub token: String,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// `http://ADDR/#token=...`: the page reads the token from the fragment,
+    /// which browsers never send to a server.
+    pub fn url(&self) -> String {
+        format!("http://{}/#token={}", self.addr, self.token)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "the HTTP API task failed");
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    handle: Handle,
+    token_file: PathBuf,
+    lan: bool,
+    /// `Host` values accepted (empty: any, on an unspecified `--lan`
+    /// address, where the token guards every request instead).
+    hosts: Vec<String>,
+    /// `Origin` values accepted on writes.
+    origins: Vec<String>,
+    metrics: ApiMetrics,
+}
+
+impl AppState {
+    /// 401 unless the request carries the current token.
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let expected = token::read(&self.token_file);
+        match (given, expected) {
+            (Some(given), Ok(expected)) if token::matches(given.trim(), &expected) => Ok(()),
+            (_, Err(e)) => {
+                warn!(error = %e, "API token unreadable: refusing the request");
+                Err(rpc::Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    &format!("{e}; `hearth token rotate` writes a new one"),
+                ))
+            }
+            (given, Ok(_)) => Err(rpc::Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &format!(
+                    "{} token: send `Authorization: Bearer <token>` with the token in {} \
+                     (the URL `hearth run` printed carries it too)",
+                    if given.is_some() { "wrong" } else { "missing" },
+                    self.token_file.display()
+                ),
+            )),
+        }
+    }
+
+    /// 403 when a write comes from a page of another origin. A request
+    /// without `Origin` (a script, curl) is not a browser's cross-site call.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin.to_str().unwrap_or_default();
+        if self.origins.is_empty() || self.origins.iter().any(|o| o == origin) {
+            return Ok(());
+        }
+        Err(rpc::Refusal::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Unauthorized,
+            &format!(
+                "writes are accepted only from this node's own page ({}), not from {origin:?}",
+                self.origins.join(" or ")
+            ),
+        ))
+    }
+}
+
+/// Metric labels: a few fixed keys with bounded values.
+type Labels = Vec<(String, String)>;
+
+/// The HTTP API's metrics, registered in the node's one registry.
+#[derive(Debug, Clone)]
+struct ApiMetrics {
+    /// By route (a fixed set) and status.
+    http_requests: Family<Labels, Counter>,
+    /// By route.
+    http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// By method (served names, or `unknown`) and outcome (`ok` or a code).
+    rpc_calls: Family<Labels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~4 s: loopback calls to a slow write under load.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+impl ApiMetrics {
+    fn register(handle: &Handle) -> ApiMetrics {
+        let m = ApiMetrics {
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram),
+            rpc_calls: Family::default(),
+        };
+        let mut registry = lock_registry(&handle.metrics);
+        let r = registry.sub_registry_with_prefix("hearth");
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.http_seconds.clone(),
+        );
+        r.register(
+            "rpc_calls",
+            "JSON-RPC calls by method and outcome",
+            m.rpc_calls.clone(),
+        );
+        m
+    }
+
+    fn rpc_call(&self, method: &str, outcome: &str) {
+        self.rpc_calls
+            .get_or_create(&vec![
+                ("method".into(), method.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+    }
+}
+
+/// Binds `cfg.listen` and serves until [`ApiServer::shutdown`]. Creates
+/// the token file on first use.
+pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeError> {
+    let addr = cfg.listen;
+    if !addr.ip().is_loopback() && !cfg.lan {
+        return Err(ServeError::NotLoopback { addr });
+    }
+    let token = token::load_or_create(&cfg.token_file)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => ServeError::InUse { addr },
+            _ => ServeError::Bind { addr, source },
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (hosts, origins) = if bound.ip().is_unspecified() {
+        (Vec::new(), Vec::new())
+    } else {
+        let mut hosts = vec![bound.to_string()];
+        if bound.ip().is_loopback() {
+            hosts.push(format!("localhost:{}", bound.port()));
+        }
+        let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
+        (hosts, origins)
+    };
+    let state = Arc::new(AppState {
+        metrics: ApiMetrics::register(&handle),
+        handle,
+        token_file: cfg.token_file,
+        lan: cfg.lan,
+        hosts,
+        origins,
+    });
+    let app = Router::new()
+        .route("/rpc", post(rpc::rpc))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = served.await {
+                warn!(error = %e, "the HTTP API stopped");
+            }
+        }
+        .instrument(info_span!("http_api", %bound)),
+    );
+    Ok(ApiServer {
+        addr: bound,
+        token,
+        stop,
+        task,
+    })
+}
+
+/// The label of a path: one of the routes, or `other` (bounded labels).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/rpc" => "/rpc",
+        "/metrics" => "/metrics",
+        "/health" => "/health",
+        _ => "other",
+    }
+}
+
+/// Every request: a request id (span and `X-Request-Id`), the `Host`
+/// check, the token under `--lan`, and the HTTP metrics.
+async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = ulid::Ulid::new().to_string();
+    let route = route_label(request.uri().path());
+    let span = info_span!("http", request_id = %id, method = %request.method(), route);
+    let mut response = async {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if !state.hosts.is_empty() && !state.hosts.iter().any(|h| h == host) {
+            // DNS rebinding: a page of another name that resolves here.
+            return rpc::refusal(
+                StatusCode::MISDIRECTED_REQUEST,
+                ErrorCode::BadRequest,
+                &format!(
+                    "Host {host:?} is not this server ({}); use that address",
+                    state.hosts.join(" or ")
+                ),
+            );
+        }
+        if state.lan {
+            if let Err(refused) = state.check_token(request.headers()) {
+                return refused.into_response();
+            }
+        }
+        next.run(request).await
+    }
+    .instrument(span)
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let labels = vec![
+        ("route".to_owned(), route.to_owned()),
+        ("status".to_owned(), response.status().as_u16().to_string()),
+    ];
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .http_seconds
+        .get_or_create(&vec![("route".to_owned(), route.to_owned())])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the registry in Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.handle.metrics_text().await {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is shutting down\n",
+        )
+            .into_response(),
+    }
+}
+
+/// How the node is, for `GET /health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub reasons: Vec<String>,
+}
+
+/// `GET /health`: `failing` (503) when the store refuses writes or the
+/// node does not answer, `degraded` (200) with no peers, else `ok`.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let health = match state.handle.status().await {
+        None => Health {
+            status: HealthStatus::Failing,
+            reasons: vec!["the node is not answering (shutting down?)".into()],
+        },
+        Some(s) if s.storage != WriteState::Ok => Health {
+            status: HealthStatus::Failing,
+            reasons: vec![format!(
+                "the store is not writable ({}){}",
+                serde_json::to_value(s.storage)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                s.storage_note.map(|n| format!(": {n}")).unwrap_or_default()
+            )],
+        },
+        Some(s) if s.peers.is_empty() => Health {
+            status: HealthStatus::Degraded,
+            reasons: vec!["no peers connected: posts reach nobody until one is".into()],
+        },
+        Some(_) => Health {
+            status: HealthStatus::Ok,
+            reasons: Vec::new(),
+        },
+    };
+    let code = if health.status == HealthStatus::Failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(health)).into_response()
+}

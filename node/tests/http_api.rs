@@ -1,0 +1,741 @@
+//! The local HTTP API over real HTTP on loopback, against a running node
+//! (the driver on a real libp2p swarm, in this process; and `hearth run`
+//! for the flags and the printed URL). Requests are hand-written HTTP/1.1
+//! over a TCP stream, so every header the server sees is the test's own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use common::{key, Fixture};
+use hearth_node::api::{self, ApiConfig, ApiServer};
+use hearth_node::net::driver::{self, Handle, NetConfig, NetEvent};
+use hearth_proto::Level;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP answer.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request (`Connection: close`) and reads the whole answer.
+/// `Host` is the server's address unless `headers` names one.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head += &format!("Host: {addr}\r\n");
+    }
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += &format!("Content-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    // A refused oversized body may be answered before it is all sent.
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut body = Vec::new();
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = rest[end + 4 + size..].to_vec();
+        }
+        rest = body;
+    }
+    Resp {
+        status,
+        headers,
+        body: rest,
+    }
+}
+
+/// A node running its driver and HTTP API, with its token.
+struct Api {
+    addr: SocketAddr,
+    token_file: PathBuf,
+    handle: Handle,
+    server: Option<ApiServer>,
+    events: tokio::sync::broadcast::Receiver<NetEvent>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_file).unwrap()
+    }
+
+    async fn rpc(&self, body: &Value, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        send(
+            self.addr,
+            "POST",
+            "/rpc",
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    /// Calls `method` with the token and returns its `result`.
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let r = self
+            .rpc(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+                Some(&self.token()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        self.handle.shutdown().await;
+    }
+}
+
+fn net_config() -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ..NetConfig::default()
+    }
+}
+
+/// The anchor's node (`who` = key 1) or an admitted member, served on an
+/// ephemeral loopback port.
+async fn start_as(f: &Fixture, who: u8, lan: bool) -> Api {
+    let node = f.admitted_node(&key(who), Level::Member);
+    let running = driver::spawn(node, net_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = api::token::path(dir.path());
+    let server = api::serve(
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            lan,
+            token_file: token_file.clone(),
+        },
+        running.handle.clone(),
+    )
+    .await
+    .unwrap();
+    Api {
+        addr: server.addr,
+        token_file,
+        handle: running.handle,
+        server: Some(server),
+        events: running.events,
+        _dir: dir,
+    }
+}
+
+async fn start(lan: bool) -> Api {
+    start_as(&Fixture::new(), 1, lan).await
+}
+
+fn error_of(v: &Value) -> (i64, String, String) {
+    let e = &v["error"];
+    (
+        e["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error in {v}")),
+        e["data"]["code"].as_str().unwrap_or_default().to_owned(),
+        e["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Every method the API serves answers once over `POST /rpc`: the market
+/// capabilities, the membership ones and `node.status`, with the writes
+/// taking effect (the post is listed, found, updated, searched, expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_method_answers() {
+    let api = start(false).await;
+    let posted = api
+        .call(
+            "market.post",
+            json!({"category": "offer", "title": "Ladder to lend", "tags": ["tools"]}),
+        )
+        .await;
+    let id = posted["post"]["id"].clone();
+    assert_eq!(posted["created"], json!(true));
+    let listed = api.call("market.list", json!({})).await;
+    assert!(listed.to_string().contains("Ladder to lend"), "{listed}");
+    let got = api.call("market.get", json!({"id": id})).await;
+    assert!(got.to_string().contains("Ladder to lend"), "{got}");
+    let updated = api
+        .call("market.update", json!({"id": id, "title": "Tall ladder"}))
+        .await;
+    assert!(updated.to_string().contains("Tall ladder"), "{updated}");
+    let found = api.call("market.search", json!({"query": "ladder"})).await;
+    assert!(found.to_string().contains("Tall ladder"), "{found}");
+    let expired = api.call("market.expire", json!({"id": id})).await;
+    assert!(!expired.is_null());
+    let listed = api.call("market.list", json!({})).await;
+    assert!(!listed.to_string().contains("Tall ladder"), "{listed}");
+    let neighbour = serde_json::to_value(key(2).node_id()).unwrap();
+    let set = api
+        .call(
+            "community.member.set",
+            json!({"member": neighbour, "level": "member"}),
+        )
+        .await;
+    assert!(!set.is_null());
+    let members = api.call("member.list", Value::Null).await;
+    assert!(
+        members.to_string().contains(neighbour.as_str().unwrap()),
+        "{members}"
+    );
+    let settings = api
+        .call("community.settings", json!({"name": "Lindenhof"}))
+        .await;
+    assert_eq!(settings["changed"], json!(true), "{settings}");
+    let profile = api.call("member.profile", json!({"name": "Ana"})).await;
+    assert_eq!(profile["name"], json!("Ana"));
+    let status = api.call("node.status", json!({})).await;
+    assert_eq!(status["community_name"], json!("Lindenhof"));
+    assert_eq!(status["display_name"], json!("Ana"));
+    api.stop().await;
+}
+
+/// A batch answers each call by its id, a failing member with its own
+/// error (the others still succeed), and notifications not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_with_a_failing_member() {
+    let api = start(false).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": "a", "method": "market.list", "params": {}},
+        {"jsonrpc": "2.0", "id": "b", "method": "market.get",
+         "params": {"id": "01KAAAAAAAAAAAAAAAAAAAAAAA"}},
+        {"jsonrpc": "2.0", "method": "node.status"},
+        {"jsonrpc": "2.0", "id": 3, "method": "node.status"},
+    ]);
+    let r = api.rpc(&batch, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answers = r.json();
+    let answers = answers.as_array().unwrap();
+    assert_eq!(
+        answers.len(),
+        3,
+        "the notification gets no answer: {answers:?}"
+    );
+    assert_eq!(answers[0]["id"], json!("a"));
+    assert!(answers[0].get("result").is_some());
+    assert_eq!(answers[1]["id"], json!("b"));
+    let (number, code, _) = error_of(&answers[1]);
+    assert_eq!(
+        (number, code.as_str()),
+        (-32002, "not_found"),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(answers[2]["id"], json!(3));
+    assert!(answers[2]["result"]["node_id"].is_string());
+    // Only notifications: nothing to answer.
+    let r = api
+        .rpc(&json!({"jsonrpc": "2.0", "method": "node.status"}), None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    api.stop().await;
+}
+
+/// The standard JSON-RPC errors: unknown method -32601 (naming the
+/// methods served), bad params -32602, parse error -32700, invalid
+/// request -32600 (not 2.0, empty batch, over-long batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_json_rpc_errors() {
+    let api = start(false).await;
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "market.sell"}),
+            None,
+        )
+        .await;
+    let (n, code, message) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32601, "not_found"));
+    assert!(
+        message.contains("market.sell") && message.contains("market.list"),
+        "{message}"
+    );
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "market.search",
+                    "params": {"query": "x", "colour": 1}}),
+            None,
+        )
+        .await;
+    let (n, code, message) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32602, "bad_request"), "{message}");
+    assert!(message.contains("colour"), "{message}");
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "market.list", "params": [1]}),
+            None,
+        )
+        .await;
+    assert_eq!(error_of(&r.json()).0, -32602);
+    let r = send(api.addr, "POST", "/rpc", &[], b"{\"jsonrpc\": ").await;
+    assert_eq!(r.status, 200);
+    let (n, code, _) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32700, "bad_request"));
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "1.0", "id": 4, "method": "node.status"}),
+            None,
+        )
+        .await;
+    let v = r.json();
+    assert_eq!((error_of(&v).0, v["id"].clone()), (-32600, json!(4)));
+    let r = api.rpc(&json!([]), None).await;
+    assert_eq!(error_of(&r.json()).0, -32600);
+    let long: Vec<Value> = (0..=api::rpc::BATCH_MAX)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "node.status"}))
+        .collect();
+    let r = api.rpc(&Value::Array(long), None).await;
+    let (n, _, message) = error_of(&r.json());
+    assert_eq!(n, -32600);
+    assert!(
+        message.contains(&api::rpc::BATCH_MAX.to_string()),
+        "{message}"
+    );
+    // A handler's own refusal keeps its wire code's number.
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 5, "method": "market.post",
+                    "params": {"category": "offer", "title": ""}}),
+            Some(&api.token()),
+        )
+        .await;
+    let (n, code, _) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32000, "bad_request"), "{}", r.text());
+    api.stop().await;
+}
+
+/// Writes need the token: without it or with a wrong one, 401
+/// `unauthorized` naming the token file, and nothing is posted; reads on
+/// loopback need none. `token rotate` makes the old token fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_the_current_token() {
+    let api = start(false).await;
+    let post = json!({"jsonrpc": "2.0", "id": 1, "method": "market.post",
+                      "params": {"category": "offer", "title": "Ladder"}});
+    for token in [None, Some("0123")] {
+        let r = api.rpc(&post, token).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        let (n, code, message) = error_of(&r.json());
+        assert_eq!((n, code.as_str()), (-32001, "unauthorized"));
+        assert!(
+            message.contains(&api.token_file.display().to_string()),
+            "{message}"
+        );
+    }
+    // A write hidden in a batch of reads is refused the same.
+    let r = api
+        .rpc(
+            &json!([{"jsonrpc": "2.0", "id": 0, "method": "market.list"}, post.clone()]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let listed = api.call("market.list", json!({})).await;
+    assert!(!listed.to_string().contains("Ladder"), "{listed}");
+    let old = api.token();
+    assert_eq!(api.rpc(&post, Some(&old)).await.status, 200);
+    let new = api::token::rotate(&api.token_file).unwrap();
+    let r = api.rpc(&post, Some(&old)).await;
+    assert_eq!(r.status, 401, "the rotated-out token still works");
+    assert_eq!(api.rpc(&post, Some(&new)).await.status, 200);
+    // No token file at all: every write refused, saying how to make one.
+    std::fs::remove_file(&api.token_file).unwrap();
+    let r = api.rpc(&post, Some(&new)).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        error_of(&r.json()).2.contains("hearth token rotate"),
+        "{}",
+        r.text()
+    );
+    api.stop().await;
+}
+
+/// A body over the bound is refused with 413 before it is parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_is_413() {
+    let api = start(false).await;
+    let body = vec![b' '; api::rpc::BODY_BYTES_MAX + 1];
+    let r = send(api.addr, "POST", "/rpc", &[], &body).await;
+    assert_eq!(r.status, 413);
+    let (_, code, message) = error_of(&r.json());
+    assert_eq!(code, "bad_request");
+    assert!(message.contains("bytes"), "{message}");
+    api.stop().await;
+}
+
+/// A `Host` other than the server's own (DNS rebinding) is refused with
+/// 421, reads included; `localhost:PORT` is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mismatch_is_refused() {
+    let api = start(false).await;
+    let r = send(
+        api.addr,
+        "GET",
+        "/health",
+        &[("Host", "evil.example:7878")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 421, "{}", r.text());
+    assert!(r.text().contains("evil.example"), "{}", r.text());
+    let host = format!("localhost:{}", api.addr.port());
+    let r = send(api.addr, "GET", "/health", &[("Host", &host)], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    api.stop().await;
+}
+
+/// A write from another origin's page is refused with 403 even with the
+/// token; the server's own origin and no origin (a script) are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_mismatch_on_a_write_is_refused() {
+    let api = start(false).await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "market.post",
+                      "params": {"category": "offer", "title": "Ladder"}})
+    .to_string();
+    let auth = format!("Bearer {}", api.token());
+    let r = send(
+        api.addr,
+        "POST",
+        "/rpc",
+        &[("Authorization", &auth), ("Origin", "http://evil.example")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("evil.example"));
+    let own = format!("http://{}", api.addr);
+    let r = send(
+        api.addr,
+        "POST",
+        "/rpc",
+        &[("Authorization", &auth), ("Origin", &own)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A read from another origin is not a write: served.
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "market.list"}).to_string();
+    let r = send(
+        api.addr,
+        "POST",
+        "/rpc",
+        &[("Origin", "http://evil.example")],
+        read.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    api.stop().await;
+}
+
+/// Sums the samples of `name` (all label sets) in Prometheus text, or
+/// `None` if the family is absent; every sample line must parse.
+fn metric(text: &str, name: &str, label: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let family = series.split('{').next().unwrap();
+        if family == name && series.contains(label) {
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
+}
+
+/// `/metrics` is Prometheus text from the one registry (gossipsub's and
+/// the node's gauges beside the API's), and the rpc counter moves after a
+/// post, as do the log-size gauge and the HTTP counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_after_a_post() {
+    let api = start(false).await;
+    let scrape = || async {
+        let r = send(api.addr, "GET", "/metrics", &[], b"").await;
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        text
+    };
+    let before = scrape().await;
+    let posts = r#"method="market.post",outcome="ok""#;
+    assert_eq!(metric(&before, "hearth_rpc_calls_total", posts), None);
+    let events_before = metric(&before, "hearth_log_events", "").unwrap();
+    assert!(
+        before.contains("gossipsub_"),
+        "gossipsub's metrics are in the same registry"
+    );
+    api.call(
+        "market.post",
+        json!({"category": "offer", "title": "Ladder"}),
+    )
+    .await;
+    let after = scrape().await;
+    assert_eq!(metric(&after, "hearth_rpc_calls_total", posts), Some(1.0));
+    assert_eq!(
+        metric(&after, "hearth_log_events", ""),
+        Some(events_before + 1.0)
+    );
+    assert!(metric(&after, "hearth_lamport_clock", "").unwrap() >= 1.0);
+    assert_eq!(metric(&after, "hearth_peers", ""), Some(0.0));
+    assert!(
+        metric(
+            &after,
+            "hearth_http_requests_total",
+            r#"route="/rpc",status="200""#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        metric(
+            &after,
+            "hearth_http_request_duration_seconds_count",
+            r#"route="/rpc""#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    api.stop().await;
+}
+
+/// `/health` is `degraded` (200) with no peers, `ok` once a peer is
+/// connected; every answer echoes an `X-Request-Id`, unique per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_degraded_then_ok_and_request_ids() {
+    let f = Fixture::new();
+    let mut a = start_as(&f, 1, false).await;
+    let r = send(a.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["status"], json!("degraded"), "{v}");
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("no peers"),
+        "{v}"
+    );
+    let id1 = r.header("x-request-id").unwrap().to_owned();
+    let mut b = start_as(&f, 2, false).await;
+    let b_addr = loop {
+        match b.events.recv().await.unwrap() {
+            NetEvent::Listening(addr) => break addr,
+            _ => continue,
+        }
+    };
+    a.handle.dial(b_addr).await;
+    loop {
+        if let NetEvent::PeerConnected(p) = a.events.recv().await.unwrap() {
+            if p == b.handle.peer_id {
+                break;
+            }
+        }
+    }
+    let r = send(a.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"status": "ok", "reasons": []}));
+    let id2 = r.header("x-request-id").unwrap();
+    assert!(!id1.is_empty() && id1 != id2);
+    b.stop().await;
+    a.stop().await;
+}
+
+/// With `--lan` every request needs the token, reads and `/health`
+/// included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_refuses_a_read_without_the_token() {
+    let api = start(true).await;
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "market.list"});
+    let r = api.rpc(&read, None).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(error_of(&r.json()).1, "unauthorized");
+    assert_eq!(send(api.addr, "GET", "/health", &[], b"").await.status, 401);
+    assert_eq!(api.rpc(&read, Some(&api.token())).await.status, 200);
+    api.stop().await;
+}
+
+/// A port in use is a clear error naming the address and the flag to
+/// change it; a non-loopback address without `--lan` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_in_use_and_non_loopback_are_refused() {
+    let api = start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |listen: SocketAddr, lan| ApiConfig {
+        listen,
+        lan,
+        token_file: api::token::path(dir.path()),
+    };
+    let err = api::serve(cfg(api.addr, false), api.handle.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&api.addr.to_string()) && err.contains("in use") && err.contains("--http"),
+        "{err}"
+    );
+    let err = api::serve(cfg("0.0.0.0:0".parse().unwrap(), false), api.handle.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("0.0.0.0") && err.contains("--lan"), "{err}");
+    api.stop().await;
+}
+
+const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
+
+/// `hearth run` refuses a non-loopback `--http` without `--lan` before it
+/// founds anything, and with a free port prints the URL with the token of
+/// the 0600 file, serves `/health` there, and stops cleanly on SIGINT.
+#[test]
+fn hearth_run_flags_and_printed_url() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let out = Command::new(HEARTH)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--name", "L", "--no-mdns", "--http", "0.0.0.0:7878"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--lan") && err.contains("0.0.0.0:7878"),
+        "{err}"
+    );
+    assert!(
+        !dir.exists(),
+        "a refused address must leave no data dir behind"
+    );
+    let mut child = Command::new(HEARTH)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "run",
+            "--name",
+            "L",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("hearth run ended before printing the URL")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("HTTP API: ") {
+            break url.to_owned();
+        }
+    };
+    let (addr, token) = url
+        .strip_prefix("http://")
+        .and_then(|u| u.split_once("/#token="))
+        .unwrap_or_else(|| panic!("{url}"));
+    let file = api::token::path(&dir);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), token);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let addr: SocketAddr = addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(send(addr, "GET", "/health", &[], b""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l == "stopped cleanly"), "{rest:?}");
+}
