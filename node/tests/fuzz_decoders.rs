@@ -1082,7 +1082,14 @@ fn start_node() -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        // No HTTP API: other tests run nodes at the same time.
+        .args([
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--no-http",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
