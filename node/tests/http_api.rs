@@ -739,3 +739,67 @@ fn hearth_run_flags_and_printed_url() {
     assert!(child.wait().unwrap().success());
     assert!(rest.iter().any(|l| l == "stopped cleanly"), "{rest:?}");
 }
+
+/// `/health` is `failing` (503) with the storage reason while the store
+/// refuses writes, a post meanwhile answers `storage_full`, and health
+/// recovers by itself once there is room again (no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_while_the_store_is_full_and_recovers() {
+    use common::fillable_store::FillableStore;
+    use std::sync::atomic::Ordering;
+    let f = Fixture::new();
+    let (store, full) = FillableStore::new();
+    let node = hearth_node::core::Node::new(
+        f.anchor.clone(),
+        &f.genesis,
+        store,
+        hearth_node::core::Config::default(),
+        3,
+    )
+    .unwrap();
+    let running = driver::spawn(node, net_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = api::token::path(dir.path());
+    let server = api::serve(
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            lan: false,
+            token_file: token_file.clone(),
+        },
+        running.handle.clone(),
+    )
+    .await
+    .unwrap();
+    let a = Api {
+        addr: server.addr,
+        token_file,
+        handle: running.handle,
+        server: Some(server),
+        events: running.events,
+        _dir: dir,
+    };
+    let post = json!({"jsonrpc": "2.0", "id": 1, "method": "market.post",
+        "params": {"category": "offer", "title": "Ladder"}});
+    full.store(true, Ordering::SeqCst);
+    let r = a.rpc(&post, Some(&a.token())).await;
+    let (_, code, _) = error_of(&r.json());
+    assert_eq!(code, "storage_full", "{}", r.text());
+    let r = send(a.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], json!("failing"), "{v}");
+    assert!(
+        v["reasons"].to_string().contains("full"),
+        "the reason names the full store: {v}"
+    );
+    full.store(false, Ordering::SeqCst);
+    let r = send(a.addr, "GET", "/health", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.json()["status"], json!("failing"));
+    a.call(
+        "market.post",
+        json!({"category": "offer", "title": "Ladder"}),
+    )
+    .await;
+    a.stop().await;
+}

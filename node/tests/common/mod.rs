@@ -2,6 +2,8 @@
 //! helpers to sign events at chosen Lamport times.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fillable_store;
+
 use hearth_node::core::{Config, Node};
 use hearth_node::store::MemoryStore;
 use hearth_proto::{
