@@ -581,16 +581,22 @@ impl<S: EventStore> Driver<S> {
         let Some(peer) = identity::peer_id(&from) else {
             return;
         };
+        self.report_to_gossip(&gossipsub::MessageId::new(&hash.0), peer, verdict);
+    }
+
+    /// Tells gossipsub what became of message `id` from `peer` (its score
+    /// moves with it), and bans the peer if a `Reject` graylisted it. The
+    /// one place a validation result leaves the driver.
+    fn report_to_gossip(&mut self, id: &gossipsub::MessageId, peer: PeerId, verdict: Verdict) {
         let acceptance = match verdict {
             Verdict::Accept => MessageAcceptance::Accept,
             Verdict::Reject => MessageAcceptance::Reject,
             Verdict::Ignore => MessageAcceptance::Ignore,
         };
-        let id = gossipsub::MessageId::new(&hash.0);
         self.swarm
             .behaviour_mut()
             .gossipsub
-            .report_message_validation_result(&id, &peer, acceptance);
+            .report_message_validation_result(id, &peer, acceptance);
         if verdict == Verdict::Reject {
             self.ban_if_graylisted(peer);
         }
@@ -958,14 +964,7 @@ impl<S: EventStore> Driver<S> {
                     // penalty; sync brings the event later.
                     self.rate_limited += 1;
                     let id = gossip::message_id(&message.data);
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &id,
-                            &propagation_source,
-                            MessageAcceptance::Ignore,
-                        );
+                    self.report_to_gossip(&id, propagation_source, Verdict::Ignore);
                     return;
                 }
                 match identity::node_id(&propagation_source) {
@@ -978,15 +977,7 @@ impl<S: EventStore> Driver<S> {
                     ),
                     None => {
                         let id = gossip::message_id(&message.data);
-                        self.swarm
-                            .behaviour_mut()
-                            .gossipsub
-                            .report_message_validation_result(
-                                &id,
-                                &propagation_source,
-                                MessageAcceptance::Reject,
-                            );
-                        self.ban_if_graylisted(propagation_source);
+                        self.report_to_gossip(&id, propagation_source, Verdict::Reject);
                     }
                 }
             }
