@@ -212,7 +212,7 @@ fn first_run_on_a_terminal_asks_for_the_name() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("home");
     let run = format!(
-        "{HEARTH} --data-dir {} run --listen /ip4/127.0.0.1/tcp/0 --no-mdns",
+        "exec {HEARTH} --data-dir {} run --listen /ip4/127.0.0.1/tcp/0 --no-mdns --no-http",
         dir.display()
     );
     let mut cmd = Command::new("script");
@@ -292,7 +292,10 @@ fn first_run_on_a_terminal_gives_up_after_three_bad_names() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("home");
-    let run = format!("{HEARTH} --data-dir {} run --no-mdns", dir.display());
+    let run = format!(
+        "exec {HEARTH} --data-dir {} run --no-mdns --no-http",
+        dir.display()
+    );
     let mut cmd = Command::new("script");
     cmd.args(["-qec", &run, "/dev/null"]).stdin(Stdio::piped());
     let mut node = Running::spawn(cmd);
