@@ -798,22 +798,33 @@ mod tests {
     /// fields), and one without a required argument does neither.
     #[test]
     fn tool_schemas_are_the_methods_params() {
-        fn decodes(method: &str, v: &Value) -> Result<(), String> {
-            let r = match method {
-                market::LIST => serde_json::from_value::<ListQuery>(v.clone()).map(drop),
-                market::SEARCH => serde_json::from_value::<SearchParams>(v.clone()).map(drop),
-                market::GET => serde_json::from_value::<GetParams>(v.clone()).map(drop),
-                market::POST => serde_json::from_value::<PostParams>(v.clone()).map(drop),
+        /// The params decoded by the method's type and encoded again: a
+        /// key the type does not have is refused or dropped.
+        fn decodes(method: &str, v: &Value) -> Result<Value, String> {
+            fn again<T: serde::de::DeserializeOwned + serde::Serialize>(
+                v: &Value,
+            ) -> Result<Value, String> {
+                let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+                serde_json::to_value(t).map_err(|e| e.to_string())
+            }
+            match method {
+                market::LIST => again::<ListQuery>(v),
+                market::SEARCH => again::<SearchParams>(v),
+                market::GET => again::<GetParams>(v),
+                market::POST => again::<PostParams>(v),
                 other => panic!("no params type known for {other}"),
-            };
-            r.map_err(|e| e.to_string())
+            }
         }
         let tools = tools();
         assert_eq!(tools.len(), 4);
         for t in &tools {
             let full = full_example(&t.input_schema);
             assert_eq!(check(&t.input_schema, &full, ""), Ok(()), "{}", t.name);
-            decodes(t.method, &full).unwrap_or_else(|e| panic!("{}: {full}: {e}", t.name));
+            let decoded =
+                decodes(t.method, &full).unwrap_or_else(|e| panic!("{}: {full}: {e}", t.name));
+            for (key, value) in full.as_object().into_iter().flatten() {
+                assert_eq!(&decoded[key], value, "{}: `{key}` is not a param", t.name);
+            }
             for required in t.input_schema["required"].as_array().into_iter().flatten() {
                 let mut missing = full.clone();
                 let key = required.as_str().unwrap_or_default();
