@@ -229,9 +229,16 @@ fn initialize_then_tools_list_gives_four_tools_with_schemas() {
     let tmp = tempfile::tempdir().unwrap();
     let mut mcp = Mcp::start(tmp.path(), Some(dead_addr()));
     let init = mcp.initialize();
-    assert_eq!(init["result"]["protocolVersion"], json!("2025-06-18"), "{init}");
+    assert_eq!(
+        init["result"]["protocolVersion"],
+        json!("2025-06-18"),
+        "{init}"
+    );
     assert_eq!(init["result"]["serverInfo"]["name"], json!("hearth"));
-    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
     let list = mcp.request("tools/list", json!({}));
     let tools = list["result"]["tools"].as_array().unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -243,7 +250,11 @@ fn initialize_then_tools_list_gives_four_tools_with_schemas() {
     let required = |name: &str| -> Vec<String> {
         let t = tools.iter().find(|t| t["name"] == json!(name)).unwrap();
         assert_eq!(t["inputSchema"]["type"], json!("object"), "{t}");
-        assert_eq!(t["inputSchema"]["additionalProperties"], json!(false), "{t}");
+        assert_eq!(
+            t["inputSchema"]["additionalProperties"],
+            json!(false),
+            "{t}"
+        );
         assert!(
             t["description"].as_str().unwrap().contains("Returns JSON"),
             "{t}"
@@ -254,7 +265,10 @@ fn initialize_then_tools_list_gives_four_tools_with_schemas() {
     assert_eq!(required("market_search"), ["query"]);
     assert_eq!(required("market_get"), ["id"]);
     assert!(required("market_list").is_empty());
-    let post = tools.iter().find(|t| t["name"] == json!("market_post")).unwrap();
+    let post = tools
+        .iter()
+        .find(|t| t["name"] == json!("market_post"))
+        .unwrap();
     assert_eq!(
         post["inputSchema"]["properties"]["category"]["enum"],
         json!(["offer", "request", "info", "emergency"])
@@ -295,7 +309,10 @@ fn post_then_search_list_and_get_through_the_running_node() {
     assert_eq!(ids, [id.as_str()], "{found}");
     let none = mcp.ok("market_search", json!({"query": "piano"}));
     assert_eq!(none["results"], json!([]), "{none}");
-    let listed = mcp.ok("market_list", json!({"tags": ["tools"], "category": "offer"}));
+    let listed = mcp.ok(
+        "market_list",
+        json!({"tags": ["tools"], "category": "offer"}),
+    );
     assert_eq!(listed["posts"][0]["id"], json!(id), "{listed}");
     let got = mcp.ok("market_get", json!({"id": id}));
     assert_eq!(got["title"], json!("Ladder to lend"), "{got}");
@@ -316,7 +333,10 @@ fn bad_arguments_and_unknown_posts_are_tool_errors() {
     let node = Node::start();
     let mut mcp = Mcp::start(&node.dir, Some(node.http));
     mcp.initialize();
-    let text = mcp.tool_error("market_post", json!({"category": "sale", "title": "Ladder"}));
+    let text = mcp.tool_error(
+        "market_post",
+        json!({"category": "sale", "title": "Ladder"}),
+    );
     assert!(
         text.contains("`category`") && text.contains("offer, request, info, emergency"),
         "{text}"
@@ -334,14 +354,23 @@ fn bad_arguments_and_unknown_posts_are_tool_errors() {
         text.starts_with("the node refused the arguments: ") && text.contains("id"),
         "{text}"
     );
-    let a = mcp.request("tools/call", json!({"name": "market_delete", "arguments": {}}));
+    let a = mcp.request(
+        "tools/call",
+        json!({"name": "market_delete", "arguments": {}}),
+    );
     assert_eq!(a["error"]["code"], json!(-32602), "{a}");
     assert!(
-        a["error"]["message"].as_str().unwrap().contains("market_list"),
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("market_list"),
         "{a}"
     );
     std::fs::remove_file(node.dir.join("api.token")).unwrap();
-    let text = mcp.tool_error("market_post", json!({"category": "offer", "title": "Ladder"}));
+    let text = mcp.tool_error(
+        "market_post",
+        json!({"category": "offer", "title": "Ladder"}),
+    );
     assert!(
         text.contains("api.token") && text.contains("hearth run"),
         "{text}"
