@@ -40,16 +40,42 @@ struct Node {
 }
 
 impl Node {
+    /// The first run of a data dir: it founds a community, as its anchor.
     fn start() -> Node {
+        Node::start_with(&["--name", "Mill Lane"])
+    }
+
+    /// A node that joined another's community from an invite and was not
+    /// admitted (the anchor's data dir never runs).
+    fn start_unadmitted() -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let anchor = tmp.path().join("anchor");
+        let hearth = |args: &[&str]| {
+            let out = Command::new(HEARTH)
+                .arg("--data-dir")
+                .arg(&anchor)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            out.stdout
+        };
+        hearth(&["init"]);
+        hearth(&["community", "create", "--name", "Mill Lane"]);
+        let invite: Value =
+            serde_json::from_slice(&hearth(&["--json", "community", "invite"])).unwrap();
+        Node::start_with(&["--join", invite["invite"].as_str().unwrap()])
+    }
+
+    fn start_with(first_run: &[&str]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("node");
         let mut child = Command::new(HEARTH)
             .arg("--data-dir")
             .arg(&dir)
+            .arg("run")
+            .args(first_run)
             .args([
-                "run",
-                "--name",
-                "Mill Lane",
                 "--no-mdns",
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
@@ -429,5 +455,25 @@ fn garbage_is_a_parse_error_and_the_server_goes_on() {
     assert_eq!(a["error"]["code"], json!(-32600), "{a}");
     let a = mcp.request("ping", json!({}));
     assert_eq!(a["result"], json!({}), "{a}");
+    assert!(mcp.finish().success());
+}
+
+/// A node that joined but was not admitted: `market_post` is a tool error
+/// that says so and what to do, while reads work.
+#[test]
+fn a_post_before_admission_says_not_yet_admitted() {
+    let node = Node::start_unadmitted();
+    let mut mcp = Mcp::start(&node.dir, Some(node.http));
+    mcp.initialize();
+    let text = mcp.tool_error(
+        "market_post",
+        json!({"category": "offer", "title": "Ladder"}),
+    );
+    assert!(
+        text.starts_with("not yet admitted: ") && text.contains("hearth member add"),
+        "{text}"
+    );
+    let listed = mcp.ok("market_list", json!({}));
+    assert_eq!(listed["posts"], json!([]), "{listed}");
     assert!(mcp.finish().success());
 }
