@@ -85,20 +85,22 @@ fn search_folds_case_and_diacritics() {
 }
 
 /// German and English word forms meet at their stems, whatever the
-/// language of the query: "Leiter" finds "Leitern", "ladder" finds
-/// "ladders", "Kinder" finds "Kind".
+/// language of the query: "Häusern" finds "Haus", "berries" finds "berry",
+/// "Kinder" finds "Kind" (none is a substring of the other, and too few
+/// trigrams are shared to match without the stem).
 #[test]
 fn search_matches_german_and_english_word_forms() {
     let mut m = Market::new();
-    let leitern = m.offer("Leitern zu verleihen", "drei Stück");
-    let ladders = m.offer("Borrowing ladders", "for the weekend");
+    let haus = m.offer("Klingel kaputt in Haus 3", "Elektriker gesucht");
+    let berry = m.offer("Fresh berry jam", "made this week");
     let kind = m.offer("Sitz für ein Kind", "bis 22 kg");
     m.offer("Brot", "frisch gebacken");
-    let found = m.search("Leiter");
-    assert_eq!(found.results[0].id, leitern);
-    assert!(found.results[0].score > 0.0, "found by the index, not only as a substring");
-    assert_eq!(m.ids("ladder")[0], ladders);
-    assert_eq!(m.ids("Kinder")[0], kind);
+    let found = m.search("Häusern");
+    assert_eq!(found.results.len(), 1, "{found:?}");
+    assert_eq!(found.results[0].id, haus);
+    assert!(found.results[0].score > 0.0);
+    assert_eq!(m.ids("berries"), vec![berry]);
+    assert_eq!(m.ids("Kinder"), vec![kind]);
 }
 
 /// A word inside a compound is found through trigrams of its stem:
@@ -126,7 +128,8 @@ fn search_tolerates_a_typo() {
 
 /// The seed rule: every post containing the query as a case-insensitive
 /// substring is in the results, even when the match lies past the indexed
-/// start of the body and better-scoring posts would fill the limit.
+/// start of the body (so the index gives it no score) and better-scoring
+/// posts would fill the limit.
 #[test]
 fn every_substring_match_is_in_the_results() {
     let mut m = Market::new();
@@ -136,12 +139,14 @@ fn every_substring_match_is_in_the_results() {
         deep.push(m.offer(&format!("Notiz {i}"), &format!("{filler} Ersatzschlüssel")));
     }
     for i in 0..12 {
-        m.offer(&format!("Schlüssel {i}"), "Schlüssel, Schlüssel, Schlüssel");
+        // Spelt without the umlaut: the index matches them (folded), the
+        // substring rule does not.
+        m.offer(&format!("Schlussel {i}"), "Schlussel, Schlussel, Schlussel");
     }
     let r = m.search_at(
         NOW,
         SearchParams {
-            query: "ERSATZSCHLÜSSEL".into(),
+            query: "SCHLÜSSEL".into(),
             limit: Some(5),
             ..Default::default()
         },
@@ -315,10 +320,7 @@ fn the_answer_names_mode_degraded_and_scores() {
 #[test]
 fn bad_queries_are_refused() {
     let m = Market::new();
-    for query in ["", "   ".into(), "x".repeat(QUERY_CHARS_MAX + 1)]
-        .iter()
-        .map(|q| q.to_string())
-    {
+    for query in [String::new(), "   ".into(), "x".repeat(QUERY_CHARS_MAX + 1)] {
         let err = m
             .node
             .market_search(

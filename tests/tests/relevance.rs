@@ -44,7 +44,9 @@ fn keyword_beats_substring_on_mrr() {
     let set = RelevanceSet::load().unwrap();
     let keyword = evaluate(&set, "keyword", keyword_ranker(&set, Stemming::Both));
     let substring = evaluate(&set, "substring", substring_ranker(&set));
+    let guess = evaluate(&set, "keyword_guess", keyword_ranker(&set, Stemming::Guess));
     eprintln!("{}", keyword.to_json());
+    eprintln!("{}", guess.to_json());
     eprintln!("{}", substring.to_json());
     assert_eq!(keyword.all.queries, set.queries.len());
     assert!(keyword.all.mrr > 0.0 && keyword.all.recall_at_10 > 0.0);
