@@ -164,7 +164,14 @@ fn every_substring_match_is_in_the_results() {
 fn ranking_is_deterministic_with_ties_by_post_key() {
     let f = Fixture::new();
     let events: Vec<_> = (0..6u128)
-        .map(|i| f.post(&f.anchor, 1 + i as u64, 100 + (i * 7919) % 13, "Leiter zu verleihen"))
+        .map(|i| {
+            f.post(
+                &f.anchor,
+                1 + i as u64,
+                100 + (i * 7919) % 13,
+                "Leiter zu verleihen",
+            )
+        })
         .collect();
     let mut a = f.node(&key(5));
     let mut b = f.node(&key(6));
@@ -188,12 +195,17 @@ fn ranking_is_deterministic_with_ties_by_post_key() {
     assert_eq!(ids, sorted, "ties ordered by post key (one author: by id)");
 }
 
-/// An update re-indexes the post: its old words no longer find it, its new
-/// ones do.
+/// An update re-indexes the post in an index already built: its old words
+/// no longer find it, its new ones do.
 #[test]
 fn an_update_reindexes_the_post() {
     let mut m = Market::new();
     let id = m.offer("Leiter zu verleihen", "Alu, 3 m");
+    assert_eq!(
+        m.ids("Leiter"),
+        vec![id],
+        "the first search builds the index"
+    );
     m.node
         .market_update(
             NOW + 1,
@@ -235,6 +247,11 @@ fn expired_and_lapsed_posts_are_not_found() {
         .unwrap()
         .post
         .id;
+    assert_eq!(
+        m.ids("leiter").len(),
+        3,
+        "the first search builds the index"
+    );
     m.node
         .market_expire(
             NOW + 1,
@@ -266,10 +283,20 @@ fn expired_and_lapsed_posts_are_not_found() {
 fn filters_apply_before_ranking() {
     let mut m = Market::new();
     for i in 0..5 {
-        m.post(Category::Offer, &format!("Wasser {i}"), "Wasser Wasser", &["wasser"]);
+        m.post(
+            Category::Offer,
+            &format!("Wasser {i}"),
+            "Wasser Wasser",
+            &["wasser"],
+        );
     }
     let emergency = m.post(Category::Emergency, "Kein Wasser im Haus", "", &["notfall"]);
-    let tagged = m.post(Category::Request, "Suche Kanister", "für Wasser", &["Notfall"]);
+    let tagged = m.post(
+        Category::Request,
+        "Suche Kanister",
+        "für Wasser",
+        &["Notfall"],
+    );
     let r = m.search_at(
         NOW,
         SearchParams {
@@ -401,4 +428,46 @@ fn a_removed_members_posts_are_not_found() {
         .append_received(f.member_set(&f.anchor, 3, &who, Level::Removed))
         .unwrap();
     assert!(node.market_search(NOW, p).unwrap().results.is_empty());
+}
+
+/// An index kept up to date post by post answers exactly like one built
+/// from scratch after the same events (same posts, same scores).
+#[test]
+fn an_incremental_index_equals_a_fresh_one() {
+    let f = Fixture::new();
+    let who = key(7);
+    let p = |q: &str| SearchParams {
+        query: q.into(),
+        ..Default::default()
+    };
+    let mut events = vec![f.member_set(&f.anchor, 1, &who, Level::Member)];
+    let titles = [
+        "Leiter zu verleihen",
+        "Ladder for the weekend",
+        "Wasserkanister",
+        "Leitern und Kanister",
+        "Bohrmaschine",
+    ];
+    for (i, t) in titles.iter().enumerate() {
+        events.push(f.post(&who, 2 + i as u64, 600 + i as u128, t));
+    }
+    events.push(f.update(&who, 10, 602, "Kanister, leer"));
+    events.push(f.expire(&who, 11, 600, ExpiryReason::Fulfilled));
+    events.push(f.post(&f.anchor, 12, 700, "Leiter, Kanister, Bohrer"));
+    let mut early = f.node(&key(5));
+    let mut late = f.node(&key(6));
+    for e in &events {
+        early.log_mut().append_received(e.clone()).unwrap();
+        // Searching after every event builds the index at the first and
+        // then keeps it up to date.
+        early.market_search(NOW, p("leiter")).unwrap();
+        late.log_mut().append_received(e.clone()).unwrap();
+    }
+    for q in ["leiter", "kanister", "ladder bohrmaschine"] {
+        assert_eq!(
+            early.market_search(NOW, p(q)).unwrap(),
+            late.market_search(NOW, p(q)).unwrap(),
+            "query {q:?}"
+        );
+    }
 }

@@ -33,7 +33,14 @@ const TARGET_P99_MS: f64 = 20.0;
 const MEMBERS: usize = 120;
 /// Words appended to cycled titles so repeated posts differ.
 const VARIANTS: [&str; 8] = [
-    "heute", "today", "dringend", "urgent", "Hinterhaus", "courtyard", "bitte", "thanks",
+    "heute",
+    "today",
+    "dringend",
+    "urgent",
+    "Hinterhaus",
+    "courtyard",
+    "bitte",
+    "thanks",
 ];
 
 pub fn search(n: usize) -> anyhow::Result<()> {
@@ -99,8 +106,9 @@ fn latency(set: &RelevanceSet, n: usize) -> anyhow::Result<()> {
     let now = FIXED_NOW_MS + 1;
     let market = &node.views().market;
     let live = market.all_active(now).count();
-    let index = market.search_index();
-    let (docs, terms) = (index.len(), index.term_count());
+    let t = Instant::now();
+    let (docs, terms) = market.with_search(|index| (index.len(), index.term_count()));
+    let build_s = t.elapsed().as_secs_f64();
 
     progress(format_args!(
         "search: {QUERIES} queries over {live} live posts"
@@ -166,6 +174,7 @@ fn latency(set: &RelevanceSet, n: usize) -> anyhow::Result<()> {
             "ceiling_p50_ms": round(percentile(&raw, 50.0), 3),
             "ceiling_p99_ms": round(percentile(&raw, 99.0), 3),
             "ingest_posts_per_s": round(n as f64 / ingest_s, 0),
+            "index_build_ms": round(build_s * 1e3, 1),
         }),
     ));
     Ok(())

@@ -650,7 +650,10 @@ impl<S: EventStore> Node<S> {
     /// case-insensitive substring is among the results (up to `limit`).
     pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
         let tags: Vec<String> = p.tags.iter().map(|t| t.trim().to_lowercase()).collect();
-        let limit = p.limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_LIMIT_MAX);
+        let limit = p
+            .limit
+            .unwrap_or(SEARCH_LIMIT_DEFAULT)
+            .min(SEARCH_LIMIT_MAX);
         let hits = self.keyword_search(
             now_ms,
             &p.query,
@@ -674,6 +677,13 @@ impl<S: EventStore> Node<S> {
         })
     }
 
+    /// Builds the keyword index now rather than on the first search (which
+    /// otherwise pays for indexing every live post): for a node that will
+    /// serve searches, once its log is open.
+    pub fn warm_search(&self) {
+        self.views().market.warm_search();
+    }
+
     /// Keyword search for any caller with its own filter (the HTTP API's
     /// `q`): live posts that `accept` lets through and that match `query`,
     /// best first (ties by post key), at most `limit`, with their scores.
@@ -692,16 +702,18 @@ impl<S: EventStore> Node<S> {
                 "query is {chars} characters; at most {QUERY_CHARS_MAX}: search for a few words"
             )));
         }
-        let market = &self.views().market;
-        let index = market.search_index();
-        let q = index.query(query);
-        if q.is_empty() {
+        if query.trim().is_empty() {
             return Err(BusError::bad_request(
                 "query is empty; give a word or two to search for",
             ));
         }
+        let market = &self.views().market;
         let wanted = |post: &Post| post.is_live(now_ms) && accept(post);
-        let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
+        let (q, scored) = market.with_search(|index| {
+            let q = index.query(query);
+            let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
+            (q, scored)
+        });
         let substring: BTreeSet<PostKey> = market
             .all_active(now_ms)
             .filter(|post| accept(post) && Document::of(&post.content).contains(&q.needle))

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use super::membership::{MembershipChange, MembershipView};
 use super::small_map::SmallMap;
-use crate::core::search::{Document, SearchIndex};
 use super::ViewError;
+use crate::core::search::{Document, LazyIndex, SearchIndex};
 
 /// `list` returns at most this many posts when the caller gives no limit.
 pub const LIST_LIMIT_DEFAULT: usize = 50;
@@ -248,8 +248,9 @@ pub struct MarketView {
     by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
     by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
     /// Keyword search over the shown posts (issue 13), kept with the other
-    /// indexes: every post that enters or leaves them enters or leaves it.
-    search: SearchIndex<PostKey>,
+    /// indexes once built: every post that enters or leaves them enters or
+    /// leaves it. Built on the first search ([`MarketView::with_search`]).
+    search: LazyIndex<PostKey>,
     /// During a full replay: record facts only, derive once at the end.
     bulk: bool,
     /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
@@ -290,7 +291,8 @@ impl MarketView {
         let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
         let mut client_ids = BTreeMap::new();
-        self.search.clear();
+        // Every post may have changed: rebuilt on the next search.
+        self.search.reset();
         for post in posts.values() {
             if let Some(c) = &post.client_id {
                 client_ids.insert((post.author, c.clone()), post.key());
@@ -298,7 +300,6 @@ impl MarketView {
             if !post.is_shown() {
                 continue;
             }
-            self.search.insert(post.key(), Document::of(&post.content));
             let k = Self::index_key(post);
             by_lamport.push(k);
             by_category
@@ -609,7 +610,9 @@ impl MarketView {
         if !post.is_shown() {
             return;
         }
-        self.search.insert(post.key(), Document::of(&post.content));
+        if let Some(search) = self.search.get_mut() {
+            search.insert(post.key(), Document::of(&post.content));
+        }
         let k = Self::index_key(post);
         self.by_lamport.insert(k);
         self.by_category
@@ -622,7 +625,9 @@ impl MarketView {
     }
 
     fn unindex(&mut self, post: &Post) {
-        self.search.remove(&post.key());
+        if let Some(search) = self.search.get_mut() {
+            search.remove(&post.key());
+        }
         let k = Self::index_key(post);
         self.by_lamport.remove(&k);
         if let Some(set) = self.by_category.get_mut(&post.content.category) {
@@ -691,10 +696,24 @@ impl MarketView {
             .and_then(|n| self.posts.get(n))
     }
 
-    /// The keyword index of the shown posts (a post past its TTL stays in
-    /// it until swept: callers check [`Post::is_live`]).
-    pub fn search_index(&self) -> &SearchIndex<PostKey> {
-        &self.search
+    /// Runs `f` on the keyword index of the shown posts, building it first
+    /// if no search has yet (a post past its TTL stays in it until swept:
+    /// callers check [`Post::is_live`]).
+    pub fn with_search<R>(&self, f: impl FnOnce(&SearchIndex<PostKey>) -> R) -> R {
+        self.search.with(|| self.search_index_now(), f)
+    }
+
+    /// Builds the keyword index now, so the first search does not wait.
+    pub fn warm_search(&self) {
+        self.with_search(|_| ());
+    }
+
+    fn search_index_now(&self) -> SearchIndex<PostKey> {
+        let mut index = SearchIndex::default();
+        for post in self.posts.values().filter(|p| p.is_shown()) {
+            index.insert(post.key(), Document::of(&post.content));
+        }
+        index
     }
 
     /// Every live post, newest first.
