@@ -324,8 +324,7 @@ fn filters_apply_before_ranking() {
 }
 
 /// The answer says which search answered (`keyword`), that it is not
-/// degraded (`null`), and gives each result a score beside the post's
-/// fields.
+/// degraded (`null`), and gives each result a score beside the post.
 #[test]
 fn the_answer_names_mode_degraded_and_scores() {
     let mut m = Market::new();
@@ -337,7 +336,7 @@ fn the_answer_names_mode_degraded_and_scores() {
     assert!(r.results[0].score >= r.results[1].score);
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["degraded"].is_null(), "{json}");
-    assert_eq!(json["results"][0]["title"], "Ladder to lend");
+    assert_eq!(json["results"][0]["post"]["title"], "Ladder to lend");
     assert!(json["results"][0]["score"].as_f64().unwrap() > 0.0);
     let back: SearchResult = serde_json::from_value(json).unwrap();
     assert_eq!(back.results[0].title, "Ladder to lend");
@@ -470,4 +469,30 @@ fn an_incremental_index_equals_a_fresh_one() {
             "query {q:?}"
         );
     }
+}
+
+/// `degraded` decodes from a text, from null, and from the empty array a
+/// remote answer's codec makes of null; anything else is refused.
+#[test]
+fn degraded_decodes_from_text_null_and_the_wire_empty_array() {
+    use ciborium::Value;
+    let answer = |degraded: Value| {
+        Value::Map(vec![
+            (Value::Text("mode".into()), Value::Text("keyword".into())),
+            (Value::Text("degraded".into()), degraded),
+            (Value::Text("results".into()), Value::Array(vec![])),
+        ])
+        .deserialized::<SearchResult>()
+    };
+    assert_eq!(answer(Value::Null).unwrap().degraded, None);
+    assert_eq!(answer(Value::Array(vec![])).unwrap().degraded, None);
+    assert_eq!(
+        answer(Value::Text("partition".into()))
+            .unwrap()
+            .degraded
+            .as_deref(),
+        Some("partition")
+    );
+    assert!(answer(Value::Array(vec![Value::Null])).is_err());
+    assert!(answer(Value::Integer(3.into())).is_err());
 }
