@@ -89,13 +89,24 @@ impl<'a> Document<'a> {
     /// lowercased title, body or a tag. Reads the whole body, not just the
     /// indexed start.
     pub fn contains(&self, needle_lower: &str) -> bool {
-        self.title.to_lowercase().contains(needle_lower)
-            || self.body.to_lowercase().contains(needle_lower)
+        contains_lowercase(self.title, needle_lower)
+            || contains_lowercase(self.body, needle_lower)
             || self
                 .tags
                 .iter()
-                .any(|t| t.to_lowercase().contains(needle_lower))
+                .any(|t| contains_lowercase(t, needle_lower))
     }
+}
+
+/// `haystack.to_lowercase().contains(needle_lower)`, without allocating
+/// when both are ASCII (then lowercasing is byte by byte): this check runs
+/// over every live post on every search.
+pub fn contains_lowercase(haystack: &str, needle_lower: &str) -> bool {
+    if haystack.is_ascii() && needle_lower.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle_lower.as_bytes());
+        return n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(needle_lower)
 }
 
 /// Where one term's documents are: sorted by document number.
@@ -652,6 +663,27 @@ mod tests {
             .into_iter()
             .map(|(k, _)| k)
             .collect()
+    }
+
+    /// The ASCII fast path agrees with lowercasing and `contains`.
+    #[test]
+    fn contains_lowercase_agrees_with_to_lowercase() {
+        let cases = [
+            ("Need a LADDER", "ladder"),
+            ("Need a LADDER", "ladders"),
+            ("Schlüssel GEFUNDEN", "schlüssel"),
+            ("Schlüssel", "schlussel"),
+            ("abc", ""),
+            ("", "a"),
+            ("ab", "abc"),
+        ];
+        for (h, n) in cases {
+            assert_eq!(
+                contains_lowercase(h, n),
+                h.to_lowercase().contains(n),
+                "{h:?} / {n:?}"
+            );
+        }
     }
 
     /// Removing every document leaves no term and no document number behind.
