@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::membership::{MembershipChange, MembershipView};
 use super::small_map::SmallMap;
+use crate::core::search::{Document, SearchIndex};
 use super::ViewError;
 
 /// `list` returns at most this many posts when the caller gives no limit.
@@ -246,6 +247,9 @@ pub struct MarketView {
     by_lamport: BTreeSet<IndexKey>,
     by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
     by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
+    /// Keyword search over the shown posts (issue 13), kept with the other
+    /// indexes: every post that enters or leaves them enters or leaves it.
+    search: SearchIndex<PostKey>,
     /// During a full replay: record facts only, derive once at the end.
     bulk: bool,
     /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
@@ -286,6 +290,7 @@ impl MarketView {
         let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
         let mut client_ids = BTreeMap::new();
+        self.search.clear();
         for post in posts.values() {
             if let Some(c) = &post.client_id {
                 client_ids.insert((post.author, c.clone()), post.key());
@@ -293,6 +298,7 @@ impl MarketView {
             if !post.is_shown() {
                 continue;
             }
+            self.search.insert(post.key(), Document::of(&post.content));
             let k = Self::index_key(post);
             by_lamport.push(k);
             by_category
@@ -603,6 +609,7 @@ impl MarketView {
         if !post.is_shown() {
             return;
         }
+        self.search.insert(post.key(), Document::of(&post.content));
         let k = Self::index_key(post);
         self.by_lamport.insert(k);
         self.by_category
@@ -615,6 +622,7 @@ impl MarketView {
     }
 
     fn unindex(&mut self, post: &Post) {
+        self.search.remove(&post.key());
         let k = Self::index_key(post);
         self.by_lamport.remove(&k);
         if let Some(set) = self.by_category.get_mut(&post.content.category) {
@@ -681,6 +689,12 @@ impl MarketView {
         self.client_ids
             .get(&(*author, client_id.to_owned()))
             .and_then(|n| self.posts.get(n))
+    }
+
+    /// The keyword index of the shown posts (a post past its TTL stays in
+    /// it until swept: callers check [`Post::is_live`]).
+    pub fn search_index(&self) -> &SearchIndex<PostKey> {
+        &self.search
     }
 
     /// Every live post, newest first.
