@@ -164,7 +164,14 @@ fn every_substring_match_is_in_the_results() {
 fn ranking_is_deterministic_with_ties_by_post_key() {
     let f = Fixture::new();
     let events: Vec<_> = (0..6u128)
-        .map(|i| f.post(&f.anchor, 1 + i as u64, 100 + (i * 7919) % 13, "Leiter zu verleihen"))
+        .map(|i| {
+            f.post(
+                &f.anchor,
+                1 + i as u64,
+                100 + (i * 7919) % 13,
+                "Leiter zu verleihen",
+            )
+        })
         .collect();
     let mut a = f.node(&key(5));
     let mut b = f.node(&key(6));
@@ -266,10 +273,20 @@ fn expired_and_lapsed_posts_are_not_found() {
 fn filters_apply_before_ranking() {
     let mut m = Market::new();
     for i in 0..5 {
-        m.post(Category::Offer, &format!("Wasser {i}"), "Wasser Wasser", &["wasser"]);
+        m.post(
+            Category::Offer,
+            &format!("Wasser {i}"),
+            "Wasser Wasser",
+            &["wasser"],
+        );
     }
     let emergency = m.post(Category::Emergency, "Kein Wasser im Haus", "", &["notfall"]);
-    let tagged = m.post(Category::Request, "Suche Kanister", "für Wasser", &["Notfall"]);
+    let tagged = m.post(
+        Category::Request,
+        "Suche Kanister",
+        "für Wasser",
+        &["Notfall"],
+    );
     let r = m.search_at(
         NOW,
         SearchParams {

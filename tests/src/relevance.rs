@@ -85,7 +85,8 @@ fn strings(v: &Value, field: &str, what: &str) -> anyhow::Result<Vec<String>> {
 
 fn read_list(name: &str) -> anyhow::Result<Vec<Value>> {
     let path = data_dir().join(name);
-    let raw = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let raw =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let v: Value =
         serde_json::from_str(&raw).with_context(|| format!("parsing {}", path.display()))?;
     match v {
@@ -129,10 +130,9 @@ impl RelevanceSet {
                 let relevant = strings(v, "relevant", &what)?
                     .iter()
                     .map(|id| {
-                        by_id
-                            .get(id.as_str())
-                            .copied()
-                            .ok_or_else(|| anyhow!("{what}: relevant post {id:?} is not in posts.json"))
+                        by_id.get(id.as_str()).copied().ok_or_else(|| {
+                            anyhow!("{what}: relevant post {id:?} is not in posts.json")
+                        })
                     })
                     .collect::<anyhow::Result<BTreeSet<usize>>>()?;
                 if relevant.is_empty() {

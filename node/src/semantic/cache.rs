@@ -151,12 +151,12 @@ fn encode(v: &[f32]) -> Vec<u8> {
 
 /// `None` for bytes that are not whole f32s (a damaged entry is a miss).
 fn decode(bytes: &[u8]) -> Option<Arc<[f32]>> {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    let chunks = bytes.chunks_exact(4);
+    if bytes.is_empty() || !chunks.remainder().is_empty() {
         return None;
     }
     Some(
-        bytes
-            .chunks_exact(4)
+        chunks
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     )
@@ -183,7 +183,10 @@ mod tests {
         assert!(c.get(&key(1), String::new).is_some()); // 1 is now newer than 2
         c.put(key(3), "c", v(0.3));
         assert_eq!(c.len(), 2);
-        assert!(c.get(&key(2), String::new).is_none(), "2 was least recently used");
+        assert!(
+            c.get(&key(2), String::new).is_none(),
+            "2 was least recently used"
+        );
         assert!(c.get(&key(1), String::new).is_some());
         assert!(c.get(&key(3), String::new).is_some());
         assert_eq!(c.stats().misses, 1);

@@ -160,6 +160,51 @@ impl EmbedText {
     }
 }
 
+/// Where a node keeps post vectors, beside its event store.
+pub const VECTORS_DIR: &str = "vectors";
+
+/// Semantic search for `hearth run` in data dir `root`: the vector store
+/// (a sled database of its own, so the event store's format is untouched)
+/// and the model, when one is installed. Without a model the node searches
+/// through a peer that has one, else by keyword, and says so on stderr.
+pub fn setup(root: &std::path::Path) -> Result<crate::net::driver::SearchSetup, SetupError> {
+    let path = root.join(VECTORS_DIR);
+    let db = sled::Config::new()
+        .path(&path)
+        .cache_capacity(VECTORS_CACHE_BYTES)
+        .open()
+        .map_err(|source| SetupError::Vectors {
+            path: path.clone(),
+            source,
+        })?;
+    let tree = db
+        .open_tree("vectors")
+        .map_err(|source| SetupError::Vectors { path, source })?;
+    eprintln!(
+        "search: no embedding model on this device; searches use a neighbour's model when one \
+         is connected, else keywords (scripts/fetch-model installs the model)"
+    );
+    Ok(crate::net::driver::SearchSetup {
+        model: None,
+        vectors: Some(tree),
+        cache_entries: None,
+        warm: true,
+    })
+}
+
+/// sled's page cache for the vector store: vectors are read once into the
+/// in-memory LRU, so a small cache is enough.
+const VECTORS_CACHE_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot open the search vector store at {path}: {source}; it is a cache: delete that directory and start again")]
+    Vectors {
+        path: std::path::PathBuf,
+        source: sled::Error,
+    },
+}
+
 /// The text of a post that is embedded: the title and the start of the
 /// body. An averaging model dilutes a long body's meaning, and the title
 /// says what the post is about.
@@ -211,7 +256,10 @@ mod tests {
         let e = call(vec!["ok".into(), "x".repeat(2049)]).unwrap_err();
         assert!(e.message.contains("text 1 is 2049 bytes"), "{e:?}");
         let ok = call(vec!["a".into(); 32]).unwrap();
-        assert_eq!((ok.model.as_str(), ok.dim, ok.vectors.len()), ("fixed", 2, 32));
+        assert_eq!(
+            (ok.model.as_str(), ok.dim, ok.vectors.len()),
+            ("fixed", 2, 32)
+        );
     }
 
     /// Unknown fields are refused: a caller's typo is not silently ignored.
@@ -229,7 +277,10 @@ mod tests {
     #[test]
     fn post_text_is_title_and_body_start() {
         assert_eq!(post_text("Ladder", ""), "Ladder");
-        assert_eq!(post_text("Ladder", "for the weekend"), "Ladder. for the weekend");
+        assert_eq!(
+            post_text("Ladder", "for the weekend"),
+            "Ladder. for the weekend"
+        );
         let long = post_text("T", &"ä".repeat(5000));
         assert_eq!(long.chars().count(), 1 + 2 + 300);
         let huge = post_text(&"ß".repeat(3000), "");

@@ -13,7 +13,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The `k` items with the highest score, best first; equal scores by key.
-pub fn top_k<K: Ord + Clone>(scored: impl IntoIterator<Item = (K, f32)>, k: usize) -> Vec<(K, f32)> {
+pub fn top_k<K: Ord + Clone>(
+    scored: impl IntoIterator<Item = (K, f32)>,
+    k: usize,
+) -> Vec<(K, f32)> {
     let mut all: Vec<(K, f32)> = scored.into_iter().filter(|(_, s)| s.is_finite()).collect();
     let order = |a: &(K, f32), b: &(K, f32)| {
         b.1.partial_cmp(&a.1)
@@ -48,7 +51,10 @@ mod tests {
     /// Top-k keeps the best k in order, ties broken by key, NaN dropped.
     #[test]
     fn top_k_orders_by_score_then_key() {
-        let got = top_k(vec![(3, 0.5), (1, 0.9), (2, 0.5), (4, f32::NAN), (5, 0.1)], 3);
+        let got = top_k(
+            vec![(3, 0.5), (1, 0.9), (2, 0.5), (4, f32::NAN), (5, 0.1)],
+            3,
+        );
         assert_eq!(got, vec![(1, 0.9), (2, 0.5), (3, 0.5)]);
         assert_eq!(top_k(vec![(1, 1.0)], 5), vec![(1, 1.0)]);
     }

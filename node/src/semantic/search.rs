@@ -26,7 +26,9 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use super::cache::{VectorCache, VectorKey};
 use super::rank::{dot, fuse, top_k};
-use super::{post_text, EmbedText, EmbedTextParams, EmbedTextResult, EMBED_TEXT, TEXTS_PER_CALL_MAX};
+use super::{
+    post_text, EmbedText, EmbedTextParams, EmbedTextResult, EMBED_TEXT, TEXTS_PER_CALL_MAX,
+};
 use crate::core::bus::BusError;
 use crate::core::services::market::{PostView, SearchHit, SearchParams, SearchResult};
 use crate::core::views::market::{MarketView, PostKey};
@@ -114,6 +116,9 @@ pub fn candidates(
         .collect()
 }
 
+/// A post and its vector.
+type Scored = (PostKey, Arc<[f32]>);
+
 /// Who embeds for this node.
 #[derive(Debug, Clone)]
 enum Provider {
@@ -193,7 +198,7 @@ impl Searcher {
                     _ => {
                         let semantic: Vec<PostKey> = ranked.into_iter().map(|(k, _)| k).collect();
                         let words: Vec<PostKey> =
-                            keyword.results.iter().map(|h| h.post.key()).collect();
+                            keyword.results.iter().map(|h| key_of(&h.post)).collect();
                         fuse(&[semantic, words], limit)
                     }
                 };
@@ -223,7 +228,10 @@ impl Searcher {
         let mut was = lock(&self.degraded);
         if *was != now {
             if now {
-                warn!(why, "no embedding provider answered: search is keyword-only");
+                warn!(
+                    why,
+                    "no embedding provider answered: search is keyword-only"
+                );
             } else {
                 tracing::info!("an embedding provider answers again: search ranks by meaning");
             }
@@ -240,7 +248,7 @@ impl Searcher {
         };
         let value = ciborium::Value::serialized(&params).map_err(BusError::internal)?;
         self.handle
-            .call(crate::core::services::market::SEARCH, value)
+            .call_core(crate::core::services::market::SEARCH, value)
             .await?
             .deserialized()
             .map_err(BusError::internal)
@@ -254,7 +262,11 @@ impl Searcher {
         let (known, missing) = self.split_cached(&candidates);
         let inline: Vec<&Candidate> = missing.into_iter().take(INLINE_EMBED_MAX).collect();
         let mut texts = vec![r.query.trim().to_owned()];
-        texts.extend(inline.iter().map(|c| post_text(&c.content.title, &c.content.body)));
+        texts.extend(
+            inline
+                .iter()
+                .map(|c| post_text(&c.content.title, &c.content.body)),
+        );
         let (model, vectors) = self.embed_anywhere(texts.clone()).await?;
         let mut vectors = vectors.into_iter();
         let query = vectors
@@ -275,15 +287,14 @@ impl Searcher {
     }
 
     /// Candidates with a cached vector (memory or disk), and the rest.
-    fn split_cached<'a>(
-        &self,
-        candidates: &'a [Candidate],
-    ) -> (Vec<(PostKey, Arc<[f32]>)>, Vec<&'a Candidate>) {
+    fn split_cached<'a>(&self, candidates: &'a [Candidate]) -> (Vec<Scored>, Vec<&'a Candidate>) {
         let mut cache = lock(&self.cache);
         let mut known = Vec::with_capacity(candidates.len());
         let mut missing = Vec::new();
         for c in candidates {
-            match cache.get(&c.vector_key, || post_text(&c.content.title, &c.content.body)) {
+            match cache.get(&c.vector_key, || {
+                post_text(&c.content.title, &c.content.body)
+            }) {
                 Some(v) => known.push((c.key, v)),
                 None => missing.push(c),
             }
@@ -293,7 +304,10 @@ impl Searcher {
 
     /// Embeds `texts` (at most [`INLINE_EMBED_MAX`] + 1) with the first
     /// provider that answers: this node's model, else peers by round trip.
-    async fn embed_anywhere(&self, texts: Vec<String>) -> Result<(String, Vec<Vec<f32>>), BusError> {
+    async fn embed_anywhere(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<(String, Vec<Vec<f32>>), BusError> {
         let mut last = BusError::new(
             ErrorCode::Partition,
             "no member peer that offers embed.text is connected",
@@ -410,7 +424,10 @@ impl Searcher {
             .filter_map(|(peer, _)| known.get(peer).filter(|i| i.offers).map(|i| (i.rtt, *peer)))
             .collect();
         offering.sort();
-        offering.into_iter().map(|(_, p)| Provider::Peer(p)).collect()
+        offering
+            .into_iter()
+            .map(|(_, p)| Provider::Peer(p))
+            .collect()
     }
 
     async fn views(&self, keys: Vec<PostKey>) -> Result<BTreeMap<PostKey, PostView>, BusError> {
@@ -419,7 +436,7 @@ impl Searcher {
             .post_views(keys)
             .await?
             .into_iter()
-            .map(|v| (v.key(), v))
+            .map(|v| (key_of(&v), v))
             .collect())
     }
 
@@ -465,6 +482,13 @@ impl Searcher {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Capabilities {
     pub capabilities: Vec<String>,
+}
+
+fn key_of(v: &PostView) -> PostKey {
+    PostKey {
+        author: v.author,
+        id: v.id,
+    }
 }
 
 fn keyword_limit(r: &SearchRequest) -> usize {

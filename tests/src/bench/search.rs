@@ -33,7 +33,14 @@ const TARGET_P99_MS: f64 = 20.0;
 const MEMBERS: usize = 120;
 /// Words appended to cycled titles so repeated posts differ.
 const VARIANTS: [&str; 8] = [
-    "heute", "today", "dringend", "urgent", "Hinterhaus", "courtyard", "bitte", "thanks",
+    "heute",
+    "today",
+    "dringend",
+    "urgent",
+    "Hinterhaus",
+    "courtyard",
+    "bitte",
+    "thanks",
 ];
 
 pub fn search(n: usize) -> anyhow::Result<()> {

@@ -523,7 +523,11 @@ fn bm25_tf(tf: u32, len: u32, avg: f32) -> f32 {
 /// list is cut, BM25-only hits make room for them. A substring hit the
 /// index did not score (the match lies past the indexed start of the body,
 /// or inside a word) gets score 0 and comes last.
-pub fn rank<K: Ord + Copy>(scored: Vec<(K, f32)>, substring: &BTreeSet<K>, limit: usize) -> Vec<Hit<K>> {
+pub fn rank<K: Ord + Copy>(
+    scored: Vec<(K, f32)>,
+    substring: &BTreeSet<K>,
+    limit: usize,
+) -> Vec<Hit<K>> {
     let mut all: Vec<Hit<K>> = scored
         .into_iter()
         .map(|(key, score)| Hit {

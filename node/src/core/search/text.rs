@@ -64,14 +64,14 @@ pub fn tokens(folded: &str) -> impl Iterator<Item = &str> {
 /// Frequent German and English words that say nothing about a post
 /// (folded forms). Sorted, for a binary search.
 const STOP_WORDS: [&str; 95] = [
-    "a", "ab", "about", "alle", "als", "am", "an", "and", "any", "are", "as", "at",
-    "auch", "auf", "aus", "be", "bei", "bin", "bis", "bitte", "but", "by", "can", "da",
-    "das", "dass", "dem", "den", "der", "des", "die", "do", "du", "ein", "eine", "einem",
-    "einen", "einer", "es", "for", "from", "fur", "gibt", "habe", "haben", "has", "hat", "have",
-    "i", "ich", "if", "im", "in", "is", "ist", "it", "ja", "kann", "me", "mein",
-    "meine", "mir", "mit", "my", "nach", "noch", "of", "on", "or", "our", "please", "sie",
-    "sind", "so", "some", "that", "the", "this", "to", "und", "uns", "unser", "up", "vom",
-    "von", "was", "we", "wer", "wie", "wir", "with", "you", "zu", "zum", "zur",
+    "a", "ab", "about", "alle", "als", "am", "an", "and", "any", "are", "as", "at", "auch", "auf",
+    "aus", "be", "bei", "bin", "bis", "bitte", "but", "by", "can", "da", "das", "dass", "dem",
+    "den", "der", "des", "die", "do", "du", "ein", "eine", "einem", "einen", "einer", "es", "for",
+    "from", "fur", "gibt", "habe", "haben", "has", "hat", "have", "i", "ich", "if", "im", "in",
+    "is", "ist", "it", "ja", "kann", "me", "mein", "meine", "mir", "mit", "my", "nach", "noch",
+    "of", "on", "or", "our", "please", "sie", "sind", "so", "some", "that", "the", "this", "to",
+    "und", "uns", "unser", "up", "vom", "von", "was", "we", "wer", "wie", "wir", "with", "you",
+    "zu", "zum", "zur",
 ];
 
 pub fn is_stop_word(token: &str) -> bool {
@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn folding_maps_umlauts_sharp_s_and_full_width() {
-        assert_eq!(fold("Schlüssel GRÜßE Ærø Ｌｅｉｔｅｒ"), "schlussel grusse aero leiter");
+        assert_eq!(
+            fold("Schlüssel GRÜßE Ærø Ｌｅｉｔｅｒ"),
+            "schlussel grusse aero leiter"
+        );
     }
 
     #[test]

@@ -650,7 +650,10 @@ impl<S: EventStore> Node<S> {
     /// case-insensitive substring is among the results (up to `limit`).
     pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
         let tags: Vec<String> = p.tags.iter().map(|t| t.trim().to_lowercase()).collect();
-        let limit = p.limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_LIMIT_MAX);
+        let limit = p
+            .limit
+            .unwrap_or(SEARCH_LIMIT_DEFAULT)
+            .min(SEARCH_LIMIT_MAX);
         let hits = self.keyword_search(
             now_ms,
             &p.query,

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use super::membership::{MembershipChange, MembershipView};
 use super::small_map::SmallMap;
-use crate::core::search::{Document, SearchIndex};
 use super::ViewError;
+use crate::core::search::{Document, SearchIndex};
 
 /// `list` returns at most this many posts when the caller gives no limit.
 pub const LIST_LIMIT_DEFAULT: usize = 50;
