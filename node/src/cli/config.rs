@@ -30,7 +30,7 @@ fn boolean(v: &str) -> Result<bool, &'static str> {
 }
 
 /// Every override, applied in this order after the file is read.
-pub const ENV_OVERRIDES: [EnvOverride; 6] = [
+pub const ENV_OVERRIDES: [EnvOverride; 7] = [
     EnvOverride {
         var: "HEARTH_MARKET_ENABLED",
         key: "market.enabled",
@@ -79,6 +79,14 @@ pub const ENV_OVERRIDES: [EnvOverride; 6] = [
             v.parse::<std::net::SocketAddr>()
                 .map_err(|_| "an address IP:PORT such as 127.0.0.1:7878")?;
             c.api.listen = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "HEARTH_API_HEALTH_NO_PEERS_S",
+        key: "api.health_no_peers_s",
+        set: |c, v| {
+            c.api.health_no_peers_s = whole_number(v)?;
             Ok(())
         },
     },

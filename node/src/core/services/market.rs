@@ -65,6 +65,7 @@ pub static DESCRIPTORS: [Descriptor; 6] = [
     desc(SEARCH, 4, 10, true, false),
 ];
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostParams {
@@ -85,9 +86,14 @@ pub struct PostParams {
     pub client_id: Option<String>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     #[serde(default)]
     pub category: Option<Category>,
@@ -106,9 +112,14 @@ pub struct UpdateParams {
     pub ttl_seconds: Option<u64>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpireParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     /// Which author's post, when several share the id.
     #[serde(default)]
@@ -121,14 +132,20 @@ fn default_reason() -> ExpiryReason {
     ExpiryReason::UserRequest
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     #[serde(default)]
     pub author: Option<NodeId>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
@@ -140,8 +157,13 @@ pub struct SearchParams {
 }
 
 /// A post as callers see it.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostView {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     pub author: NodeId,
     pub category: Category,
@@ -207,6 +229,7 @@ impl PostView {
     }
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostReceipt {
     pub post: PostView,
@@ -214,6 +237,7 @@ pub struct PostReceipt {
     pub created: bool,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireReceipt {
     pub post: PostView,
@@ -221,12 +245,14 @@ pub struct ExpireReceipt {
     pub expired_now: bool,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResult {
     pub posts: Vec<PostView>,
     pub max_lamport: u64,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchResult {
     /// `keyword` (substring) until an embedder is reachable.
