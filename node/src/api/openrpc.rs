@@ -146,14 +146,19 @@ fn extensions(method: Option<Method>) -> Map<String, Value> {
     x
 }
 
-/// The JSON-RPC errors every method may answer: the standard invalid
-/// params, and one number per wire code (`error.data.code` names it).
-fn errors() -> Vec<Value> {
-    let mut errors = vec![json!({
-        "code": rpc::INVALID_PARAMS,
-        "message": "invalid params",
-        "data": { "code": ErrorCode::BadRequest.as_str() },
-    })];
+/// The JSON-RPC errors every method may answer, for `components.errors`:
+/// the standard invalid params, and one number per wire code
+/// (`error.data.code` names it). Methods refer to them by `$ref`.
+fn errors() -> Map<String, Value> {
+    let mut errors = Map::new();
+    errors.insert(
+        "invalid_params".into(),
+        json!({
+            "code": rpc::INVALID_PARAMS,
+            "message": "invalid params",
+            "data": { "code": ErrorCode::BadRequest.as_str() },
+        }),
+    );
     errors.extend(
         [
             ErrorCode::BadRequest,
@@ -168,11 +173,12 @@ fn errors() -> Vec<Value> {
         ]
         .into_iter()
         .map(|c| {
-            json!({
+            let error = json!({
                 "code": rpc::error_number(c),
                 "message": c.as_str(),
                 "data": { "code": c.as_str() },
-            })
+            });
+            (c.as_str().to_owned(), error)
         }),
     );
     errors
@@ -194,6 +200,11 @@ fn build() -> Value {
         methods.push((spec, result));
     }
     let definitions = generator.take_definitions(true);
+    let errors = errors();
+    let error_refs: Vec<Value> = errors
+        .keys()
+        .map(|k| json!({ "$ref": format!("#/components/errors/{k}") }))
+        .collect();
     let methods: Vec<Value> = methods
         .into_iter()
         .zip(param_schemas)
@@ -204,7 +215,7 @@ fn build() -> Value {
                 "paramStructure": "by-name",
                 "params": params_of(&params, &definitions),
                 "result": { "name": "result", "schema": result },
-                "errors": errors(),
+                "errors": error_refs,
             });
             if let Value::Object(obj) = &mut m {
                 obj.extend(extensions(Method::find(spec.name)));
@@ -223,7 +234,7 @@ fn build() -> Value {
                 name in error.data.code.",
         },
         "methods": methods,
-        "components": { "schemas": definitions },
+        "components": { "schemas": definitions, "errors": errors },
     })
 }
 
