@@ -74,8 +74,12 @@ pub struct Spec {
     /// Decodes the params as the handler will, so a bad one is refused as
     /// bad params (JSON-RPC -32602) before anything runs. `None` where the
     /// target decodes them itself as its first step (the log calls).
-    check: Option<fn(&Value) -> Result<(), String>>,
+    check: Option<ParamsCheck>,
 }
+
+/// Decodes params as a handler's type would; `Err` holds the decoder's
+/// sentence.
+type ParamsCheck = fn(&Value) -> Result<(), String>;
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
