@@ -289,6 +289,19 @@ mod tests {
         );
     }
 
+    /// `api.health_no_peers_s` is read from the file and
+    /// `HEARTH_API_HEALTH_NO_PEERS_S` wins over it.
+    #[test]
+    fn api_health_window_from_file_and_env() {
+        let (_dir, path) = write("[api]\nhealth_no_peers_s = 60\n");
+        assert_eq!(
+            load(&path, false, no_env).unwrap().api.health_no_peers_s,
+            60
+        );
+        let env = |k: &str| (k == "HEARTH_API_HEALTH_NO_PEERS_S").then(|| "5".to_owned());
+        assert_eq!(load(&path, false, env).unwrap().api.health_no_peers_s, 5);
+    }
+
     /// Values that parse but break a rule are named by their config key.
     #[test]
     fn validation_names_the_key() {
