@@ -160,14 +160,19 @@ impl Limiter {
     /// Takes `n` calls of `kind` from `client`'s bucket, or says how long
     /// until it holds them (taking nothing). `n == 0` always passes.
     pub fn take(&self, client: Client, kind: Kind, n: u32) -> Result<(), Limited> {
-        self.take_at(client, kind, n, Instant::now())
+        self.take_all(client, &[(kind, n)])
     }
 
-    fn take_at(&self, client: Client, kind: Kind, n: u32, now: Instant) -> Result<(), Limited> {
-        if n == 0 {
+    /// [`Limiter::take`] for several kinds at once (a batch of writes and
+    /// searches): all are taken, or none.
+    pub fn take_all(&self, client: Client, wants: &[(Kind, u32)]) -> Result<(), Limited> {
+        self.take_at(client, wants, Instant::now())
+    }
+
+    fn take_at(&self, client: Client, wants: &[(Kind, u32)], now: Instant) -> Result<(), Limited> {
+        if wants.iter().all(|(_, n)| *n == 0) {
             return Ok(());
         }
-        let rate = self.rate(kind);
         let mut clients = self
             .clients
             .lock()
@@ -183,32 +188,40 @@ impl Limiter {
             seen: now,
         });
         entry.seen = now;
-        let bucket = entry.buckets.entry(kind).or_insert(Bucket {
-            tokens: f64::from(rate.burst),
-            at: now,
-        });
-        let per_second = f64::from(rate.per_minute) / 60.0;
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(f64::from(rate.burst));
-        bucket.at = now;
-        let wanted = f64::from(n);
-        if bucket.tokens >= wanted {
-            bucket.tokens -= wanted;
-            return Ok(());
+        // Refill every bucket asked of, and refuse before taking any.
+        for &(kind, n) in wants.iter().filter(|(_, n)| *n > 0) {
+            let rate = self.rate(kind);
+            let bucket = entry.buckets.entry(kind).or_insert(Bucket {
+                tokens: f64::from(rate.burst),
+                at: now,
+            });
+            let per_second = f64::from(rate.per_minute) / 60.0;
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            bucket.tokens = (bucket.tokens + elapsed * per_second).min(f64::from(rate.burst));
+            bucket.at = now;
+            let wanted = f64::from(n);
+            if bucket.tokens < wanted {
+                // More than the burst at once never fits: the wait given is
+                // the time to a full bucket, and the message says the burst.
+                let missing = wanted.min(f64::from(rate.burst)) - bucket.tokens;
+                let retry_after_s = if per_second > 0.0 {
+                    (missing / per_second).ceil().max(1.0) as u64
+                } else {
+                    u64::from(u32::MAX)
+                };
+                return Err(Limited {
+                    kind,
+                    rate,
+                    retry_after_s,
+                });
+            }
         }
-        // More than the burst at once never fits: the wait given is the
-        // time to a full bucket, and the message says the burst.
-        let missing = wanted.min(f64::from(rate.burst)) - bucket.tokens;
-        let retry_after_s = if per_second > 0.0 {
-            (missing / per_second).ceil().max(1.0) as u64
-        } else {
-            u64::from(u32::MAX)
-        };
-        Err(Limited {
-            kind,
-            rate,
-            retry_after_s,
-        })
+        for &(kind, n) in wants {
+            if let Some(bucket) = entry.buckets.get_mut(&kind) {
+                bucket.tokens -= f64::from(n);
+            }
+        }
+        Ok(())
     }
 
     /// Clients remembered now.
@@ -279,8 +292,8 @@ mod tests {
     fn burst_then_refusal_then_refill() {
         let l = Limiter::new(SLOW, SLOW);
         let t0 = Instant::now();
-        assert!(l.take_at(ip(1), Kind::Write, 2, t0).is_ok());
-        let refused = l.take_at(ip(1), Kind::Write, 1, t0).unwrap_err();
+        assert!(l.take_at(ip(1), &[(Kind::Write, 2)], t0).is_ok());
+        let refused = l.take_at(ip(1), &[(Kind::Write, 1)], t0).unwrap_err();
         assert_eq!(refused.retry_after_s, 1);
         assert!(
             refused.message().contains("retry in 1 s"),
@@ -288,21 +301,31 @@ mod tests {
             refused.message()
         );
         // Searches have their own bucket; other clients too.
-        assert!(l.take_at(ip(1), Kind::Search, 1, t0).is_ok());
-        assert!(l.take_at(ip(2), Kind::Write, 1, t0).is_ok());
+        assert!(l.take_at(ip(1), &[(Kind::Search, 1)], t0).is_ok());
+        assert!(l.take_at(ip(2), &[(Kind::Write, 1)], t0).is_ok());
         assert!(l
-            .take_at(ip(1), Kind::Write, 1, t0 + Duration::from_millis(1_100))
+            .take_at(
+                ip(1),
+                &[(Kind::Write, 1)],
+                t0 + Duration::from_millis(1_100)
+            )
             .is_ok());
     }
 
     /// Asking for more than the burst at once is refused without taking
-    /// anything (a batch of more writes than the burst is never served).
+    /// anything (a batch of more writes than the burst is never served),
+    /// and so is a batch whose searches do not fit though its writes do.
     #[test]
     fn more_than_the_burst_at_once_is_refused_whole() {
         let l = Limiter::new(SLOW, SLOW);
         let t0 = Instant::now();
-        assert!(l.take_at(ip(1), Kind::Write, 3, t0).is_err());
-        assert!(l.take_at(ip(1), Kind::Write, 2, t0).is_ok());
+        assert!(l.take_at(ip(1), &[(Kind::Write, 3)], t0).is_err());
+        let both = [(Kind::Write, 1), (Kind::Search, 3)];
+        assert_eq!(
+            l.take_at(ip(1), &both, t0).map_err(|e| e.kind),
+            Err(Kind::Search)
+        );
+        assert!(l.take_at(ip(1), &[(Kind::Write, 2)], t0).is_ok());
     }
 
     /// The table never holds more than [`CLIENTS_MAX`] clients; the one
@@ -314,13 +337,13 @@ mod tests {
         for i in 0..=CLIENTS_MAX {
             let c = Client::Ip(IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]));
             let at = t0 + Duration::from_millis(i as u64);
-            assert!(l.take_at(c, Kind::Write, 2, at).is_ok());
+            assert!(l.take_at(c, &[(Kind::Write, 2)], at).is_ok());
         }
         assert_eq!(l.clients(), CLIENTS_MAX);
         // The first (oldest) was forgotten: its bucket is full again.
         let first = Client::Ip(IpAddr::from([10, 0, 0, 0]));
         let later = t0 + Duration::from_millis(CLIENTS_MAX as u64 + 1);
-        assert!(l.take_at(first, Kind::Write, 2, later).is_ok());
+        assert!(l.take_at(first, &[(Kind::Write, 2)], later).is_ok());
     }
 
     /// Loopback clients with a token are keyed by the token; others (and

@@ -263,21 +263,21 @@ impl AppState {
         ))
     }
 
-    /// 429 when `peer` (see [`limits::Client`]) is over its bucket for `n`
-    /// calls of `kind`. For every route that writes or searches.
+    /// 429 when `peer` (see [`limits::Client`]) is over its bucket for
+    /// any of `wants` (calls of a kind); all are taken or none. For every
+    /// route that writes or searches.
     pub fn rate_limit(
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
-        kind: limits::Kind,
-        n: u32,
+        wants: &[(limits::Kind, u32)],
     ) -> Result<(), rpc::Refusal> {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let client = limits::Client::of(peer.ip(), authorization);
         self.limiter
-            .take(client, kind, n)
+            .take_all(client, wants)
             .map_err(|l| rpc::Refusal::limited(&l))
     }
 }

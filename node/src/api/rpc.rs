@@ -278,13 +278,12 @@ pub async fn rpc(
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     };
-    for (kind, n) in [
+    let wants = [
         (Kind::Write, count(Method::writes)),
         (Kind::Search, count(Method::searches)),
-    ] {
-        if let Err(refused) = state.rate_limit(peer, &headers, kind, n) {
-            return refused.into_response();
-        }
+    ];
+    if let Err(refused) = state.rate_limit(peer, &headers, &wants) {
+        return refused.into_response();
     }
     let mut answers = Vec::new();
     let mut exports = 0;
