@@ -11,6 +11,7 @@
 
 pub mod dispatch;
 pub mod rpc;
+pub mod stream;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -255,7 +256,9 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         hosts,
         origins,
     });
+    let (stream_routes, stream_closer) = stream::routes(&state.handle);
     let app = Router::new()
+        .merge(stream_routes)
         .route("/rpc", post(rpc::rpc))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -266,6 +269,8 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
+                // Open streams never end by themselves.
+                stream_closer.close();
             });
             if let Err(e) = served.await {
                 warn!(error = %e, "the HTTP API stopped");
@@ -287,6 +292,7 @@ fn route_label(path: &str) -> &'static str {
         "/rpc" => "/rpc",
         "/metrics" => "/metrics",
         "/health" => "/health",
+        "/api/stream" => "/api/stream",
         _ => "other",
     }
 }

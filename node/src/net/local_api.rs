@@ -543,6 +543,7 @@ mod tests {
             commands,
             events,
             metrics: Default::default(),
+            changes: Default::default(),
         };
         (handle, rx)
     }
