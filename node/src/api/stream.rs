@@ -357,6 +357,45 @@ mod tests {
         assert_eq!(percent_decode("%41+b"), "A b");
     }
 
+    /// A reader that falls more than the broadcast's bound behind gets
+    /// one `reset` (with the newest change's id), then live changes: the
+    /// publisher never waited for it.
+    #[tokio::test]
+    async fn a_lagging_reader_gets_a_reset_then_live_changes() {
+        let feed = Arc::new(ChangeFeed::new());
+        let (_close, closing) = watch::channel(false);
+        let state = Arc::new(StreamState {
+            feed: feed.clone(),
+            clients: AtomicUsize::new(0),
+            gauge: Gauge::default(),
+            closing: closing.clone(),
+        });
+        let resumed = feed.resume(None);
+        let mut reader = Reader {
+            live: resumed.live,
+            backlog: VecDeque::new(),
+            skip_through: resumed.last,
+            filter: Filter::default(),
+            closing,
+            _slot: Slot::take(&state).unwrap(),
+            state,
+        };
+        let reset = |n: usize| Change::Reset {
+            reason: n.to_string(),
+        };
+        let total = crate::net::changes::BROADCAST_MAX + 10;
+        for n in 0..total {
+            feed.publish(reset(n));
+        }
+        let lagged = reader.next().await.unwrap();
+        let text = format!("{lagged:?}");
+        assert!(text.contains("fell") && text.contains("reload"), "{text}");
+        assert!(text.contains(&feed.event_id(total as u64)), "{text}");
+        feed.publish(reset(total));
+        let next = format!("{:?}", reader.next().await.unwrap());
+        assert!(next.contains(&feed.event_id(total as u64 + 1)), "{next}");
+    }
+
     /// Changes about no post reach every reader; post changes only those
     /// whose filter they match.
     #[test]

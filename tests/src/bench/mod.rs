@@ -4,7 +4,8 @@
 //! Progress goes to stderr.
 //!
 //! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`], and
-//! the multi-node ones in [`mesh`]. The single-node figures share one
+//! the multi-node ones in [`mesh`], and the HTTP stream's fan-out in
+//! [`sse`]. The single-node figures share one
 //! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
 //! a few membership changes), signed on every core.
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod list;
 pub mod mesh;
 pub mod replay;
+pub mod sse;
 pub mod sync;
 
 use std::time::Instant;
