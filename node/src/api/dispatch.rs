@@ -6,11 +6,13 @@
 //! Three kinds of names are served: the bus capabilities (by their
 //! descriptors, run by the driver as `Caller::Local`), `node.status`
 //! (answered by the driver, which knows the peers) and the log calls
-//! (`log.export`, `log.import`, `log.contains`, paged inside the driver).
+//! (`log.export`, `log.import`, `log.contains`, paged inside the driver),
+//! and the saved searches (`subscription.*`, [`subscriptions`]).
 
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use super::subscriptions;
 use crate::core::bus::{BusError, Descriptor};
 use crate::net::driver::{Command, Handle};
 use crate::net::local_api::{LogAnswer, LogRequest, LOG_CONTAINS, LOG_EXPORT, LOG_IMPORT};
@@ -26,6 +28,8 @@ pub enum Method {
     NodeStatus,
     /// A log call: `log.import` writes, the others read.
     Log(&'static str),
+    /// A saved-search call (`api::subscriptions`): create and delete write.
+    Subscription(&'static str),
 }
 
 impl Method {
@@ -40,6 +44,9 @@ impl Method {
         {
             return Some(Method::Log(log));
         }
+        if let Some(s) = subscriptions::METHODS.into_iter().find(|s| *s == name) {
+            return Some(Method::Subscription(s));
+        }
         crate::core::services::descriptor(name).map(Method::Capability)
     }
 
@@ -49,6 +56,9 @@ impl Method {
             Method::Capability(d) => d.writes,
             Method::NodeStatus => false,
             Method::Log(name) => name == LOG_IMPORT,
+            Method::Subscription(name) => {
+                name == subscriptions::CREATE || name == subscriptions::DELETE
+            }
         }
     }
 
@@ -57,6 +67,7 @@ impl Method {
         crate::core::services::descriptors()
             .map(|d| d.name)
             .chain([NODE_STATUS, LOG_EXPORT, LOG_IMPORT, LOG_CONTAINS])
+            .chain(subscriptions::METHODS)
             .collect()
     }
 }
@@ -78,6 +89,14 @@ pub async fn call(name: &str, params: Value, handle: &Handle) -> Result<Value, B
             .await
             .ok_or_else(|| BusError::unavailable("the node is shutting down"))?;
         return serde_json::to_value(status).map_err(BusError::internal);
+    }
+    if subscriptions::METHODS.contains(&name) {
+        let subs = handle.subscriptions.get().ok_or_else(|| {
+            BusError::unavailable(
+                "saved searches run with the HTTP API: start the node without --no-http",
+            )
+        })?;
+        return subs.call(name, params);
     }
     if let Some(request) = LogRequest::parse(name, params.clone()) {
         let answer = log_call(request?, handle).await?;

@@ -12,7 +12,9 @@
 pub mod dispatch;
 pub mod rpc;
 pub mod stream;
+pub mod subscriptions;
 pub mod token;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,6 +231,9 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         return Err(ServeError::NotLoopback { addr });
     }
     let token = token::load_or_create(&cfg.token_file)?;
+    if let Some(data_dir) = cfg.token_file.parent() {
+        subscriptions::Subscriptions::start(data_dir, &handle);
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| match source.kind() {

@@ -244,6 +244,11 @@ pub struct Handle {
     /// What the node shows differently, as it happens (see
     /// [`super::changes`]): the live stream and saved searches read it.
     pub changes: std::sync::Arc<ChangeFeed>,
+    /// The saved searches, once the HTTP API started them (it knows the
+    /// data dir); the one request path serves `subscription.*` from here.
+    pub subscriptions: std::sync::Arc<
+        std::sync::OnceLock<std::sync::Arc<crate::api::subscriptions::Subscriptions>>,
+    >,
 }
 
 /// The registry shared by the driver and the HTTP API. Locked only to
@@ -456,6 +461,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         events: events.clone(),
         metrics: metrics.clone(),
         changes: changes.clone(),
+        subscriptions: Default::default(),
     };
     let driver = Driver {
         node,

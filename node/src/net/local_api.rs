@@ -544,6 +544,7 @@ mod tests {
             events,
             metrics: Default::default(),
             changes: Default::default(),
+            subscriptions: Default::default(),
         };
         (handle, rx)
     }
