@@ -311,12 +311,17 @@ async fn bad_subscriptions_are_refused() {
         (
             json!({"webhook": "javascript:alert(1)"}),
             ErrorCode::BadRequest,
-            "http:// or https://",
+            "uses javascript",
         ),
         (
-            json!({"webhook": "not a url"}),
+            json!({"webhook": "http://exa mple.org/"}),
             ErrorCode::BadRequest,
             "is not a URL",
+        ),
+        (
+            json!({"webhook": "http:///x"}),
+            ErrorCode::BadRequest,
+            "has no host",
         ),
         (
             json!({"webhook": "/hook"}),

@@ -519,12 +519,27 @@ pub fn check_url(url: &str) -> Result<String, BusError> {
             "is longer than {URL_CHARS_MAX} characters"
         )));
     }
-    let uri: axum::http::Uri = url.parse().map_err(|_| refuse("is not a URL"))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+    // The scheme first, by hand: `Uri` refuses some schemes' URLs
+    // (`file:///x`) before it can say which scheme they have.
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .filter(|s| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+    match scheme.as_deref() {
         Some("http") | Some("https") => {}
         Some(other) => return Err(refuse(&format!("uses {other}:, not http or https"))),
         None => return Err(refuse("has no scheme")),
     }
+    let after_scheme = url.split_once(':').map_or("", |(_, rest)| rest);
+    let authority = after_scheme.strip_prefix("//").unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(['/', '?', '#']) {
+        return Err(refuse("has no host"));
+    }
+    let uri: axum::http::Uri = url.parse().map_err(|_| refuse("is not a URL"))?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(refuse("has no host"));
     }
@@ -593,8 +608,11 @@ mod tests {
         for (url, says) in [
             ("ftp://example.org/x", "uses ftp"),
             ("file:///etc/passwd", "uses file"),
-            ("not a url", "is not a URL"),
+            ("javascript:alert(1)", "uses javascript"),
+            ("http://exa mple.org/", "is not a URL"),
+            ("not a url", "has no scheme"),
             ("/just/a/path", "has no scheme"),
+            ("http:///path-only", "has no host"),
         ] {
             let e = check_url(url).unwrap_err();
             assert!(e.message.contains(says), "{url}: {}", e.message);

@@ -15,10 +15,9 @@
 //!   [`QUEUE_MAX`] and, if that is full, logs the delivery as dropped.
 //!   Deliveries run on their own task, [`CONCURRENT_MAX`] at a time, so a
 //!   slow or failing target delays only its own deliveries.
-//! - The client is hyper's HTTP/1 connection (already built for axum):
-//!   one connection per attempt, `http://` only. `https://` targets are
-//!   accepted by the URL check but this build has no TLS client, so their
-//!   deliveries fail with a clear error in the log (docs/decisions.md).
+//! - The client is hyper's HTTP/1 connection (already built for axum),
+//!   one connection per attempt; `https://` through rustls (already built
+//!   for QUIC) with the webpki roots.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -266,39 +265,76 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 /// One POST; the status answered, or why there was none.
 async fn post_once(job: &Job, signature: &str) -> Result<u16, String> {
     let uri: Uri = job.url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(
-            "https delivery is not available in this build (no TLS client): use an http:// URL \
-             on the LAN"
-                .into(),
-        );
-    }
+    let https = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("not an http:// or https:// URL".into()),
+    };
     let host = uri.host().ok_or("URL without a host")?;
-    let port = uri.port_u16().unwrap_or(80);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = tokio::net::TcpStream::connect((host, port))
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let conn = tokio::spawn(conn);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map_or(host.to_owned(), |a| a.to_string());
-    let request = Request::post(path)
-        .header(header::HOST, authority)
+    let request = Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(
+            header::HOST,
+            uri.authority().map_or(host.to_owned(), |a| a.to_string()),
+        )
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, "hearth-node webhook")
         .header("x-hearth-signature", signature)
         .header("x-hearth-delivery", &job.id)
         .body(Full::new(job.body.clone()))
         .map_err(|e| format!("request: {e}"))?;
+    if !https {
+        return send(TokioIo::new(tcp), request).await;
+    }
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+    let tls = tls_connector()?
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+    send(TokioIo::new(tls), request).await
+}
+
+/// Sends `request` on a fresh HTTP/1 connection over `io`.
+async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<u16, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
     let answer = sender
         .send_request(request)
         .await
         .map_err(|e| format!("sending: {e}"));
     conn.abort();
     Ok(answer?.status().as_u16())
+}
+
+/// The TLS client, built once: rustls with aws-lc-rs (what QUIC builds)
+/// and the webpki roots.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    static CONNECTOR: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS setup: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        })
+        .clone()
 }
 
 /// HMAC-SHA256 (RFC 2104) of `body` under `key`.
@@ -325,6 +361,32 @@ mod tests {
             hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// An https:// target is spoken to over TLS: a plain HTTP server
+    /// there fails the attempt with a TLS error, not a delivery.
+    #[tokio::test]
+    async fn https_targets_are_spoken_to_over_tls() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let job = Job {
+            id: "d".into(),
+            subscription: "s".into(),
+            post: "p".into(),
+            url: format!("https://localhost:{}/hook", addr.port()),
+            secret: "k".into(),
+            body: Bytes::from_static(b"{}"),
+        };
+        let e = post_once(&job, "sha256=00").await.unwrap_err();
+        assert!(e.contains("TLS"), "{e}");
     }
 
     /// Backoff doubles per attempt and adds at most half again.
