@@ -12,7 +12,8 @@
 //! by the driver as `Caller::Local`), `node.status` and `node.peers`
 //! (answered by the driver, which knows the peers), the log calls
 //! (`log.export`, `log.import`, `log.contains`, paged inside the driver)
-//! and `rpc.discover`.
+//! the saved searches (`subscription.*`, [`subscriptions`]) and
+//! `rpc.discover`.
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use super::subscriptions;
 use crate::core::bus::{BusError, Descriptor};
 use crate::core::services::{market, membership};
 use crate::core::ErrorCode;
@@ -57,6 +59,8 @@ pub enum Target {
     /// A log call, by its name.
     Log(&'static str),
     Discover,
+    /// A saved-search call, by its name.
+    Subscription(&'static str),
 }
 
 /// One served method: its name, what it runs, and its types (for the
@@ -111,6 +115,19 @@ const fn log<P: JsonSchema, R: JsonSchema>(name: &'static str, summary: &'static
         summary,
         params: schema::<P>,
         result: schema::<R>,
+        check: None,
+    }
+}
+
+/// A saved-search method: its handler decodes and checks its own params
+/// (a refusal is `bad_request` with the reason), so the schema is open.
+const fn subscription(name: &'static str, summary: &'static str) -> Spec {
+    Spec {
+        name,
+        target: Target::Subscription(name),
+        summary,
+        params: schema::<Value>,
+        result: schema::<Value>,
         check: None,
     }
 }
@@ -200,6 +217,16 @@ pub static METHODS: &[Spec] = &[
         LOG_CONTAINS,
         "Whether the log holds each event hash.",
     ),
+    subscription(
+        subscriptions::CREATE,
+        "Saves a search (category, tags, q, near) with an optional webhook URL; matching new posts are marked and delivered.",
+    ),
+    subscription(subscriptions::LIST, "The saved searches, with their match counts."),
+    subscription(subscriptions::DELETE, "Deletes a saved search by id."),
+    subscription(
+        subscriptions::DELIVERIES,
+        "The recent webhook deliveries of a saved search, with their outcomes.",
+    ),
     Spec {
         name: RPC_DISCOVER,
         target: Target::Discover,
@@ -228,6 +255,8 @@ pub enum Method {
     Log(&'static str),
     /// `rpc.discover`: a read.
     Discover,
+    /// A saved-search call (`api::subscriptions`): create and delete write.
+    Subscription(&'static str),
 }
 
 impl Method {
@@ -239,6 +268,7 @@ impl Method {
             Target::NodePeers => Method::NodePeers,
             Target::Log(name) => Method::Log(name),
             Target::Discover => Method::Discover,
+            Target::Subscription(name) => Method::Subscription(name),
         })
     }
 
@@ -248,6 +278,9 @@ impl Method {
             Method::Capability(d) => d.writes,
             Method::Log(name) => name == LOG_IMPORT,
             Method::NodeStatus | Method::NodePeers | Method::Discover => false,
+            Method::Subscription(name) => {
+                name == subscriptions::CREATE || name == subscriptions::DELETE
+            }
         }
     }
 
@@ -333,6 +366,14 @@ pub async fn call(name: &str, params: Value, handle: &Handle) -> Result<Value, C
             serde_json::to_value(PeersResult { peers }).map_err(|e| BusError::internal(e).into())
         }
         Target::Discover => Ok(openrpc::document().clone()),
+        Target::Subscription(name) => {
+            let subs = handle.subscriptions.get().ok_or_else(|| {
+                BusError::unavailable(
+                    "saved searches run with the HTTP API: start the node without --no-http",
+                )
+            })?;
+            Ok(subs.call(name, params)?)
+        }
         Target::Log(log) => {
             let request = match LogRequest::parse(log, params) {
                 Some(Ok(request)) => request,

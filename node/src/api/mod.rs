@@ -13,7 +13,10 @@ pub mod dispatch;
 pub mod limits;
 pub mod openrpc;
 pub mod rpc;
+pub mod stream;
+pub mod subscriptions;
 pub mod token;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -355,6 +358,9 @@ pub async fn serve_with(
         return Err(ServeError::NotLoopback { addr });
     }
     let token = token::load_or_create(&cfg.token_file)?;
+    if let Some(data_dir) = cfg.token_file.parent() {
+        subscriptions::Subscriptions::start(data_dir, &handle);
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| match source.kind() {
@@ -386,7 +392,9 @@ pub async fn serve_with(
         last_peer: Mutex::new(Instant::now()),
         health_hooks: tuning.health.clone(),
     });
+    let (stream_routes, stream_closer) = stream::routes(&state.handle);
     let app = Router::new()
+        .merge(stream_routes)
         .route("/rpc", post(rpc::rpc))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -399,6 +407,8 @@ pub async fn serve_with(
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
+                // Open streams never end by themselves.
+                stream_closer.close();
             });
             if let Err(e) = served.await {
                 warn!(error = %e, "the HTTP API stopped");
@@ -421,6 +431,7 @@ fn route_label(path: &str) -> &'static str {
         "/rpc" => "/rpc",
         "/metrics" => "/metrics",
         "/health" => "/health",
+        "/api/stream" => "/api/stream",
         _ => "other",
     }
 }

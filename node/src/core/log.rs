@@ -38,7 +38,7 @@ use tracing::{debug, info_span, warn};
 use super::bus::{BusError, ErrorCode};
 use super::clock::LamportClock;
 use super::pending::{Pending, PendingFull};
-use super::views::{SnapshotCover, Views};
+use super::views::{SnapshotCover, ViewChange, Views};
 use crate::store::{EventStore, StoreError, WriteState};
 
 /// Received events stored between forced flushes: bounds the crash window
@@ -149,6 +149,12 @@ pub struct EventLog<S: EventStore> {
     /// The store was reopened but rebuilding the views from it failed:
     /// the next probe tries again before anything is written.
     rebuild_due: bool,
+    /// What the views show differently since the node last took these
+    /// ([`EventLog::take_changes`], after every input): at most
+    /// [`super::views::market::CHANGES_MAX`], the rest only counted, since
+    /// one admission can release many pending events.
+    changes: Vec<ViewChange>,
+    changes_lost: u64,
 }
 
 impl<S: EventStore> EventLog<S> {
@@ -181,6 +187,8 @@ impl<S: EventStore> EventLog<S> {
             unflushed: 0,
             snapshot_arrival: 0,
             rebuild_due: false,
+            changes: Vec::new(),
+            changes_lost: 0,
         };
         let report = log.rebuild_views()?;
         Ok((log, report))
@@ -377,8 +385,10 @@ impl<S: EventStore> EventLog<S> {
     fn fan_out(&mut self, first: VerifiedEvent) -> Result<Vec<VerifiedEvent>, StoreError> {
         let mut queue = vec![first];
         let mut done = Vec::new();
+        let mut seen = Vec::new();
         while let Some(event) = queue.pop() {
-            let change = self.views.apply(&event);
+            let change = self.views.apply_reporting(&event, &mut seen);
+            self.keep_changes(&mut seen);
             done.push(event);
             for author in &change.newly_vouched {
                 for released in self.pending.take_author(author) {
@@ -391,6 +401,25 @@ impl<S: EventStore> EventLog<S> {
             }
         }
         Ok(done)
+    }
+
+    fn keep_changes(&mut self, seen: &mut Vec<ViewChange>) {
+        for c in seen.drain(..) {
+            match c {
+                ViewChange::Lost { count } => self.changes_lost += count,
+                c if self.changes.len() < super::views::market::CHANGES_MAX => self.changes.push(c),
+                _ => self.changes_lost += 1,
+            }
+        }
+    }
+
+    /// What the views show differently since the last call (oldest
+    /// first), and how many changes were dropped past the bound.
+    pub fn take_changes(&mut self) -> (Vec<ViewChange>, u64) {
+        (
+            std::mem::take(&mut self.changes),
+            std::mem::take(&mut self.changes_lost),
+        )
     }
 
     /// Makes every stored event durable; first lets a store that refused

@@ -99,6 +99,10 @@ pub enum Output {
         hash: EventHash,
         source: Option<Source>,
     },
+    /// What the views show differently after an event was applied (after
+    /// the `Stored` of that event): the driver's change feed is built from
+    /// these, whatever brought the event (gossip, sync, a file, this node).
+    ViewChanged(views::ViewChange),
 }
 
 /// Why a node could not start.
@@ -286,7 +290,19 @@ impl<S: EventStore> Node<S> {
             Ok(Ingested::Pending) => debug!(?source, "event held pending"),
             Err(e) => debug!(?source, error = %e, "event refused"),
         }
+        self.take_view_changes();
         result
+    }
+
+    /// Moves what the log's views recorded to the outputs.
+    fn take_view_changes(&mut self) {
+        let (changes, lost) = self.log.take_changes();
+        self.outputs
+            .extend(changes.into_iter().map(Output::ViewChanged));
+        if lost > 0 {
+            self.outputs
+                .push_back(Output::ViewChanged(views::ViewChange::Lost { count: lost }));
+        }
     }
 
     /// Decodes and verifies, or takes the memo's copy of the same bytes.
@@ -371,6 +387,7 @@ impl<S: EventStore> Node<S> {
             hash: *event.hash(),
             source: None,
         });
+        self.take_view_changes();
         self.outputs
             .push_back(Output::Broadcast(Box::new(event.clone())));
         Ok(event)

@@ -24,9 +24,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::changes::{Change, ChangeFeed, PeerChange, PostGone, Stamped};
 use super::wire::{BusRequest, BusResponse, SyncRequest, SyncResponse};
 use super::{gossip, identity};
 use crate::core::bus::{BusError, BusQueue, Caller};
+use crate::core::services::market::PostView;
+use crate::core::views::{PostChange, ViewChange};
 use crate::core::{Input, Node, Output, Source, Verdict};
 use crate::store::EventStore;
 
@@ -264,6 +267,14 @@ pub struct Handle {
     /// gauges): the HTTP API registers its own metrics here, and `/metrics`
     /// encodes it through [`Command::Metrics`].
     pub metrics: SharedRegistry,
+    /// What the node shows differently, as it happens (see
+    /// [`super::changes`]): the live stream and saved searches read it.
+    pub changes: std::sync::Arc<ChangeFeed>,
+    /// The saved searches, once the HTTP API started them (it knows the
+    /// data dir); the one request path serves `subscription.*` from here.
+    pub subscriptions: std::sync::Arc<
+        std::sync::OnceLock<std::sync::Arc<crate::api::subscriptions::Subscriptions>>,
+    >,
 }
 
 /// The registry shared by the driver and the HTTP API. Locked only to
@@ -435,6 +446,12 @@ impl Handle {
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
+
+    /// A receiver of the node's changes from now on (bounded: a reader
+    /// that falls [`super::changes::BROADCAST_MAX`] behind sees `Lagged`).
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<std::sync::Arc<Stamped>> {
+        self.changes.subscribe()
+    }
 }
 
 pub fn build_swarm<S: EventStore>(
@@ -513,11 +530,14 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
     let (tx, rx) = mpsc::channel(COMMANDS_QUEUE_MAX);
     // Large enough for a test's burst; a slow listener sees `Lagged`.
     let (events, first_receiver) = broadcast::channel(1 << 16);
+    let changes = std::sync::Arc::new(ChangeFeed::new());
     let handle = Handle {
         peer_id: *swarm.local_peer_id(),
         commands: tx,
         events: events.clone(),
         metrics: metrics.clone(),
+        changes: changes.clone(),
+        subscriptions: Default::default(),
     };
     let (offloop, finished) = offloop::OffLoop::new(&cfg.search, handle.clone());
     let driver = Driver {
@@ -538,6 +558,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         bans: gossip::BanList::default(),
         offloop,
         finished,
+        changes,
     };
     let span = info_span!("driver", peer = %handle.peer_id);
     Ok(Running {
@@ -576,6 +597,8 @@ struct Driver<S: EventStore> {
     /// Calls served off the loop (search, embeddings) and their answers.
     offloop: offloop::OffLoop,
     finished: mpsc::Receiver<offloop::Finished>,
+    /// The change feed (bounded inside; never blocks the loop).
+    changes: std::sync::Arc<ChangeFeed>,
 }
 
 /// A remote bus call waiting in the queue.
@@ -656,7 +679,70 @@ impl<S: EventStore> Driver<S> {
                     self.emit(NetEvent::Verdict(hash, verdict));
                 }
                 Output::Stored { hash, source } => self.emit(NetEvent::Stored { hash, source }),
+                Output::ViewChanged(change) => {
+                    if let Some(change) = self.change_of(change) {
+                        self.changes.publish(change);
+                    }
+                }
             }
+        }
+    }
+
+    /// The feed's form of a view change, read from the views as they are
+    /// now (the change was just applied). A post added or updated past
+    /// its TTL is not reported: no reader would list it.
+    fn change_of(&self, change: ViewChange) -> Option<Change> {
+        let views = self.node.views();
+        let now = now_ms();
+        match change {
+            ViewChange::Post { name, change } => {
+                let post = views.market.get(&name)?;
+                let gone = |reason: String, by: Option<NodeId>| PostGone {
+                    id: post.id,
+                    author: post.author,
+                    reason,
+                    by,
+                    category: post.content.category,
+                    tags: post.content.tags.clone(),
+                };
+                let view = || Box::new(PostView::of(post, now, &views.membership));
+                match change {
+                    PostChange::Added | PostChange::Updated if post.expires_at <= now => None,
+                    PostChange::Added => Some(Change::PostAdded(view())),
+                    PostChange::Updated => Some(Change::PostUpdated(view())),
+                    PostChange::Expired => {
+                        let x = post.expired.as_ref()?;
+                        Some(Change::PostExpired(gone(
+                            PostGone::reason_of(&x.reason),
+                            Some(x.by),
+                        )))
+                    }
+                    PostChange::Hidden => Some(Change::PostHidden(gone(
+                        if post.author_active {
+                            "over_limit".into()
+                        } else {
+                            "author_inactive".into()
+                        },
+                        None,
+                    ))),
+                }
+            }
+            ViewChange::Level { node, level } => Some(Change::MemberLevel {
+                node,
+                level,
+                name: views.membership.display_name(&node).map(str::to_owned),
+            }),
+            ViewChange::Lost { count } => Some(Change::Reset {
+                reason: format!("{count} changes at once were too many to send: reload"),
+            }),
+        }
+    }
+
+    fn peer_change(peer: PeerId, address: Option<&Multiaddr>) -> PeerChange {
+        PeerChange {
+            peer: peer.to_string(),
+            node: identity::node_id(&peer),
+            address: address.map(ToString::to_string),
         }
     }
 
@@ -992,6 +1078,15 @@ impl<S: EventStore> Driver<S> {
                                 Ok(Some(next)) => self.send_sync(peer, next),
                                 Ok(None) => {
                                     self.last_sync.insert(peer, now_ms());
+                                    if let Some(r) = self.node.last_sync() {
+                                        self.changes.publish(Change::SyncFinished {
+                                            peer: peer.to_string(),
+                                            node: Some(r.peer),
+                                            received: r.stats.events_received,
+                                            sent: r.stats.events_sent,
+                                            rounds: r.stats.rounds,
+                                        });
+                                    }
                                     self.emit(NetEvent::SyncDone { peer });
                                 }
                                 Err(e) => {
@@ -1022,9 +1117,15 @@ impl<S: EventStore> Driver<S> {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } if num_established.get() == 1 => {
                 debug!(peer = %peer_id, "connected");
+                self.changes
+                    .publish(Change::PeerConnected(Self::peer_change(
+                        peer_id,
+                        Some(endpoint.get_remote_address()),
+                    )));
                 self.emit(NetEvent::PeerConnected(peer_id));
                 self.start_sync(peer_id);
             }
@@ -1036,6 +1137,8 @@ impl<S: EventStore> Driver<S> {
                 if let Some(node) = identity::node_id(&peer_id) {
                     self.node.sync_abort(&node);
                 }
+                self.changes
+                    .publish(Change::PeerDisconnected(Self::peer_change(peer_id, None)));
                 self.emit(NetEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::IncomingConnectionError {

@@ -543,6 +543,8 @@ mod tests {
             commands,
             events,
             metrics: Default::default(),
+            changes: Default::default(),
+            subscriptions: Default::default(),
         };
         (handle, rx)
     }

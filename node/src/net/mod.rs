@@ -4,6 +4,7 @@
 //! swarm calls, nothing more (protocol logic lives in `core`).
 
 pub mod behaviour;
+pub mod changes;
 pub mod driver;
 pub mod gossip;
 pub mod identity;

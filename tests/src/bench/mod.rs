@@ -4,8 +4,9 @@
 //! Progress goes to stderr.
 //!
 //! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`],
-//! [`search`] (its own fixture: the relevance set's posts), and
-//! the multi-node ones in [`mesh`]. The single-node figures share one
+//! [`search`] (its own fixture: the relevance set's posts), the multi-node
+//! ones in [`mesh`], and the HTTP stream's fan-out in [`sse`]. The
+//! single-node figures share one
 //! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
 //! a few membership changes), signed on every core.
@@ -15,6 +16,7 @@ pub mod list;
 pub mod mesh;
 pub mod replay;
 pub mod search;
+pub mod sse;
 pub mod sync;
 
 use std::time::Instant;

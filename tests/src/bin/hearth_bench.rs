@@ -2,13 +2,13 @@
 //! tests/src/bench), progress on stderr.
 //!
 //! Flags: `--quick` (small sizes, a smoke run), `--only NAME` (one figure:
-//! ingest, replay, list, sync, gossip, throughput, search; repeatable).
+//! ingest, replay, list, sync, gossip, throughput, search, sse; repeatable).
 
 use anyhow::{bail, Context};
-use hearth_tests::bench::{self, ingest, list, mesh, replay, search, sync};
+use hearth_tests::bench::{self, ingest, list, mesh, replay, search, sse, sync};
 use serde_json::json;
 
-const FIGURES: [&str; 7] = [
+const FIGURES: [&str; 8] = [
     "ingest",
     "replay",
     "list",
@@ -16,9 +16,10 @@ const FIGURES: [&str; 7] = [
     "gossip",
     "throughput",
     "search",
+    "sse",
 ];
 const USAGE: &str =
-    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput|search]...";
+    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput|search|sse]...";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -66,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         sync::sync(scale(100_000, 10_000), 1)?;
         sync::sync(scale(100_000, 10_000), 5_000)?;
     }
-    if want("gossip") || want("throughput") {
+    if want("gossip") || want("throughput") || want("sse") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -77,6 +78,9 @@ fn main() -> anyhow::Result<()> {
         if want("throughput") {
             let verify = verify_rate()?;
             rt.block_on(mesh::throughput(10, scale(2_000, 200), verify))?;
+        }
+        if want("sse") {
+            rt.block_on(sse::fan_out(100, scale(200, 20)))?;
         }
     }
     Ok(())

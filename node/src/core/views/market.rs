@@ -50,6 +50,53 @@ pub const LIST_LIMIT_DEFAULT: usize = 50;
 /// And never more than this: a page must stay a small answer.
 pub const LIST_LIMIT_MAX: usize = 500;
 
+/// Changes to what the view shows recorded between two
+/// [`MarketView::take_changes`]: one applied event's worth. An author's
+/// removal or a settings change can touch every post, so past this many
+/// the rest are counted, not kept (the change feed then tells its clients
+/// to reload).
+pub const CHANGES_MAX: usize = 4096;
+
+/// How one post's place in the view changed when an event was applied:
+/// the raw material of the node's change feed. Derived by comparing the
+/// post before and after, so it reports what the view shows, not what
+/// events say (an update from a non-author changes nothing, so reports
+/// nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostChange {
+    /// Now shown, and was not (new, or its author admitted again, or
+    /// back within the per-author bound).
+    Added,
+    /// Shown before and after, with other content or another expiry.
+    Updated,
+    /// Was shown, and a counting expiry now ends it.
+    Expired,
+    /// Was shown, and is hidden without an expiry (author no longer a
+    /// member, or over the per-author bound).
+    Hidden,
+}
+
+impl PostChange {
+    /// What changed between `old` and `new` (the same post's name), if
+    /// anything a reader of the view would see.
+    fn between(old: Option<&Post>, new: Option<&Post>) -> Option<PostChange> {
+        let was = old.filter(|p| p.is_shown());
+        let is = new.filter(|p| p.is_shown());
+        match (was, is) {
+            (None, Some(_)) => Some(PostChange::Added),
+            (Some(o), Some(n)) => (o.content_event != n.content_event
+                || o.expires_at != n.expires_at)
+                .then_some(PostChange::Updated),
+            (Some(_), None) if new.is_some_and(|p| p.expired.is_some()) => {
+                Some(PostChange::Expired)
+            }
+            (Some(_), None) => Some(PostChange::Hidden),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A post's name: its author and its ULID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PostKey {
@@ -254,6 +301,11 @@ pub struct MarketView {
     search: LazyIndex<PostKey>,
     /// During a full replay: record facts only, derive once at the end.
     bulk: bool,
+    /// Shown-state changes since the last [`MarketView::take_changes`]
+    /// (at most [`CHANGES_MAX`]); none are recorded in bulk mode.
+    changes: Vec<(PostKey, PostChange)>,
+    /// Changes past [`CHANGES_MAX`] since the last take: counted only.
+    changes_lost: u64,
     /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
     /// when set, a post shows the update *applied last* rather than the one
     /// with the highest key, so the view depends on arrival order. Survives
@@ -276,11 +328,35 @@ impl MarketView {
     /// from sorted data, instead of one ordered insert per event.
     pub fn end_bulk(&mut self, membership: &MembershipView) {
         self.bulk = false;
-        self.rebuild(membership);
+        self.rebuild(membership, false);
     }
 
-    /// Re-derives every post from the facts and rebuilds every index.
-    fn rebuild(&mut self, membership: &MembershipView) {
+    /// Records one post's change, if any, within [`CHANGES_MAX`].
+    fn record(&mut self, name: PostKey, old: Option<&Post>, new: Option<&Post>) {
+        if let Some(change) = PostChange::between(old, new) {
+            self.push_change(name, change);
+        }
+    }
+
+    fn push_change(&mut self, name: PostKey, change: PostChange) {
+        if self.changes.len() < CHANGES_MAX {
+            self.changes.push((name, change));
+        } else {
+            self.changes_lost += 1;
+        }
+    }
+
+    /// The changes recorded since the last call, in the order they
+    /// happened, and how many more there were past [`CHANGES_MAX`].
+    pub fn take_changes(&mut self) -> (Vec<(PostKey, PostChange)>, u64) {
+        let lost = std::mem::take(&mut self.changes_lost);
+        (std::mem::take(&mut self.changes), lost)
+    }
+
+    /// Re-derives every post from the facts and rebuilds every index;
+    /// with `report`, records how each post's shown state changed (a
+    /// settings change), else nothing (a replay: nothing was shown yet).
+    fn rebuild(&mut self, membership: &MembershipView, report: bool) {
         let mut posts: BTreeMap<PostKey, Post> = self
             .facts
             .created
@@ -321,7 +397,19 @@ impl MarketView {
             .map(|(t, v)| (t, v.into_iter().collect()))
             .collect();
         self.client_ids = client_ids;
-        self.posts = posts;
+        let old = std::mem::replace(&mut self.posts, posts);
+        if report {
+            // Posts are never dropped from the view (their facts stay), so
+            // walking the new posts covers every name.
+            let found: Vec<(PostKey, PostChange)> = self
+                .posts
+                .iter()
+                .filter_map(|(n, p)| PostChange::between(old.get(n), Some(p)).map(|c| (*n, c)))
+                .collect();
+            for (name, change) in found {
+                self.push_change(name, change);
+            }
+        }
     }
 
     /// Splits every author's posts at the bound, newest first, and marks
@@ -448,7 +536,7 @@ impl MarketView {
         if change.settings_changed {
             // The cap and the bound of every post may move: rare (an
             // anchor's deliberate act), so one full re-derivation.
-            self.rebuild(membership);
+            self.rebuild(membership, true);
             return;
         }
         for who in &change.active_changed {
@@ -505,8 +593,9 @@ impl MarketView {
         let max = bound_of(membership);
         let derived = self.derive(&name, membership);
         let mut crossed: Vec<EventId> = Vec::new();
-        if let Some(old) = self.posts.remove(&name) {
-            self.unindex(&old);
+        let old = self.posts.remove(&name);
+        if let Some(old) = &old {
+            self.unindex(old);
             if old.in_bound() {
                 let bound = self.bounds.entry(name.author).or_default();
                 crossed.extend(bound.remove(&old.bound_key()));
@@ -522,7 +611,10 @@ impl MarketView {
                 post.over_limit = !bound.top.contains(&post.bound_key());
             }
             self.index(&post);
+            self.record(name, old.as_ref(), Some(&post));
             self.posts.insert(name, post);
+        } else {
+            self.record(name, old.as_ref(), None);
         }
         for id in crossed {
             if id != name.id {
@@ -547,10 +639,12 @@ impl MarketView {
         if post.over_limit == over {
             return;
         }
+        let old = post.clone();
         let mut post = post.clone();
         self.unindex(&post);
         post.over_limit = over;
         self.index(&post);
+        self.record(name, Some(&old), Some(&post));
         self.posts.insert(name, post);
     }
 
@@ -772,7 +866,7 @@ impl MarketView {
             }
         }
         self.facts = facts;
-        self.rebuild(membership);
+        self.rebuild(membership, false);
         Ok(())
     }
 

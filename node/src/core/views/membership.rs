@@ -86,6 +86,10 @@ pub struct MembershipChange {
     /// moves neither (member to removed moves one; anchor to trusted
     /// neither) re-derives nothing.
     pub trusted_changed: BTreeSet<NodeId>,
+    /// Keys whose current level changed at all (the change feed reports
+    /// each; `active_changed` and `trusted_changed` are the subsets the
+    /// marketplace re-derives for).
+    pub levels_changed: BTreeSet<NodeId>,
     /// Keys that became vouched (their pending events may now enter the log).
     pub newly_vouched: BTreeSet<NodeId>,
     /// The settings in force changed: every post's capped expiry and the
@@ -103,6 +107,9 @@ impl MembershipChange {
         }
         if trusted(old) != trusted(new) {
             self.trusted_changed.insert(key);
+        }
+        if old != new {
+            self.levels_changed.insert(key);
         }
     }
 }

@@ -9,12 +9,28 @@ pub mod market;
 pub mod membership;
 mod small_map;
 
-use hearth_proto::VerifiedEvent;
+use hearth_proto::{Level, NodeId, VerifiedEvent};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use market::{ListQuery, MarketView, Post, PostKey};
+pub use market::{ListQuery, MarketView, Post, PostChange, PostKey};
 pub use membership::{MembershipChange, MembershipView, Settings};
+
+/// What applying events changed in what the views show: data the core
+/// hands out (`Output::ViewChanged`), from which the driver builds the
+/// node's change feed. Reported for events applied one by one (received,
+/// local, imported), never for the replay that rebuilds the views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewChange {
+    /// A post's shown state changed.
+    Post { name: PostKey, change: PostChange },
+    /// A key's current level changed (`None`: no level, e.g. a set that
+    /// arrived out of order undid an admission).
+    Level { node: NodeId, level: Option<Level> },
+    /// More changes than one input may record ([`market::CHANGES_MAX`]):
+    /// this many were dropped, so a reader must reload what it shows.
+    Lost { count: u64 },
+}
 
 /// A snapshot that cannot be written or read back.
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +114,32 @@ impl Views {
     /// Applies one logged event to every view; returns the membership
     /// change so the log can release pending events of newly vouched keys.
     pub fn apply(&mut self, event: &VerifiedEvent) -> MembershipChange {
+        self.apply_reporting(event, &mut Vec::new())
+    }
+
+    /// [`Views::apply`], appending to `out` what the views now show
+    /// differently: level changes first, then post changes, then a
+    /// [`ViewChange::Lost`] if the market view had to drop some.
+    pub fn apply_reporting(
+        &mut self,
+        event: &VerifiedEvent,
+        out: &mut Vec<ViewChange>,
+    ) -> MembershipChange {
         let change = self.membership.apply(event);
         self.market.apply(event, &self.membership, &change);
+        out.extend(change.levels_changed.iter().map(|node| ViewChange::Level {
+            node: *node,
+            level: self.membership.level(node),
+        }));
+        let (posts, lost) = self.market.take_changes();
+        out.extend(
+            posts
+                .into_iter()
+                .map(|(name, change)| ViewChange::Post { name, change }),
+        );
+        if lost > 0 {
+            out.push(ViewChange::Lost { count: lost });
+        }
         change
     }
 
