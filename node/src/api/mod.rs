@@ -10,6 +10,7 @@
 //! [`token`]). With `--lan` every request needs it.
 
 pub mod dispatch;
+pub mod rest;
 pub mod rpc;
 pub mod token;
 
@@ -259,6 +260,7 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         .route("/rpc", post(rpc::rpc))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .merge(rest::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -287,7 +289,7 @@ fn route_label(path: &str) -> &'static str {
         "/rpc" => "/rpc",
         "/metrics" => "/metrics",
         "/health" => "/health",
-        _ => "other",
+        _ => rest::route_label(path).unwrap_or("other"),
     }
 }
 
