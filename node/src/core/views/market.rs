@@ -46,8 +46,8 @@ use super::ViewError;
 
 mod listing;
 pub use listing::{
-    Facets, ListError, ListPage, ListQuery, Listed, Near, Sort, TagCount, LIST_LIMIT_DEFAULT,
-    LIST_LIMIT_MAX, TAG_FACETS_MAX,
+    haversine_km, Facets, ListError, ListPage, ListQuery, Listed, Near, Sort, TagCount,
+    LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RADIUS_KM_MAX, TAG_FACETS_MAX,
 };
 use listing::{CreatedKey, TagIndex};
 
