@@ -127,7 +127,7 @@ fn titles<S: EventStore>(node: &Node<S>) -> Vec<String> {
         .market_list(
             NOW,
             ListQuery {
-                limit: Some(500),
+                limit: Some(200),
                 ..ListQuery::default()
             },
         )

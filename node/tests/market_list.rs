@@ -60,7 +60,13 @@ fn tags_of(bits: u8) -> Vec<String> {
         .collect()
 }
 
-fn content_of(title: &str, cat: usize, bits: u8, loc: Option<(i64, i64)>, lapsed: bool) -> PostContent {
+fn content_of(
+    title: &str,
+    cat: usize,
+    bits: u8,
+    loc: Option<(i64, i64)>,
+    lapsed: bool,
+) -> PostContent {
     PostContent {
         category: Category::ALL[cat],
         title: title.into(),
@@ -92,7 +98,12 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
     for (i, s) in specs.iter().enumerate() {
         let who = &authors[s.author as usize];
         let id = 1000 + i as u128;
-        let e = f.post_with(who, lamport, id, content_of(&format!("p{i}"), s.cat, s.tags, s.loc, s.lapsed));
+        let e = f.post_with(
+            who,
+            lamport,
+            id,
+            content_of(&format!("p{i}"), s.cat, s.tags, s.loc, s.lapsed),
+        );
         lamport += 1;
         node.log_mut().append_received(e).unwrap();
         names.push(PostKey {
@@ -181,12 +192,17 @@ fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> V
         .filter(|p| q.tags.iter().all(|t| p.content.tags.contains(t)))
         .filter(|p| q.author.is_none_or(|a| p.author == a))
         .filter(|p| q.since_lamport.is_none_or(|s| p.content_event.lamport > s))
-        .filter(|p| q.near.is_none_or(|n| dist(&n, p).is_some_and(|d| d <= n.radius_km)))
+        .filter(|p| {
+            q.near
+                .is_none_or(|n| dist(&n, p).is_some_and(|d| d <= n.radius_km))
+        })
         .collect();
     match q.sort.unwrap_or_default() {
         Sort::Newest => v.sort_by(|a, b| b.created.cmp(&a.created)),
         Sort::Oldest => v.sort_by(|a, b| a.created.cmp(&b.created)),
-        Sort::Expiring => v.sort_by(|a, b| (a.expires_at, a.created).cmp(&(b.expires_at, b.created))),
+        Sort::Expiring => {
+            v.sort_by(|a, b| (a.expires_at, a.created).cmp(&(b.expires_at, b.created)))
+        }
         Sort::Nearest => {
             let n = q.near.unwrap();
             v.sort_by(|a, b| {
@@ -202,7 +218,12 @@ fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> V
 
 fn dist(n: &Near, p: &Post) -> Option<f64> {
     let l = p.content.location.as_ref()?;
-    Some(haversine_km(n.lat, n.lng, l.lat as f64 / 1e6, l.lng as f64 / 1e6))
+    Some(haversine_km(
+        n.lat,
+        n.lng,
+        l.lat as f64 / 1e6,
+        l.lng as f64 / 1e6,
+    ))
 }
 
 fn naive_facets(posts: &[&Post]) -> (BTreeMap<Category, u64>, Vec<(String, u64)>) {
@@ -318,25 +339,101 @@ fn bad_queries_are_refused_with_reasons() {
         .collect();
     let (node, _) = market_of(&specs);
     let first = node
-        .market_list(NOW, ListQuery { limit: Some(2), ..ListQuery::default() })
+        .market_list(
+            NOW,
+            ListQuery {
+                limit: Some(2),
+                ..ListQuery::default()
+            },
+        )
         .unwrap();
     let newest_cursor = first.next_cursor.clone().unwrap();
-    let near = |lat: f64, lng: f64, r: f64| Some(Near { lat, lng, radius_km: r });
+    let near = |lat: f64, lng: f64, r: f64| {
+        Some(Near {
+            lat,
+            lng,
+            radius_km: r,
+        })
+    };
     for (q, says) in [
-        (ListQuery { limit: Some(0), ..ListQuery::default() }, "limit must be 1 to 200"),
-        (ListQuery { limit: Some(201), ..ListQuery::default() }, "limit must be 1 to 200"),
-        (ListQuery { cursor: Some("zz".into()), ..ListQuery::default() }, "cursor"),
-        (ListQuery { cursor: Some("01".repeat(50)), ..ListQuery::default() }, "cursor"),
         (
-            ListQuery { cursor: Some(newest_cursor), sort: Some(Sort::Oldest), ..ListQuery::default() },
+            ListQuery {
+                limit: Some(0),
+                ..ListQuery::default()
+            },
+            "limit must be 1 to 200",
+        ),
+        (
+            ListQuery {
+                limit: Some(201),
+                ..ListQuery::default()
+            },
+            "limit must be 1 to 200",
+        ),
+        (
+            ListQuery {
+                cursor: Some("zz".into()),
+                ..ListQuery::default()
+            },
+            "cursor",
+        ),
+        (
+            ListQuery {
+                cursor: Some("01".repeat(50)),
+                ..ListQuery::default()
+            },
+            "cursor",
+        ),
+        (
+            ListQuery {
+                cursor: Some(newest_cursor),
+                sort: Some(Sort::Oldest),
+                ..ListQuery::default()
+            },
             "sort=newest",
         ),
-        (ListQuery { near: near(91.0, 0.0, 1.0), ..ListQuery::default() }, "latitude"),
-        (ListQuery { near: near(0.0, 181.0, 1.0), ..ListQuery::default() }, "longitude"),
-        (ListQuery { near: near(0.0, 0.0, 0.0), ..ListQuery::default() }, "radius_km"),
-        (ListQuery { near: near(f64::NAN, 0.0, 1.0), ..ListQuery::default() }, "latitude"),
-        (ListQuery { sort: Some(Sort::Nearest), ..ListQuery::default() }, "nearest needs near"),
-        (ListQuery { tags: vec![" ".into()], ..ListQuery::default() }, "empty tag"),
+        (
+            ListQuery {
+                near: near(91.0, 0.0, 1.0),
+                ..ListQuery::default()
+            },
+            "latitude",
+        ),
+        (
+            ListQuery {
+                near: near(0.0, 181.0, 1.0),
+                ..ListQuery::default()
+            },
+            "longitude",
+        ),
+        (
+            ListQuery {
+                near: near(0.0, 0.0, 0.0),
+                ..ListQuery::default()
+            },
+            "radius_km",
+        ),
+        (
+            ListQuery {
+                near: near(f64::NAN, 0.0, 1.0),
+                ..ListQuery::default()
+            },
+            "latitude",
+        ),
+        (
+            ListQuery {
+                sort: Some(Sort::Nearest),
+                ..ListQuery::default()
+            },
+            "nearest needs near",
+        ),
+        (
+            ListQuery {
+                tags: vec![" ".into()],
+                ..ListQuery::default()
+            },
+            "empty tag",
+        ),
     ] {
         let e = node.market_list(NOW, q.clone()).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest, "{q:?}");
@@ -360,14 +457,30 @@ fn updates_do_not_move_posts_in_newest() {
     let mut lamport = 100;
     loop {
         let page = node
-            .market_list(NOW, ListQuery { limit: Some(3), cursor: cursor.clone(), ..ListQuery::default() })
+            .market_list(
+                NOW,
+                ListQuery {
+                    limit: Some(3),
+                    cursor: cursor.clone(),
+                    ..ListQuery::default()
+                },
+            )
             .unwrap();
         for p in &page.posts {
             seen.push(p.title.clone());
             // Update the oldest post not yet seen: its content becomes the
             // newest, but its place in `newest` stays.
-            let target = (0..20u128).find(|i| !seen.iter().any(|t| t.starts_with(&format!("p{i}")))).unwrap_or(0);
-            node.log_mut().append_received(f.update(&f.anchor, lamport, target, &format!("p{target} v{lamport}"))).unwrap();
+            let target = (0..20u128)
+                .find(|i| !seen.iter().any(|t| t.starts_with(&format!("p{i}"))))
+                .unwrap_or(0);
+            node.log_mut()
+                .append_received(f.update(
+                    &f.anchor,
+                    lamport,
+                    target,
+                    &format!("p{target} v{lamport}"),
+                ))
+                .unwrap();
             lamport += 1;
         }
         cursor = page.next_cursor;
@@ -375,7 +488,10 @@ fn updates_do_not_move_posts_in_newest() {
             break;
         }
     }
-    let mut ids: Vec<String> = seen.iter().map(|t| t.split(' ').next().unwrap().to_owned()).collect();
+    let mut ids: Vec<String> = seen
+        .iter()
+        .map(|t| t.split(' ').next().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 20, "{seen:?}");
     ids.sort();
     ids.dedup();
