@@ -357,7 +357,10 @@ mod tests {
         .unwrap();
         assert_eq!(p["category"], json!(["offer", "info", "request"]));
         assert_eq!(p["tags"], json!(["garden tools", "kids", "a b"]));
-        assert_eq!(p["near"], json!({"lat": 52.5, "lng": 13.4, "radius_km": 2.0}));
+        assert_eq!(
+            p["near"],
+            json!({"lat": 52.5, "lng": 13.4, "radius_km": 2.0})
+        );
         assert_eq!(p["limit"], json!(7));
         assert_eq!(p["q"], json!("soup"));
     }

@@ -83,7 +83,12 @@ fn shifted(mut e: Event, offset: u64) -> Event {
 }
 
 /// A random query of mix `kind` (a name of [`KINDS`]).
-fn query(kind: &str, rng: &mut Rng, members: &[hearth_proto::NodeId], lamports: (u64, u64)) -> ListQuery {
+fn query(
+    kind: &str,
+    rng: &mut Rng,
+    members: &[hearth_proto::NodeId],
+    lamports: (u64, u64),
+) -> ListQuery {
     let mut q = ListQuery {
         limit: Some(LIMIT),
         ..ListQuery::default()
@@ -170,8 +175,14 @@ pub fn list(n: usize) -> anyhow::Result<()> {
     let mut in_process: BTreeMap<&str, (f64, f64, f64, f64)> = BTreeMap::new();
     let mut targeted: Vec<f64> = Vec::new();
     for kind in KINDS {
-        let count = if kind == "q" { QUERIES_Q } else { QUERIES_PER_KIND };
-        progress(format_args!("list: {count} {kind} queries over {live} live posts"));
+        let count = if kind == "q" {
+            QUERIES_Q
+        } else {
+            QUERIES_PER_KIND
+        };
+        progress(format_args!(
+            "list: {count} {kind} queries over {live} live posts"
+        ));
         let mut samples = Vec::with_capacity(count);
         let mut returned = 0usize;
         for i in 0..WARMUP.min(count) + count {
@@ -281,7 +292,11 @@ async fn http(
     let mut conn = Conn::open(server.addr).await?;
     let mut rng = Rng::new(0x4077);
     for kind in HTTP_KINDS {
-        let count = if kind == "q" { REQUESTS_Q } else { REQUESTS_PER_KIND };
+        let count = if kind == "q" {
+            REQUESTS_Q
+        } else {
+            REQUESTS_PER_KIND
+        };
         progress(format_args!("list: {count} GET /api/posts ({kind})"));
         let mut samples = Vec::with_capacity(count);
         let mut bytes = 0usize;
