@@ -198,11 +198,9 @@ fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> V
         })
         .collect();
     match q.sort.unwrap_or_default() {
-        Sort::Newest => v.sort_by(|a, b| b.created.cmp(&a.created)),
-        Sort::Oldest => v.sort_by(|a, b| a.created.cmp(&b.created)),
-        Sort::Expiring => {
-            v.sort_by(|a, b| (a.expires_at, a.created).cmp(&(b.expires_at, b.created)))
-        }
+        Sort::Newest => v.sort_by_key(|p| std::cmp::Reverse(p.created)),
+        Sort::Oldest => v.sort_by_key(|p| p.created),
+        Sort::Expiring => v.sort_by_key(|p| (p.expires_at, p.created)),
         Sort::Nearest => {
             let n = q.near.unwrap();
             v.sort_by(|a, b| {

@@ -46,7 +46,7 @@ pub const TAG_FACETS_MAX: usize = 30;
 /// more is everything anyway).
 pub const RADIUS_KM_MAX: f64 = 20_040.0;
 /// Mean Earth radius (IUGG), for haversine.
-const EARTH_RADIUS_KM: f64 = 6_371.0088;
+const EARTH_RADIUS_KM: f64 = 6_371.008_8;
 /// Version byte of the cursor encoding.
 const CURSOR_VERSION: u8 = 1;
 
