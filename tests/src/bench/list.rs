@@ -15,7 +15,9 @@
 //!
 //! The fixture is the shared [`Mix`], its times shifted to the wall clock
 //! (the driver reads the wall clock, and a post dated
-//! [`FIXED_NOW_MS`] would be past its TTL by now). The node serving it is
+//! [`FIXED_NOW_MS`] would be past its TTL by now), and a settings event
+//! raising the per-author bound so all `n` posts show (with the default
+//! 100 per author, 20 members would show 2,000). The node serving it is
 //! not a member, so its sweeper stays idle during the run.
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use hearth_node::core::views::market::{Near, Sort};
 use hearth_node::core::views::ListQuery;
 use hearth_node::core::{Config, Node};
 use hearth_node::store::MemoryStore;
-use hearth_proto::{Category, Event, EventId, Identity, Payload, PostContent};
+use hearth_proto::{Category, CommunitySettings, Event, EventId, Identity, Payload, PostContent};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -149,11 +151,31 @@ pub fn list(n: usize) -> anyhow::Result<()> {
     let fx = Fixture::new(20)?;
     let mut mix = Mix::new(&fx, 0x11575);
     let offset = now_ms().saturating_sub(FIXED_NOW_MS);
-    let plan: Vec<(usize, Event)> = mix
+    let mut plan: Vec<(usize, Event)> = mix
         .plan_live(n)
         .into_iter()
         .map(|(who, e)| (who, shifted(e, offset)))
         .collect();
+    // The community's per-author bound (100 by default) would hide all but
+    // 2,000 of the posts: the anchor raises it, so `n` posts are live.
+    let last = plan.iter().map(|(_, e)| e.lamport).max().unwrap_or(0);
+    let anchor = fx.signers()[0].node_id();
+    let ts = FIXED_NOW_MS + offset;
+    plan.push((
+        0,
+        Event {
+            id: EventId::from_parts(ts, 0x5e77),
+            ts,
+            author: anchor,
+            lamport: last + 1,
+            community: fx.id(),
+            payload: Payload::Settings(CommunitySettings {
+                name: "bench".into(),
+                post_ttl_max_s: 90 * 24 * 3600,
+                posts_per_author_max: 1_000_000,
+            }),
+        },
+    ));
     progress(format_args!(
         "list: signing {} events for {n} live posts",
         plan.len()
