@@ -75,7 +75,7 @@ fn get(node: &Node<MemoryStore>, author: &Identity, id: u128, now: u64) -> PostV
 
 fn listed(node: &Node<MemoryStore>, now: u64) -> Vec<String> {
     let q = ListQuery {
-        limit: Some(500),
+        limit: Some(200),
         ..ListQuery::default()
     };
     let mut t: Vec<String> = node
@@ -335,7 +335,7 @@ fn a_flood_hides_only_the_flooders_oldest_posts() {
     }
     let max = POSTS_PER_AUTHOR_MAX_DEFAULT as usize;
     let q = ListQuery {
-        limit: Some(500),
+        limit: Some(200),
         ..ListQuery::default()
     };
     let posts = node.market_list(NOW, q).unwrap().posts;

@@ -127,7 +127,7 @@ fn titles<S: EventStore>(node: &Node<S>) -> Vec<String> {
         .market_list(
             NOW,
             ListQuery {
-                limit: Some(500),
+                limit: Some(200),
                 ..ListQuery::default()
             },
         )
@@ -304,7 +304,7 @@ fn cli_full_disk_refuses_with_storage_full_and_recovers() {
     }
 
     std::fs::remove_file(&filler).unwrap();
-    let list = ok(&["--json", "list", "--limit", "500"]);
+    let list = ok(&["--json", "list", "--limit", "200"]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let mut shown: Vec<String> = list["posts"]
         .as_array()
@@ -569,7 +569,7 @@ fn running_node_reports_full_disk_and_resumes() {
     assert!(note.contains("free space on"), "{status}");
     let human = String::from_utf8_lossy(&ok(&["status"]).stdout).into_owned();
     assert!(human.contains("the disk is full"), "{human}");
-    let listed = json(&["list", "--limit", "500"])["posts"]
+    let listed = json(&["list", "--limit", "200"])["posts"]
         .as_array()
         .unwrap()
         .len();
@@ -596,7 +596,7 @@ fn running_node_reports_full_disk_and_resumes() {
     let exit = stop(node);
     assert!(exit.success(), "clean stop: {exit}");
 
-    let list = json(&["list", "--limit", "500"]);
+    let list = json(&["list", "--limit", "200"]);
     let shown: Vec<&str> = list["posts"]
         .as_array()
         .unwrap()

@@ -12,6 +12,7 @@
 pub mod dispatch;
 pub mod limits;
 pub mod openrpc;
+pub mod rest;
 pub mod rpc;
 pub mod stream;
 pub mod subscriptions;
@@ -398,6 +399,7 @@ pub async fn serve_with(
         .route("/rpc", post(rpc::rpc))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .merge(rest::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -432,7 +434,7 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/health" => "/health",
         "/api/stream" => "/api/stream",
-        _ => "other",
+        _ => rest::route_label(path).unwrap_or("other"),
     }
 }
 

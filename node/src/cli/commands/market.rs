@@ -269,7 +269,7 @@ pub struct ListArgs {
     /// Only posts whose content changed after this Lamport time.
     #[arg(long, value_name = "N")]
     pub since_lamport: Option<u64>,
-    /// At most this many posts [default: 50, at most 500].
+    /// At most this many posts [default: 50, at most 200].
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 }
@@ -279,10 +279,11 @@ pub fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
     let result: ListResult = ctx.call(
         market::LIST,
         &ListQuery {
-            category: a.category.map(Category::from),
+            category: a.category.map(Category::from).into_iter().collect(),
             tags: a.tags,
             since_lamport: a.since_lamport,
             limit: a.limit,
+            ..ListQuery::default()
         },
         false,
     )?;

@@ -5,8 +5,10 @@
 //! Content limits live here, where a post is made, not at ingest: nodes with
 //! other limits still accept the same log (DESIGN.md §4).
 
+use std::collections::BTreeSet;
+
 use hearth_proto::{
-    Category, EventId, ExpiryReason, Location, NodeId, Payload, PostContent, PostCreated,
+    Category, EventId, ExpiryReason, Level, Location, NodeId, Payload, PostContent, PostCreated,
     PostExpired, PostUpdated, LAMPORT_MAX,
 };
 use serde::{Deserialize, Serialize};
@@ -14,10 +16,8 @@ use tracing::{info, warn};
 
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
-use std::collections::BTreeSet;
-
 use crate::core::search::{rank, Document};
-use crate::core::views::market::{ListQuery, Post, PostKey};
+use crate::core::views::market::{Facets, ListQuery, Post, PostKey};
 use crate::core::views::MembershipView;
 use crate::core::Node;
 use crate::store::EventStore;
@@ -198,7 +198,34 @@ pub struct PostView {
     /// Unescaped text from an event: escape it before a terminal sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author_name: Option<String>,
+    /// The author's level now (absent once removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_level: Option<Level>,
+    /// Distance from the listing's `near` point (set only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_km: Option<Km>,
 }
+
+/// Kilometres, rounded to the metre: compared by bits so views of posts
+/// stay `Eq` (a distance is display data, never a rule).
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Km(pub f64);
+
+impl Km {
+    pub fn rounded(km: f64) -> Km {
+        Km((km * 1000.0).round() / 1000.0)
+    }
+}
+
+impl PartialEq for Km {
+    fn eq(&self, other: &Km) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Km {}
 
 impl PostView {
     /// `expires_at` is the effective expiry (capped by the community's
@@ -232,6 +259,8 @@ impl PostView {
             expired_reason: p.expired.as_ref().map(|x| x.reason.clone()),
             expired_by: p.expired.as_ref().map(|x| x.by),
             author_name: membership.display_name(&p.author).map(str::to_owned),
+            author_level: membership.level(&p.author),
+            distance_km: None,
         }
     }
 }
@@ -252,11 +281,35 @@ pub struct ExpireReceipt {
     pub expired_now: bool,
 }
 
+/// A page of `market.list` (`GET /api/posts` answers the same, with
+/// `posts` named `items`).
 #[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResult {
     pub posts: Vec<PostView>,
     pub max_lamport: u64,
+    /// Where the next page starts; absent on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// Posts in the whole filtered set.
+    #[serde(default)]
+    pub total: u64,
+    /// Counts over the whole filtered set.
+    #[serde(default)]
+    pub facets: Facets,
+    /// How `q` was answered; absent without `q`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<ListSearch>,
+}
+
+/// How the text match of a listing's `q` was made.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSearch {
+    /// The search's own `mode` (`keyword` until another exists).
+    pub mode: String,
+    /// Why the search answered less well than it can, if it did.
+    pub degraded: Option<String>,
 }
 
 /// What `market.search` answers.
@@ -683,24 +736,87 @@ impl<S: EventStore> Node<S> {
         Ok(())
     }
 
+    /// A page of the market (`market.list`, `GET /api/posts`): filters,
+    /// sort, cursor, facets (see `views::market::listing`). `q` narrows the
+    /// set to what the market's search finds ([`Node::list_search`]).
     pub fn market_list(&self, now_ms: u64, q: ListQuery) -> Result<ListResult, BusError> {
         self.market_enabled()?;
-        let q = ListQuery {
-            tags: q.tags.iter().map(|t| t.trim().to_lowercase()).collect(),
-            ..q
-        };
+        let mut tags: Vec<String> = Vec::with_capacity(q.tags.len());
+        for t in &q.tags {
+            let t = t.trim().to_lowercase();
+            if t.is_empty() {
+                return Err(BusError::bad_request(
+                    "tags contains an empty tag; leave it out",
+                ));
+            }
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let q = ListQuery { tags, ..q };
         if q.since_lamport.is_some_and(|s| s > LAMPORT_MAX) {
             return Err(BusError::bad_request("since_lamport is above 2^53 - 1"));
         }
+        let (hits, search) = match q.q.as_deref() {
+            Some(text) => {
+                let (hits, info) = self.list_search(now_ms, text)?;
+                (Some(hits), Some(info))
+            }
+            None => (None, None),
+        };
         let market = &self.views().market;
+        let membership = &self.views().membership;
+        let page = market
+            .list_page(&q, hits.as_ref(), now_ms)
+            .map_err(|e| BusError::bad_request(e.to_string()))?;
         Ok(ListResult {
-            posts: market
-                .list(&q, now_ms)
-                .into_iter()
-                .map(|p| PostView::of(p, now_ms, &self.views().membership))
+            posts: page
+                .items
+                .iter()
+                .map(|l| PostView {
+                    distance_km: l.distance_km.map(Km::rounded),
+                    ..PostView::of(l.post, now_ms, membership)
+                })
                 .collect(),
             max_lamport: market.max_lamport(),
+            next_cursor: page.next_cursor,
+            total: page.total,
+            facets: page.facets,
+            search,
         })
+    }
+
+    /// The text match of a listing's `q`: the posts the market's search
+    /// finds (at most its own limit, [`SEARCH_LIMIT_MAX`]). The one place
+    /// the listing calls the search, so a new search engine plugs in here.
+    fn list_search(
+        &self,
+        now_ms: u64,
+        text: &str,
+    ) -> Result<(BTreeSet<PostKey>, ListSearch), BusError> {
+        let found = self.market_search(
+            now_ms,
+            SearchParams {
+                query: text.to_owned(),
+                limit: Some(SEARCH_LIMIT_MAX),
+                ..SearchParams::default()
+            },
+        )?;
+        let hits = found
+            .results
+            .iter()
+            .map(|p| PostKey {
+                author: p.author,
+                id: p.id,
+            })
+            .collect();
+        Ok((
+            hits,
+            ListSearch {
+                mode: found.mode,
+                degraded: None,
+            },
+        ))
     }
 
     /// A post in any state; its `status` says which, as of `now_ms`.

@@ -45,10 +45,12 @@ use super::small_map::SmallMap;
 use super::ViewError;
 use crate::core::search::{Document, LazyIndex, SearchIndex};
 
-/// `list` returns at most this many posts when the caller gives no limit.
-pub const LIST_LIMIT_DEFAULT: usize = 50;
-/// And never more than this: a page must stay a small answer.
-pub const LIST_LIMIT_MAX: usize = 500;
+mod listing;
+pub use listing::{
+    haversine_km, Facets, ListError, ListPage, ListQuery, Listed, Near, Sort, TagCount,
+    LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RADIUS_KM_MAX, TAG_FACETS_MAX,
+};
+use listing::{CreatedKey, TagIndex};
 
 /// Changes to what the view shows recorded between two
 /// [`MarketView::take_changes`]: one applied event's worth. An author's
@@ -249,22 +251,6 @@ fn bound_of(membership: &MembershipView) -> usize {
     usize::try_from(membership.settings().posts_per_author_max).unwrap_or(usize::MAX)
 }
 
-/// Query for [`MarketView::list`].
-#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub category: Option<Category>,
-    /// Posts must carry every one of these tags (lowercase).
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Only posts whose shown content is newer than this Lamport time.
-    #[serde(default)]
-    pub since_lamport: Option<u64>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-}
-
 /// Index order: newest shown content first.
 type IndexKey = (std::cmp::Reverse<EventKey>, PostKey);
 
@@ -292,9 +278,20 @@ pub struct MarketView {
     /// The per-author bound (module docs); derived, rebuilt with the posts.
     bounds: BTreeMap<NodeId, AuthorBound>,
     client_ids: BTreeMap<(NodeId, String), PostKey>,
+    /// Shown posts, newest shown content first (`since_lamport`, the
+    /// sweeper, search).
     by_lamport: BTreeSet<IndexKey>,
-    by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
-    by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
+    /// Shown posts by their `created` key: the listing's stable order.
+    by_created: BTreeSet<CreatedKey>,
+    by_category: BTreeMap<Category, BTreeSet<CreatedKey>>,
+    /// Per tag: its posts and the counts the facets read.
+    by_tag: BTreeMap<String, TagIndex>,
+    by_author: BTreeMap<NodeId, BTreeSet<CreatedKey>>,
+    /// Shown posts with a location (the candidates of `near`).
+    located: BTreeSet<CreatedKey>,
+    /// Shown posts by effective expiry (`sort=expiring`, and the posts past
+    /// their TTL that the sweeper has not marked yet).
+    by_expiry: BTreeSet<(u64, CreatedKey)>,
     /// Keyword search over the shown posts (issue 13), kept with the other
     /// indexes once built: every post that enters or leaves them enters or
     /// leaves it. Built on the first search ([`MarketView::with_search`]).
@@ -365,8 +362,6 @@ impl MarketView {
             .collect();
         self.bounds = Self::bounds_of(&mut posts, bound_of(membership));
         let mut by_lamport = Vec::with_capacity(posts.len());
-        let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
         let mut client_ids = BTreeMap::new();
         // Every post may have changed: rebuilt on the next search.
         self.search.reset();
@@ -374,29 +369,13 @@ impl MarketView {
             if let Some(c) = &post.client_id {
                 client_ids.insert((post.author, c.clone()), post.key());
             }
-            if !post.is_shown() {
-                continue;
-            }
-            let k = Self::index_key(post);
-            by_lamport.push(k);
-            by_category
-                .entry(post.content.category)
-                .or_default()
-                .push(k);
-            for tag in &post.content.tags {
-                by_tag.entry(tag.clone()).or_default().push(k);
+            if post.is_shown() {
+                by_lamport.push(Self::index_key(post));
             }
         }
         self.by_lamport = by_lamport.into_iter().collect();
-        self.by_category = by_category
-            .into_iter()
-            .map(|(c, v)| (c, v.into_iter().collect()))
-            .collect();
-        self.by_tag = by_tag
-            .into_iter()
-            .map(|(t, v)| (t, v.into_iter().collect()))
-            .collect();
         self.client_ids = client_ids;
+        self.build_list_indexes(&posts);
         let old = std::mem::replace(&mut self.posts, posts);
         if report {
             // Posts are never dropped from the view (their facts stay), so
@@ -708,67 +687,16 @@ impl MarketView {
         if let Some(search) = self.search.get_mut() {
             search.insert(post.key(), Document::of(&post.content));
         }
-        let k = Self::index_key(post);
-        self.by_lamport.insert(k);
-        self.by_category
-            .entry(post.content.category)
-            .or_default()
-            .insert(k);
-        for tag in &post.content.tags {
-            self.by_tag.entry(tag.clone()).or_default().insert(k);
-        }
+        self.by_lamport.insert(Self::index_key(post));
+        self.list_index(post);
     }
 
     fn unindex(&mut self, post: &Post) {
         if let Some(search) = self.search.get_mut() {
             search.remove(&post.key());
         }
-        let k = Self::index_key(post);
-        self.by_lamport.remove(&k);
-        if let Some(set) = self.by_category.get_mut(&post.content.category) {
-            set.remove(&k);
-        }
-        for tag in &post.content.tags {
-            if let Some(set) = self.by_tag.get_mut(tag) {
-                set.remove(&k);
-                if set.is_empty() {
-                    self.by_tag.remove(tag);
-                }
-            }
-        }
-    }
-
-    /// Live posts matching `query`, newest content first.
-    pub fn list(&self, query: &ListQuery, now_ms: u64) -> Vec<&Post> {
-        let limit = query
-            .limit
-            .unwrap_or(LIST_LIMIT_DEFAULT)
-            .min(LIST_LIMIT_MAX);
-        // Walk the smallest index that must contain every match: with a
-        // category and a tag, whichever of the two sets is shorter bounds
-        // the walk (one common tag must not make a rare category slow).
-        let empty = BTreeSet::new();
-        let index = query
-            .tags
-            .iter()
-            .map(|t| self.by_tag.get(t).unwrap_or(&empty))
-            .chain(
-                query
-                    .category
-                    .map(|c| self.by_category.get(&c).unwrap_or(&empty)),
-            )
-            .min_by_key(|set| set.len())
-            .unwrap_or(&self.by_lamport);
-        let since = query.since_lamport;
-        index
-            .iter()
-            .take_while(|(std::cmp::Reverse(k), _)| since.is_none_or(|s| k.lamport > s))
-            .filter_map(|(_, name)| self.posts.get(name))
-            .filter(|p| p.is_live(now_ms))
-            .filter(|p| query.category.is_none_or(|c| p.content.category == c))
-            .filter(|p| query.tags.iter().all(|t| p.content.tags.contains(t)))
-            .take(limit)
-            .collect()
+        self.by_lamport.remove(&Self::index_key(post));
+        self.list_unindex(post);
     }
 
     /// A post by name, whatever its state (expired and hidden ones too).
