@@ -18,12 +18,16 @@ use hearth_proto::{EventHash, NodeId};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::metrics::Registry;
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{identify, mdns, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    dcutr, identify, kad, mdns, noise, relay, request_response, tcp, upnp, yamux, Multiaddr,
+    PeerId, Swarm,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::reach::{self, ConnKind, Reach, ReachConfig};
 use super::wire::{BusRequest, BusResponse, SyncRequest, SyncResponse};
 use super::{gossip, identity};
 use crate::core::bus::{BusError, BusQueue, Caller};
@@ -69,6 +73,9 @@ pub struct NetConfig {
     /// A peer that falls below the graylist threshold is refused this long
     /// (default `gossip::BAN_DURATION`, 10 min; tests shorten it).
     pub ban_duration: Duration,
+    /// Reaching peers beyond the LAN: anchor profile, relays, hole
+    /// punching, UPnP, Kademlia's walk (see `ReachConfig`).
+    pub reach: ReachConfig,
 }
 
 impl Default for NetConfig {
@@ -88,6 +95,7 @@ impl Default for NetConfig {
             sync_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             ban_duration: gossip::BAN_DURATION,
+            reach: ReachConfig::default(),
         }
     }
 }
@@ -163,6 +171,9 @@ pub struct Status {
     /// Peers refused for falling below gossipsub's graylist threshold.
     #[serde(default)]
     pub banned: Vec<BannedPeer>,
+    /// This node's reachability, relay slots and routing table.
+    #[serde(default)]
+    pub reach: reach::ReachStatus,
 }
 
 /// A peer the node refuses for now (see `gossip::BanList`).
@@ -198,6 +209,9 @@ pub struct PeerStatus {
     pub last_sync_ms: Option<u64>,
     /// Gossipsub's score of the peer (negative: it sent invalid events).
     pub score: Option<f64>,
+    /// How the peer is connected: direct, relayed or hole-punched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnKind>,
 }
 
 /// Things tests and the API can watch for, instead of sleeping.
@@ -226,6 +240,35 @@ pub enum NetEvent {
     SyncDone {
         peer: PeerId,
     },
+    /// Kademlia added a member of this community to the routing table.
+    Discovered(PeerId),
+    /// A relay accepted this node's reservation.
+    RelayReserved(PeerId),
+    /// A relay slot this node asked for is gone or was refused; `reason`
+    /// names the protocol's status when the relay gave one.
+    RelaySlotLost {
+        relay: PeerId,
+        reason: String,
+    },
+    /// This node's relay server refused a reservation with this status
+    /// code of the circuit relay v2 protocol (e.g. `RESOURCE_LIMIT_EXCEEDED`).
+    ReservationDenied {
+        peer: PeerId,
+        status: String,
+    },
+    /// This node's relay server accepted a reservation.
+    ReservationAccepted(PeerId),
+    /// A circuit through this node's relay server closed; `error` says why
+    /// when it did not end normally (a data or time limit, a reset).
+    CircuitClosed {
+        src: PeerId,
+        dst: PeerId,
+        error: Option<String>,
+    },
+    /// DCUtR upgraded the relayed connection to `peer` to a direct one.
+    HolePunched(PeerId),
+    /// An address of this node was confirmed reachable from outside.
+    ExternalConfirmed(Multiaddr),
 }
 
 /// Handle to a running driver.
@@ -370,6 +413,7 @@ pub fn build_swarm<S: EventStore>(
     let community = node.community();
     let heartbeat = cfg.heartbeat;
     let mdns_on = cfg.mdns;
+    let reach = cfg.reach.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -379,8 +423,20 @@ pub fn build_swarm<S: EventStore>(
         )
         .context("TCP transport")?
         .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .context("relay client transport")?
         .with_behaviour(
-            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+            |key, relay_client| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let local = key.public().to_peer_id();
+                let relay_on = reach.anchor || reach.relay_server;
+                let mut kad = behaviour::kad_behaviour(&community, local, reach.walk_interval)?;
+                if reach.anchor {
+                    // Reachable by profile: answer queries from the start.
+                    kad.set_mode(Some(kad::Mode::Server));
+                }
+                // Otherwise kad's own rule: server once an external address
+                // is confirmed (AutoNAT, UPnP, or a relay reservation, which
+                // makes the node reachable through the relay), client before.
                 Ok(Behaviour {
                     blocked: Default::default(),
                     gossipsub: gossip::behaviour(&community, heartbeat)?.with_metrics(
@@ -391,7 +447,19 @@ pub fn build_swarm<S: EventStore>(
                     bus: behaviour::bus_behaviour(),
                     identify: behaviour::identify_behaviour(key),
                     ping: libp2p::ping::Behaviour::default(),
-                    mdns: behaviour::mdns_behaviour(mdns_on, key.public().to_peer_id())?,
+                    mdns: behaviour::mdns_behaviour(mdns_on, local)?,
+                    kad,
+                    autonat_client: Default::default(),
+                    autonat_server: Default::default(),
+                    relay_server: relay_on
+                        .then(|| behaviour::relay_server(local, reach.relay_limits))
+                        .into(),
+                    relay_client,
+                    dcutr: reach
+                        .hole_punching
+                        .then(|| dcutr::Behaviour::new(local))
+                        .into(),
+                    upnp: behaviour::upnp_behaviour(reach.upnp),
                 })
             },
         )
@@ -429,6 +497,9 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         .gossipsub
         .subscribe(&topic)
         .context("subscribe to the community topic")?;
+    for addr in &cfg.reach.external {
+        swarm.add_external_address(addr.clone());
+    }
     for addr in &cfg.bootstrap {
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -459,6 +530,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         rate: gossip::RateLimiter::default(),
         rate_limited: 0,
         bans: gossip::BanList::default(),
+        reach: Reach::default(),
     };
     let span = info_span!("driver", peer = %handle.peer_id);
     Ok(Running {
@@ -494,6 +566,8 @@ struct Driver<S: EventStore> {
     /// Peers refused for a while after falling below the graylist
     /// threshold (bounded inside).
     bans: gossip::BanList,
+    /// Connection kinds, reachability and relay slots (bounded inside).
+    reach: Reach,
 }
 
 /// A remote bus call waiting in the queue.
@@ -510,6 +584,37 @@ impl std::fmt::Debug for InboundCall {
             .field("capability", &self.request.capability)
             .finish_non_exhaustive()
     }
+}
+
+/// Addresses taken from one identify message: a node listens on a few;
+/// a peer announcing hundreds would only fill our routing table.
+const IDENTIFY_ADDRS_MAX: usize = 8;
+
+/// A relay status code as the circuit relay v2 spec names it.
+fn status_name(status: &relay::StatusCode) -> &'static str {
+    match status {
+        relay::StatusCode::OK => "OK",
+        relay::StatusCode::ReservationRefused => "RESERVATION_REFUSED",
+        relay::StatusCode::ResourceLimitExceeded => "RESOURCE_LIMIT_EXCEEDED",
+        relay::StatusCode::PermissionDenied => "PERMISSION_DENIED",
+        relay::StatusCode::ConnectionFailed => "CONNECTION_FAILED",
+        relay::StatusCode::NoReservation => "NO_RESERVATION",
+        relay::StatusCode::MalformedMessage => "MALFORMED_MESSAGE",
+        relay::StatusCode::UnexpectedMessage => "UNEXPECTED_MESSAGE",
+    }
+}
+
+/// An error and its sources on one line (a relay's refusal sits a few
+/// levels down in the listener's error).
+fn relay_error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Queued bus calls served per wake of the loop: bounded work per wake.
@@ -721,7 +826,7 @@ impl<S: EventStore> Driver<S> {
         }
     }
 
-    fn status(&self) -> Status {
+    fn status(&mut self) -> Status {
         let views = self.node.views();
         let me = self.node.node_id();
         Status {
@@ -743,6 +848,7 @@ impl<S: EventStore> Driver<S> {
                     peer_id: p.to_string(),
                     last_sync_ms: self.last_sync.get(p).copied(),
                     score: self.swarm.behaviour().gossipsub.peer_score(p),
+                    connection: self.reach.kind(p),
                 })
                 .collect(),
             digest: hex::encode(views.digest()),
@@ -754,7 +860,24 @@ impl<S: EventStore> Driver<S> {
                 .write_state()
                 .advice(&self.node.log().store().location()),
             banned: self.banned(),
+            reach: self.reach_status(),
         }
+    }
+
+    fn reach_status(&mut self) -> reach::ReachStatus {
+        let table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| {
+                b.iter()
+                    .map(|e| e.node.key.preimage().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let relay_on = self.swarm.behaviour().relay_server.is_enabled();
+        self.reach.status(relay_on, table)
     }
 
     fn banned(&self) -> Vec<BannedPeer> {
@@ -902,26 +1025,70 @@ impl<S: EventStore> Driver<S> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                if self.cfg.reach.anchor && !reach::is_relayed(&address) {
+                    // The anchor profile is reachable by definition: announce
+                    // what it listens on (identify and kad carry it).
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NetEvent::Listening(address));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
+                endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                debug!(peer = %peer_id, "connected");
-                self.emit(NetEvent::PeerConnected(peer_id));
-                self.start_sync(peer_id);
+            } => {
+                // A relayed inbound connection's remote address is just
+                // `/p2p/<peer>`: ask the endpoint, not the address.
+                self.reach.connected(
+                    connection_id,
+                    peer_id,
+                    endpoint.get_remote_address().clone(),
+                    endpoint.is_relayed(),
+                );
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                    self.start_sync(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                if let Some(node) = identity::node_id(&peer_id) {
-                    self.node.sync_abort(&node);
+                self.reach.closed(connection_id);
+                if num_established == 0 {
+                    if let Some(node) = identity::node_id(&peer_id) {
+                        self.node.sync_abort(&node);
+                    }
+                    self.emit(NetEvent::PeerDisconnected(peer_id));
                 }
-                self.emit(NetEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                self.reach.external_confirmed(address.clone());
+                self.emit(NetEvent::ExternalConfirmed(address));
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                debug!(%address, "external address expired");
+                self.reach.external_expired(&address);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.reach.listener_closed(listener_id) {
+                    let reason = match reason {
+                        Ok(()) => "closed".to_owned(),
+                        Err(e) => relay_error_chain(&e),
+                    };
+                    info!(%relay, %reason, "relay slot lost");
+                    self.emit(NetEvent::RelaySlotLost { relay, reason });
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 peer_id: Some(peer),
@@ -945,8 +1112,134 @@ impl<S: EventStore> Driver<S> {
                 peer_id,
                 info,
                 ..
-            })) => debug!(peer = %peer_id, agent = %info.agent_version, "identified"),
+            })) => {
+                debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                self.on_identified(peer_id, info);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(e)) => {
+                debug!(addr = %e.tested_addr, server = %e.server, ok = e.result.is_ok(), "AutoNAT probe");
+                self.reach.autonat_result(e.result.is_ok());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(e)) => self.on_relay_server(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = e {
+                    info!(relay = %relay_peer_id, "relay slot reserved");
+                    self.reach.slot_accepted(&relay_peer_id);
+                    self.emit(NetEvent::RelayReserved(relay_peer_id));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(connection) => {
+                    info!(peer = %remote_peer_id, "hole punched: direct connection");
+                    self.reach.hole_punched(connection);
+                    self.emit(NetEvent::HolePunched(remote_peer_id));
+                }
+                Err(e) => debug!(peer = %remote_peer_id, error = %e, "hole punch failed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => match e {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    info!(%external_addr, "UPnP mapped a port on the router");
+                }
+                other => debug!(event = ?other, "UPnP"),
+            },
             _ => {}
+        }
+    }
+
+    /// A peer told us who it is: a member of this community (it speaks our
+    /// Kademlia protocol) enters the routing table with the addresses it
+    /// listens on; a relay gets asked for a slot while we are not
+    /// reachable.
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
+        if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
+            for addr in info.listen_addrs.into_iter().take(IDENTIFY_ADDRS_MAX) {
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+            }
+        }
+        let relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+        if relays && self.reach.wants_slot(&peer, self.cfg.reach.relays_max) {
+            let Some(addr) = self.reach.direct_addr(&peer) else {
+                return;
+            };
+            let circuit = addr
+                .with_p2p(peer)
+                .unwrap_or_else(|a| a)
+                .with(libp2p::multiaddr::Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    info!(%circuit, "asking the relay for a slot");
+                    self.reach.slot_requested(peer, listener);
+                }
+                Err(e) => warn!(%circuit, error = %e, "cannot listen through the relay"),
+            }
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        // Only routing-table changes matter: the periodic walk (bootstrap)
+        // and identify fill the table; a new member gets dialed.
+        if let kad::Event::RoutingUpdated {
+            peer,
+            is_new_peer: true,
+            addresses,
+            ..
+        } = event
+        {
+            debug!(%peer, "member discovered");
+            self.emit(NetEvent::Discovered(peer));
+            let connected = self.swarm.connected_peers().count();
+            if self.swarm.is_connected(&peer) || connected >= reach::PEERS_DIALED_MAX {
+                return;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses.into_vec())
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, error = %e, "cannot dial a discovered member");
+            }
+        }
+    }
+
+    fn on_relay_server(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.reach.held(src_peer_id);
+                self.emit(NetEvent::ReservationAccepted(src_peer_id));
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                let status = status_name(&status);
+                info!(peer = %src_peer_id, %status, "relay reservation refused");
+                self.emit(NetEvent::ReservationDenied {
+                    peer: src_peer_id,
+                    status: status.to_owned(),
+                });
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.reach.released(&src_peer_id);
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
+                self.emit(NetEvent::CircuitClosed {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                    error: error.map(|e| e.to_string()),
+                });
+            }
+            other => debug!(event = ?other, "relay server"),
         }
     }
 
