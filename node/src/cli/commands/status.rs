@@ -124,8 +124,29 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
                 || format!("{} (not a HearthNet node id)", p.peer_id),
                 |n| render::short_id(&n.to_hex()).to_owned(),
             );
-            writeln!(w, "  {who}  last sync {synced}")?;
+            let how = p.connection.map_or("", |k| k.as_str());
+            writeln!(w, "  {who}  {how}  last sync {synced}")?;
         }
+        let r = &status.reach;
+        let reachability = match r.reachability {
+            crate::net::reach::Reachability::Public => "public (others can dial this node)",
+            crate::net::reach::Reachability::Private => {
+                "behind NAT (reached through relays; hole punching upgrades)"
+            }
+            crate::net::reach::Reachability::Unknown => "not known yet (AutoNAT has not answered)",
+        };
+        writeln!(w, "reachable   {reachability}")?;
+        for a in &r.external {
+            writeln!(w, "external    {a}")?;
+        }
+        for res in &r.reservations {
+            let state = if res.accepted { "reserved" } else { "asking" };
+            writeln!(w, "relay slot  {}  {state}", res.relay)?;
+        }
+        if r.relay_server {
+            writeln!(w, "relaying    for {} reservations", r.reservations_held)?;
+        }
+        writeln!(w, "members known (Kademlia)  {}", r.routing_table.len())?;
         if status.gossip.rate_limited > 0 {
             writeln!(
                 w,
