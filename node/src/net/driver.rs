@@ -144,6 +144,10 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub node_id: NodeId,
+    /// The libp2p peer id of this node (what routing tables and relays
+    /// name it by).
+    #[serde(default)]
+    pub peer_id: String,
     pub community: hearth_proto::CommunityId,
     /// The community's name now (the genesis name, or an anchor's rename).
     #[serde(default)]
@@ -831,6 +835,7 @@ impl<S: EventStore> Driver<S> {
         let me = self.node.node_id();
         Status {
             node_id: me,
+            peer_id: self.swarm.local_peer_id().to_string(),
             community: self.node.community(),
             community_name: views.membership.community_name().to_owned(),
             display_name: views.membership.display_name(&me).map(str::to_owned),
@@ -1025,7 +1030,7 @@ impl<S: EventStore> Driver<S> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
-                if self.cfg.reach.anchor && !reach::is_relayed(&address) {
+                if self.cfg.reach.anchor && reach::announceable(&address, &self.cfg.listen) {
                     // The anchor profile is reachable by definition: announce
                     // what it listens on (identify and kad carry it).
                     self.swarm.add_external_address(address.clone());
@@ -1103,7 +1108,11 @@ impl<S: EventStore> Driver<S> {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    // Also over a relayed connection: a neighbour on the
+                    // same LAN is better reached directly (hole punching
+                    // through one's own router rarely works: no hairpin).
+                    let relayed_only = self.reach.kind(&peer) == Some(ConnKind::Relayed);
+                    if !self.swarm.is_connected(&peer) || relayed_only {
                         let _ = self.swarm.dial(addr);
                     }
                 }

@@ -96,6 +96,22 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// Whether an anchor announces listen address `addr` as reachable: not
+/// relayed, and not loopback unless loopback is all it was told to
+/// listen on (tests); a loopback address announced to other machines
+/// only sends their dials (and relayed addresses built on it) nowhere.
+pub fn announceable(addr: &Multiaddr, listen: &[Multiaddr]) -> bool {
+    !is_relayed(addr) && (!is_loopback(addr) || listen.iter().all(is_loopback))
+}
+
 /// Whether this node can be dialed from outside its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -327,6 +343,17 @@ mod tests {
         assert_eq!(r.kind(&peer), Some(ConnKind::HolePunched));
         r.closed(ConnectionId::new_unchecked(2));
         assert_eq!(r.kind(&peer), Some(ConnKind::Relayed));
+    }
+
+    /// An anchor listening on every interface announces its LAN/WAN
+    /// addresses, not loopback; one told to listen on loopback only does.
+    #[test]
+    fn test_anchor_announces_loopback_only_when_told_to() {
+        let any = [addr("/ip4/0.0.0.0/tcp/4001")];
+        let lo = [addr("/ip4/127.0.0.1/tcp/0")];
+        assert!(!announceable(&addr("/ip4/127.0.0.1/tcp/4001"), &any));
+        assert!(announceable(&addr("/ip4/10.99.0.1/tcp/4001"), &any));
+        assert!(announceable(&addr("/ip4/127.0.0.1/tcp/4001"), &lo));
     }
 
     /// A node stops asking for relay slots once an address of its own is

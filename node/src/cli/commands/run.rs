@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// confirm it (an anchor behind a port forward); repeatable.
     #[arg(long, value_name = "MULTIADDR")]
     pub external: Vec<Multiaddr>,
+    /// Period of the Kademlia walk that finds community members this node
+    /// has not met.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub discovery_interval_seconds: u64,
 }
 
 /// The port `--anchor` listens on unless `--port` says otherwise
@@ -159,6 +163,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
             relay_server: a.relay_server,
             upnp: !a.no_upnp && !a.anchor,
             external: a.external,
+            walk_interval: Duration::from_secs(a.discovery_interval_seconds.max(1)),
             ..defaults.reach.clone()
         },
         ..defaults
@@ -276,13 +281,7 @@ fn serve(
 /// Whether an anchor's listen address belongs in invites: not loopback
 /// (useless to anyone else) and not through a relay.
 fn invite_worthy(addr: &Multiaddr) -> bool {
-    use libp2p::multiaddr::Protocol;
-    let loopback = addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    });
-    !loopback && !reach::is_relayed(addr)
+    !reach::is_loopback(addr) && !reach::is_relayed(addr)
 }
 
 /// `node <hex id> in community "<name>" (<community id>)`.
