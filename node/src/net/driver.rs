@@ -1131,12 +1131,12 @@ impl<S: EventStore> Driver<S> {
                 self.reach.autonat_result(e.result.is_ok());
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(e)) => self.on_relay_server(e),
-            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => {
-                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = e {
-                    info!(relay = %relay_peer_id, "relay slot reserved");
-                    self.reach.slot_accepted(&relay_peer_id);
-                    self.emit(NetEvent::RelayReserved(relay_peer_id));
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                info!(relay = %relay_peer_id, "relay slot reserved");
+                self.reach.slot_accepted(&relay_peer_id);
+                self.emit(NetEvent::RelayReserved(relay_peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
                 remote_peer_id,
