@@ -124,8 +124,10 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
                 || format!("{} (not a HearthNet node id)", p.peer_id),
                 |n| render::short_id(&n.to_hex()).to_owned(),
             );
-            let how = p.connection.map_or("", |k| k.as_str());
-            writeln!(w, "  {who}  {how}  last sync {synced}")?;
+            match p.connection {
+                Some(how) => writeln!(w, "  {who}  last sync {synced}  ({})", how.as_str())?,
+                None => writeln!(w, "  {who}  last sync {synced}")?,
+            }
         }
         let r = &status.reach;
         let reachability = match r.reachability {
@@ -141,7 +143,17 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
         }
         for res in &r.reservations {
             let state = if res.accepted { "reserved" } else { "asking" };
-            writeln!(w, "relay slot  {}  {state}", res.relay)?;
+            // By node id, as everywhere people read this.
+            let relay = res
+                .relay
+                .parse::<libp2p::PeerId>()
+                .ok()
+                .and_then(|p| crate::net::identity::node_id(&p))
+                .map_or_else(
+                    || res.relay.clone(),
+                    |n| render::short_id(&n.to_hex()).to_owned(),
+                );
+            writeln!(w, "relay slot  {relay}  {state}")?;
         }
         if r.relay_server {
             writeln!(w, "relaying    for {} reservations", r.reservations_held)?;
