@@ -31,8 +31,13 @@ pub struct Community {
 
 impl Community {
     pub fn new(members: &[Identity]) -> anyhow::Result<Community> {
+        Community::named(members, "Mesh Street")
+    }
+
+    /// A community of its own: another name, another genesis, another id.
+    pub fn named(members: &[Identity], name: &str) -> anyhow::Result<Community> {
         let anchor = identity(1);
-        let genesis = genesis(&anchor, "Mesh Street")?;
+        let genesis = genesis(&anchor, name)?;
         let community = genesis
             .founded_community()
             .ok_or_else(|| anyhow!("not a genesis"))?;
@@ -121,6 +126,11 @@ pub fn test_net_config(bootstrap: Vec<Multiaddr>) -> NetConfig {
         sync_interval: Duration::from_secs(3600),
         idle_timeout: Duration::from_secs(300),
         ban_duration: hearth_node::net::gossip::BAN_DURATION,
+        // No router to map ports on in tests.
+        reach: hearth_node::net::reach::ReachConfig {
+            upnp: false,
+            ..Default::default()
+        },
         ..NetConfig::default()
     }
 }

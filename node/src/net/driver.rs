@@ -18,13 +18,17 @@ use hearth_proto::{EventHash, NodeId};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::metrics::Registry;
 use libp2p::swarm::{ListenError, SwarmEvent};
-use libp2p::{identify, mdns, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    dcutr, identify, kad, mdns, noise, relay, request_response, tcp, upnp, yamux, Multiaddr,
+    PeerId, Swarm,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::changes::{Change, ChangeFeed, PeerChange, PostGone, Stamped};
+use super::reach::{self, ConnKind, Reach, ReachConfig};
 use super::wire::{BusRequest, BusResponse, SyncRequest, SyncResponse};
 use super::{gossip, identity};
 use crate::core::bus::{BusError, BusQueue, Caller};
@@ -77,6 +81,9 @@ pub struct NetConfig {
     pub ban_duration: Duration,
     /// The embedding model and vector store for semantic search.
     pub search: SearchSetup,
+    /// Reaching peers beyond the LAN: anchor profile, relays, hole
+    /// punching, UPnP, Kademlia's walk (see `ReachConfig`).
+    pub reach: ReachConfig,
 }
 
 impl Default for NetConfig {
@@ -97,6 +104,7 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             ban_duration: gossip::BAN_DURATION,
             search: SearchSetup::default(),
+            reach: ReachConfig::default(),
         }
     }
 }
@@ -163,6 +171,10 @@ pub enum Command {
 #[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub node_id: NodeId,
+    /// The libp2p peer id of this node (what routing tables and relays
+    /// name it by).
+    #[serde(default)]
+    pub peer_id: String,
     pub community: hearth_proto::CommunityId,
     /// The community's name now (the genesis name, or an anchor's rename).
     #[serde(default)]
@@ -190,6 +202,9 @@ pub struct Status {
     /// Peers refused for falling below gossipsub's graylist threshold.
     #[serde(default)]
     pub banned: Vec<BannedPeer>,
+    /// This node's reachability, relay slots and routing table.
+    #[serde(default)]
+    pub reach: reach::ReachStatus,
 }
 
 /// A peer the node refuses for now (see `gossip::BanList`).
@@ -227,6 +242,9 @@ pub struct PeerStatus {
     pub last_sync_ms: Option<u64>,
     /// Gossipsub's score of the peer (negative: it sent invalid events).
     pub score: Option<f64>,
+    /// How the peer is connected: direct, relayed or hole-punched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnKind>,
 }
 
 /// Things tests and the API can watch for, instead of sleeping.
@@ -255,6 +273,35 @@ pub enum NetEvent {
     SyncDone {
         peer: PeerId,
     },
+    /// Kademlia added a member of this community to the routing table.
+    Discovered(PeerId),
+    /// A relay accepted this node's reservation.
+    RelayReserved(PeerId),
+    /// A relay slot this node asked for is gone or was refused; `reason`
+    /// names the protocol's status when the relay gave one.
+    RelaySlotLost {
+        relay: PeerId,
+        reason: String,
+    },
+    /// This node's relay server refused a reservation with this status
+    /// code of the circuit relay v2 protocol (e.g. `RESOURCE_LIMIT_EXCEEDED`).
+    ReservationDenied {
+        peer: PeerId,
+        status: String,
+    },
+    /// This node's relay server accepted a reservation.
+    ReservationAccepted(PeerId),
+    /// A circuit through this node's relay server closed; `error` says why
+    /// when it did not end normally (a data or time limit, a reset).
+    CircuitClosed {
+        src: PeerId,
+        dst: PeerId,
+        error: Option<String>,
+    },
+    /// DCUtR upgraded the relayed connection to `peer` to a direct one.
+    HolePunched(PeerId),
+    /// An address of this node was confirmed reachable from outside.
+    ExternalConfirmed(Multiaddr),
 }
 
 /// Handle to a running driver.
@@ -463,6 +510,7 @@ pub fn build_swarm<S: EventStore>(
     let community = node.community();
     let heartbeat = cfg.heartbeat;
     let mdns_on = cfg.mdns;
+    let reach = cfg.reach.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -472,8 +520,20 @@ pub fn build_swarm<S: EventStore>(
         )
         .context("TCP transport")?
         .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .context("relay client transport")?
         .with_behaviour(
-            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+            |key, relay_client| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let local = key.public().to_peer_id();
+                let relay_on = reach.anchor || reach.relay_server;
+                let mut kad = behaviour::kad_behaviour(&community, local, reach.walk_interval)?;
+                if reach.anchor {
+                    // Reachable by profile: answer queries from the start.
+                    kad.set_mode(Some(kad::Mode::Server));
+                }
+                // Otherwise kad's own rule: server once an external address
+                // is confirmed (AutoNAT, UPnP, or a relay reservation, which
+                // makes the node reachable through the relay), client before.
                 Ok(Behaviour {
                     blocked: Default::default(),
                     gossipsub: gossip::behaviour(&community, heartbeat)?.with_metrics(
@@ -484,7 +544,19 @@ pub fn build_swarm<S: EventStore>(
                     bus: behaviour::bus_behaviour(),
                     identify: behaviour::identify_behaviour(key),
                     ping: libp2p::ping::Behaviour::default(),
-                    mdns: behaviour::mdns_behaviour(mdns_on, key.public().to_peer_id())?,
+                    mdns: behaviour::mdns_behaviour(mdns_on, local)?,
+                    kad,
+                    autonat_client: Default::default(),
+                    autonat_server: Default::default(),
+                    relay_server: relay_on
+                        .then(|| behaviour::relay_server(local, reach.relay_limits))
+                        .into(),
+                    relay_client,
+                    dcutr: reach
+                        .hole_punching
+                        .then(|| dcutr::Behaviour::new(local))
+                        .into(),
+                    upnp: behaviour::upnp_behaviour(reach.upnp),
                 })
             },
         )
@@ -522,6 +594,9 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         .gossipsub
         .subscribe(&topic)
         .context("subscribe to the community topic")?;
+    for addr in &cfg.reach.external {
+        swarm.add_external_address(addr.clone());
+    }
     for addr in &cfg.bootstrap {
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -559,6 +634,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         offloop,
         finished,
         changes,
+        reach: Reach::default(),
     };
     let span = info_span!("driver", peer = %handle.peer_id);
     Ok(Running {
@@ -599,6 +675,8 @@ struct Driver<S: EventStore> {
     finished: mpsc::Receiver<offloop::Finished>,
     /// The change feed (bounded inside; never blocks the loop).
     changes: std::sync::Arc<ChangeFeed>,
+    /// Connection kinds, reachability and relay slots (bounded inside).
+    reach: Reach,
 }
 
 /// A remote bus call waiting in the queue.
@@ -615,6 +693,37 @@ impl std::fmt::Debug for InboundCall {
             .field("capability", &self.request.capability)
             .finish_non_exhaustive()
     }
+}
+
+/// Addresses taken from one identify message: a node listens on a few;
+/// a peer announcing hundreds would only fill our routing table.
+const IDENTIFY_ADDRS_MAX: usize = 8;
+
+/// A relay status code as the circuit relay v2 spec names it.
+fn status_name(status: &relay::StatusCode) -> &'static str {
+    match status {
+        relay::StatusCode::OK => "OK",
+        relay::StatusCode::ReservationRefused => "RESERVATION_REFUSED",
+        relay::StatusCode::ResourceLimitExceeded => "RESOURCE_LIMIT_EXCEEDED",
+        relay::StatusCode::PermissionDenied => "PERMISSION_DENIED",
+        relay::StatusCode::ConnectionFailed => "CONNECTION_FAILED",
+        relay::StatusCode::NoReservation => "NO_RESERVATION",
+        relay::StatusCode::MalformedMessage => "MALFORMED_MESSAGE",
+        relay::StatusCode::UnexpectedMessage => "UNEXPECTED_MESSAGE",
+    }
+}
+
+/// An error and its sources on one line (a relay's refusal sits a few
+/// levels down in the listener's error).
+fn relay_error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Queued bus calls served per wake of the loop: bounded work per wake.
@@ -922,11 +1031,12 @@ impl<S: EventStore> Driver<S> {
         }
     }
 
-    fn status(&self) -> Status {
+    fn status(&mut self) -> Status {
         let views = self.node.views();
         let me = self.node.node_id();
         Status {
             node_id: me,
+            peer_id: self.swarm.local_peer_id().to_string(),
             community: self.node.community(),
             community_name: views.membership.community_name().to_owned(),
             display_name: views.membership.display_name(&me).map(str::to_owned),
@@ -944,6 +1054,7 @@ impl<S: EventStore> Driver<S> {
                     peer_id: p.to_string(),
                     last_sync_ms: self.last_sync.get(p).copied(),
                     score: self.swarm.behaviour().gossipsub.peer_score(p),
+                    connection: self.reach.kind(p),
                 })
                 .collect(),
             digest: hex::encode(views.digest()),
@@ -955,7 +1066,24 @@ impl<S: EventStore> Driver<S> {
                 .write_state()
                 .advice(&self.node.log().store().location()),
             banned: self.banned(),
+            reach: self.reach_status(),
         }
+    }
+
+    fn reach_status(&mut self) -> reach::ReachStatus {
+        let table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| {
+                b.iter()
+                    .map(|e| e.node.key.preimage().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let relay_on = self.swarm.behaviour().relay_server.is_enabled();
+        self.reach.status(relay_on, table)
     }
 
     fn banned(&self) -> Vec<BannedPeer> {
@@ -1112,34 +1240,77 @@ impl<S: EventStore> Driver<S> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                if self.cfg.reach.anchor && reach::announceable(&address, &self.cfg.listen) {
+                    // The anchor profile is reachable by definition: announce
+                    // what it listens on (identify and kad carry it).
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NetEvent::Listening(address));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
-            } if num_established.get() == 1 => {
-                debug!(peer = %peer_id, "connected");
-                self.changes
-                    .publish(Change::PeerConnected(Self::peer_change(
-                        peer_id,
-                        Some(endpoint.get_remote_address()),
-                    )));
-                self.emit(NetEvent::PeerConnected(peer_id));
-                self.start_sync(peer_id);
+            } => {
+                // A relayed inbound connection's remote address is just
+                // `/p2p/<peer>`: ask the endpoint, not the address.
+                self.reach.connected(
+                    connection_id,
+                    peer_id,
+                    endpoint.get_remote_address().clone(),
+                    endpoint.is_relayed(),
+                );
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                    self.changes
+                        .publish(Change::PeerConnected(Self::peer_change(
+                            peer_id,
+                            Some(endpoint.get_remote_address()),
+                        )));
+                    self.emit(NetEvent::PeerConnected(peer_id));
+                    self.start_sync(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                if let Some(node) = identity::node_id(&peer_id) {
-                    self.node.sync_abort(&node);
+                self.reach.closed(connection_id);
+                if num_established == 0 {
+                    if let Some(node) = identity::node_id(&peer_id) {
+                        self.node.sync_abort(&node);
+                    }
+                    self.changes
+                        .publish(Change::PeerDisconnected(Self::peer_change(peer_id, None)));
+                    self.emit(NetEvent::PeerDisconnected(peer_id));
                 }
-                self.changes
-                    .publish(Change::PeerDisconnected(Self::peer_change(peer_id, None)));
-                self.emit(NetEvent::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                self.reach.external_confirmed(address.clone());
+                self.emit(NetEvent::ExternalConfirmed(address));
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                debug!(%address, "external address expired");
+                self.reach.external_expired(&address);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.reach.listener_closed(listener_id) {
+                    let reason = match reason {
+                        Ok(()) => "closed".to_owned(),
+                        Err(e) => relay_error_chain(&e),
+                    };
+                    info!(%relay, %reason, "relay slot lost");
+                    self.emit(NetEvent::RelaySlotLost { relay, reason });
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 peer_id: Some(peer),
@@ -1154,7 +1325,11 @@ impl<S: EventStore> Driver<S> {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    // Also over a relayed connection: a neighbour on the
+                    // same LAN is better reached directly (hole punching
+                    // through one's own router rarely works: no hairpin).
+                    let relayed_only = self.reach.kind(&peer) == Some(ConnKind::Relayed);
+                    if !self.swarm.is_connected(&peer) || relayed_only {
                         let _ = self.swarm.dial(addr);
                     }
                 }
@@ -1163,8 +1338,134 @@ impl<S: EventStore> Driver<S> {
                 peer_id,
                 info,
                 ..
-            })) => debug!(peer = %peer_id, agent = %info.agent_version, "identified"),
+            })) => {
+                debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                self.on_identified(peer_id, info);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(e)) => {
+                debug!(addr = %e.tested_addr, server = %e.server, ok = e.result.is_ok(), "AutoNAT probe");
+                self.reach.autonat_result(e.result.is_ok());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(e)) => self.on_relay_server(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                info!(relay = %relay_peer_id, "relay slot reserved");
+                self.reach.slot_accepted(&relay_peer_id);
+                self.emit(NetEvent::RelayReserved(relay_peer_id));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(connection) => {
+                    info!(peer = %remote_peer_id, "hole punched: direct connection");
+                    self.reach.hole_punched(connection);
+                    self.emit(NetEvent::HolePunched(remote_peer_id));
+                }
+                Err(e) => debug!(peer = %remote_peer_id, error = %e, "hole punch failed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => match e {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    info!(%external_addr, "UPnP mapped a port on the router");
+                }
+                other => debug!(event = ?other, "UPnP"),
+            },
             _ => {}
+        }
+    }
+
+    /// A peer told us who it is: a member of this community (it speaks our
+    /// Kademlia protocol) enters the routing table with the addresses it
+    /// listens on; a relay gets asked for a slot while we are not
+    /// reachable.
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
+        if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
+            for addr in info.listen_addrs.into_iter().take(IDENTIFY_ADDRS_MAX) {
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+            }
+        }
+        let relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+        if relays && self.reach.wants_slot(&peer, self.cfg.reach.relays_max) {
+            let Some(addr) = self.reach.direct_addr(&peer) else {
+                return;
+            };
+            let circuit = addr
+                .with_p2p(peer)
+                .unwrap_or_else(|a| a)
+                .with(libp2p::multiaddr::Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    info!(%circuit, "asking the relay for a slot");
+                    self.reach.slot_requested(peer, listener);
+                }
+                Err(e) => warn!(%circuit, error = %e, "cannot listen through the relay"),
+            }
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        // Only routing-table changes matter: the periodic walk (bootstrap)
+        // and identify fill the table; a new member gets dialed.
+        if let kad::Event::RoutingUpdated {
+            peer,
+            is_new_peer: true,
+            addresses,
+            ..
+        } = event
+        {
+            debug!(%peer, "member discovered");
+            self.emit(NetEvent::Discovered(peer));
+            let connected = self.swarm.connected_peers().count();
+            if self.swarm.is_connected(&peer) || connected >= reach::PEERS_DIALED_MAX {
+                return;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses.into_vec())
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, error = %e, "cannot dial a discovered member");
+            }
+        }
+    }
+
+    fn on_relay_server(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.reach.held(src_peer_id);
+                self.emit(NetEvent::ReservationAccepted(src_peer_id));
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                let status = status_name(&status);
+                info!(peer = %src_peer_id, %status, "relay reservation refused");
+                self.emit(NetEvent::ReservationDenied {
+                    peer: src_peer_id,
+                    status: status.to_owned(),
+                });
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.reach.released(&src_peer_id);
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
+                self.emit(NetEvent::CircuitClosed {
+                    src: src_peer_id,
+                    dst: dst_peer_id,
+                    error: error.map(|e| e.to_string()),
+                });
+            }
+            other => debug!(event = ?other, "relay server"),
         }
     }
 

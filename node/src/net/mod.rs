@@ -9,4 +9,5 @@ pub mod driver;
 pub mod gossip;
 pub mod identity;
 pub mod local_api;
+pub mod reach;
 pub mod wire;

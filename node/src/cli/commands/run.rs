@@ -21,6 +21,7 @@ use crate::cli::Ctx;
 use crate::core::Node;
 use crate::net::driver::{self, NetConfig, NetEvent};
 use crate::net::local_api;
+use crate::net::reach::{self, ReachConfig};
 use crate::store::SledStore;
 
 /// The name a first run founds its community with when nobody gives one;
@@ -68,6 +69,45 @@ pub struct RunArgs {
     /// included, then needs the token.
     #[arg(long)]
     pub lan: bool,
+    /// The profile of an always-on community machine with a public
+    /// address: listens on all interfaces on --port (TCP and QUIC), relays
+    /// for households behind NAT, answers Kademlia queries, no mDNS; prints
+    /// the address to put in invites.
+    #[arg(long)]
+    pub anchor: bool,
+    /// The fixed port of --anchor (TCP and UDP/QUIC).
+    #[arg(long, value_name = "PORT", default_value_t = ANCHOR_PORT, requires = "anchor")]
+    pub port: u16,
+    /// Relay for households behind NAT without the rest of --anchor (only
+    /// useful on a node others can reach).
+    #[arg(long)]
+    pub relay_server: bool,
+    /// Do not ask the home router to forward a port (UPnP).
+    #[arg(long)]
+    pub no_upnp: bool,
+    /// Announce this address as reachable without waiting for AutoNAT to
+    /// confirm it (an anchor behind a port forward); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external: Vec<Multiaddr>,
+    /// Period of the Kademlia walk that finds community members this node
+    /// has not met.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub discovery_interval_seconds: u64,
+}
+
+/// The port `--anchor` listens on unless `--port` says otherwise
+/// (libp2p's customary port).
+pub const ANCHOR_PORT: u16 = 4001;
+
+/// The listen addresses of the anchor profile: every interface, `port`,
+/// TCP and QUIC.
+pub fn anchor_listen(port: u16) -> Vec<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let any = Multiaddr::empty().with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED));
+    vec![
+        any.clone().with(Protocol::Tcp(port)),
+        any.with(Protocol::Udp(port)).with(Protocol::QuicV1),
+    ]
 }
 
 pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
@@ -107,16 +147,26 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
     }
     bootstrap.extend(saved_peers(ctx)?);
     let defaults = NetConfig::default();
+    let listen = match (a.listen.is_empty(), a.anchor) {
+        (false, _) => a.listen,
+        (true, true) => anchor_listen(a.port),
+        (true, false) => defaults.listen.clone(),
+    };
     let cfg = NetConfig {
-        listen: if a.listen.is_empty() {
-            defaults.listen.clone()
-        } else {
-            a.listen
-        },
+        listen,
         bootstrap,
-        mdns: !a.no_mdns,
+        // An anchor's neighbours are on the internet, not its LAN.
+        mdns: !a.no_mdns && !a.anchor,
         sync_interval: Duration::from_secs(a.sync_interval_seconds.max(1)),
         search: crate::semantic::setup(ctx.dir.root())?,
+        reach: ReachConfig {
+            anchor: a.anchor,
+            relay_server: a.relay_server,
+            upnp: !a.no_upnp && !a.anchor,
+            external: a.external,
+            walk_interval: Duration::from_secs(a.discovery_interval_seconds.max(1)),
+            ..defaults.reach.clone()
+        },
         ..defaults
     };
     serve(node, cfg, &ctx.dir.socket_path(), &genesis, http)
@@ -167,6 +217,7 @@ fn serve(
     // The current name: an anchor may have renamed the community since
     // the genesis.
     let name = node.views().membership.community_name().to_owned();
+    let anchor = cfg.reach.anchor;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,10 +249,17 @@ fn serve(
             println!("HTTP API: {}", http.url());
         }
         let mut events = running.events;
+        let peer = running.handle.peer_id;
         let printer = tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
                 if let NetEvent::Listening(addr) = e {
                     println!("listening on {addr}");
+                    if anchor && invite_worthy(&addr) {
+                        let full = format!("{addr}/p2p/{peer}");
+                        println!(
+                            "address for invites: {full}  (hearth community invite --addr {full})"
+                        );
+                    }
                 }
             }
         });
@@ -229,6 +287,12 @@ fn serve(
         println!("stopped cleanly");
         Ok(())
     })
+}
+
+/// Whether an anchor's listen address belongs in invites: not loopback
+/// (useless to anyone else) and not through a relay.
+fn invite_worthy(addr: &Multiaddr) -> bool {
+    !reach::is_loopback(addr) && !reach::is_relayed(addr)
 }
 
 /// `node <hex id> in community "<name>" (<community id>)`.

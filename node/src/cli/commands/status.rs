@@ -124,8 +124,41 @@ fn running_status(ctx: &mut Ctx, client: &mut crate::cli::client::Client) -> any
                 || format!("{} (not a HearthNet node id)", p.peer_id),
                 |n| render::short_id(&n.to_hex()).to_owned(),
             );
-            writeln!(w, "  {who}  last sync {synced}")?;
+            match p.connection {
+                Some(how) => writeln!(w, "  {who}  last sync {synced}  ({})", how.as_str())?,
+                None => writeln!(w, "  {who}  last sync {synced}")?,
+            }
         }
+        let r = &status.reach;
+        let reachability = match r.reachability {
+            crate::net::reach::Reachability::Public => "public (others can dial this node)",
+            crate::net::reach::Reachability::Private => {
+                "behind NAT (reached through relays; hole punching upgrades)"
+            }
+            crate::net::reach::Reachability::Unknown => "not known yet (AutoNAT has not answered)",
+        };
+        writeln!(w, "reachable   {reachability}")?;
+        for a in &r.external {
+            writeln!(w, "external    {a}")?;
+        }
+        for res in &r.reservations {
+            let state = if res.accepted { "reserved" } else { "asking" };
+            // By node id, as everywhere people read this.
+            let relay = res
+                .relay
+                .parse::<libp2p::PeerId>()
+                .ok()
+                .and_then(|p| crate::net::identity::node_id(&p))
+                .map_or_else(
+                    || res.relay.clone(),
+                    |n| render::short_id(&n.to_hex()).to_owned(),
+                );
+            writeln!(w, "relay slot  {relay}  {state}")?;
+        }
+        if r.relay_server {
+            writeln!(w, "relaying    for {} reservations", r.reservations_held)?;
+        }
+        writeln!(w, "members known (Kademlia)  {}", r.routing_table.len())?;
         if status.gossip.rate_limited > 0 {
             writeln!(
                 w,
