@@ -116,6 +116,12 @@ impl Embedder {
         ids
     }
 
+    /// Multiply-adds the encoder spends on one text of `tokens` tokens
+    /// (benchmarks compare the measured rate with the core's).
+    pub fn multiply_adds(&self, tokens: usize) -> u64 {
+        self.model.multiply_adds(tokens)
+    }
+
     /// One L2-normalised vector per text, in order. Texts are run through
     /// the encoder in batches of about [`BATCH_TOKENS_MAX`] tokens; each
     /// text's vector does not depend on the others in its batch.

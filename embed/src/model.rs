@@ -27,9 +27,9 @@ struct Branch {
     order: usize,
     left: usize,
     /// `order * cnn × cnn`, and bias.
-    w1: Vec<f32>,
+    w1: Packed,
     b1: Vec<f32>,
-    w2: Vec<f32>,
+    w2: Packed,
     b2: Vec<f32>,
 }
 
@@ -54,21 +54,21 @@ pub struct Model {
     /// Per block: value = code * scale + lo.
     scale: Vec<f32>,
     lo: Vec<f32>,
-    proj_w: Vec<f32>,
+    proj_w: Packed,
     proj_b: Vec<f32>,
     ln_all_g: Vec<f32>,
     ln_all_b: Vec<f32>,
     branches: Vec<Branch>,
     ln_g: Vec<f32>,
     ln_b: Vec<f32>,
-    cnn_w: Vec<f32>,
+    cnn_w: Packed,
     cnn_b: Vec<f32>,
-    d0: Vec<f32>,
-    p1: Vec<f32>,
-    d1: Vec<f32>,
-    d2: Vec<f32>,
-    p3: Vec<f32>,
-    d3: Vec<f32>,
+    d0: Packed,
+    p1: Packed,
+    d1: Packed,
+    d2: Packed,
+    p3: Packed,
+    d3: Packed,
     eps: f32,
 }
 
@@ -120,6 +120,10 @@ impl<R: Read + Seek> Reader<'_, R> {
 
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
         Ok(self.f32s(name, &[Some(rows), Some(cols)])?.1)
+    }
+
+    fn packed(&mut self, name: &str, rows: usize, cols: usize) -> Result<Packed, String> {
+        Ok(Packed::new(&self.matrix(name, rows, cols)?, rows, cols))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
@@ -197,9 +201,9 @@ impl Model {
             branches.push(Branch {
                 order,
                 left,
-                w1: r.matrix(&format!("w1_{suffix}"), order * cnn, cnn)?,
+                w1: r.packed(&format!("w1_{suffix}"), order * cnn, cnn)?,
                 b1: r.vector(&format!("b1_{suffix}"), cnn)?,
-                w2: r.matrix(&format!("w2_{suffix}"), order * cnn, cnn)?,
+                w2: r.packed(&format!("w2_{suffix}"), order * cnn, cnn)?,
                 b2: r.vector(&format!("b2_{suffix}"), cnn)?,
             });
         }
@@ -209,11 +213,11 @@ impl Model {
         let (_, sent, cnn_w) = r.cols("cnn_W", Some(feat))?;
         let cnn_b = r.vector("cnn_b", sent)?;
         let (_, hidden, d0) = r.cols("d0", Some(sent))?;
-        let p1 = r.matrix("p1", sent, hidden)?;
-        let d1 = r.matrix("d1", hidden, hidden)?;
+        let p1 = r.packed("p1", sent, hidden)?;
+        let d1 = r.packed("d1", hidden, hidden)?;
         let (_, wide, d2) = r.cols("d2", Some(hidden))?;
-        let p3 = r.matrix("p3", hidden, DIM)?;
-        let d3 = r.matrix("d3", wide, DIM)?;
+        let p3 = r.packed("p3", hidden, DIM)?;
+        let d3 = r.packed("d3", wide, DIM)?;
         let (eps_shape, eps) = r.array("eps")?;
         let eps = match (eps_shape.is_empty(), eps) {
             (true, Data::F64(v)) if v.len() == 1 => v[0] as f32,
@@ -225,6 +229,10 @@ impl Model {
                 "entry eps.npy is {eps}, expected a small positive number"
             ));
         }
+        let proj_w = Packed::new(&proj_w, emb, three);
+        let cnn_w = Packed::new(&cnn_w, feat, sent);
+        let d0 = Packed::new(&d0, sent, hidden);
+        let d2 = Packed::new(&d2, hidden, wide);
         Ok(Model {
             emb,
             cnn,
@@ -253,6 +261,28 @@ impl Model {
             d3,
             eps,
         })
+    }
+
+    /// Multiply-adds of the matrix products for one text of `tokens`
+    /// tokens (what the forward pass costs, for benchmarks' ceilings).
+    pub fn multiply_adds(&self, tokens: usize) -> u64 {
+        let (emb, cnn) = (self.emb as u64, self.cnn as u64);
+        let per_token = emb * 3 * cnn
+            + self
+                .branches
+                .iter()
+                .map(|b| 2 * b.order as u64 * cnn * cnn)
+                .sum::<u64>();
+        let (feat, sent, hid, wide) = (
+            emb + 3 * cnn,
+            self.sent as u64,
+            self.hidden as u64,
+            self.wide as u64,
+        );
+        let dim = DIM as u64;
+        let per_text =
+            feat * sent + 2 * sent * hid + hid * hid + hid * wide + hid * dim + wide * dim;
+        tokens as u64 * per_token + per_text
     }
 
     /// How many piece ids the table covers.
@@ -289,16 +319,7 @@ impl Model {
         }
 
         let mut x = repeat_rows(&self.proj_b, tokens);
-        matmul(
-            &feats,
-            feat,
-            tokens,
-            emb,
-            &self.proj_w,
-            three,
-            &mut x,
-            three,
-        );
+        matmul(&feats, feat, tokens, &self.proj_w, &mut x, three);
         layer_norm(&mut x, three, &self.ln_all_g, &self.ln_all_b, self.eps);
 
         let widest = self.branches.iter().map(|b| b.order).max().unwrap_or(1);
@@ -316,7 +337,7 @@ impl Model {
                 &mut window[..tokens * k],
             );
             let mut h = repeat_rows(&branch.b1, tokens);
-            matmul(&window, k, tokens, k, &branch.w1, cnn, &mut h, cnn);
+            matmul(&window, k, tokens, &branch.w1, &mut h, cnn);
             for (hr, xr) in h.chunks_exact_mut(cnn).zip(x.chunks_exact(three)) {
                 for (v, &r) in hr.iter_mut().zip(&xr[b * cnn..(b + 1) * cnn]) {
                     *v = v.max(0.0) + r;
@@ -328,16 +349,7 @@ impl Model {
             for row in feats.chunks_exact_mut(feat) {
                 row[off..off + cnn].copy_from_slice(&branch.b2);
             }
-            matmul(
-                &window,
-                k,
-                tokens,
-                k,
-                &branch.w2,
-                cnn,
-                &mut feats[off..],
-                feat,
-            );
+            matmul(&window, k, tokens, &branch.w2, &mut feats[off..], feat);
             for (fr, hr) in feats.chunks_exact_mut(feat).zip(h.chunks_exact(cnn)) {
                 for (v, &r) in fr[off..off + cnn].iter_mut().zip(hr) {
                     *v = v.max(0.0) + r;
@@ -367,16 +379,7 @@ impl Model {
                 *v = len * bias;
             }
         }
-        matmul(
-            &sums,
-            feat,
-            n,
-            feat,
-            &self.cnn_w,
-            self.sent,
-            &mut mean,
-            self.sent,
-        );
+        matmul(&sums, feat, n, &self.cnn_w, &mut mean, self.sent);
         for (m, &(a, b)) in mean.chunks_exact_mut(self.sent).zip(&bounds) {
             let r = 1.0 / ((b - a) as f32).sqrt();
             m.iter_mut().for_each(|v| *v *= r);
@@ -386,18 +389,18 @@ impl Model {
         // y2 = relu(y1·d2); z = tanh(y1·p3 + y2·d3).
         let (hid, wide) = (self.hidden, self.wide);
         let mut y0 = vec![0.0f32; n * hid];
-        matmul(&mean, self.sent, n, self.sent, &self.d0, hid, &mut y0, hid);
+        matmul(&mean, self.sent, n, &self.d0, &mut y0, hid);
         relu(&mut y0);
         let mut y1 = vec![0.0f32; n * hid];
-        matmul(&mean, self.sent, n, self.sent, &self.p1, hid, &mut y1, hid);
-        matmul(&y0, hid, n, hid, &self.d1, hid, &mut y1, hid);
+        matmul(&mean, self.sent, n, &self.p1, &mut y1, hid);
+        matmul(&y0, hid, n, &self.d1, &mut y1, hid);
         relu(&mut y1);
         let mut y2 = vec![0.0f32; n * wide];
-        matmul(&y1, hid, n, hid, &self.d2, wide, &mut y2, wide);
+        matmul(&y1, hid, n, &self.d2, &mut y2, wide);
         relu(&mut y2);
         let mut z = vec![0.0f32; n * DIM];
-        matmul(&y1, hid, n, hid, &self.p3, DIM, &mut z, DIM);
-        matmul(&y2, wide, n, wide, &self.d3, DIM, &mut z, DIM);
+        matmul(&y1, hid, n, &self.p3, &mut z, DIM);
+        matmul(&y2, wide, n, &self.d3, &mut z, DIM);
         for (o, zr) in out.iter_mut().zip(z.chunks_exact(DIM)) {
             for (v, &s) in o.iter_mut().zip(zr) {
                 *v = s.tanh();
@@ -469,51 +472,66 @@ fn gather(
 /// Output columns a kernel keeps in registers per row.
 const TILE: usize = 8;
 
-/// `out += x · w`: `x` is `rows × k` (rows `ldx` apart), `w` is `k × n`
-/// row-major, `out` is `rows × n` (rows `ldo` apart). Four rows at a
-/// time, eight output columns held in registers while `w` streams by
-/// rows: each weight is loaded once per four rows, with no BLAS.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    x: &[f32],
-    ldx: usize,
-    rows: usize,
+/// A weight matrix (`k × n`, `x · W`) packed once at load for the kernel:
+/// panels of [`TILE`] columns, each panel's `k` rows contiguous (the last
+/// panel zero-padded), so the kernel reads weights strictly in order.
+#[derive(Debug)]
+struct Packed {
     k: usize,
-    w: &[f32],
     n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    debug_assert!(w.len() >= k * n);
+    panels: Vec<f32>,
+}
+
+impl Packed {
+    fn new(w: &[f32], k: usize, n: usize) -> Packed {
+        debug_assert_eq!(w.len(), k * n);
+        let count = n.div_ceil(TILE);
+        let mut panels = vec![0.0f32; count * k * TILE];
+        for (p, panel) in panels.chunks_exact_mut(k * TILE).enumerate() {
+            let c0 = p * TILE;
+            let width = TILE.min(n - c0);
+            for (dst, row) in panel.chunks_exact_mut(TILE).zip(w.chunks_exact(n)) {
+                dst[..width].copy_from_slice(&row[c0..c0 + width]);
+            }
+        }
+        Packed { k, n, panels }
+    }
+}
+
+/// `out += x · w`: `x` is `rows × w.k` (rows `ldx` apart), `out` is
+/// `rows × w.n` (rows `ldo` apart). Four rows at a time with [`TILE`]
+/// output columns held in registers while a panel streams in order: each
+/// weight is loaded once per four rows, with no BLAS.
+fn matmul(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32], ldo: usize) {
     let mut r = 0;
     while r + 4 <= rows {
-        block::<4>(x, ldx, r, k, w, n, out, ldo);
+        block::<4>(x, ldx, r, w, out, ldo);
         r += 4;
     }
     while r < rows {
-        block::<1>(x, ldx, r, k, w, n, out, ldo);
+        block::<1>(x, ldx, r, w, out, ldo);
         r += 1;
     }
 }
 
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn block<const R: usize>(
     x: &[f32],
     ldx: usize,
     r0: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
+    w: &Packed,
     out: &mut [f32],
     ldo: usize,
 ) {
+    let k = w.k;
     let xr: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * ldx..(r0 + i) * ldx + k]);
-    let full = n / TILE * TILE;
-    for c0 in (0..full).step_by(TILE) {
+    for (p, panel) in w.panels.chunks_exact(k * TILE).enumerate() {
         let mut acc = [[0.0f32; TILE]; R];
-        for kk in 0..k {
-            let wr = &w[kk * n + c0..kk * n + c0 + TILE];
+        for (kk, wr) in panel.chunks_exact(TILE).enumerate() {
+            let Ok(wr) = <&[f32; TILE]>::try_from(wr) else {
+                continue; // chunks_exact yields TILE-long chunks only
+            };
             for i in 0..R {
                 let a = xr[i][kk];
                 for c in 0..TILE {
@@ -521,17 +539,13 @@ fn block<const R: usize>(
                 }
             }
         }
+        let c0 = p * TILE;
+        let width = TILE.min(w.n - c0);
         for i in 0..R {
-            let o = &mut out[(r0 + i) * ldo + c0..(r0 + i) * ldo + c0 + TILE];
-            for c in 0..TILE {
-                o[c] += acc[i][c];
+            let o = &mut out[(r0 + i) * ldo + c0..(r0 + i) * ldo + c0 + width];
+            for (v, a) in o.iter_mut().zip(&acc[i]) {
+                *v += a;
             }
-        }
-    }
-    for c in full..n {
-        for i in 0..R {
-            let s: f32 = (0..k).map(|kk| xr[i][kk] * w[kk * n + c]).sum();
-            out[(r0 + i) * ldo + c] += s;
         }
     }
 }
@@ -540,14 +554,14 @@ fn block<const R: usize>(
 mod tests {
     use super::*;
 
-    /// The blocked kernel equals the textbook triple loop, for row counts around the block size and odd widths.
+    /// The packed blocked kernel equals the textbook triple loop, for row counts around the block size and widths that are not a multiple of the tile.
     #[test]
     fn matmul_matches_the_naive_product() {
         for (rows, k, n) in [(1, 3, 5), (4, 7, 8), (5, 16, 19), (9, 2, 24)] {
             let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 - 3.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
             let mut out = vec![1.0f32; rows * n];
-            matmul(&x, k, rows, k, &w, n, &mut out, n);
+            matmul(&x, k, rows, &Packed::new(&w, k, n), &mut out, n);
             for r in 0..rows {
                 for c in 0..n {
                     let want: f32 = 1.0 + (0..k).map(|i| x[r * k + i] * w[i * n + c]).sum::<f32>();
