@@ -3,12 +3,13 @@
 //! (this machine is noisy; only same-run ratios compare across runs).
 //! Progress goes to stderr.
 //!
-//! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`], and
-//! the multi-node ones in [`mesh`]. The single-node figures share one
+//! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`],
+//! [`embed`] (the embedding model), and the multi-node ones in [`mesh`]. The single-node figures share one
 //! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
 //! a few membership changes), signed on every core.
 
+pub mod embed;
 pub mod ingest;
 pub mod list;
 pub mod mesh;
