@@ -89,19 +89,25 @@ fn status_mb(key: &str) -> Option<f64> {
 
 /// Multiply-adds per second of the sgemm the forward pass uses (ndarray
 /// over matrixmultiply) on its largest product per batch: 384 tokens'
-/// order-5 windows (384 x 1280) times a 1280 x 256 weight matrix.
+/// order-5 windows (384 x 1280) times a 1280 x 256 weight matrix, best
+/// of five rounds of `reps` products.
 fn sgemm_macs_per_s(reps: usize) -> f64 {
     let (m, k, n) = (384, 1280, 256);
     let a = ndarray::Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.01);
     let b = ndarray::Array2::from_shape_fn((k, n), |(i, j)| ((i + j * 3) % 11) as f32 * 0.01);
     let mut c = ndarray::Array2::<f32>::zeros((m, n));
     ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c);
-    let t = Instant::now();
-    for _ in 0..reps {
-        ndarray::linalg::general_mat_mul(1.0, &a, &b, 1.0, &mut c);
-        std::hint::black_box(&mut c);
+    // Best of five rounds: a ceiling should not count other processes' turns.
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            ndarray::linalg::general_mat_mul(1.0, &a, &b, 1.0, &mut c);
+            std::hint::black_box(&mut c);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
     }
-    (reps * m * k * n) as f64 / t.elapsed().as_secs_f64()
+    (reps * m * k * n) as f64 / best
 }
 
 pub fn embed(texts_n: usize) -> anyhow::Result<()> {
@@ -158,7 +164,7 @@ pub fn embed(texts_n: usize) -> anyhow::Result<()> {
     let (batch32, batch32_cpu) = timed(BATCH);
     let peak = status_mb("VmHWM:");
 
-    let kernel = sgemm_macs_per_s(20);
+    let kernel = sgemm_macs_per_s(8);
     let ceiling = kernel / (macs as f64 / refs.len() as f64);
     let mb = |x: Option<f64>| x.map(|v| round(v, 1));
     emit(figure(
