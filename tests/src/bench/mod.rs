@@ -4,13 +4,14 @@
 //! Progress goes to stderr.
 //!
 //! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`],
-//! [`search`] (its own fixture: the relevance set's posts), the multi-node
-//! ones in [`mesh`], and the HTTP stream's fan-out in [`sse`]. The
-//! single-node figures share one
+//! [`search`] (its own fixture: the relevance set's posts), [`embed`] (the
+//! embedding model), the multi-node ones in [`mesh`], and the HTTP stream's
+//! fan-out in [`sse`]. The single-node figures share one
 //! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
 //! a few membership changes), signed on every core.
 
+pub mod embed;
 pub mod ingest;
 pub mod list;
 pub mod mesh;

@@ -2,13 +2,14 @@
 //! tests/src/bench), progress on stderr.
 //!
 //! Flags: `--quick` (small sizes, a smoke run), `--only NAME` (one figure:
-//! ingest, replay, list, sync, gossip, throughput, search, sse; repeatable).
+//! embed, ingest, replay, list, sync, gossip, throughput, search, sse; repeatable).
 
 use anyhow::{bail, Context};
-use hearth_tests::bench::{self, ingest, list, mesh, replay, search, sse, sync};
+use hearth_tests::bench::{self, embed, ingest, list, mesh, replay, search, sse, sync};
 use serde_json::json;
 
-const FIGURES: [&str; 8] = [
+const FIGURES: [&str; 9] = [
+    "embed",
     "ingest",
     "replay",
     "list",
@@ -19,7 +20,7 @@ const FIGURES: [&str; 8] = [
     "sse",
 ];
 const USAGE: &str =
-    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput|search|sse]...";
+    "usage: scripts/bench [--quick] [--only embed|ingest|replay|list|sync|gossip|throughput|search|sse]...";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -51,6 +52,10 @@ fn main() -> anyhow::Result<()> {
     let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     bench::emit(bench::figure("machine", machine(quick)));
     let scale = |full: usize, small: usize| if quick { small } else { full };
+    // First, so its resident-memory figure is not inflated by the others.
+    if want("embed") {
+        embed::embed(scale(2_000, 320))?;
+    }
     if want("ingest") {
         ingest::ingest(scale(20_000, 4_000))?;
     }
