@@ -462,3 +462,24 @@ fn snapshot_round_trip_keeps_conversations() {
         .thread(&w.offer(), &restored.membership);
     assert_eq!(t.accepted.unwrap().fulfilled_by(), w.b.node_id());
 }
+
+/// A 100-character message (no post reference) is a two-block box, 560
+/// bytes, and its `dm.sealed` event stays under 850 bytes in the log (the
+/// figure docs/decisions.md gives).
+#[test]
+fn sealed_message_log_cost_per_100_characters() {
+    let w = World::new();
+    let msg = DirectMessage {
+        from: w.b.node_id(),
+        to: w.a.node_id(),
+        post: None,
+        body: "x".repeat(100),
+        ts: NOW,
+    };
+    let sealed = seal(&w.b, &msg, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+    assert_eq!(sealed.len(), 48 + 2 * 256);
+    let event = w.dm(&w.b, &w.a, 5, 200, sealed);
+    let size = event.bytes().len();
+    println!("dm.sealed event with 100 characters: {size} bytes");
+    assert!((560..850).contains(&size), "{size}");
+}
