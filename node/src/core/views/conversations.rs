@@ -282,6 +282,14 @@ impl ConversationsView {
             .flat_map(|(_, pair)| pair.values())
     }
 
+    /// Sealed messages sent by `from`, per recipient, oldest first.
+    pub fn sealed_from(&self, from: NodeId) -> impl Iterator<Item = &Sealed> + '_ {
+        self.facts
+            .sealed
+            .range((from, NodeId([0; 32]))..=(from, NodeId([0xff; 32])))
+            .flat_map(|(_, pair)| pair.values())
+    }
+
     /// Sealed messages from `from` to `to`, oldest first.
     pub fn sealed_between(&self, from: &NodeId, to: &NodeId) -> impl Iterator<Item = &Sealed> {
         self.facts
