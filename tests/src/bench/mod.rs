@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod list;
 pub mod mesh;
 pub mod replay;
+pub mod sealed;
 pub mod sync;
 
 use std::time::Instant;
