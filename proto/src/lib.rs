@@ -8,6 +8,7 @@
 //! - [`event`]: the envelope, signing and verification; [`VerifiedEvent`].
 //! - [`payload`]: typed `data` of the known event types.
 //! - [`ids`]: node, community and event identifiers.
+//! - [`sealed`]: private messages sealed to a member's key (`dm.sealed`).
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
@@ -15,6 +16,7 @@ pub mod cbor;
 pub mod event;
 pub mod ids;
 pub mod payload;
+pub mod sealed;
 pub mod sign;
 
 pub use event::{
@@ -23,7 +25,8 @@ pub use event::{
 };
 pub use ids::{CommunityId, EventHash, EventId, IdParseError, NodeId};
 pub use payload::{
-    Category, CommunitySettings, ExpiryReason, Genesis, Level, Location, MemberProfile, MemberSet,
-    Payload, PostContent, PostCreated, PostExpired, PostUpdated, SchemaError,
+    Category, ClaimRef, CommunitySettings, DmSealed, EventRef, ExpiryReason, Genesis, Level,
+    Location, MemberProfile, MemberSet, Payload, PostClaim, PostContent, PostCreated, PostExpired,
+    PostReply, PostUpdated, SchemaError,
 };
 pub use sign::{Identity, SIGNING_DOMAIN};

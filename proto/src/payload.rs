@@ -19,6 +19,11 @@ pub const TYPE_POST_UPDATED: &str = "market.post.updated";
 pub const TYPE_POST_EXPIRED: &str = "market.post.expired";
 pub const TYPE_SETTINGS: &str = "community.settings";
 pub const TYPE_PROFILE: &str = "community.member.profile";
+pub const TYPE_POST_REPLY: &str = "market.post.reply";
+pub const TYPE_POST_CLAIM: &str = "market.post.claim";
+pub const TYPE_CLAIM_WITHDRAWN: &str = "market.post.claim_withdrawn";
+pub const TYPE_CLAIM_ACCEPTED: &str = "market.post.claim_accepted";
+pub const TYPE_DM_SEALED: &str = "dm.sealed";
 
 /// Latitude bound in microdegrees (±90°).
 pub const LAT_MAX: i64 = 90_000_000;
@@ -45,6 +50,11 @@ pub enum Payload {
     PostExpired(PostExpired),
     Settings(CommunitySettings),
     Profile(MemberProfile),
+    PostReply(PostReply),
+    PostClaim(PostClaim),
+    ClaimWithdrawn(ClaimRef),
+    ClaimAccepted(ClaimRef),
+    DmSealed(DmSealed),
     Unknown { type_name: String, data: Value },
 }
 
@@ -264,6 +274,76 @@ impl<'de> Deserialize<'de> for ExpiryReason {
     }
 }
 
+/// Names an event by its author and its ULID, as a post is named (DESIGN.md
+/// §4): nobody can point at another's event by reusing its id. On the wire a
+/// map `{author: bytes(32), id: bytes(16)}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventRef {
+    pub author: NodeId,
+    pub id: EventId,
+}
+
+impl EventRef {
+    pub fn to_value(&self) -> Value {
+        Value::map([
+            ("author", Value::Bytes(self.author.0.to_vec())),
+            ("id", Value::Bytes(self.id.to_bytes().to_vec())),
+        ])
+    }
+
+    pub(crate) fn from_value(
+        type_name: &'static str,
+        field: &str,
+        v: &Value,
+    ) -> Result<EventRef, SchemaError> {
+        let nested = |e: SchemaError| SchemaError {
+            field: format!("{field}.{}", e.field),
+            ..e
+        };
+        let mut f = Fields::new(type_name, v).map_err(|e| SchemaError {
+            field: field.into(),
+            ..e
+        })?;
+        let author = f.node_id("author").map_err(nested)?;
+        let id = f.ulid("id").map_err(nested)?;
+        f.finish().map_err(nested)?;
+        Ok(EventRef { author, id })
+    }
+}
+
+/// `market.post.reply`: a public answer under a post. Length limits are the
+/// service's (DESIGN.md §4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostReply {
+    pub target: EventRef,
+    pub body: String,
+}
+
+/// `market.post.claim`: "I'd like this" / "I can help", with an optional note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostClaim {
+    pub target: EventRef,
+    pub note: Option<String>,
+}
+
+/// `market.post.claim_withdrawn` (by the claim's author) and
+/// `market.post.claim_accepted` (by the post's author): a post and one of
+/// its claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub target: EventRef,
+    pub claim: EventRef,
+}
+
+/// `dm.sealed`: a private message sealed to `to` (see [`crate::sealed`]).
+/// Ingest checks only that `box` is a byte string: a box nobody can open is
+/// still stored and relayed, since only its recipient could tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmSealed {
+    pub to: NodeId,
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostExpired {
     pub target: EventId,
@@ -281,6 +361,11 @@ impl Payload {
             Payload::PostExpired(_) => TYPE_POST_EXPIRED,
             Payload::Settings(_) => TYPE_SETTINGS,
             Payload::Profile(_) => TYPE_PROFILE,
+            Payload::PostReply(_) => TYPE_POST_REPLY,
+            Payload::PostClaim(_) => TYPE_POST_CLAIM,
+            Payload::ClaimWithdrawn(_) => TYPE_CLAIM_WITHDRAWN,
+            Payload::ClaimAccepted(_) => TYPE_CLAIM_ACCEPTED,
+            Payload::DmSealed(_) => TYPE_DM_SEALED,
             Payload::Unknown { type_name, .. } => type_name,
         }
     }
@@ -326,6 +411,25 @@ impl Payload {
                 ("posts_per_author_max", Value::Uint(c.posts_per_author_max)),
             ]),
             Payload::Profile(p) => Value::map([("name", Value::text(&p.name))]),
+            Payload::PostReply(r) => Value::map([
+                ("target", r.target.to_value()),
+                ("body", Value::text(&r.body)),
+            ]),
+            Payload::PostClaim(c) => {
+                let mut entries = vec![("target", c.target.to_value())];
+                if let Some(note) = &c.note {
+                    entries.push(("note", Value::text(note)));
+                }
+                Value::map(entries)
+            }
+            Payload::ClaimWithdrawn(c) | Payload::ClaimAccepted(c) => Value::map([
+                ("target", c.target.to_value()),
+                ("claim", c.claim.to_value()),
+            ]),
+            Payload::DmSealed(d) => Value::map([
+                ("to", Value::Bytes(d.to.0.to_vec())),
+                ("box", Value::Bytes(d.sealed.clone())),
+            ]),
             Payload::Unknown { data, .. } => data.clone(),
         }
     }
@@ -401,6 +505,47 @@ impl Payload {
                 let name = f.text("name")?;
                 f.finish()?;
                 Payload::Profile(MemberProfile { name })
+            }
+            TYPE_POST_REPLY => {
+                let mut f = Fields::new(TYPE_POST_REPLY, &data)?;
+                let target = f.event_ref("target")?;
+                let body = f.text("body")?;
+                f.finish()?;
+                Payload::PostReply(PostReply { target, body })
+            }
+            TYPE_POST_CLAIM => {
+                let mut f = Fields::new(TYPE_POST_CLAIM, &data)?;
+                let target = f.event_ref("target")?;
+                let note = f
+                    .optional("note")
+                    .map(|v| f.as_text("note", v))
+                    .transpose()?;
+                f.finish()?;
+                Payload::PostClaim(PostClaim { target, note })
+            }
+            TYPE_CLAIM_WITHDRAWN | TYPE_CLAIM_ACCEPTED => {
+                let name = if type_name == TYPE_CLAIM_WITHDRAWN {
+                    TYPE_CLAIM_WITHDRAWN
+                } else {
+                    TYPE_CLAIM_ACCEPTED
+                };
+                let mut f = Fields::new(name, &data)?;
+                let target = f.event_ref("target")?;
+                let claim = f.event_ref("claim")?;
+                f.finish()?;
+                let c = ClaimRef { target, claim };
+                if name == TYPE_CLAIM_WITHDRAWN {
+                    Payload::ClaimWithdrawn(c)
+                } else {
+                    Payload::ClaimAccepted(c)
+                }
+            }
+            TYPE_DM_SEALED => {
+                let mut f = Fields::new(TYPE_DM_SEALED, &data)?;
+                let to = f.node_id("to")?;
+                let sealed = f.bytes("box")?;
+                f.finish()?;
+                Payload::DmSealed(DmSealed { to, sealed })
             }
             _ => {
                 if !matches!(data, Value::Map(_)) {
@@ -522,14 +667,14 @@ fn node_id(type_name: &'static str, field: &str, v: &Value) -> Result<NodeId, Sc
 
 /// Reads the fields of one `data` map, tracking which were used so that
 /// `finish` can reject unknown keys.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     type_name: &'static str,
     entries: &'a [(Value, Value)],
     used: Vec<bool>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(type_name: &'static str, v: &'a Value) -> Result<Self, SchemaError> {
+    pub(crate) fn new(type_name: &'static str, v: &'a Value) -> Result<Self, SchemaError> {
         match v {
             Value::Map(entries) => Ok(Fields {
                 type_name,
@@ -552,7 +697,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional(&mut self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn optional(&mut self, key: &str) -> Option<&'a Value> {
         let i = self
             .entries
             .iter()
@@ -561,7 +706,7 @@ impl<'a> Fields<'a> {
         Some(&self.entries[i].1)
     }
 
-    fn required(&mut self, key: &str) -> Result<&'a Value, SchemaError> {
+    pub(crate) fn required(&mut self, key: &str) -> Result<&'a Value, SchemaError> {
         self.optional(key)
             .ok_or_else(|| self.invalid(key, "is missing"))
     }
@@ -577,12 +722,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn text(&mut self, key: &str) -> Result<String, SchemaError> {
+    pub(crate) fn text(&mut self, key: &str) -> Result<String, SchemaError> {
         let v = self.required(key)?;
         self.as_text(key, v)
     }
 
-    fn uint(&mut self, key: &str) -> Result<u64, SchemaError> {
+    pub(crate) fn uint(&mut self, key: &str) -> Result<u64, SchemaError> {
         match self.required(key)? {
             Value::Uint(n) => Ok(*n),
             other => Err(self.wrong(key, "an unsigned integer", other)),
@@ -606,14 +751,14 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn array(&mut self, key: &str) -> Result<&'a [Value], SchemaError> {
+    pub(crate) fn array(&mut self, key: &str) -> Result<&'a [Value], SchemaError> {
         match self.required(key)? {
             Value::Array(items) => Ok(items),
             other => Err(self.wrong(key, "an array", other)),
         }
     }
 
-    fn ulid(&mut self, key: &str) -> Result<EventId, SchemaError> {
+    pub(crate) fn ulid(&mut self, key: &str) -> Result<EventId, SchemaError> {
         match self.required(key)? {
             Value::Bytes(b) => <[u8; 16]>::try_from(b.as_slice())
                 .map(EventId::from_bytes)
@@ -622,7 +767,24 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn finish(self) -> Result<(), SchemaError> {
+    pub(crate) fn bytes(&mut self, key: &str) -> Result<Vec<u8>, SchemaError> {
+        match self.required(key)? {
+            Value::Bytes(b) => Ok(b.clone()),
+            other => Err(self.wrong(key, "a byte string", other)),
+        }
+    }
+
+    pub(crate) fn node_id(&mut self, key: &str) -> Result<NodeId, SchemaError> {
+        let v = self.required(key)?;
+        node_id(self.type_name, key, v)
+    }
+
+    pub(crate) fn event_ref(&mut self, key: &str) -> Result<EventRef, SchemaError> {
+        let v = self.required(key)?;
+        EventRef::from_value(self.type_name, key, v)
+    }
+
+    pub(crate) fn finish(self) -> Result<(), SchemaError> {
         match self.used.iter().position(|u| !u) {
             None => Ok(()),
             Some(i) => {

@@ -194,7 +194,14 @@ impl Fold {
             Payload::Profile(p) => {
                 self.names.insert(e.author, p.name.clone());
             }
-            Payload::Unknown { .. } => {}
+            // Conversations (issue 14): the workload and checker for them
+            // are another change's; the market model ignores them.
+            Payload::PostReply(_)
+            | Payload::PostClaim(_)
+            | Payload::ClaimWithdrawn(_)
+            | Payload::ClaimAccepted(_)
+            | Payload::DmSealed(_)
+            | Payload::Unknown { .. } => {}
         }
     }
 }

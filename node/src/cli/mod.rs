@@ -110,6 +110,16 @@ pub enum Command {
     Expire(market::ExpireArgs),
     /// Search live posts by keyword (title, body, tags).
     Search(market::SearchArgs),
+    /// Reply to a post, in public under it.
+    Reply(commands::conversations::ReplyArgs),
+    /// Claim an offer ("I'd like this") or a request ("I can help").
+    Claim(commands::conversations::ClaimArgs),
+    /// Accept a claim on one of your posts: the post ends, fulfilled.
+    Accept(commands::conversations::AcceptArgs),
+    /// Write privately to a member: sealed so only they can read it.
+    Msg(commands::conversations::MsgArgs),
+    /// Your messages by member; `--with` one member, `--post` a post's thread.
+    Inbox(commands::conversations::InboxArgs),
     /// Show this node, its community and its log (and, while `hearth run`
     /// is up, its peers and their last sync).
     Status,
@@ -277,6 +287,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(a) => market::get(&mut ctx, a),
         Command::Expire(a) => market::expire(&mut ctx, a),
         Command::Search(a) => market::search(&mut ctx, a),
+        Command::Reply(a) => commands::conversations::reply(&mut ctx, a),
+        Command::Claim(a) => commands::conversations::claim(&mut ctx, a),
+        Command::Accept(a) => commands::conversations::accept(&mut ctx, a),
+        Command::Msg(a) => commands::conversations::msg(&mut ctx, a),
+        Command::Inbox(a) => commands::conversations::inbox(&mut ctx, a),
         Command::Status => commands::status::run(&mut ctx),
         Command::Run(a) => commands::run::run(&mut ctx, a),
         Command::Join { invite } => community::join(&mut ctx, &invite),

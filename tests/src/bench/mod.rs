@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod list;
 pub mod mesh;
 pub mod replay;
+pub mod sealed;
 pub mod search;
 pub mod sse;
 pub mod sync;

@@ -2,13 +2,13 @@
 //! tests/src/bench), progress on stderr.
 //!
 //! Flags: `--quick` (small sizes, a smoke run), `--only NAME` (one figure:
-//! embed, ingest, replay, list, sync, gossip, throughput, search, sse; repeatable).
+//! embed, ingest, replay, list, sync, gossip, throughput, search, sse, sealed; repeatable).
 
 use anyhow::{bail, Context};
-use hearth_tests::bench::{self, embed, ingest, list, mesh, replay, search, sse, sync};
+use hearth_tests::bench::{self, embed, ingest, list, mesh, replay, sealed, search, sse, sync};
 use serde_json::json;
 
-const FIGURES: [&str; 9] = [
+const FIGURES: [&str; 10] = [
     "embed",
     "ingest",
     "replay",
@@ -18,9 +18,10 @@ const FIGURES: [&str; 9] = [
     "throughput",
     "search",
     "sse",
+    "sealed",
 ];
 const USAGE: &str =
-    "usage: scripts/bench [--quick] [--only embed|ingest|replay|list|sync|gossip|throughput|search|sse]...";
+    "usage: scripts/bench [--quick] [--only embed|ingest|replay|list|sync|gossip|throughput|search|sse|sealed]...";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -67,6 +68,9 @@ fn main() -> anyhow::Result<()> {
     }
     if want("search") {
         search::search(scale(10_000, 2_000))?;
+    }
+    if want("sealed") {
+        sealed::sealed(scale(10_000, 1_000))?;
     }
     if want("sync") {
         sync::sync(scale(100_000, 10_000), 1)?;

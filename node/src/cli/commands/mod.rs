@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod community;
+pub mod conversations;
 pub mod init;
 pub mod log;
 pub mod market;

@@ -5,6 +5,7 @@
 //! descriptor's trust rule, decodes params, runs the handler and encodes the
 //! result, so every capability gets the same checks.
 
+pub mod conversations;
 pub mod market;
 pub mod membership;
 
@@ -20,6 +21,7 @@ pub fn descriptors() -> impl Iterator<Item = &'static Descriptor> {
     market::DESCRIPTORS
         .iter()
         .chain(membership::DESCRIPTORS.iter())
+        .chain(conversations::DESCRIPTORS.iter())
 }
 
 pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
@@ -92,6 +94,27 @@ impl<S: EventStore> Node<S> {
             }
             membership::PROFILE => {
                 encode_result(&self.member_profile(now_ms, caller, decode_params(params)?)?)
+            }
+            conversations::REPLY => {
+                encode_result(&self.market_reply(now_ms, caller, decode_params(params)?)?)
+            }
+            conversations::CLAIM => {
+                encode_result(&self.market_claim(now_ms, caller, decode_params(params)?)?)
+            }
+            conversations::ACCEPT_CLAIM => {
+                encode_result(&self.market_accept_claim(now_ms, caller, decode_params(params)?)?)
+            }
+            conversations::DM_SEND => {
+                encode_result(&self.dm_send(now_ms, caller, decode_params(params)?)?)
+            }
+            conversations::LIST => {
+                if !params.is_null() {
+                    let _: NoParams = decode_params(params)?;
+                }
+                encode_result(&self.conversation_list(caller)?)
+            }
+            conversations::GET => {
+                encode_result(&self.conversation_get(caller, decode_params(params)?)?)
             }
             _ => Err(BusError::internal(format!(
                 "capability {name} has a descriptor but no handler"

@@ -501,11 +501,27 @@ impl MarketView {
                 }
                 touched.extend(self.names_with_id(&x.target));
             }
+            // Issue 14: the post's author accepting a claim ends the post as
+            // `fulfilled` (the conversations view says by whom). Recorded as
+            // the author's own expiry, so the expiry rules apply unchanged;
+            // an acceptance by anyone else is not an expiry at all.
+            Payload::ClaimAccepted(c) if c.target.author == e.author => {
+                let expiry = Expiry {
+                    by: e.author,
+                    reason: ExpiryReason::Fulfilled,
+                };
+                let all = self.facts.expiries.entry(c.target.id).or_default();
+                all.insert(key, expiry);
+                touched.extend(self.names_with_id(&c.target.id));
+            }
             _ => {}
         }
         if matches!(
             e.payload,
-            Payload::PostCreated(_) | Payload::PostUpdated(_) | Payload::PostExpired(_)
+            Payload::PostCreated(_)
+                | Payload::PostUpdated(_)
+                | Payload::PostExpired(_)
+                | Payload::ClaimAccepted(_)
         ) {
             self.facts.max_lamport = self.facts.max_lamport.max(e.lamport);
         }

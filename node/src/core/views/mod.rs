@@ -5,6 +5,7 @@
 //! Every view offers `reset / apply / snapshot_state / restore_state` and a
 //! digest for convergence checks.
 
+pub mod conversations;
 pub mod market;
 pub mod membership;
 mod small_map;
@@ -13,6 +14,7 @@ use hearth_proto::{Level, NodeId, VerifiedEvent};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use conversations::{ConversationsView, Thread};
 pub use market::{ListQuery, MarketView, Post, PostChange, PostKey};
 pub use membership::{MembershipChange, MembershipView, Settings};
 
@@ -44,14 +46,16 @@ pub enum ViewError {
 /// Snapshot format version: a snapshot of another version is ignored and the
 /// views are rebuilt by full replay.
 /// Version 2 (issue 10): updates keep their `ts`, membership keeps settings
-/// and profiles.
-const SNAPSHOT_VERSION: u32 = 2;
+/// and profiles. Version 3 (issue 14): the conversations view, and claim
+/// acceptances among the marketplace's expiries.
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// The registered views, applied in dependency order.
 #[derive(Debug, Clone, Default)]
 pub struct Views {
     pub membership: MembershipView,
     pub market: MarketView,
+    pub conversations: ConversationsView,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +67,7 @@ struct Snapshot {
     clock: u64,
     membership: serde_bytes_vec::Bytes,
     market: serde_bytes_vec::Bytes,
+    conversations: serde_bytes_vec::Bytes,
 }
 
 /// Byte vectors as CBOR byte strings rather than arrays of numbers.
@@ -100,6 +105,7 @@ impl Views {
     pub fn reset(&mut self) {
         self.membership.reset();
         self.market.reset();
+        self.conversations.reset();
     }
 
     /// Full replay: views may defer derived state until [`Views::end_bulk`].
@@ -127,6 +133,7 @@ impl Views {
     ) -> MembershipChange {
         let change = self.membership.apply(event);
         self.market.apply(event, &self.membership, &change);
+        self.conversations.apply(event);
         out.extend(change.levels_changed.iter().map(|node| ViewChange::Level {
             node: *node,
             level: self.membership.level(node),
@@ -150,6 +157,7 @@ impl Views {
             clock: cover.clock,
             membership: serde_bytes_vec::Bytes(self.membership.snapshot_state()?),
             market: serde_bytes_vec::Bytes(self.market.snapshot_state()?),
+            conversations: serde_bytes_vec::Bytes(self.conversations.snapshot_state()?),
         })
     }
 
@@ -173,6 +181,7 @@ impl Views {
         self.membership.restore_state(&snap.membership.0)?;
         self.market
             .restore_state(&snap.market.0, &self.membership)?;
+        self.conversations.restore_state(&snap.conversations.0)?;
         Ok(SnapshotCover {
             arrival: snap.arrival,
             clock: snap.clock,
@@ -181,7 +190,11 @@ impl Views {
 
     /// One digest over every view.
     pub fn digest(&self) -> [u8; 32] {
-        digest_of(&(self.membership.digest(), self.market.digest()))
+        digest_of(&(
+            self.membership.digest(),
+            self.market.digest(),
+            self.conversations.digest(),
+        ))
     }
 }
 

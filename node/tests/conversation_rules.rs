@@ -1,0 +1,485 @@
+//! Conversation rules (issue 14): replies, claims, acceptances and sealed
+//! messages, each a function of the event set; every bad input stored or
+//! refused as docs/decisions.md "Conversations (issue 14)" says.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hearth_node::core::views::conversations::{
+    CLAIMS_PER_AUTHOR_PER_POST_MAX, REPLIES_PER_AUTHOR_PER_POST_MAX,
+};
+use hearth_node::core::views::Views;
+use hearth_node::core::Node;
+use hearth_node::store::{EventStore, MemoryStore};
+use hearth_proto::sealed::{open, seal, DirectMessage, OpenError};
+use hearth_proto::{
+    ClaimRef, DmSealed, EventRef, ExpiryReason, Identity, Level, Payload, PostClaim, PostReply,
+    VerifiedEvent,
+};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+struct World {
+    f: Fixture,
+    a: Identity,
+    b: Identity,
+    c: Identity,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            f: Fixture::new(),
+            a: key(2),
+            b: key(3),
+            c: key(4),
+        }
+    }
+
+    /// Admissions of A, B and C, and A's offer (post id 100).
+    fn base(&self) -> Vec<VerifiedEvent> {
+        vec![
+            self.f.member_set(&self.f.anchor, 1, &self.a, Level::Member),
+            self.f.member_set(&self.f.anchor, 2, &self.b, Level::Member),
+            self.f.member_set(&self.f.anchor, 3, &self.c, Level::Member),
+            self.f
+                .post(&self.a, 4, 100, "Wasserkanister zu verschenken"),
+        ]
+    }
+
+    fn offer(&self) -> EventRef {
+        EventRef {
+            author: self.a.node_id(),
+            id: post_id(100),
+        }
+    }
+
+    fn reply(&self, who: &Identity, lamport: u64, id: u128, target: EventRef) -> VerifiedEvent {
+        self.f.event(
+            who,
+            lamport,
+            id,
+            Payload::PostReply(PostReply {
+                target,
+                body: format!("reply {id}"),
+            }),
+        )
+    }
+
+    fn claim(&self, who: &Identity, lamport: u64, id: u128) -> VerifiedEvent {
+        self.f.event(
+            who,
+            lamport,
+            id,
+            Payload::PostClaim(PostClaim {
+                target: self.offer(),
+                note: Some("I'd like one".into()),
+            }),
+        )
+    }
+
+    fn claim_ref(who: &Identity, id: u128) -> EventRef {
+        EventRef {
+            author: who.node_id(),
+            id: post_id(id),
+        }
+    }
+
+    fn accept(&self, who: &Identity, lamport: u64, id: u128, claim: EventRef) -> VerifiedEvent {
+        self.f.event(
+            who,
+            lamport,
+            id,
+            Payload::ClaimAccepted(ClaimRef {
+                target: self.offer(),
+                claim,
+            }),
+        )
+    }
+
+    fn withdraw(&self, who: &Identity, lamport: u64, id: u128, claim: EventRef) -> VerifiedEvent {
+        self.f.event(
+            who,
+            lamport,
+            id,
+            Payload::ClaimWithdrawn(ClaimRef {
+                target: self.offer(),
+                claim,
+            }),
+        )
+    }
+
+    fn sealed(
+        &self,
+        from: &Identity,
+        to: &Identity,
+        lamport: u64,
+        id: u128,
+        text: &str,
+    ) -> VerifiedEvent {
+        let msg = DirectMessage {
+            from: from.node_id(),
+            to: to.node_id(),
+            post: Some(self.offer()),
+            body: text.into(),
+            ts: NOW,
+        };
+        let sealed = seal(from, &msg, &mut ChaCha20Rng::seed_from_u64(id as u64)).unwrap();
+        self.dm(from, to, lamport, id, sealed)
+    }
+
+    fn dm(
+        &self,
+        from: &Identity,
+        to: &Identity,
+        lamport: u64,
+        id: u128,
+        sealed: Vec<u8>,
+    ) -> VerifiedEvent {
+        self.f.event(
+            from,
+            lamport,
+            id,
+            Payload::DmSealed(DmSealed {
+                to: to.node_id(),
+                sealed,
+            }),
+        )
+    }
+
+    /// A node for `who` holding `events`, applied in the given order.
+    fn node(&self, who: &Identity, events: &[VerifiedEvent]) -> Node<MemoryStore> {
+        let mut node = self.f.node(who);
+        for e in events {
+            node.log_mut().append_received(e.clone()).unwrap();
+        }
+        node
+    }
+}
+
+fn views(node: &Node<MemoryStore>) -> &Views {
+    node.views()
+}
+
+/// Replies and claims are listed per post in (lamport, hash) order, and the
+/// same set in any arrival order gives the same thread and digest.
+#[test]
+fn thread_is_ordered_and_independent_of_arrival_order() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.reply(&w.c, 9, 200, w.offer()));
+    events.push(w.reply(&w.b, 7, 201, w.offer()));
+    events.push(w.claim(&w.b, 8, 202));
+    events.push(w.claim(&w.c, 6, 203));
+    let forward = w.node(&w.c, &events);
+    let mut reversed_events = events.clone();
+    reversed_events[4..].reverse();
+    let reversed = w.node(&w.c, &reversed_events);
+
+    let t = views(&forward)
+        .conversations
+        .thread(&w.offer(), &views(&forward).membership);
+    let lamports: Vec<u64> = t.replies.iter().map(|r| r.key.lamport).collect();
+    assert_eq!(lamports, vec![7, 9]);
+    let claimers: Vec<_> = t.claims.iter().map(|c| c.claim.author).collect();
+    assert_eq!(claimers, vec![w.c.node_id(), w.b.node_id()]);
+    assert_eq!(
+        t,
+        views(&reversed)
+            .conversations
+            .thread(&w.offer(), &views(&reversed).membership)
+    );
+    assert_eq!(views(&forward).digest(), views(&reversed).digest());
+}
+
+/// The post's author accepting B's claim ends the post as fulfilled by B,
+/// on every node.
+#[test]
+fn author_acceptance_ends_post_fulfilled_by_claimer() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.claim(&w.b, 5, 200));
+    events.push(w.accept(&w.a, 6, 201, World::claim_ref(&w.b, 200)));
+    for who in [&w.a, &w.b, &w.c] {
+        let node = w.node(who, &events);
+        let v = views(&node);
+        let post = v.market.get(&hearth_node::core::views::PostKey {
+            author: w.a.node_id(),
+            id: post_id(100),
+        });
+        let expired = post.unwrap().expired.as_ref().expect("post ended");
+        assert_eq!(expired.reason, ExpiryReason::Fulfilled);
+        assert_eq!(expired.by, w.a.node_id());
+        let t = v.conversations.thread(&w.offer(), &v.membership);
+        assert_eq!(t.accepted.unwrap().fulfilled_by(), w.b.node_id());
+        assert!(t.claims[0].accepted);
+    }
+}
+
+/// A claim acceptance by someone other than the post's author changes
+/// nothing: the event is stored, the post stays live, no claim is accepted.
+#[test]
+fn acceptance_by_non_author_has_no_effect() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.claim(&w.b, 5, 200));
+    let mut node = w.node(&w.c, &events);
+    let (len, market) = (node.log().store().len(), views(&node).market.digest());
+    let conversations = views(&node).conversations.digest();
+    // C (not the author) "accepts" B's claim; so does B itself.
+    for (who, id) in [(&w.c, 201), (&w.b, 202)] {
+        node.log_mut()
+            .append_received(w.accept(who, 6, id, World::claim_ref(&w.b, 200)))
+            .unwrap();
+    }
+    assert_eq!(node.log().store().len(), len + 2, "both stored");
+    assert_eq!(views(&node).market.digest(), market);
+    assert_eq!(views(&node).conversations.digest(), conversations);
+    let v = views(&node);
+    assert!(v.market.list(&Default::default(), NOW).len() == 1);
+    assert_eq!(
+        v.conversations.thread(&w.offer(), &v.membership).accepted,
+        None
+    );
+}
+
+/// Of several acceptances by the author the highest (lamport, hash) wins,
+/// whatever the arrival order: one accepted claim at most.
+#[test]
+fn latest_acceptance_wins() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.claim(&w.b, 5, 200));
+    events.push(w.claim(&w.c, 5, 201));
+    events.push(w.accept(&w.a, 9, 202, World::claim_ref(&w.c, 201)));
+    events.push(w.accept(&w.a, 7, 203, World::claim_ref(&w.b, 200)));
+    for order in [false, true] {
+        let mut evs = events.clone();
+        if order {
+            evs[4..].reverse();
+        }
+        let node = w.node(&w.a, &evs);
+        let v = views(&node);
+        let t = v.conversations.thread(&w.offer(), &v.membership);
+        assert_eq!(t.accepted.unwrap().fulfilled_by(), w.c.node_id());
+        assert_eq!(t.claims.iter().filter(|c| c.accepted).count(), 1);
+    }
+}
+
+/// A withdrawal counts only from the claim's author.
+#[test]
+fn withdrawal_counts_only_from_claim_author() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.claim(&w.b, 5, 200));
+    events.push(w.withdraw(&w.c, 6, 201, World::claim_ref(&w.b, 200)));
+    let node = w.node(&w.a, &events);
+    let v = views(&node);
+    assert!(!v.conversations.thread(&w.offer(), &v.membership).claims[0].withdrawn);
+    events.push(w.withdraw(&w.b, 7, 202, World::claim_ref(&w.b, 200)));
+    let node = w.node(&w.a, &events);
+    let v = views(&node);
+    assert!(v.conversations.thread(&w.offer(), &v.membership).claims[0].withdrawn);
+}
+
+/// A removed member's replies and claims are hidden; re-admission shows them.
+#[test]
+fn removed_member_replies_hidden() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.reply(&w.b, 5, 200, w.offer()));
+    events.push(w.claim(&w.b, 5, 201));
+    events.push(w.reply(&w.c, 5, 202, w.offer()));
+    events.push(w.f.member_set(&w.f.anchor, 10, &w.b, Level::Removed));
+    let node = w.node(&w.a, &events);
+    let v = views(&node);
+    let t = v.conversations.thread(&w.offer(), &v.membership);
+    assert_eq!(t.replies.len(), 1);
+    assert_eq!(t.replies[0].author, w.c.node_id());
+    assert!(t.claims.is_empty());
+    events.push(w.f.member_set(&w.f.anchor, 11, &w.b, Level::Member));
+    let node = w.node(&w.a, &events);
+    let v = views(&node);
+    assert_eq!(
+        v.conversations
+            .thread(&w.offer(), &v.membership)
+            .replies
+            .len(),
+        2
+    );
+}
+
+/// One author's replies under one post are bounded: the first
+/// REPLIES_PER_AUTHOR_PER_POST_MAX by key count, in any arrival order;
+/// claims likewise.
+#[test]
+fn replies_and_claims_bounded_per_author() {
+    let w = World::new();
+    let extra = 5;
+    let mut flood: Vec<VerifiedEvent> = (0..(REPLIES_PER_AUTHOR_PER_POST_MAX + extra) as u64)
+        .map(|i| w.reply(&w.b, 10 + i, 1000 + u128::from(i), w.offer()))
+        .collect();
+    flood.extend(
+        (0..(CLAIMS_PER_AUTHOR_PER_POST_MAX + extra) as u64)
+            .map(|i| w.claim(&w.b, 10 + i, 5000 + u128::from(i))),
+    );
+    for reverse in [false, true] {
+        let mut evs = w.base();
+        let mut f = flood.clone();
+        if reverse {
+            f.reverse();
+        }
+        evs.extend(f);
+        let node = w.node(&w.a, &evs);
+        let v = views(&node);
+        let t = v.conversations.thread(&w.offer(), &v.membership);
+        assert_eq!(t.replies.len(), REPLIES_PER_AUTHOR_PER_POST_MAX);
+        assert_eq!(
+            t.replies.last().unwrap().key.lamport,
+            10 + REPLIES_PER_AUTHOR_PER_POST_MAX as u64 - 1
+        );
+        assert_eq!(t.claims.len(), CLAIMS_PER_AUTHOR_PER_POST_MAX);
+    }
+}
+
+/// A reply to a post this node does not hold is stored (the post may come
+/// later), changes no post, and shows under the post once it arrives.
+#[test]
+fn reply_to_unknown_post_is_stored_and_waits_for_the_post() {
+    let w = World::new();
+    let unknown = EventRef {
+        author: w.a.node_id(),
+        id: post_id(999),
+    };
+    let mut node = w.node(&w.c, &w.base());
+    let (len, market) = (node.log().store().len(), views(&node).market.digest());
+    node.log_mut()
+        .append_received(w.reply(&w.b, 5, 200, unknown))
+        .unwrap();
+    assert_eq!(node.log().store().len(), len + 1);
+    assert_eq!(views(&node).market.digest(), market);
+    assert!(views(&node)
+        .market
+        .get(&hearth_node::core::views::PostKey {
+            author: unknown.author,
+            id: unknown.id
+        })
+        .is_none());
+    node.log_mut()
+        .append_received(w.f.post(&w.a, 6, 999, "late post"))
+        .unwrap();
+    let v = views(&node);
+    assert_eq!(
+        v.conversations
+            .thread(&unknown, &v.membership)
+            .replies
+            .len(),
+        1
+    );
+}
+
+/// C stores and keeps A's and B's sealed messages but cannot read them;
+/// B reads the one to B, A the one to A.
+#[test]
+fn sealed_box_for_someone_else_is_stored_but_unreadable() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.sealed(&w.b, &w.a, 5, 200, "Kann ich einen haben?"));
+    events.push(w.sealed(&w.a, &w.b, 6, 201, "Klar, komm vorbei."));
+    let node = w.node(&w.c, &events);
+    assert_eq!(
+        node.log().store().len(),
+        events.len() as u64 + 1,
+        "genesis + all"
+    );
+    let v = views(&node);
+    assert_eq!(v.conversations.sealed_count(), 2);
+    for s in v
+        .conversations
+        .sealed_to(w.a.node_id())
+        .chain(v.conversations.sealed_to(w.b.node_id()))
+    {
+        assert_eq!(open(&w.c, &s.sealed), Err(OpenError::NotForMe));
+    }
+    let to_a: Vec<_> = v.conversations.sealed_to(w.a.node_id()).collect();
+    assert_eq!(
+        open(&w.a, &to_a[0].sealed).unwrap().body,
+        "Kann ich einen haben?"
+    );
+    assert_eq!(to_a[0].from, w.b.node_id());
+    let to_b: Vec<_> = v.conversations.sealed_to(w.b.node_id()).collect();
+    assert_eq!(
+        open(&w.b, &to_b[0].sealed).unwrap().body,
+        "Klar, komm vorbei."
+    );
+}
+
+/// A truncated box is still a valid event (ingest cannot tell): stored,
+/// synced, and refused as truncated by its recipient.
+#[test]
+fn truncated_sealed_box_is_stored_and_refused_on_open() {
+    let w = World::new();
+    let good = w.sealed(&w.b, &w.a, 5, 200, "hello");
+    let Payload::DmSealed(d) = &good.event().payload else {
+        panic!("a dm.sealed")
+    };
+    let cut = d.sealed[..d.sealed.len() - 10].to_vec();
+    let mut node = w.node(&w.a, &w.base());
+    let len = node.log().store().len();
+    node.log_mut()
+        .append_received(w.dm(&w.b, &w.a, 6, 201, cut.clone()))
+        .unwrap();
+    assert_eq!(node.log().store().len(), len + 1);
+    let v = views(&node);
+    let stored: Vec<_> = v.conversations.sealed_to(w.a.node_id()).collect();
+    assert_eq!(
+        open(&w.a, &stored[0].sealed),
+        Err(OpenError::Truncated { len: cut.len() })
+    );
+}
+
+/// The conversations view survives a snapshot and restore unchanged.
+#[test]
+fn snapshot_round_trip_keeps_conversations() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.reply(&w.b, 5, 200, w.offer()));
+    events.push(w.claim(&w.b, 5, 201));
+    events.push(w.accept(&w.a, 6, 202, World::claim_ref(&w.b, 201)));
+    events.push(w.sealed(&w.b, &w.a, 7, 203, "hi"));
+    let node = w.node(&w.a, &events);
+    let cover = hearth_node::core::views::SnapshotCover {
+        arrival: 1,
+        clock: 7,
+    };
+    let bytes = views(&node).snapshot_state(cover).unwrap();
+    let mut restored = Views::default();
+    restored.restore_state(&bytes).unwrap();
+    assert_eq!(restored.digest(), views(&node).digest());
+    let t = restored
+        .conversations
+        .thread(&w.offer(), &restored.membership);
+    assert_eq!(t.accepted.unwrap().fulfilled_by(), w.b.node_id());
+}
+
+/// A 100-character message (no post reference) is a two-block box, 560
+/// bytes, and its `dm.sealed` event stays under 850 bytes in the log (the
+/// figure docs/decisions.md gives).
+#[test]
+fn sealed_message_log_cost_per_100_characters() {
+    let w = World::new();
+    let msg = DirectMessage {
+        from: w.b.node_id(),
+        to: w.a.node_id(),
+        post: None,
+        body: "x".repeat(100),
+        ts: NOW,
+    };
+    let sealed = seal(&w.b, &msg, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+    assert_eq!(sealed.len(), 48 + 2 * 256);
+    let event = w.dm(&w.b, &w.a, 5, 200, sealed);
+    let size = event.bytes().len();
+    println!("dm.sealed event with 100 characters: {size} bytes");
+    assert!((560..850).contains(&size), "{size}");
+}

@@ -1,0 +1,335 @@
+//! The conversation capabilities on three core nodes that exchange their
+//! events by hand (the libp2p mesh is exercised elsewhere): claim, accept,
+//! reply, private messages stored everywhere and readable by one node, a
+//! node offline while a message is written; and every refusal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hearth_node::core::bus::{Caller, ErrorCode};
+use hearth_node::core::services::conversations::{
+    AcceptParams, ClaimParams, ConversationView, DmSendParams, GetParams, ReplyParams,
+};
+use hearth_node::core::services::market::PostParams;
+use hearth_node::core::views::PostKey;
+use hearth_node::core::{Node, Output};
+use hearth_node::store::{EventStore, MemoryStore};
+use hearth_proto::{Category, EventRef, ExpiryReason, Identity, Level, VerifiedEvent};
+
+struct Three {
+    a: Identity,
+    b: Identity,
+    c: Identity,
+    nodes: Vec<Node<MemoryStore>>,
+}
+
+impl Three {
+    fn new() -> Self {
+        let f = Fixture::new();
+        let (a, b, c) = (key(2), key(3), key(4));
+        let admissions = [
+            f.member_set(&f.anchor, 1, &a, Level::Member),
+            f.member_set(&f.anchor, 2, &b, Level::Member),
+            f.member_set(&f.anchor, 3, &c, Level::Member),
+        ];
+        let nodes = [&a, &b, &c]
+            .into_iter()
+            .map(|who| {
+                let mut n = f.node(who);
+                for e in &admissions {
+                    n.log_mut().append_received(e.clone()).unwrap();
+                }
+                n
+            })
+            .collect();
+        Three { a, b, c, nodes }
+    }
+
+    /// Events node `from` published since the last call.
+    fn drain(&mut self, from: usize) -> Vec<VerifiedEvent> {
+        std::iter::from_fn(|| self.nodes[from].poll_output())
+            .filter_map(|o| match o {
+                Output::Broadcast(e) => Some(*e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Delivers what `from` published to the nodes in `to`.
+    fn deliver(&mut self, from: usize, to: &[usize]) -> Vec<VerifiedEvent> {
+        let events = self.drain(from);
+        for &i in to {
+            for e in &events {
+                self.nodes[i].log_mut().append_received(e.clone()).unwrap();
+            }
+        }
+        events
+    }
+
+    fn offer(&mut self) -> EventRef {
+        let receipt = self.nodes[0]
+            .market_post(
+                NOW,
+                Caller::Local,
+                PostParams {
+                    category: Category::Offer,
+                    title: "Wasserkanister zu verschenken".into(),
+                    body: "zwei Stück".into(),
+                    tags: vec![],
+                    ttl_seconds: None,
+                    location: None,
+                    client_id: None,
+                },
+            )
+            .unwrap();
+        self.deliver(0, &[1, 2]);
+        EventRef {
+            author: self.a.node_id(),
+            id: receipt.post.id,
+        }
+    }
+}
+
+/// B claims A's offer, A accepts, and every node shows the post ended as
+/// fulfilled by B.
+#[test]
+fn claim_accept_fulfils_on_every_node() {
+    let mut t = Three::new();
+    let post = t.offer();
+    let claim = t.nodes[1]
+        .market_claim(
+            NOW,
+            Caller::Local,
+            ClaimParams {
+                post,
+                note: Some("Ich hätte gern einen".into()),
+            },
+        )
+        .unwrap();
+    t.deliver(1, &[0, 2]);
+    t.nodes[0]
+        .market_accept_claim(
+            NOW,
+            Caller::Local,
+            AcceptParams {
+                post: post.id,
+                claim: EventRef {
+                    author: t.b.node_id(),
+                    id: claim.id,
+                },
+            },
+        )
+        .unwrap();
+    t.deliver(0, &[1, 2]);
+    for node in &t.nodes {
+        let p = node
+            .views()
+            .market
+            .get(&PostKey {
+                author: post.author,
+                id: post.id,
+            })
+            .unwrap();
+        assert_eq!(p.expired.as_ref().unwrap().reason, ExpiryReason::Fulfilled);
+        match node
+            .conversation_get(
+                Caller::Local,
+                GetParams {
+                    post: Some(post),
+                    with: None,
+                },
+            )
+            .unwrap()
+        {
+            ConversationView::Thread { fulfilled_by, .. } => {
+                assert_eq!(fulfilled_by, Some(t.b.node_id()))
+            }
+            other => panic!("a thread, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        t.nodes[0].views().digest(),
+        t.nodes[2].views().digest(),
+        "A and C converge"
+    );
+}
+
+/// C stores A's and B's sealed messages but reads neither; A, offline while
+/// B wrote, reads B's message once the events reach it.
+#[test]
+fn sealed_messages_stored_everywhere_readable_by_recipient_only() {
+    let mut t = Three::new();
+    let post = t.offer();
+    // A is offline: B's message reaches only C.
+    t.nodes[1]
+        .dm_send(
+            NOW,
+            Caller::Local,
+            DmSendParams {
+                to: t.a.node_id(),
+                body: "Ist noch einer da?".into(),
+                post: Some(post),
+            },
+        )
+        .unwrap();
+    let written = t.deliver(1, &[2]);
+    let messages = |node: &Node<MemoryStore>, with: &Identity| match node
+        .conversation_get(
+            Caller::Local,
+            GetParams {
+                post: None,
+                with: Some(with.node_id()),
+            },
+        )
+        .unwrap()
+    {
+        ConversationView::Messages { messages, .. } => messages,
+        other => panic!("messages, got {other:?}"),
+    };
+    assert!(
+        messages(&t.nodes[0], &t.b).is_empty(),
+        "A has not seen it yet"
+    );
+    assert_eq!(
+        t.nodes[2].views().conversations.sealed_count(),
+        1,
+        "C stores it"
+    );
+    assert!(
+        messages(&t.nodes[2], &t.b).is_empty(),
+        "and C has no conversation with B"
+    );
+    // A comes back: C (not B) hands it the event, as sync would.
+    for e in written {
+        t.nodes[0].log_mut().append_received(e).unwrap();
+    }
+    let got = messages(&t.nodes[0], &t.b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body.as_deref(), Some("Ist noch einer da?"));
+    assert_eq!(got[0].post, Some(post));
+    // A answers; C stores it too and reads nothing.
+    t.nodes[0]
+        .dm_send(
+            NOW,
+            Caller::Local,
+            DmSendParams {
+                to: t.b.node_id(),
+                body: "Ja, komm vorbei.".into(),
+                post: None,
+            },
+        )
+        .unwrap();
+    t.deliver(0, &[1, 2]);
+    assert_eq!(t.nodes[2].views().conversations.sealed_count(), 2);
+    let at_b = messages(&t.nodes[1], &t.a);
+    assert_eq!(at_b.len(), 2, "B's own (unreadable to B) and A's answer");
+    assert_eq!(
+        at_b[0].body, None,
+        "a sent box opens only for its recipient"
+    );
+    assert_eq!(at_b[1].body.as_deref(), Some("Ja, komm vorbei."));
+    let list = t.nodes[0].conversation_list(Caller::Local).unwrap();
+    assert_eq!(list.conversations.len(), 1);
+    assert_eq!(
+        (list.conversations[0].received, list.conversations[0].sent),
+        (1, 1)
+    );
+}
+
+/// Refusals: a reply to an unknown post, accepting a claim on someone
+/// else's post, claiming one's own post, an empty or too long text, a
+/// message to a non-member, and a stranger reading this node's messages.
+/// None of them writes.
+#[test]
+fn bad_requests_are_refused_and_write_nothing() {
+    let mut t = Three::new();
+    let post = t.offer();
+    let before: Vec<u64> = t.nodes.iter().map(|n| n.log().store().len()).collect();
+    let unknown = EventRef {
+        author: t.a.node_id(),
+        id: post_id(999),
+    };
+    let err = t.nodes[1]
+        .market_reply(
+            NOW,
+            Caller::Local,
+            ReplyParams {
+                post: unknown,
+                body: "hallo?".into(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = t.nodes[1]
+        .market_reply(
+            NOW,
+            Caller::Local,
+            ReplyParams {
+                post,
+                body: "x".repeat(5_000),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    assert!(err.message.contains("shorten"), "{}", err.message);
+    // C tries to accept a claim on A's post: C has no such post.
+    let err = t.nodes[2]
+        .market_accept_claim(
+            NOW,
+            Caller::Local,
+            AcceptParams {
+                post: post.id,
+                claim: EventRef {
+                    author: t.b.node_id(),
+                    id: post_id(5),
+                },
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = t.nodes[0]
+        .market_claim(NOW, Caller::Local, ClaimParams { post, note: None })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    let err = t.nodes[1]
+        .dm_send(
+            NOW,
+            Caller::Local,
+            DmSendParams {
+                to: key(9).node_id(),
+                body: "hi".into(),
+                post: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = t.nodes[1]
+        .dm_send(
+            NOW,
+            Caller::Local,
+            DmSendParams {
+                to: t.a.node_id(),
+                body: "   ".into(),
+                post: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    let err = t.nodes[0]
+        .conversation_get(
+            Caller::Remote(t.c.node_id()),
+            GetParams {
+                post: None,
+                with: Some(t.b.node_id()),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unauthorized);
+    let err = t.nodes[0]
+        .conversation_list(Caller::Remote(t.c.node_id()))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unauthorized);
+    let after: Vec<u64> = t.nodes.iter().map(|n| n.log().store().len()).collect();
+    assert_eq!(before, after);
+}
