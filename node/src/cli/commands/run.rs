@@ -185,12 +185,28 @@ fn serve(
         println!("{}", running_line(&node_id, &name, genesis));
         if let Some(http) = &http {
             println!("HTTP API: {}", http.url());
+            print_pairing(http);
         }
+        // Under --lan on an unspecified address, the pairing link waits for
+        // the first LAN address the mesh reports (the server cannot tell
+        // which of its addresses a phone reaches).
+        let mut pairing = http
+            .as_ref()
+            .filter(|h| h.lan() && h.pairing_url().is_none())
+            .map(|h| h.pairing_handle());
         let mut events = running.events;
         let printer = tokio::spawn(async move {
             while let Ok(e) = events.recv().await {
                 if let NetEvent::Listening(addr) = e {
                     println!("listening on {addr}");
+                    if let Some(ip) = lan_ip(&addr) {
+                        if let Some(p) = pairing.take() {
+                            p.set_lan_host(ip);
+                            if let Some(url) = p.pairing_url() {
+                                print_pairing_url(&url);
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -217,6 +233,30 @@ fn serve(
         result.context("the node's task failed")??;
         println!("stopped cleanly");
         Ok(())
+    })
+}
+
+/// Under `--lan`: the link a phone opens to pair with this node, and its
+/// QR code drawn in the terminal (issue 12).
+fn print_pairing(http: &api::ApiServer) {
+    if let Some(url) = http.pairing_url() {
+        print_pairing_url(&url);
+    }
+}
+
+fn print_pairing_url(url: &str) {
+    println!("Pair a phone on this network: open {url}");
+    println!("{}", api::web::qr_text(url));
+}
+
+/// An IPv4 LAN address (not loopback, not unspecified) of a listen address.
+fn lan_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) if !ip.is_loopback() && !ip.is_unspecified() && !ip.is_link_local() => {
+            Some(std::net::IpAddr::V4(ip))
+        }
+        _ => None,
     })
 }
 
