@@ -243,7 +243,7 @@ function card(p) {
         ? h('span', { class: 'time-left', text: t('expiresIn', { rel: relative(p.expires_at, now) }) }) : null),
     h('h3', { id: headingId, class: 'post-title', text: p.title }),
     p.body ? h('p', { class: 'post-body', text: p.body }) : null,
-    p.tags.length ? h('ul', { class: 'post-tags', 'aria-label': t('tagsField') },
+    p.tags.length ? h('ul', { class: 'post-tags' },
       ...p.tags.map((tag) => h('li', { text: `#${tag}` }))) : null,
     p.location && p.location.label ? h('p', { class: 'place', text: `📍 ${p.location.label}` }) : null,
     meta,

@@ -191,7 +191,8 @@ export async function openPage(br, node, { viewport = { width: 1280, height: 900
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  // 404s are the stand-ins probing routes a node may not serve yet.
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of 404/.test(m.text())) page.errors.push(m.text()); });
   await page.goto(token ? `${node.base}/#token=${token}` : `${node.base}/`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
   return page;

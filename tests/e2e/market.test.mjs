@@ -241,7 +241,9 @@ test('infinite scroll over 300 posts reaches the last one; "Load more" works wit
     await until('Load more loaded', async () => (await noScroll.locator('#post-list article').count()) > before, 10_000);
   }
   await article(noScroll, 'Bulk 001').waitFor({ timeout: 1000 });
-  assert.equal(await more.isVisible(), false, 'no Load more after the last page');
+  // Older posts follow the bulk ones: the button stays until the last page.
+  for (let i = 0; i < 5 && await more.isVisible(); i++) await more.click();
+  await more.waitFor({ state: 'hidden', timeout: 5000 });
   await noScroll.context().close();
 });
 
