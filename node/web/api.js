@@ -148,6 +148,9 @@ async function standInList(q) {
     all = (await rpc('market.list', { limit: 500 })).posts;
   }
   all = all.filter((p) => !p.status || p.status === 'active');
+  const members = await rpc('member.list', {}).catch(() => null);
+  const levels = new Map(((members && members.members) || []).map((m) => [m.id, m.level]));
+  all = all.map((p) => (p.author_level ? p : { ...p, author_level: levels.get(p.author) }));
   if (q.near) {
     all = all.filter((p) => p.location).map((p) => ({ ...p, distance_km: distanceKm(q.near, p.location) }));
     if (q.radius_km) all = all.filter((p) => p.distance_km <= q.radius_km);

@@ -1,7 +1,7 @@
 // The marketplace tab: pinned emergencies, filters (category and tag
 // chips from the API's facets, search, sort, near me), the post list with
 // infinite scroll and a "Load more" button, live updates, and the post form.
-import { h, $, replace } from './dom.js';
+import { h, $, replace, icon } from './dom.js';
 import { t, relative } from './i18n.js';
 import * as api from './api.js';
 
@@ -33,7 +33,6 @@ const state = {
   online: true,
 };
 
-const CATEGORY_ICON = { offer: '🎁', request: '🙋', info: 'ℹ️', emergency: '⚠️' };
 
 export function settings() {
   try {
@@ -160,7 +159,7 @@ function renderListState(total) {
     replace(el, h('div', { class: 'state empty' },
       h('p', { class: 'empty-title', text: t('emptyTitle') }),
       h('p', { text: t('emptyText') }),
-      h('button', { type: 'button', class: 'btn primary', onclick: () => openForm(), text: t('newPost') })));
+      h('button', { type: 'button', class: 'btn primary', onclick: () => openForm(), text: t('firstPost') })));
   } else {
     replace(el);
   }
@@ -236,16 +235,14 @@ function card(p) {
   );
   const art = h('article', { class: `post cat-${p.category}`, 'data-key': key(p), 'aria-labelledby': headingId },
     h('div', { class: 'post-head' },
-      h('span', { class: `badge badge-${p.category}` },
-        h('span', { 'aria-hidden': 'true', text: CATEGORY_ICON[p.category] || '' }),
-        ' ', t(`cat_${p.category}`)),
+      h('span', { class: `badge badge-${p.category}` }, icon(p.category), ' ', t(`cat_${p.category}`)),
       p.category === 'emergency' && p.expires_at > now
         ? h('span', { class: 'time-left', text: t('expiresIn', { rel: relative(p.expires_at, now) }) }) : null),
     h('h3', { id: headingId, class: 'post-title', text: p.title }),
     p.body ? h('p', { class: 'post-body', text: p.body }) : null,
     p.tags.length ? h('ul', { class: 'post-tags' },
       ...p.tags.map((tag) => h('li', { text: `#${tag}` }))) : null,
-    p.location && p.location.label ? h('p', { class: 'place', text: `📍 ${p.location.label}` }) : null,
+    p.location && p.location.label ? h('p', { class: 'place' }, icon('pin'), ' ', p.location.label) : null,
     meta,
     actions(p),
   );
@@ -380,7 +377,7 @@ function renderFacets(main, pinned) {
     return h('button', {
       type: 'button', class: `chip chip-${c}`, 'aria-pressed': String(state.filter.categories.has(c)),
       onclick: () => toggle(state.filter.categories, c),
-    }, h('span', { 'aria-hidden': 'true', text: CATEGORY_ICON[c] }), ' ', t(`cat_${c}`),
+    }, icon(c), ' ', t(`cat_${c}`),
     n !== undefined ? h('span', { class: 'n', text: ` ${n}` }) : null);
   }));
   const tags = ((main.facets && main.facets.tags) || []).slice(0, TAG_CHIPS_MAX);

@@ -46,6 +46,10 @@ function chart(label, values, unit = '') {
   const max = Math.max(1, ...values);
   const pts = values.map((v, i) => `${values.length < 2 ? w : (i / (values.length - 1)) * w},${hgt - (v / max) * (hgt - 6) - 3}`);
   const last = values.length ? values[values.length - 1] : 0;
+  if (values.length < 2) {
+    return h('figure', { class: 'chart' }, h('div', { class: 'chart-empty', text: t('collecting') }),
+      h('figcaption', {}, `${label}: `, h('strong', { text: `${last}${unit}` })));
+  }
   return h('figure', { class: 'chart' },
     svg('svg', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': `${label}: ${last}${unit}`, preserveAspectRatio: 'none' },
       svg('polyline', { points: pts.join(' '), fill: 'none', stroke: 'currentColor', 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' })),
@@ -115,7 +119,7 @@ function peerTable(peers, members) {
     h('thead', {}, h('tr', {}, ...[t('member'), t('peer'), t('lastSync'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, ...peers.map((p) => h('tr', {},
       h('td', { text: p.node_id ? nameOf(members, p.node_id) : '—' }),
-      h('td', {}, h('code', { class: 'id', text: `${p.peer_id.slice(0, 16)}…`, title: p.peer_id })),
+      h('td', {}, h('code', { class: 'id', text: `…${p.peer_id.slice(-8)}`, title: p.peer_id })),
       h('td', { text: p.last_sync_ms ? relative(p.last_sync_ms) : t('never') }),
       h('td', { text: p.score === null || p.score === undefined ? '—' : p.score.toFixed(1) }))))));
 }
@@ -137,7 +141,7 @@ function memberSection(list, me) {
     }
     return h('tr', {},
       h('td', { text: m.name || '—' }),
-      h('td', {}, h('code', { class: 'id', text: `${m.id.slice(0, 16)}…`, title: m.id })),
+      h('td', {}, h('code', { class: 'id', text: `${m.id.slice(0, 12)}…`, title: m.id })),
       h('td', {}, levelCell));
   });
   const parts = [h('div', { class: 'table-wrap' }, h('table', {},

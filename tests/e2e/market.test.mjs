@@ -213,6 +213,24 @@ test('screenshots of both tabs at 1280 px and 360 px are saved under target/e2e/
   }
 });
 
+test('installable and offline: a manifest, a service worker, and the last loaded posts shown when the node cannot be reached', async () => {
+  const context = await br.newContext({ viewport: { width: 360, height: 780 }, locale: 'en-US' });
+  const page = await context.newPage();
+  await page.goto(`${a.base}/#token=${a.token}`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await article(page, 'Ladder to lend').waitFor();
+  const manifest = await page.evaluate(async () => (await fetch(document.querySelector('link[rel=manifest]').href)).json());
+  assert.equal(manifest.start_url, '/');
+  assert.equal(manifest.display, 'standalone');
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await context.setOffline(true);
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
+  await article(page, 'Ladder to lend').waitFor({ timeout: 5000 });
+  assert.match(await page.locator('#banner').textContent(), /Cannot reach your node/);
+  await context.close();
+});
+
 test('infinite scroll over 300 posts reaches the last one; "Load more" works with scrolling disabled', async () => {
   const params = Array.from({ length: 300 }, (_, i) => ({
     category: 'offer', title: `Bulk ${String(i + 1).padStart(3, '0')}`, body: 'Scroll test.', tags: ['bulk'],
