@@ -183,7 +183,9 @@ function deviceSection(devices) {
   } else {
     parts.push(h('p', { class: 'hint', text: t('pairNoLan') }));
   }
-  if (!devices.devices.length) parts.push(h('p', { text: t('noDevices') }));
+  if (!devices.devices.length) {
+    if (devices.pairing) parts.push(h('p', { text: t('noDevices') }));
+  }
   else {
     parts.push(h('ul', { class: 'devices' }, ...devices.devices.map((d) => {
       const btn = h('button', { type: 'button', class: 'btn small danger', 'aria-label': t('revokeName', { name: d.name }), text: t('revoke') });

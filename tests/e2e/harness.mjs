@@ -163,6 +163,9 @@ export async function twoNodes() {
     const s = await rpc(b, 'node.status');
     return s.level === 'member' && s.peers.length > 0;
   });
+  // Display names, as neighbours set them (and as the screenshots show).
+  await rpc(a, 'member.profile', { name: 'Anna (No. 12)' });
+  await rpc(b, 'member.profile', { name: 'Ben' });
   return { a, b };
 }
 

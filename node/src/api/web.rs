@@ -184,15 +184,15 @@ fn token_error(e: &token::TokenError) -> Response {
 /// 401 unless the request carries the owner's token (`api.token`): only
 /// the owner pairs and revokes devices, so a lost phone cannot lock the
 /// household out or hand out more tokens.
-fn check_owner(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn refused_unless_owner(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match (given, token::read(&state.token_file)) {
-        (Some(given), Ok(owner)) if token::matches(given, &owner) => Ok(()),
-        _ => Err(error(
+        (Some(given), Ok(owner)) if token::matches(given, &owner) => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             &format!(
@@ -272,7 +272,7 @@ fn shown(d: &token::Device) -> serde_json::Value {
 /// link with its QR code (as rows of `1`/`0` modules the page draws) while
 /// the node runs with `--lan`.
 async fn devices(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = check_owner(&state, &headers) {
+    if let Some(refused) = refused_unless_owner(&state, &headers) {
         return refused;
     }
     let list = match token::devices(&token::devices_path(&state.token_file)) {
@@ -297,7 +297,7 @@ async fn revoke(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = check_owner(&state, &headers) {
+    if let Some(refused) = refused_unless_owner(&state, &headers) {
         return refused;
     }
     let _one_writer = state
