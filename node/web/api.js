@@ -120,7 +120,8 @@ export async function listPosts(q) {
     if (q.tags && q.tags.length) p.set('tags', q.tags.join(','));
     if (q.q) p.set('q', q.q);
     if (q.near) {
-      p.set('near', `${q.near.lat},${q.near.lng}`);
+      // The query takes decimal degrees; the page keeps microdegrees (as on the wire).
+      p.set('near', `${q.near.lat / 1e6},${q.near.lng / 1e6}`);
       if (q.radius_km) p.set('radius_km', String(q.radius_km));
     }
     const answer = await get(`/api/posts?${p}`);
@@ -145,7 +146,8 @@ async function standInList(q) {
     all = r.results;
     search = { mode: r.mode, degraded: r.degraded || null };
   } else {
-    all = (await rpc('market.list', { limit: 500 })).posts;
+    const r = await rpc('market.list', { limit: 500 });
+    all = r.posts || r.items || [];
   }
   all = all.filter((p) => !p.status || p.status === 'active');
   const members = await rpc('member.list', {}).catch(() => null);
@@ -255,7 +257,8 @@ export function follow(on, onState = () => {}) {
     let known = null;
     while (!stopped) {
       try {
-        const posts = (await rpc('market.list', { limit: 500 })).posts;
+        const r = await rpc('market.list', { limit: 200 });
+        const posts = r.posts || r.items || [];
         onState('live');
         const now = new Map(posts.map((p) => [`${p.author}/${p.id}`, p]));
         if (known) {
@@ -264,7 +267,10 @@ export function follow(on, onState = () => {}) {
             if (!old) on('post.added', p);
             else if (old.lamport !== p.lamport) on('post.updated', p);
           }
-          for (const [k, p] of known) if (!now.has(k)) on('post.expired', { id: p.id, author: p.author, reason: null });
+          // A full answer may have cut old posts off: only a short one tells removals.
+          if (posts.length < 200) {
+            for (const [k, p] of known) if (!now.has(k)) on('post.expired', { id: p.id, author: p.author, reason: null });
+          }
         }
         known = now;
       } catch {

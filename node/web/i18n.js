@@ -42,6 +42,7 @@ const en = {
   searchSemantic: 'Semantic search',
   searchDegraded: 'Keyword search (semantic search unavailable: {why})',
   results: '{n} posts',
+  results1: '1 post',
   // post card
   by: 'by {name}',
   level_member: 'member',
@@ -184,6 +185,7 @@ const de = {
   searchSemantic: 'Semantische Suche',
   searchDegraded: 'Stichwortsuche (semantische Suche nicht verfügbar: {why})',
   results: '{n} Beiträge',
+  results1: '1 Beitrag',
   by: 'von {name}',
   level_member: 'Mitglied',
   level_trusted: 'vertraut',

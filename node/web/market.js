@@ -150,7 +150,7 @@ async function loadMore() {
 function renderListState(total) {
   const el = $('#list-state');
   if (total > 0 || $('#post-list').children.length) {
-    replace(el, h('p', { class: 'count', text: t('results', { n: total }) }));
+    replace(el, h('p', { class: 'count', text: total === 1 ? t('results1') : t('results', { n: total }) }));
   } else if (filtersActive()) {
     replace(el, h('div', { class: 'state empty' },
       h('p', { text: t('noMatch') }),

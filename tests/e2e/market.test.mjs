@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { twoNodes, stopNode, browser, openPage, rpc, rpcBatch, until, SHOTS } from './harness.mjs';
+import { twoNodes, stopNode, browser, openPage, rpc, socketCalls, until, SHOTS } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -247,7 +247,7 @@ test('infinite scroll over 300 posts reaches the last one; "Load more" works wit
   const params = Array.from({ length: 300 }, (_, i) => ({
     category: 'offer', title: `Bulk ${String(i + 1).padStart(3, '0')}`, body: 'Scroll test.', tags: ['bulk'],
   }));
-  await rpcBatch(b, 'market.post', params);
+  await socketCalls(b, 'market.post', params);
   const scroll = await openPage(br, b);
   await article(scroll, 'Bulk 300').waitFor();
   for (let i = 0; i < 20 && !(await article(scroll, 'Bulk 001').count()); i++) {
