@@ -339,6 +339,9 @@ export function onLive(type, data) {
     for (const el of existing) el.replaceWith(card(p));
     return;
   }
+  // An update of a post not shown: the list orders by creation, so it
+  // belongs further down (or on a page not loaded yet), not at the top.
+  if (type === 'post.updated') return;
   const where = matchesFilter(p);
   if (where === false) return;
   if (where === 'pinned' && !state.filter.categories.has('emergency')) {
