@@ -14,6 +14,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod data_dir;
+pub mod http_client;
 pub mod key_file;
 pub mod output;
 pub mod render;
@@ -133,6 +134,9 @@ pub enum Command {
     /// The HTTP API's bearer token (`api.token` in the data dir).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve the Model Context Protocol on stdin/stdout: market tools for
+    /// an assistant, through the running node's HTTP API.
+    Mcp(commands::mcp::McpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,6 +284,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Restore(a) => backup::restore(&mut ctx, a),
         Command::Token(c) => token(&mut ctx, c),
+        Command::Mcp(a) => commands::mcp::run(&mut ctx, a),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod community;
 pub mod init;
 pub mod log;
 pub mod market;
+pub mod mcp;
 pub mod member;
 pub mod profile;
 pub mod run;
