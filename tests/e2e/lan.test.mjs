@@ -35,6 +35,12 @@ test('--lan prints a pairing link and its QR code', async () => {
   assert.ok(qr.length >= 10, 'a QR code drawn with half blocks follows');
 });
 
+test('the first run points a newcomer to the page in the browser', () => {
+  const printed = `${c.out.join('\n')}\n${c.stderr()}`;
+  assert.match(printed, /in your browser +open the `HTTP API:` link below/);
+  assert.match(printed, /^HTTP API: http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]{64}$/m);
+});
+
 test('under --lan, reads without a token or with a wrong one are refused with 401; the page itself loads', async () => {
   assert.equal(await status('/health'), 401);
   assert.equal(await status('/metrics'), 401);

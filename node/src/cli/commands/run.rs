@@ -102,7 +102,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
     };
     let genesis = ctx.dir.load_genesis()?;
     if let Some(first) = first_run {
-        let text = next_steps(first, ctx.dir.root(), &genesis);
+        let text = next_steps(first, ctx.dir.root(), &genesis, http.is_some());
         ctx.out.note(format_args!("{text}"))?;
     }
     bootstrap.extend(saved_peers(ctx)?);
@@ -312,7 +312,7 @@ fn ask_name() -> anyhow::Result<(String, bool)> {
 }
 
 /// What a newcomer does next, printed once by the first run.
-fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
+fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis, web: bool) -> String {
     let hearth = hearth_command(dir);
     let dir_shown = dir.display();
     let key = dir.join(crate::cli::data_dir::IDENTITY_FILE);
@@ -325,6 +325,9 @@ fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
         );
     }
     t += "\nNext steps (in another terminal while this node runs):\n";
+    if web {
+        t += "  in your browser         open the `HTTP API:` link below: the marketplace page\n";
+    }
     match first {
         FirstRun::Founded { .. } => {
             t += &format!(
