@@ -88,11 +88,15 @@ export async function startNode(name, args) {
   return node;
 }
 
+/** Stops the node (SIGTERM: a clean stop) and removes its data dir. */
 export async function stopNode(node) {
-  if (!node || node.child.exitCode !== null) return;
-  const done = new Promise((r) => node.child.once('exit', r));
-  node.child.kill('SIGTERM');
-  await done;
+  if (!node) return;
+  if (node.child.exitCode === null && node.child.signalCode === null) {
+    const done = new Promise((r) => node.child.once('exit', r));
+    node.child.kill('SIGTERM');
+    await done;
+  }
+  fs.rmSync(node.dir, { recursive: true, force: true });
 }
 
 export async function hearth(node, ...args) {
