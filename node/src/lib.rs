@@ -7,6 +7,8 @@
 //! - `api` (feature `runtime`): the local HTTP API and the request path it
 //!   shares with the Unix socket.
 //! - `cli` (feature `runtime`): the `hearth` command.
+//! - `semantic` (feature `runtime`): search by meaning, `embed.text`, the
+//!   vector cache.
 
 pub mod core;
 pub mod store;
@@ -17,3 +19,5 @@ pub mod api;
 pub mod cli;
 #[cfg(feature = "runtime")]
 pub mod net;
+#[cfg(feature = "runtime")]
+pub mod semantic;

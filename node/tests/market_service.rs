@@ -369,6 +369,7 @@ fn test_search_falls_back_to_substring_when_embedding_unavailable() {
                 query: "water".into(),
                 category: None,
                 limit: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -384,6 +385,7 @@ fn test_search_falls_back_to_substring_when_embedding_unavailable() {
                 query: "  ".into(),
                 category: None,
                 limit: None,
+                ..Default::default()
             },
         )
         .unwrap_err();

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod mesh;
 pub mod plain_peer;
+pub mod relevance;
 
 use hearth_proto::{
     CommunityId, Event, EventError, EventId, Genesis, Identity, Payload, VerifiedEvent,

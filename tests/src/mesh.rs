@@ -121,6 +121,7 @@ pub fn test_net_config(bootstrap: Vec<Multiaddr>) -> NetConfig {
         sync_interval: Duration::from_secs(3600),
         idle_timeout: Duration::from_secs(300),
         ban_duration: hearth_node::net::gossip::BAN_DURATION,
+        ..NetConfig::default()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod log;
 pub mod pending;
+pub mod search;
 pub mod services;
 pub mod sync;
 pub mod sync_sessions;

@@ -30,6 +30,9 @@ use crate::core::bus::{BusError, BusQueue, Caller};
 use crate::core::{Input, Node, Output, Source, Verdict};
 use crate::store::EventStore;
 
+mod offloop;
+pub use offloop::SearchSetup;
+
 /// The sync period plus up to a quarter more, drawn fresh each time, so
 /// the nodes of a neighbourhood do not all sync with each other at once.
 fn jittered(period: Duration) -> Duration {
@@ -69,6 +72,8 @@ pub struct NetConfig {
     /// A peer that falls below the graylist threshold is refused this long
     /// (default `gossip::BAN_DURATION`, 10 min; tests shorten it).
     pub ban_duration: Duration,
+    /// The embedding model and vector store for semantic search.
+    pub search: SearchSetup,
 }
 
 impl Default for NetConfig {
@@ -88,6 +93,7 @@ impl Default for NetConfig {
             sync_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             ban_duration: gossip::BAN_DURATION,
+            search: SearchSetup::default(),
         }
     }
 }
@@ -97,6 +103,13 @@ impl Default for NetConfig {
 pub enum Command {
     /// A capability call by the local user.
     Call {
+        name: String,
+        params: ciborium::Value,
+        reply: oneshot::Sender<Result<ciborium::Value, BusError>>,
+    },
+    /// A capability call served by the core itself, never off the loop
+    /// (the searcher's own keyword half of `market.search`).
+    CoreCall {
         name: String,
         params: ciborium::Value,
         reply: oneshot::Sender<Result<ciborium::Value, BusError>>,
@@ -123,6 +136,17 @@ pub enum Command {
     /// gauges (log size, Lamport clock, pending, peers) read just before.
     Metrics {
         reply: oneshot::Sender<String>,
+    },
+    /// The live posts a semantic search ranks (`semantic::search`).
+    SearchCandidates {
+        category: Option<hearth_proto::Category>,
+        tags: Vec<String>,
+        reply: oneshot::Sender<Vec<crate::semantic::search::Candidate>>,
+    },
+    /// Posts as callers see them, by name (unknown names are left out).
+    PostViews {
+        keys: Vec<crate::core::views::market::PostKey>,
+        reply: oneshot::Sender<Vec<crate::core::services::market::PostView>>,
     },
     /// A log page in or out for the local API (`net::local_api::serve_log`).
     Log {
@@ -291,6 +315,22 @@ impl Handle {
         self.send(cmd, rx).await
     }
 
+    /// Calls `name` on the core directly: for callers that serve a call
+    /// off the loop themselves and need the core's own answer.
+    pub async fn call_core(
+        &self,
+        name: &str,
+        params: ciborium::Value,
+    ) -> Result<ciborium::Value, BusError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::CoreCall {
+            name: name.into(),
+            params,
+            reply,
+        };
+        self.send(cmd, rx).await
+    }
+
     /// Calls `name` on `peer`. The capability's own timeout applies: past
     /// it the caller gets `timeout`, whatever the peer does later.
     pub async fn remote_call(
@@ -307,6 +347,7 @@ impl Handle {
             reply,
         };
         let limit = crate::core::services::descriptor(name)
+            .or_else(|| crate::semantic::descriptor(name))
             .map_or(behaviour::REQUEST_TIMEOUT, |d| {
                 Duration::from_millis(d.timeout_ms)
             });
@@ -333,6 +374,39 @@ impl Handle {
             .map_err(|_| BusError::unavailable("the node is shutting down"))?;
         rx.await
             .map_err(|_| BusError::unavailable("the node stopped before answering"))?
+    }
+
+    /// The live posts passing the filters, for a semantic search.
+    pub async fn search_candidates(
+        &self,
+        category: Option<hearth_proto::Category>,
+        tags: Vec<String>,
+    ) -> Result<Vec<crate::semantic::search::Candidate>, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SearchCandidates {
+                category,
+                tags,
+                reply,
+            })
+            .await
+            .map_err(|_| BusError::unavailable("the node is shutting down"))?;
+        rx.await
+            .map_err(|_| BusError::unavailable("the node stopped before answering"))
+    }
+
+    /// The posts named by `keys` as callers see them.
+    pub async fn post_views(
+        &self,
+        keys: Vec<crate::core::views::market::PostKey>,
+    ) -> Result<Vec<crate::core::services::market::PostView>, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::PostViews { keys, reply })
+            .await
+            .map_err(|_| BusError::unavailable("the node is shutting down"))?;
+        rx.await
+            .map_err(|_| BusError::unavailable("the node stopped before answering"))
     }
 
     pub async fn status(&self) -> Option<Status> {
@@ -443,6 +517,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         events: events.clone(),
         metrics: metrics.clone(),
     };
+    let (offloop, finished) = offloop::OffLoop::new(&cfg.search, handle.clone());
     let driver = Driver {
         node,
         swarm,
@@ -459,6 +534,8 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         rate: gossip::RateLimiter::default(),
         rate_limited: 0,
         bans: gossip::BanList::default(),
+        offloop,
+        finished,
     };
     let span = info_span!("driver", peer = %handle.peer_id);
     Ok(Running {
@@ -494,6 +571,9 @@ struct Driver<S: EventStore> {
     /// Peers refused for a while after falling below the graylist
     /// threshold (bounded inside).
     bans: gossip::BanList,
+    /// Calls served off the loop (search, embeddings) and their answers.
+    offloop: offloop::OffLoop,
+    finished: mpsc::Receiver<offloop::Finished>,
 }
 
 /// A remote bus call waiting in the queue.
@@ -539,6 +619,7 @@ impl<S: EventStore> Driver<S> {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.on_command(cmd),
                 },
+                Some(done) = self.finished.recv() => self.on_finished(done),
                 _ = core_timer => self.node.handle(now_ms(), Input::Tick),
                 _ = unban_timer, if unban_at.is_some() => self.lift_bans(),
                 _ = tokio::time::sleep_until(next_sync) => {
@@ -664,8 +745,40 @@ impl<S: EventStore> Driver<S> {
                 params,
                 reply,
             } => {
-                let result = self.node.call(now_ms(), Caller::Local, &name, params);
-                let _ = reply.send(result);
+                if let Some((name, params, reply)) = self.local_call_off_loop(name, params, reply) {
+                    let result = self.node.call(now_ms(), Caller::Local, &name, params);
+                    let _ = reply.send(result);
+                }
+            }
+            Command::CoreCall {
+                name,
+                params,
+                reply,
+            } => {
+                let _ = reply.send(self.node.call(now_ms(), Caller::Local, &name, params));
+            }
+            Command::SearchCandidates {
+                category,
+                tags,
+                reply,
+            } => {
+                let found = crate::semantic::search::candidates(
+                    &self.node.views().market,
+                    now_ms(),
+                    category,
+                    &tags,
+                );
+                let _ = reply.send(found);
+            }
+            Command::PostViews { keys, reply } => {
+                let views = self.node.views();
+                let now = now_ms();
+                let found = keys
+                    .iter()
+                    .filter_map(|k| views.market.get(k))
+                    .map(|p| crate::core::services::market::PostView::of(p, now, &views.membership))
+                    .collect();
+                let _ = reply.send(found);
             }
             Command::RemoteCall {
                 peer,
@@ -1031,6 +1144,9 @@ impl<S: EventStore> Driver<S> {
                     },
                 ..
             } => {
+                let Some(channel) = self.remote_call_off_loop(peer, &request, channel) else {
+                    return;
+                };
                 let caller = identity::node_id(&peer);
                 let desc = crate::core::services::descriptor(&request.capability);
                 let refusal = match (caller, desc) {

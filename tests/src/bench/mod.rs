@@ -3,7 +3,8 @@
 //! (this machine is noisy; only same-run ratios compare across runs).
 //! Progress goes to stderr.
 //!
-//! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`], and
+//! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`],
+//! [`search`] (its own fixture: the relevance set's posts), and
 //! the multi-node ones in [`mesh`]. The single-node figures share one
 //! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod list;
 pub mod mesh;
 pub mod replay;
+pub mod search;
 pub mod sync;
 
 use std::time::Instant;

@@ -2,15 +2,23 @@
 //! tests/src/bench), progress on stderr.
 //!
 //! Flags: `--quick` (small sizes, a smoke run), `--only NAME` (one figure:
-//! ingest, replay, list, sync, gossip, throughput; repeatable).
+//! ingest, replay, list, sync, gossip, throughput, search; repeatable).
 
 use anyhow::{bail, Context};
-use hearth_tests::bench::{self, ingest, list, mesh, replay, sync};
+use hearth_tests::bench::{self, ingest, list, mesh, replay, search, sync};
 use serde_json::json;
 
-const FIGURES: [&str; 6] = ["ingest", "replay", "list", "sync", "gossip", "throughput"];
+const FIGURES: [&str; 7] = [
+    "ingest",
+    "replay",
+    "list",
+    "sync",
+    "gossip",
+    "throughput",
+    "search",
+];
 const USAGE: &str =
-    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput]...";
+    "usage: scripts/bench [--quick] [--only ingest|replay|list|sync|gossip|throughput|search]...";
 
 fn main() -> anyhow::Result<()> {
     let mut quick = false;
@@ -50,6 +58,9 @@ fn main() -> anyhow::Result<()> {
     }
     if want("list") {
         list::list(scale(100_000, 10_000))?;
+    }
+    if want("search") {
+        search::search(scale(10_000, 2_000))?;
     }
     if want("sync") {
         sync::sync(scale(100_000, 10_000), 1)?;

@@ -8,7 +8,7 @@
 use clap::{Args, ValueEnum};
 use hearth_proto::{Category, EventId, ExpiryReason, Location, NodeId};
 
-use crate::cli::render::{post_detail, post_line, relative};
+use crate::cli::render::{line, post_detail, post_line, relative};
 use crate::cli::{now_ms, Ctx};
 use crate::core::services::market::{
     self, ExpireParams, ExpireReceipt, GetParams, ListResult, PostParams, PostReceipt, PostView,
@@ -322,10 +322,15 @@ pub fn get(ctx: &mut Ctx, a: GetArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Text to find in titles, bodies and tags (case-insensitive).
+    /// Words to look for in titles, bodies and tags. German and English
+    /// word forms match ("Leitern" finds "Leiter"), and so do words inside
+    /// compounds ("Kanister" finds "Wasserkanister").
     pub query: String,
     #[arg(long, value_enum)]
     pub category: Option<CategoryArg>,
+    /// Only posts with this tag (repeatable: all must match).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
     /// At most this many results [default: 20, at most 100].
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -338,6 +343,7 @@ pub fn search(ctx: &mut Ctx, a: SearchArgs) -> anyhow::Result<()> {
         &SearchParams {
             query: a.query,
             category: a.category.map(Category::from),
+            tags: a.tags,
             limit: a.limit,
         },
         false,
@@ -345,9 +351,14 @@ pub fn search(ctx: &mut Ctx, a: SearchArgs) -> anyhow::Result<()> {
     ctx.out.show(&result, |w| {
         let n = result.results.len();
         let s = if n == 1 { "" } else { "s" };
-        writeln!(w, "{n} result{s} ({} search)", result.mode)?;
-        for p in &result.results {
-            post_line(w, p, now)?;
+        let degraded = match &result.degraded {
+            Some(why) => format!(", degraded: {}", line(why)),
+            None => String::new(),
+        };
+        writeln!(w, "{n} result{s} ({} search{degraded})", result.mode)?;
+        for hit in &result.results {
+            write!(w, "{:>6.2}  ", hit.score)?;
+            post_line(w, &hit.post, now)?;
         }
         Ok(())
     })

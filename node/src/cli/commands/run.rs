@@ -116,6 +116,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
         bootstrap,
         mdns: !a.no_mdns,
         sync_interval: Duration::from_secs(a.sync_interval_seconds.max(1)),
+        search: crate::semantic::setup(ctx.dir.root())?,
         ..defaults
     };
     serve(node, cfg, &ctx.dir.socket_path(), &genesis, http)

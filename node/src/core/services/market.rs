@@ -14,7 +14,10 @@ use tracing::{info, warn};
 
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
-use crate::core::views::market::{ListQuery, Post};
+use std::collections::BTreeSet;
+
+use crate::core::search::{rank, Document};
+use crate::core::views::market::{ListQuery, Post, PostKey};
 use crate::core::views::MembershipView;
 use crate::core::Node;
 use crate::store::EventStore;
@@ -129,12 +132,16 @@ pub struct GetParams {
     pub author: Option<NodeId>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     pub query: String,
     #[serde(default)]
     pub category: Option<Category>,
+    /// Posts must carry every one of these tags (matched lowercase).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// At most this many results [default 20, at most `SEARCH_LIMIT_MAX`].
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -227,12 +234,82 @@ pub struct ListResult {
     pub max_lamport: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What `market.search` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResult {
-    /// `keyword` (substring) until an embedder is reachable.
+    /// Which search answered: `keyword` (BM25 with the substring rule)
+    /// until semantic search lands (issue 13), then `semantic` or `hybrid`.
     pub mode: String,
-    pub results: Vec<PostView>,
+    /// Why the answer is worse than asked for, as a wire code: `partition`
+    /// when no embedding provider was reachable; `null` otherwise.
+    #[serde(default, deserialize_with = "null_or_text")]
+    pub degraded: Option<String>,
+    pub results: Vec<SearchHit>,
 }
+
+/// One search result: the post and its score (`{post: {..}, score}` on the
+/// wire). In Rust, `hit.title` reads through to the post.
+///
+/// Nested rather than `#[serde(flatten)]`: a flattened struct is decoded
+/// through serde's buffered content, which claims to be human-readable, so
+/// ids encoded as CBOR byte strings by a peer would no longer decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub post: PostView,
+    /// The ranking score, higher is better; comparable only within one
+    /// answer. 0 for a post found only because it contains the query.
+    pub score: f32,
+}
+
+impl std::ops::Deref for SearchHit {
+    type Target = PostView;
+    fn deref(&self) -> &PostView {
+        &self.post
+    }
+}
+
+/// Reads a text or `null`, taking an empty array for `null`: a remote
+/// call's answer crosses the wire through a CBOR codec that encodes a unit
+/// (`null`) as an empty array.
+fn null_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            match seq.next_element::<serde::de::IgnoredAny>()? {
+                None => Ok(None),
+                Some(_) => Err(serde::de::Error::custom(
+                    "expected a string or null, got a non-empty array",
+                )),
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Default `limit` of a search.
+pub const SEARCH_LIMIT_DEFAULT: usize = 20;
+/// Longest query, in characters: a query is a few words; a longer one is
+/// refused rather than cut, so the caller knows.
+pub const QUERY_CHARS_MAX: usize = 500;
 
 fn check_chars(field: &str, text: &str, min: usize, max: usize) -> Result<(), BusError> {
     let n = text.chars().count();
@@ -606,39 +683,86 @@ impl<S: EventStore> Node<S> {
             .map(|post| PostView::of(post, now_ms, &self.views().membership))
     }
 
-    /// Keyword search: case-insensitive substring over title, body and
-    /// tags; title hits first, then newer content.
+    /// `market.search`: keyword search (BM25 over title, body and tags,
+    /// stemmed German and English, trigrams for compounds; see
+    /// `core::search`) over live posts passing the filters, which apply
+    /// before ranking. Every post containing the query as a
+    /// case-insensitive substring is among the results (up to `limit`).
     pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
-        self.market_enabled()?;
-        let needle = p.query.trim().to_lowercase();
-        if needle.is_empty() {
-            return Err(BusError::bad_request("query is empty"));
-        }
-        let limit = p.limit.unwrap_or(20).min(SEARCH_LIMIT_MAX);
-        let mut hits: Vec<(bool, &Post)> = self
-            .views()
-            .market
-            .all_active(now_ms)
-            .filter(|post| p.category.is_none_or(|c| post.content.category == c))
-            .filter_map(|post| {
-                let c = &post.content;
-                let in_title = c.title.to_lowercase().contains(&needle);
-                let hit = in_title
-                    || c.body.to_lowercase().contains(&needle)
-                    || c.tags.iter().any(|t| t.contains(&needle));
-                hit.then_some((in_title, post))
-            })
-            .collect();
-        // Stable sort: within a rank, all_active's newest-first order stays.
-        hits.sort_by_key(|(in_title, _)| !*in_title);
+        let tags: Vec<String> = p.tags.iter().map(|t| t.trim().to_lowercase()).collect();
+        let limit = p
+            .limit
+            .unwrap_or(SEARCH_LIMIT_DEFAULT)
+            .min(SEARCH_LIMIT_MAX);
+        let hits = self.keyword_search(
+            now_ms,
+            &p.query,
+            |post| {
+                p.category.is_none_or(|c| post.content.category == c)
+                    && tags.iter().all(|t| post.content.tags.contains(t))
+            },
+            limit,
+        )?;
+        let membership = &self.views().membership;
         Ok(SearchResult {
             mode: "keyword".into(),
+            degraded: None,
             results: hits
                 .into_iter()
-                .take(limit)
-                .map(|(_, post)| PostView::of(post, now_ms, &self.views().membership))
+                .map(|(post, score)| SearchHit {
+                    post: PostView::of(post, now_ms, membership),
+                    score,
+                })
                 .collect(),
         })
+    }
+
+    /// Builds the keyword index now rather than on the first search (which
+    /// otherwise pays for indexing every live post): for a node that will
+    /// serve searches, once its log is open.
+    pub fn warm_search(&self) {
+        self.views().market.warm_search();
+    }
+
+    /// Keyword search for any caller with its own filter (the HTTP API's
+    /// `q`): live posts that `accept` lets through and that match `query`,
+    /// best first (ties by post key), at most `limit`, with their scores.
+    /// Refuses an empty or over-long query with `bad_request`.
+    pub fn keyword_search(
+        &self,
+        now_ms: u64,
+        query: &str,
+        accept: impl Fn(&Post) -> bool,
+        limit: usize,
+    ) -> Result<Vec<(&Post, f32)>, BusError> {
+        self.market_enabled()?;
+        let chars = query.chars().count();
+        if chars > QUERY_CHARS_MAX {
+            return Err(BusError::bad_request(format!(
+                "query is {chars} characters; at most {QUERY_CHARS_MAX}: search for a few words"
+            )));
+        }
+        if query.trim().is_empty() {
+            return Err(BusError::bad_request(
+                "query is empty; give a word or two to search for",
+            ));
+        }
+        let market = &self.views().market;
+        let wanted = |post: &Post| post.is_live(now_ms) && accept(post);
+        let (q, scored) = market.with_search(|index| {
+            let q = index.query(query);
+            let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
+            (q, scored)
+        });
+        let substring: BTreeSet<PostKey> = market
+            .all_active(now_ms)
+            .filter(|post| accept(post) && Document::of(&post.content).contains(&q.needle))
+            .map(Post::key)
+            .collect();
+        Ok(rank(scored, &substring, limit)
+            .into_iter()
+            .filter_map(|h| market.get(&h.key).map(|post| (post, h.score)))
+            .collect())
     }
 
     /// Marks posts past their TTL as stale, where this node may: its own

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::membership::{MembershipChange, MembershipView};
 use super::small_map::SmallMap;
 use super::ViewError;
+use crate::core::search::{Document, LazyIndex, SearchIndex};
 
 /// `list` returns at most this many posts when the caller gives no limit.
 pub const LIST_LIMIT_DEFAULT: usize = 50;
@@ -246,6 +247,10 @@ pub struct MarketView {
     by_lamport: BTreeSet<IndexKey>,
     by_category: BTreeMap<Category, BTreeSet<IndexKey>>,
     by_tag: BTreeMap<String, BTreeSet<IndexKey>>,
+    /// Keyword search over the shown posts (issue 13), kept with the other
+    /// indexes once built: every post that enters or leaves them enters or
+    /// leaves it. Built on the first search ([`MarketView::with_search`]).
+    search: LazyIndex<PostKey>,
     /// During a full replay: record facts only, derive once at the end.
     bulk: bool,
     /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
@@ -286,6 +291,8 @@ impl MarketView {
         let mut by_category: BTreeMap<Category, Vec<IndexKey>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, Vec<IndexKey>> = BTreeMap::new();
         let mut client_ids = BTreeMap::new();
+        // Every post may have changed: rebuilt on the next search.
+        self.search.reset();
         for post in posts.values() {
             if let Some(c) = &post.client_id {
                 client_ids.insert((post.author, c.clone()), post.key());
@@ -603,6 +610,9 @@ impl MarketView {
         if !post.is_shown() {
             return;
         }
+        if let Some(search) = self.search.get_mut() {
+            search.insert(post.key(), Document::of(&post.content));
+        }
         let k = Self::index_key(post);
         self.by_lamport.insert(k);
         self.by_category
@@ -615,6 +625,9 @@ impl MarketView {
     }
 
     fn unindex(&mut self, post: &Post) {
+        if let Some(search) = self.search.get_mut() {
+            search.remove(&post.key());
+        }
         let k = Self::index_key(post);
         self.by_lamport.remove(&k);
         if let Some(set) = self.by_category.get_mut(&post.content.category) {
@@ -681,6 +694,26 @@ impl MarketView {
         self.client_ids
             .get(&(*author, client_id.to_owned()))
             .and_then(|n| self.posts.get(n))
+    }
+
+    /// Runs `f` on the keyword index of the shown posts, building it first
+    /// if no search has yet (a post past its TTL stays in it until swept:
+    /// callers check [`Post::is_live`]).
+    pub fn with_search<R>(&self, f: impl FnOnce(&SearchIndex<PostKey>) -> R) -> R {
+        self.search.with(|| self.search_index_now(), f)
+    }
+
+    /// Builds the keyword index now, so the first search does not wait.
+    pub fn warm_search(&self) {
+        self.with_search(|_| ());
+    }
+
+    fn search_index_now(&self) -> SearchIndex<PostKey> {
+        let mut index = SearchIndex::default();
+        for post in self.posts.values().filter(|p| p.is_shown()) {
+            index.insert(post.key(), Document::of(&post.content));
+        }
+        index
     }
 
     /// Every live post, newest first.
