@@ -143,7 +143,8 @@ async function standInList(q) {
   let search;
   if (q.q) {
     const r = await rpc('market.search', { query: q.q, limit: 100 });
-    all = r.results;
+    // Hits are `{post, score}` (bare posts from older nodes).
+    all = r.results.map((hit) => hit.post || hit);
     search = { mode: r.mode, degraded: r.degraded || null };
   } else {
     const r = await rpc('market.list', { limit: 500 });

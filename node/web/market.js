@@ -417,9 +417,11 @@ function renderSearchMode(search) {
     return;
   }
   el.hidden = false;
+  const why = search.degraded === 'partition' ? t('noModel') : search.degraded;
   el.textContent = search.degraded
-    ? t('searchDegraded', { why: search.degraded })
-    : search.mode === 'semantic' ? t('searchSemantic') : t('searchKeyword');
+    ? t('searchDegraded', { why })
+    : search.mode === 'semantic' ? t('searchSemantic')
+      : search.mode === 'hybrid' ? t('searchHybrid') : t('searchKeyword');
 }
 
 // --- the form -----------------------------------------------------------------
