@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use common::{key, Fixture};
-use hearth_node::api::{self, ApiConfig, ApiServer};
+use hearth_node::api::{self, ApiConfig, ApiServer, Tuning};
 use hearth_node::net::driver::{self, Handle, NetConfig, NetEvent};
 use hearth_proto::Level;
 use serde_json::{json, Value};
@@ -171,16 +171,22 @@ fn net_config() -> NetConfig {
 /// The anchor's node (`who` = key 1) or an admitted member, served on an
 /// ephemeral loopback port.
 async fn start_as(f: &Fixture, who: u8, lan: bool) -> Api {
+    start_with(f, who, lan, Tuning::default()).await
+}
+
+/// [`start_as`] with the given limits and health window.
+async fn start_with(f: &Fixture, who: u8, lan: bool, tuning: Tuning) -> Api {
     let node = f.admitted_node(&key(who), Level::Member);
     let running = driver::spawn(node, net_config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token_file = api::token::path(dir.path());
-    let server = api::serve(
+    let server = api::serve_with(
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             lan,
             token_file: token_file.clone(),
         },
+        tuning,
         running.handle.clone(),
     )
     .await
@@ -210,9 +216,13 @@ fn error_of(v: &Value) -> (i64, String, String) {
     )
 }
 
-/// Every method the API serves answers once over `POST /rpc`: the market
-/// capabilities, the membership ones and `node.status`, with the writes
-/// taking effect (the post is listed, found, updated, searched, expired).
+/// Every method the API serves answers over `POST /rpc`: the market
+/// capabilities, the membership ones (`member.set` under both names), the
+/// node and log calls and `rpc.discover`, with the writes taking effect
+/// (the post is listed, found, updated, searched, expired; the member is
+/// listed; the exported log imports as duplicates). The list of methods
+/// called here is checked against the served names, so a new method
+/// without a test fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_method_answers() {
     let api = start(false).await;
@@ -260,7 +270,66 @@ async fn every_rpc_method_answers() {
     let status = api.call("node.status", json!({})).await;
     assert_eq!(status["community_name"], json!("Lindenhof"));
     assert_eq!(status["display_name"], json!("Ana"));
+    // The API name of community.member.set.
+    let third = serde_json::to_value(key(3).node_id()).unwrap();
+    let set = api
+        .call("member.set", json!({"member": third, "level": "trusted"}))
+        .await;
+    assert_eq!(
+        (set["level"].clone(), set["changed"].clone()),
+        (json!("trusted"), json!(true))
+    );
+    let members = api.call("member.list", json!({})).await;
+    assert!(
+        members.to_string().contains(third.as_str().unwrap()),
+        "{members}"
+    );
+    let peers = api.call("node.peers", json!({})).await;
+    assert_eq!(peers, json!({"peers": []}), "no peer is connected");
+    let page = api.call("log.export", json!({})).await;
+    let events = page["events"].as_array().unwrap().clone();
+    assert!(events.len() >= 5, "genesis, admissions, posts: {page}");
+    assert_eq!(page["next"], Value::Null, "one page holds this log");
+    let hash = hex::encode(sha2_of(&hex::decode(events[0].as_str().unwrap()).unwrap()));
+    let held = api
+        .call("log.contains", json!({"hashes": [hash, "00".repeat(32)]}))
+        .await;
+    assert_eq!(held, json!({"held": [true, false]}));
+    let imported = api
+        .call("log.import", json!({"events": [events[0].clone()]}))
+        .await;
+    assert_eq!(imported["outcomes"][0]["outcome"], json!("duplicate"));
+    let doc = api.call("rpc.discover", json!({})).await;
+    assert_eq!(doc["openrpc"], json!("1.3.2"));
+    let mut called = vec![
+        "market.post",
+        "market.list",
+        "market.get",
+        "market.update",
+        "market.search",
+        "market.expire",
+        "community.member.set",
+        "member.list",
+        "community.settings",
+        "member.profile",
+        "node.status",
+        "member.set",
+        "node.peers",
+        "log.export",
+        "log.contains",
+        "log.import",
+        "rpc.discover",
+    ];
+    let mut served = api::dispatch::Method::names();
+    called.sort_unstable();
+    served.sort_unstable();
+    assert_eq!(called, served, "every served method is called above");
     api.stop().await;
+}
+
+/// SHA-256: an event's hash is the hash of its encoded bytes.
+fn sha2_of(bytes: &[u8]) -> [u8; 32] {
+    hearth_proto::hash_bytes(bytes).0
 }
 
 /// A batch answers each call by its id, a failing member with its own
@@ -475,7 +544,17 @@ async fn origin_mismatch_on_a_write_is_refused() {
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(r.text().contains("evil.example"));
+    let (_, code, message) = error_of(&r.json());
+    assert_eq!(code, "unauthorized");
+    assert!(
+        message.contains("cross-origin") && message.contains("evil.example"),
+        "{message}"
+    );
+    let listed = api.call("market.list", json!({})).await;
+    assert!(
+        !listed.to_string().contains("Ladder"),
+        "the refused write ran"
+    );
     let own = format!("http://{}", api.addr);
     let r = send(
         api.addr,
@@ -577,12 +656,17 @@ async fn metrics_parse_and_move_after_a_post() {
     api.stop().await;
 }
 
-/// `/health` is `degraded` (200) with no peers, `ok` once a peer is
-/// connected; every answer echoes an `X-Request-Id`, unique per request.
+/// `/health` is `degraded` (200) with no peers once the no-peer window
+/// (here 0 s) has passed, `ok` once a peer is connected; every answer
+/// echoes an `X-Request-Id`, unique per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_degraded_then_ok_and_request_ids() {
     let f = Fixture::new();
-    let mut a = start_as(&f, 1, false).await;
+    let no_window = Tuning {
+        health_no_peers: std::time::Duration::ZERO,
+        ..Tuning::default()
+    };
+    let mut a = start_with(&f, 1, false, no_window).await;
     let r = send(a.addr, "GET", "/health", &[], b"").await;
     assert_eq!(r.status, 200);
     let v = r.json();
@@ -802,4 +886,329 @@ async fn health_fails_while_the_store_is_full_and_recovers() {
     )
     .await;
     a.stop().await;
+}
+
+/// Params that do not decode as a method's params type get JSON-RPC's
+/// -32602 (bad params, code `bad_request`) for every served method, and
+/// nothing runs: the bad `market.post` posts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_params_are_32602_for_every_method() {
+    let api = start(false).await;
+    let token = api.token();
+    for name in api::dispatch::Method::names() {
+        // A wrong type for a field every decoder knows, or an unknown one.
+        let params = match name {
+            "market.list" => json!({"limit": "many"}),
+            "log.export" => json!({"after": 5}),
+            "log.import" => json!({"events": 5}),
+            "log.contains" => json!({"hashes": ["zz"]}),
+            _ => json!({"category": "offer", "title": "Ladder", "no_such_param": 1}),
+        };
+        let r = api
+            .rpc(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": name, "params": params}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let (n, code, message) = error_of(&r.json());
+        assert_eq!(
+            (n, code.as_str()),
+            (-32602, "bad_request"),
+            "{name}: {message}"
+        );
+        assert!(message.starts_with("invalid params"), "{name}: {message}");
+    }
+    let listed = api.call("market.list", json!({})).await;
+    assert_eq!(listed["posts"], json!([]), "{listed}");
+    api.stop().await;
+}
+
+/// A post that does not exist is `not_found` (-32002) for get, update and
+/// expire alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_post_is_not_found() {
+    let api = start(false).await;
+    let id = "01KAAAAAAAAAAAAAAAAAAAAAAA";
+    for (method, params) in [
+        ("market.get", json!({"id": id})),
+        ("market.update", json!({"id": id, "title": "x"})),
+        ("market.expire", json!({"id": id})),
+    ] {
+        let r = api
+            .rpc(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+                Some(&api.token()),
+            )
+            .await;
+        let (n, code, message) = error_of(&r.json());
+        assert_eq!(
+            (n, code.as_str()),
+            (-32002, "not_found"),
+            "{method}: {message}"
+        );
+    }
+    api.stop().await;
+}
+
+/// `member.set` is for anchors only: a member's node is refused with
+/// `unauthorized` (-32001) saying so, and signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_set_needs_an_anchor() {
+    let f = Fixture::new();
+    let api = start_as(&f, 2, false).await;
+    let third = serde_json::to_value(key(3).node_id()).unwrap();
+    let r = api
+        .rpc(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "member.set",
+                    "params": {"member": third, "level": "member"}}),
+            Some(&api.token()),
+        )
+        .await;
+    let (n, code, message) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32001, "unauthorized"), "{message}");
+    assert!(message.contains("anchor"), "{message}");
+    let members = api.call("member.list", json!({})).await;
+    assert!(
+        !members.to_string().contains(third.as_str().unwrap()),
+        "{members}"
+    );
+    api.stop().await;
+}
+
+/// Writes over a client's bucket are 429 `overloaded` (-32004) with
+/// `Retry-After` and a message saying when to retry; a batch holding more
+/// writes than are left is refused whole; searches have their own bucket
+/// and plain reads none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_searches_over_the_rate_are_429() {
+    use api::limits::Rate;
+    let slow = Rate {
+        burst: 2,
+        per_minute: 1,
+    };
+    let tuning = Tuning {
+        writes: slow,
+        searches: slow,
+        ..Tuning::default()
+    };
+    let api = start_with(&Fixture::new(), 1, false, tuning).await;
+    let token = api.token();
+    let post = |n: u32| {
+        json!({"jsonrpc": "2.0", "id": n, "method": "market.post",
+               "params": {"category": "offer", "title": format!("Ladder {n}")}})
+    };
+    assert_eq!(api.rpc(&post(1), Some(&token)).await.status, 200);
+    // Two writes in one batch, with one left: refused whole.
+    let r = api
+        .rpc(&Value::Array(vec![post(2), post(3)]), Some(&token))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(api.rpc(&post(4), Some(&token)).await.status, 200);
+    let r = api.rpc(&post(5), Some(&token)).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("60"));
+    let (n, code, message) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32004, "overloaded"));
+    assert!(
+        message.contains("writes") && message.contains("retry in 60 s"),
+        "{message}"
+    );
+    let listed = api.call("market.list", json!({})).await;
+    let titles = listed.to_string();
+    assert!(
+        titles.contains("Ladder 1") && titles.contains("Ladder 4") && !titles.contains("Ladder 2"),
+        "{titles}"
+    );
+    let search = json!({"jsonrpc": "2.0", "id": 9, "method": "market.search",
+                        "params": {"query": "ladder"}});
+    assert_eq!(api.rpc(&search, None).await.status, 200);
+    assert_eq!(api.rpc(&search, None).await.status, 200);
+    let r = api.rpc(&search, None).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(error_of(&r.json()).2.contains("searches"), "{}", r.text());
+    for _ in 0..5 {
+        let read = json!({"jsonrpc": "2.0", "id": 1, "method": "market.list"});
+        assert_eq!(api.rpc(&read, None).await.status, 200);
+    }
+    api.stop().await;
+}
+
+/// A 10,000-deep JSON array is refused with 400 `bad_request` before it
+/// is parsed (no stack overflow), and the server answers on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_json_is_refused_before_parsing() {
+    let api = start(false).await;
+    let body = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let r = send(api.addr, "POST", "/rpc", &[], body.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let (n, code, message) = error_of(&r.json());
+    assert_eq!((n, code.as_str()), (-32600, "bad_request"));
+    assert!(message.contains("deep"), "{message}");
+    // Deep params inside a call are refused the same.
+    let params = format!(
+        "{{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"market.list\", \"params\": {{\"x\": {}{}}}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let r = send(api.addr, "POST", "/rpc", &[], params.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let status = api.call("node.status", json!({})).await;
+    assert!(status["node_id"].is_string());
+    api.stop().await;
+}
+
+/// A batch may hold one `log.export`: a second one in the same batch is
+/// an invalid request (-32600) saying to page with the cursor, the first
+/// is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_export_is_one_page_per_batch() {
+    let api = start(false).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "log.export"},
+        {"jsonrpc": "2.0", "id": 2, "method": "log.export"},
+    ]);
+    let r = api.rpc(&batch, None).await;
+    let answers = r.json();
+    assert!(answers[0]["result"]["events"].is_array(), "{answers}");
+    let (n, _, message) = error_of(&answers[1]);
+    assert_eq!(n, -32600);
+    assert!(message.contains("cursor"), "{message}");
+    api.stop().await;
+}
+
+/// Reads a JSON file of the repository.
+fn repo_json(path: &str) -> Value {
+    let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
+}
+
+/// The OpenRPC meta-schema shipped in docs/openrpc, as a validator (its
+/// JSON Schema meta-schema registered locally: nothing is fetched).
+fn openrpc_validator() -> jsonschema::Validator {
+    use jsonschema::{Draft, Registry};
+    let mut meta = repo_json("docs/openrpc/meta-schema.json");
+    meta.as_object_mut().unwrap().remove("$schema");
+    let mut tools = repo_json("docs/openrpc/json-schema-tools-meta-schema.json");
+    let obj = tools.as_object_mut().unwrap();
+    obj.remove("$schema");
+    obj.remove("$id");
+    let registry = Registry::new()
+        .draft(Draft::Draft7)
+        .add(
+            "https://meta.json-schema.tools",
+            Draft::Draft7.create_resource(tools.clone()),
+        )
+        .unwrap()
+        .add(
+            "https://meta.json-schema.tools/",
+            Draft::Draft7.create_resource(tools),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    jsonschema::options()
+        .with_draft(Draft::Draft7)
+        .with_registry(&registry)
+        .build(&meta)
+        .unwrap()
+}
+
+/// `rpc.discover` over HTTP returns an OpenRPC 1.3 document that validates
+/// against the shipped meta-schema, names every method the server answers
+/// (each of which answers: none is unknown), and carries each
+/// capability's descriptor as `x-` fields. The validator is shown to
+/// refuse a broken document, so a pass means something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_discover_validates_against_the_openrpc_meta_schema() {
+    let api = start(false).await;
+    let doc = api.call("rpc.discover", Value::Null).await;
+    let validator = openrpc_validator();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let mut broken = doc.clone();
+    broken["methods"][0].as_object_mut().unwrap().remove("name");
+    assert!(!validator.is_valid(&broken), "the validator checks methods");
+    let listed: Vec<&str> = doc["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for name in api::dispatch::Method::names() {
+        assert!(listed.contains(&name), "{name} is not in the document");
+    }
+    for name in &listed {
+        let r = api
+            .rpc(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": name, "params": {"?": 1}}),
+                Some(&api.token()),
+            )
+            .await;
+        assert_ne!(
+            r.json()["error"]["code"],
+            json!(api::rpc::METHOD_NOT_FOUND),
+            "{name} is listed but unknown"
+        );
+    }
+    for d in hearth_node::core::services::descriptors() {
+        let m = doc["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == d.name)
+            .unwrap();
+        assert_eq!(m["x-timeout-ms"], json!(d.timeout_ms), "{}", d.name);
+        assert_eq!(m["x-max-concurrent"], json!(d.max_concurrent));
+        assert_eq!(m["x-idempotent"], json!(d.idempotent));
+        assert_eq!(m["x-writes"], json!(d.writes));
+        assert_eq!(
+            m["x-trust"],
+            serde_json::to_value(d.trust_required).unwrap()
+        );
+    }
+    api.stop().await;
+}
+
+/// `/health` with no peer stays `ok` inside the no-peer window
+/// (`api.health_no_peers_s`, here an hour); the hooks add their reasons:
+/// degraded search makes it `degraded` (200), a failed replay `failing`
+/// (503) with both reasons; cleared, it is `ok` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_window_and_reason_hooks() {
+    let hooks = std::sync::Arc::new(api::HealthHooks::default());
+    let tuning = Tuning {
+        health_no_peers: std::time::Duration::from_secs(3600),
+        health: hooks.clone(),
+        ..Tuning::default()
+    };
+    let api = start_with(&Fixture::new(), 1, false, tuning).await;
+    let health = || async { send(api.addr, "GET", "/health", &[], b"").await };
+    let r = health().await;
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"status": "ok", "reasons": []})),
+        "no peer, but inside the window"
+    );
+    hooks.set_search_degraded(Some("the embedder is unreachable; keyword search".into()));
+    let r = health().await;
+    let v = r.json();
+    assert_eq!((r.status, v["status"].clone()), (200, json!("degraded")));
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains("embedder"),
+        "{v}"
+    );
+    hooks.set_replay_failed(Some("snapshot 12 is corrupt".into()));
+    let r = health().await;
+    let v = r.json();
+    assert_eq!((r.status, v["status"].clone()), (503, json!("failing")));
+    assert_eq!(v["reasons"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["reasons"][0].as_str().unwrap().contains("replay"), "{v}");
+    hooks.set_replay_failed(None);
+    hooks.set_search_degraded(None);
+    assert_eq!(health().await.json()["status"], json!("ok"));
+    api.stop().await;
 }

@@ -70,6 +70,21 @@ macro_rules! hex_id {
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        /// Its text form: 64 lowercase hex digits.
+        #[cfg(feature = "schemars")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{64}$",
+                    "description": concat!("A ", $what, ": 32 bytes as lowercase hex."),
+                })
+            }
+        }
     };
 }
 
@@ -91,3 +106,24 @@ hex_id!(
 
 /// An event's id: a ULID (16 bytes on the wire).
 pub type EventId = ulid::Ulid;
+
+/// The JSON Schema of an [`EventId`]'s text form (a ULID in Crockford
+/// base32), for fields of that type: `#[schemars(with = "EventIdSchema")]`
+/// (`ulid::Ulid` is a foreign type, so it cannot carry the impl itself).
+#[cfg(feature = "schemars")]
+#[derive(Debug)]
+pub struct EventIdSchema;
+
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for EventIdSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$",
+            "description": "An event id: a ULID, 26 characters of Crockford base32.",
+        })
+    }
+}

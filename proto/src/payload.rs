@@ -54,6 +54,7 @@ pub struct Genesis {
     pub anchors: Vec<NodeId>,
 }
 
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -108,6 +109,7 @@ pub struct MemberSet {
 /// point of the `(lamport, hash)` order (the views' rule, not ingest's).
 /// Both numbers are at least 1: a zero would hide every post, which no
 /// anchor means, so the schema refuses it outright.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CommunitySettings {
     pub name: String,
@@ -124,6 +126,7 @@ pub struct MemberProfile {
     pub name: String,
 }
 
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
@@ -160,6 +163,7 @@ impl fmt::Display for Category {
 }
 
 /// A place, in integer microdegrees (no floats on the wire).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Location {
     pub lat: i64,
@@ -236,6 +240,21 @@ impl fmt::Display for ExpiryReason {
 impl Serialize for ExpiryReason {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// A string: one of the known reasons, or any other text.
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for ExpiryReason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ExpiryReason".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "fulfilled, withdrawn, user_request, stale, moderated, or other text",
+            "examples": ["fulfilled", "withdrawn", "user_request", "stale", "moderated"],
+        })
     }
 }
 

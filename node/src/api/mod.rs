@@ -2,21 +2,24 @@
 //! (JSON-RPC 2.0 over the same request path as the Unix socket, see
 //! [`dispatch`]), `GET /metrics` (Prometheus text of the node's one
 //! registry) and `GET /health`. This module owns the server: binding,
-//! the guards every request passes (Host, token, Origin), request ids and
-//! the HTTP metrics.
+//! the guards every request passes (Host, token, Origin, the rate limits
+//! of [`limits`]), request ids, the HTTP metrics and the health reasons.
 //!
 //! Reads on loopback are open; writes (a capability whose descriptor
 //! `writes`, or `log.import`) need `Authorization: Bearer <token>` (see
 //! [`token`]). With `--lan` every request needs it.
 
 pub mod dispatch;
+pub mod limits;
+pub mod openrpc;
 pub mod rpc;
 pub mod token;
 pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -47,6 +50,83 @@ pub struct ApiConfig {
     pub lan: bool,
     /// The token file (`api.token` in the data dir).
     pub token_file: PathBuf,
+}
+
+/// Seconds without a peer before `/health` says `degraded`: a node
+/// between two neighbours' laptops is not unhealthy for a short while.
+pub const HEALTH_NO_PEERS_S_DEFAULT: u64 = 300;
+
+/// The server's adjustable limits and hooks (see [`serve_with`]); the
+/// defaults are the documented constants.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// How long with no peer before `/health` is `degraded`
+    /// (`api.health_no_peers_s`).
+    pub health_no_peers: Duration,
+    /// Per-client bucket on writes.
+    pub writes: limits::Rate,
+    /// Per-client bucket on searches.
+    pub searches: limits::Rate,
+    /// Reasons other parts of the node report to `/health`.
+    pub health: Arc<HealthHooks>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            health_no_peers: Duration::from_secs(HEALTH_NO_PEERS_S_DEFAULT),
+            writes: limits::Rate {
+                burst: limits::WRITE_BURST,
+                per_minute: limits::WRITES_PER_MINUTE,
+            },
+            searches: limits::Rate {
+                burst: limits::SEARCH_BURST,
+                per_minute: limits::SEARCHES_PER_MINUTE,
+            },
+            health: Arc::default(),
+        }
+    }
+}
+
+/// What other parts of the node tell `/health`: a failed replay of the
+/// log into the views (`failing`: what the node shows may be wrong) and a
+/// degraded search (`degraded`: search falls back, e.g. from semantic to
+/// keyword). Each holds the sentence to show, or `None` while all is well.
+/// Shared by `Arc`: the part that knows keeps a clone and sets it.
+#[derive(Debug, Default)]
+pub struct HealthHooks {
+    replay_failed: Mutex<Option<String>>,
+    search_degraded: Mutex<Option<String>>,
+}
+
+impl HealthHooks {
+    pub fn set_replay_failed(&self, why: Option<String>) {
+        *self
+            .replay_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    pub fn set_search_degraded(&self, why: Option<String>) {
+        *self
+            .search_degraded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    fn replay_failed(&self) -> Option<String> {
+        self.replay_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn search_degraded(&self) -> Option<String> {
+        self.search_degraded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Why the server did not start.
@@ -80,6 +160,8 @@ pub struct ApiServer {
     /// The token at start (for the printed URL).
     pub token: String,
     state: Arc<AppState>,
+    /// Where other parts of the node report to `/health`.
+    pub health: Arc<HealthHooks>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -151,7 +233,7 @@ pub struct AppState {
     /// `Host` values accepted (empty: any, on an unspecified `--lan`
     /// address, where the token guards every request instead).
     hosts: Vec<String>,
-    /// `Origin` values accepted on writes.
+    /// `Origin` values accepted on writes (empty: the one `Host` names).
     origins: Vec<String>,
     metrics: ApiMetrics,
     // --- the page's device pairing (issue 12, api/web.rs) ---
@@ -162,6 +244,12 @@ pub struct AppState {
     lan_host: std::sync::Mutex<Option<String>>,
     /// One pairing or revocation at a time rewrites `api.devices`.
     devices_lock: std::sync::Mutex<()>,
+    limiter: limits::Limiter,
+    health_no_peers: Duration,
+    /// When the API last saw a peer connected (or started): `/health`
+    /// counts the no-peer window from here.
+    last_peer: Mutex<Instant>,
+    health_hooks: Arc<HealthHooks>,
 }
 
 impl AppState {
@@ -215,22 +303,52 @@ impl AppState {
 
     /// 403 when a write comes from a page of another origin. A request
     /// without `Origin` (a script, curl) is not a browser's cross-site call.
+    /// On an unspecified `--lan` address (no fixed list) the page's origin
+    /// must be the `Host` it called.
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or_default();
-        if self.origins.is_empty() || self.origins.iter().any(|o| o == origin) {
+        let own: Vec<String> = if self.origins.is_empty() {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| vec![format!("http://{h}")])
+                .unwrap_or_default()
+        } else {
+            self.origins.clone()
+        };
+        if own.iter().any(|o| o == origin) {
             return Ok(());
         }
         Err(rpc::Refusal::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Unauthorized,
             &format!(
-                "writes are accepted only from this node's own page ({}), not from {origin:?}",
-                self.origins.join(" or ")
+                "cross-origin write refused: writes are accepted only from this node's own \
+                 page ({}), not from a page of {origin:?}; open the node's own address instead",
+                own.join(" or ")
             ),
         ))
+    }
+
+    /// 429 when `peer` (see [`limits::Client`]) is over its bucket for
+    /// any of `wants` (calls of a kind); all are taken or none. For every
+    /// route that writes or searches.
+    pub fn rate_limit(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        wants: &[(limits::Kind, u32)],
+    ) -> Result<(), rpc::Refusal> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let client = limits::Client::of(peer.ip(), authorization);
+        self.limiter
+            .take_all(client, wants)
+            .map_err(|l| rpc::Refusal::limited(&l))
     }
 }
 
@@ -290,9 +408,18 @@ impl ApiMetrics {
     }
 }
 
-/// Binds `cfg.listen` and serves until [`ApiServer::shutdown`]. Creates
-/// the token file on first use.
+/// Binds `cfg.listen` and serves until [`ApiServer::shutdown`], with the
+/// default [`Tuning`]. Creates the token file on first use.
 pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeError> {
+    serve_with(cfg, Tuning::default(), handle).await
+}
+
+/// [`serve`] with the given limits and health hooks.
+pub async fn serve_with(
+    cfg: ApiConfig,
+    tuning: Tuning,
+    handle: Handle,
+) -> Result<ApiServer, ServeError> {
     let addr = cfg.listen;
     if !addr.ip().is_loopback() && !cfg.lan {
         return Err(ServeError::NotLoopback { addr });
@@ -328,6 +455,10 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         pairing: cfg.lan.then(token::secret),
         lan_host: std::sync::Mutex::new(lan_host),
         devices_lock: std::sync::Mutex::new(()),
+        limiter: limits::Limiter::new(tuning.writes, tuning.searches),
+        health_no_peers: tuning.health_no_peers,
+        last_peer: Mutex::new(Instant::now()),
+        health_hooks: tuning.health.clone(),
     });
     let app = Router::new()
         .route("/rpc", post(rpc::rpc))
@@ -339,6 +470,8 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         async move {
+            // The peer address is the rate limits' client key.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
@@ -352,6 +485,7 @@ pub async fn serve(cfg: ApiConfig, handle: Handle) -> Result<ApiServer, ServeErr
         addr: bound,
         token,
         state,
+        health: tuning.health,
         stop,
         task,
     })
@@ -451,33 +585,68 @@ pub struct Health {
     pub reasons: Vec<String>,
 }
 
-/// `GET /health`: `failing` (503) when the store refuses writes or the
-/// node does not answer, `degraded` (200) with no peers, else `ok`.
+/// `GET /health`: `failing` (503) when the store refuses writes, the
+/// node does not answer or the replay failed; `degraded` (200) when no
+/// peer has been connected for `api.health_no_peers_s` or longer, or
+/// search is degraded; else `ok`. Every reason that holds is listed.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let health = match state.handle.status().await {
-        None => Health {
+    let mut failing = Vec::new();
+    let mut degraded = Vec::new();
+    match state.handle.status().await {
+        None => failing.push("the node is not answering (shutting down?)".to_owned()),
+        Some(s) => {
+            if s.storage != WriteState::Ok {
+                failing.push(format!(
+                    "the store is not writable ({}){}",
+                    serde_json::to_value(s.storage)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    s.storage_note.map(|n| format!(": {n}")).unwrap_or_default()
+                ));
+            }
+            let now = Instant::now();
+            let mut last_peer = state
+                .last_peer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !s.peers.is_empty() {
+                *last_peer = now;
+            } else {
+                let alone = now.saturating_duration_since(*last_peer);
+                if alone >= state.health_no_peers {
+                    degraded.push(format!(
+                        "no peers connected for {} s (api.health_no_peers_s is {}): \
+                         posts reach nobody until one is",
+                        alone.as_secs(),
+                        state.health_no_peers.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(why) = state.health_hooks.replay_failed() {
+        failing.push(format!("replaying the log into the views failed: {why}"));
+    }
+    if let Some(why) = state.health_hooks.search_degraded() {
+        degraded.push(format!("search is degraded: {why}"));
+    }
+    let health = if !failing.is_empty() {
+        failing.extend(degraded);
+        Health {
             status: HealthStatus::Failing,
-            reasons: vec!["the node is not answering (shutting down?)".into()],
-        },
-        Some(s) if s.storage != WriteState::Ok => Health {
-            status: HealthStatus::Failing,
-            reasons: vec![format!(
-                "the store is not writable ({}){}",
-                serde_json::to_value(s.storage)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                s.storage_note.map(|n| format!(": {n}")).unwrap_or_default()
-            )],
-        },
-        Some(s) if s.peers.is_empty() => Health {
+            reasons: failing,
+        }
+    } else if !degraded.is_empty() {
+        Health {
             status: HealthStatus::Degraded,
-            reasons: vec!["no peers connected: posts reach nobody until one is".into()],
-        },
-        Some(_) => Health {
+            reasons: degraded,
+        }
+    } else {
+        Health {
             status: HealthStatus::Ok,
             reasons: Vec::new(),
-        },
+        }
     };
     let code = if health.status == HealthStatus::Failing {
         StatusCode::SERVICE_UNAVAILABLE

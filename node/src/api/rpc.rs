@@ -5,19 +5,26 @@
 //! each in the server-error range ([`error_number`]) and the code's name in
 //! `error.data.code`; the standard numbers are kept for what JSON-RPC
 //! itself defines: parse error, invalid request, unknown method, and bad
-//! params (a `bad_request` from decoding the params, before the handler).
+//! params (params that do not decode as the method's params type, told by
+//! [`CallError`]'s kind, before the handler runs).
+//!
+//! Before a body is parsed it is bounded in size (413) and in nesting
+//! ([`limits::JSON_DEPTH_MAX`], 400); writes and searches are rate limited
+//! per client (429 `overloaded` with `Retry-After`, see [`limits`]).
+
+use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::{info_span, Instrument};
 
-use super::dispatch::{self, Method};
+use super::dispatch::{self, CallError, Method};
+use super::limits::{self, Kind};
 use super::AppState;
-use crate::core::bus::BusError;
 use crate::core::ErrorCode;
 
 /// A request body over this is refused with 413: a post is at most ~16 KiB
@@ -26,6 +33,10 @@ pub const BODY_BYTES_MAX: usize = 1 << 20;
 /// Calls in one batch: each runs in turn through the driver, so a longer
 /// batch would hold the connection (and the driver's queue) too long.
 pub const BATCH_MAX: usize = 64;
+/// `log.export` calls in one batch: a batch's answer is built whole in
+/// memory, so export pages (up to ~512 KiB of JSON each) are fetched one
+/// per request, walking the cursor, never 64 at once.
+pub const EXPORTS_PER_BATCH: usize = 1;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -57,23 +68,26 @@ pub fn error_object(id: Value, number: i64, code: ErrorCode, message: &str) -> V
     })
 }
 
-/// A bus error as a JSON-RPC error answer.
-pub fn bus_error(id: Value, e: &BusError) -> Value {
-    let number = if dispatch::is_param_error(e) {
-        INVALID_PARAMS
-    } else {
-        error_number(e.code)
+/// A failed call as a JSON-RPC error answer: the standard numbers for an
+/// unknown method and bad params, the wire code's number otherwise.
+pub fn call_error(id: Value, e: &CallError) -> Value {
+    let number = match e {
+        CallError::UnknownMethod(_) => METHOD_NOT_FOUND,
+        CallError::InvalidParams(_) => INVALID_PARAMS,
+        CallError::Failed(e) => error_number(e.code),
     };
-    error_object(id, number, e.code, &e.message)
+    error_object(id, number, e.code(), &e.message())
 }
 
-/// A whole-request refusal (401, 403, 413, 421): answered as a JSON-RPC
-/// error with id null under that HTTP status.
+/// A whole-request refusal (400, 401, 403, 413, 421, 429): answered as a
+/// JSON-RPC error with id null under that HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after_s: Option<u64>,
 }
 
 impl Refusal {
@@ -82,6 +96,19 @@ impl Refusal {
             status,
             code,
             message: message.to_owned(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 `overloaded` with `Retry-After`.
+    pub fn limited(limited: &limits::Limited) -> Refusal {
+        Refusal {
+            retry_after_s: Some(limited.retry_after_s),
+            ..Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Overloaded,
+                &limited.message(),
+            )
         }
     }
 }
@@ -94,7 +121,13 @@ impl IntoResponse for Refusal {
             self.code,
             &self.message,
         );
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }
 
@@ -164,7 +197,12 @@ fn parse_call(v: Value) -> Result<Call, Value> {
 }
 
 /// `POST /rpc`.
-pub async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn rpc(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -182,6 +220,15 @@ pub async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     let Ok(bytes) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
         return too_large();
     };
+    if let Err(e) = limits::check_depth(&bytes, limits::JSON_DEPTH_MAX) {
+        let body = error_object(
+            Value::Null,
+            INVALID_REQUEST,
+            ErrorCode::BadRequest,
+            &format!("invalid request: {e}"),
+        );
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
     let request: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -224,12 +271,39 @@ pub async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             return refused.into_response();
         }
     }
+    let count = |f: fn(Method) -> bool| {
+        let n = calls
+            .iter()
+            .filter(|c| matches!(c, Ok(Call { method: Some(m), .. }) if f(*m)))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    };
+    let wants = [
+        (Kind::Write, count(Method::writes)),
+        (Kind::Search, count(Method::searches)),
+    ];
+    if let Err(refused) = state.rate_limit(peer, &headers, &wants) {
+        return refused.into_response();
+    }
     let mut answers = Vec::new();
+    let mut exports = 0;
     for call in calls {
         match call {
             Err(answer) => answers.push(answer),
             Ok(call) => {
-                let answer = serve(&state, &call).await;
+                let answer = if call.name == crate::net::local_api::LOG_EXPORT {
+                    exports += 1;
+                    if exports > EXPORTS_PER_BATCH {
+                        Answer::Invalid(format!(
+                            "invalid request: at most {EXPORTS_PER_BATCH} log.export per batch; \
+                             fetch the next page with the cursor in another request"
+                        ))
+                    } else {
+                        serve(&state, &call).await
+                    }
+                } else {
+                    serve(&state, &call).await
+                };
                 if let Some(id) = call.id {
                     answers.push(answer.with_id(id));
                 }
@@ -250,18 +324,19 @@ pub async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 #[derive(Debug)]
 enum Answer {
     Result(Value),
-    UnknownMethod(String),
-    Failed(BusError),
+    Failed(CallError),
+    /// Refused by a rule of this endpoint (not the method's).
+    Invalid(String),
 }
 
 impl Answer {
     fn with_id(self, id: Value) -> Value {
         match self {
             Answer::Result(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
-            Answer::UnknownMethod(message) => {
-                error_object(id, METHOD_NOT_FOUND, ErrorCode::NotFound, &message)
+            Answer::Failed(e) => call_error(id, &e),
+            Answer::Invalid(message) => {
+                error_object(id, INVALID_REQUEST, ErrorCode::BadRequest, &message)
             }
-            Answer::Failed(e) => bus_error(id, &e),
         }
     }
 }
@@ -269,30 +344,24 @@ impl Answer {
 /// Runs one call, counting it by method (unknown names as `unknown`, so
 /// the label set stays bounded) and outcome.
 async fn serve(state: &AppState, call: &Call) -> Answer {
-    let (label, answer) = match call.method {
-        None => (
-            "unknown",
-            Answer::UnknownMethod(format!(
-                "no method named {:?}; this node serves {}",
-                call.name,
-                Method::names().join(", ")
-            )),
-        ),
-        Some(_) => {
-            let r = dispatch::call(&call.name, call.params.clone(), &state.handle)
-                .instrument(info_span!("rpc_call", method = %call.name))
-                .await;
-            match r {
-                Ok(v) => (call.name.as_str(), Answer::Result(v)),
-                Err(e) => (call.name.as_str(), Answer::Failed(e)),
-            }
-        }
+    let label = if call.method.is_some() {
+        call.name.as_str()
+    } else {
+        "unknown"
+    };
+    let answer = match dispatch::call(&call.name, call.params.clone(), &state.handle)
+        .instrument(info_span!("rpc_call", method = %label))
+        .await
+    {
+        Ok(v) => Answer::Result(v),
+        Err(e) => Answer::Failed(e),
     };
     let outcome = match &answer {
         Answer::Result(_) => "ok",
-        Answer::UnknownMethod(_) => "unknown_method",
-        Answer::Failed(e) if dispatch::is_param_error(e) => "invalid_params",
-        Answer::Failed(e) => e.code.as_str(),
+        Answer::Failed(CallError::UnknownMethod(_)) => "unknown_method",
+        Answer::Failed(CallError::InvalidParams(_)) => "invalid_params",
+        Answer::Failed(CallError::Failed(e)) => e.code.as_str(),
+        Answer::Invalid(_) => "invalid_request",
     };
     state.metrics.rpc_call(label, outcome);
     answer

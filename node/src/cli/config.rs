@@ -30,7 +30,7 @@ fn boolean(v: &str) -> Result<bool, &'static str> {
 }
 
 /// Every override, applied in this order after the file is read.
-pub const ENV_OVERRIDES: [EnvOverride; 6] = [
+pub const ENV_OVERRIDES: [EnvOverride; 7] = [
     EnvOverride {
         var: "HEARTH_MARKET_ENABLED",
         key: "market.enabled",
@@ -79,6 +79,14 @@ pub const ENV_OVERRIDES: [EnvOverride; 6] = [
             v.parse::<std::net::SocketAddr>()
                 .map_err(|_| "an address IP:PORT such as 127.0.0.1:7878")?;
             c.api.listen = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "HEARTH_API_HEALTH_NO_PEERS_S",
+        key: "api.health_no_peers_s",
+        set: |c, v| {
+            c.api.health_no_peers_s = whole_number(v)?;
             Ok(())
         },
     },
@@ -279,6 +287,19 @@ mod tests {
             err.contains("HEARTH_API_LISTEN") && err.contains("IP:PORT"),
             "{err}"
         );
+    }
+
+    /// `api.health_no_peers_s` is read from the file and
+    /// `HEARTH_API_HEALTH_NO_PEERS_S` wins over it.
+    #[test]
+    fn api_health_window_from_file_and_env() {
+        let (_dir, path) = write("[api]\nhealth_no_peers_s = 60\n");
+        assert_eq!(
+            load(&path, false, no_env).unwrap().api.health_no_peers_s,
+            60
+        );
+        let env = |k: &str| (k == "HEARTH_API_HEALTH_NO_PEERS_S").then(|| "5".to_owned());
+        assert_eq!(load(&path, false, env).unwrap().api.health_no_peers_s, 5);
     }
 
     /// Values that parse but break a rule are named by their config key.

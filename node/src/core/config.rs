@@ -15,12 +15,25 @@ pub struct Config {
     pub api: ApiConfig,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// `IP:PORT` the HTTP API listens on (default `127.0.0.1:7878`;
     /// `--http` overrides it).
     pub listen: Option<String>,
+    /// `/health` says `degraded` once no peer has been connected for this
+    /// many seconds (default 300: a node between two neighbours' laptops
+    /// is not unhealthy for a few minutes). 0: as soon as none is.
+    pub health_no_peers_s: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: None,
+            health_no_peers_s: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +129,15 @@ mod tests {
             c.validate().map_err(|e| e.key),
             Err("market.default_ttl_seconds")
         );
+    }
+
+    /// The API section's defaults: no listen override, a 5-minute
+    /// no-peer window; a file may set the window alone.
+    #[test]
+    fn api_health_window_defaults_and_parses() {
+        assert_eq!(Config::default().api.health_no_peers_s, 300);
+        let c: ApiConfig = serde_json::from_str(r#"{"health_no_peers_s": 5}"#).unwrap_or_default();
+        assert_eq!((c.health_no_peers_s, c.listen), (5, None));
     }
 
     #[test]

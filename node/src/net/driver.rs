@@ -157,7 +157,7 @@ pub enum Command {
 }
 
 /// What `hearth status` shows of a running node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub node_id: NodeId,
     pub community: hearth_proto::CommunityId,
@@ -190,7 +190,7 @@ pub struct Status {
 }
 
 /// A peer the node refuses for now (see `gossip::BanList`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BannedPeer {
     pub node_id: Option<NodeId>,
     pub peer_id: String,
@@ -202,7 +202,9 @@ pub struct BannedPeer {
 }
 
 /// Gossip messages this node received since it started.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq,
+)]
 pub struct GossipCounts {
     /// Every copy, duplicates included.
     pub received: u64,
@@ -214,7 +216,7 @@ pub struct GossipCounts {
     pub rate_limited: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
     pub node_id: Option<NodeId>,
     pub peer_id: String,

@@ -294,7 +294,7 @@ async fn answer(line: &[u8], handle: &Handle) -> Value {
 }
 
 /// A position in the log: after this event, in `(lamport, hash)` order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub lamport: u64,
     pub hash: EventHash,
@@ -360,7 +360,7 @@ pub enum LogAnswer {
 }
 
 /// What became of one received event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Entered the log, with `count - 1` pending events it released.

@@ -61,6 +61,7 @@ impl StoreError {
 
 /// Whether a store can take writes now. Shown by `hearth status`; anything
 /// but `Ok` means reads work and writes are refused until it clears.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteState {

@@ -124,11 +124,16 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
 
 /// The HTTP API's settings from the flags and `api.listen`, or `None`
 /// with `--no-http`. A non-loopback address without `--lan` is refused.
-fn http_config(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Option<ApiConfig>> {
+fn http_config(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Option<(ApiConfig, api::Tuning)>> {
     if a.no_http {
         return Ok(None);
     }
-    let listen = match (a.http, ctx.config()?.api.listen) {
+    let config = ctx.config()?.api;
+    let tuning = api::Tuning {
+        health_no_peers: std::time::Duration::from_secs(config.health_no_peers_s),
+        ..api::Tuning::default()
+    };
+    let listen = match (a.http, config.listen) {
         (Some(addr), _) => addr,
         (None, Some(text)) => text.trim().parse().with_context(|| {
             format!("config key api.listen = {text:?}: expected IP:PORT such as 127.0.0.1:7878")
@@ -140,11 +145,14 @@ fn http_config(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Option<ApiConfig>> {
     if !listen.ip().is_loopback() && !a.lan {
         return Err(api::ServeError::NotLoopback { addr: listen }.into());
     }
-    Ok(Some(ApiConfig {
-        listen,
-        lan: a.lan,
-        token_file: api::token::path(ctx.dir.root()),
-    }))
+    Ok(Some((
+        ApiConfig {
+            listen,
+            lan: a.lan,
+            token_file: api::token::path(ctx.dir.root()),
+        },
+        tuning,
+    )))
 }
 
 /// Runs the node until a signal, printing who it is once it answers.
@@ -153,7 +161,7 @@ fn serve(
     cfg: NetConfig,
     socket: &Path,
     genesis: &Genesis,
-    http: Option<ApiConfig>,
+    http: Option<(ApiConfig, api::Tuning)>,
 ) -> anyhow::Result<()> {
     let node_id = node.node_id().to_hex();
     // The current name: an anchor may have renamed the community since
@@ -169,17 +177,19 @@ fn serve(
         let api = local_api::serve(socket, running.handle.clone()).await?;
         let http = match http {
             None => None,
-            Some(http) => match api::serve(http, running.handle.clone()).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    // Stop the node cleanly before saying why.
-                    running.handle.shutdown().await;
-                    let _ = running.task.await;
-                    api.abort();
-                    let _ = std::fs::remove_file(socket);
-                    return Err(e.into());
+            Some((http, tuning)) => {
+                match api::serve_with(http, tuning, running.handle.clone()).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        // Stop the node cleanly before saying why.
+                        running.handle.shutdown().await;
+                        let _ = running.task.await;
+                        api.abort();
+                        let _ = std::fs::remove_file(socket);
+                        return Err(e.into());
+                    }
                 }
-            },
+            }
         };
         // The one line every run prints, once the local API answers: the
         // node id as `member add` takes it, and the community by name.

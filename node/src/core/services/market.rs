@@ -68,6 +68,7 @@ pub static DESCRIPTORS: [Descriptor; 6] = [
     desc(SEARCH, 4, 10, true, false),
 ];
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostParams {
@@ -88,9 +89,14 @@ pub struct PostParams {
     pub client_id: Option<String>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     #[serde(default)]
     pub category: Option<Category>,
@@ -109,9 +115,14 @@ pub struct UpdateParams {
     pub ttl_seconds: Option<u64>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpireParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     /// Which author's post, when several share the id.
     #[serde(default)]
@@ -124,14 +135,20 @@ fn default_reason() -> ExpiryReason {
     ExpiryReason::UserRequest
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     #[serde(default)]
     pub author: Option<NodeId>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
@@ -147,8 +164,13 @@ pub struct SearchParams {
 }
 
 /// A post as callers see it.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostView {
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub id: EventId,
     pub author: NodeId,
     pub category: Category,
@@ -214,6 +236,7 @@ impl PostView {
     }
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostReceipt {
     pub post: PostView,
@@ -221,6 +244,7 @@ pub struct PostReceipt {
     pub created: bool,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireReceipt {
     pub post: PostView,
@@ -228,6 +252,7 @@ pub struct ExpireReceipt {
     pub expired_now: bool,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResult {
     pub posts: Vec<PostView>,
@@ -235,6 +260,7 @@ pub struct ListResult {
 }
 
 /// What `market.search` answers.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResult {
     /// Which search answered: `keyword` (BM25 with the substring rule)
@@ -253,6 +279,7 @@ pub struct SearchResult {
 /// Nested rather than `#[serde(flatten)]`: a flattened struct is decoded
 /// through serde's buffered content, which claims to be human-readable, so
 /// ids encoded as CBOR byte strings by a peer would no longer decode.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
     pub post: PostView,

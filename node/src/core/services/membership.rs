@@ -74,6 +74,7 @@ pub static DESCRIPTORS: [Descriptor; 4] = [
 ];
 
 /// One member as `member.list` shows them.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberEntry {
     pub id: NodeId,
@@ -83,6 +84,7 @@ pub struct MemberEntry {
     pub name: Option<String>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberList {
     /// The community's name (from its settings, else its genesis).
@@ -94,6 +96,7 @@ pub struct MemberList {
 }
 
 /// `community.settings` params: any subset, merged into those in force.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsParams {
@@ -105,6 +108,7 @@ pub struct SettingsParams {
     pub posts_per_author_max: Option<u64>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SettingsReceipt {
     pub settings: Settings,
@@ -112,12 +116,14 @@ pub struct SettingsReceipt {
     pub changed: bool,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileParams {
     pub name: String,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProfileReceipt {
     pub id: NodeId,
@@ -148,6 +154,7 @@ fn local_only(caller: Caller, what: &str) -> Result<(), BusError> {
     }
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberSetParams {
@@ -160,6 +167,7 @@ fn default_level() -> Level {
     Level::Member
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberSetReceipt {
     pub member: NodeId,

@@ -203,6 +203,7 @@ fn bound_of(membership: &MembershipView) -> usize {
 }
 
 /// Query for [`MarketView::list`].
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
