@@ -17,6 +17,7 @@ pub mod rpc;
 pub mod stream;
 pub mod subscriptions;
 pub mod token;
+pub mod web;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -162,6 +163,7 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     /// The token at start (for the printed URL).
     pub token: String,
+    state: Arc<AppState>,
     /// Where other parts of the node report to `/health`.
     pub health: Arc<HealthHooks>,
     stop: oneshot::Sender<()>,
@@ -175,12 +177,54 @@ impl ApiServer {
         format!("http://{}/#token={}", self.addr, self.token)
     }
 
+    /// Under `--lan`: the link a phone opens to pair (issue 12), once the
+    /// server knows an address a phone can reach (see [`PairingHandle::set_lan_host`]).
+    pub fn pairing_url(&self) -> Option<String> {
+        self.state.pairing_url()
+    }
+
+    /// Whether the server runs with `--lan`.
+    pub fn lan(&self) -> bool {
+        self.state.lan
+    }
+
+    /// A handle that sets the LAN host later, from another task.
+    pub fn pairing_handle(&self) -> PairingHandle {
+        PairingHandle {
+            state: self.state.clone(),
+            port: self.addr.port(),
+        }
+    }
     /// Stops accepting, lets requests in flight finish, and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         if let Err(e) = self.task.await {
             warn!(error = %e, "the HTTP API task failed");
         }
+    }
+}
+
+/// Sets the pairing link's host once the LAN address is known (issue 12).
+#[derive(Debug, Clone)]
+pub struct PairingHandle {
+    state: Arc<AppState>,
+    port: u16,
+}
+
+impl PairingHandle {
+    /// The LAN address phones reach this server at, when it listens on an
+    /// unspecified address (`0.0.0.0`) and so cannot tell by itself.
+    pub fn set_lan_host(&self, ip: std::net::IpAddr) {
+        let host = SocketAddr::new(ip, self.port).to_string();
+        *self
+            .state
+            .lan_host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(host);
+    }
+
+    pub fn pairing_url(&self) -> Option<String> {
+        self.state.pairing_url()
     }
 }
 
@@ -196,6 +240,14 @@ pub struct AppState {
     /// `Origin` values accepted on writes (empty: the one `Host` names).
     origins: Vec<String>,
     metrics: ApiMetrics,
+    // --- the page's device pairing (issue 12, api/web.rs) ---
+    /// The pairing code of this run under `--lan` (in memory only: an old
+    /// printed QR code stops working when the node restarts).
+    pairing: Option<String>,
+    /// `host:port` phones reach this server at (for the pairing link).
+    lan_host: std::sync::Mutex<Option<String>>,
+    /// One pairing or revocation at a time rewrites `api.devices`.
+    devices_lock: std::sync::Mutex<()>,
     limiter: limits::Limiter,
     health_no_peers: Duration,
     /// When the API last saw a peer connected (or started): `/health`
@@ -205,7 +257,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// 401 unless the request carries the current token.
+    /// The pairing link, under `--lan` once a reachable host is known.
+    fn pairing_url(&self) -> Option<String> {
+        let code = self.pairing.as_ref()?;
+        let host = self
+            .lan_host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        Some(format!("http://{host}/#pair={code}"))
+    }
+
+    /// 401 unless the request carries the current token, or a paired
+    /// device's token (issue 12).
     fn check_token(&self, headers: &HeaderMap) -> Result<(), rpc::Refusal> {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -214,6 +278,12 @@ impl AppState {
         let expected = token::read(&self.token_file);
         match (given, expected) {
             (Some(given), Ok(expected)) if token::matches(given.trim(), &expected) => Ok(()),
+            (Some(given), _)
+                if token::device_of(&token::devices_path(&self.token_file), given.trim())
+                    .is_some() =>
+            {
+                Ok(())
+            }
             (_, Err(e)) => {
                 warn!(error = %e, "API token unreadable: refusing the request");
                 Err(rpc::Refusal::new(
@@ -381,6 +451,7 @@ pub async fn serve_with(
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         (hosts, origins)
     };
+    let lan_host = (cfg.lan && !bound.ip().is_unspecified()).then(|| bound.to_string());
     let state = Arc::new(AppState {
         metrics: ApiMetrics::register(&handle),
         handle,
@@ -388,6 +459,9 @@ pub async fn serve_with(
         lan: cfg.lan,
         hosts,
         origins,
+        pairing: cfg.lan.then(token::secret),
+        lan_host: std::sync::Mutex::new(lan_host),
+        devices_lock: std::sync::Mutex::new(()),
         limiter: limits::Limiter::new(tuning.writes, tuning.searches),
         health_no_peers: tuning.health_no_peers,
         last_peer: Mutex::new(Instant::now()),
@@ -400,8 +474,9 @@ pub async fn serve_with(
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .merge(rest::routes())
+        .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state);
+        .with_state(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         async move {
@@ -421,6 +496,7 @@ pub async fn serve_with(
     Ok(ApiServer {
         addr: bound,
         token,
+        state,
         health: tuning.health,
         stop,
         task,
@@ -462,7 +538,8 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
                 ),
             );
         }
-        if state.lan {
+        // The page's files and the pairing call are open (api/web.rs).
+        if state.lan && !web::open_without_token(request.uri().path()) {
             if let Err(refused) = state.check_token(request.headers()) {
                 return refused.into_response();
             }

@@ -142,7 +142,7 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
     };
     let genesis = ctx.dir.load_genesis()?;
     if let Some(first) = first_run {
-        let text = next_steps(first, ctx.dir.root(), &genesis);
+        let text = next_steps(first, ctx.dir.root(), &genesis, http.is_some());
         ctx.out.note(format_args!("{text}"))?;
     }
     bootstrap.extend(saved_peers(ctx)?);
@@ -247,7 +247,15 @@ fn serve(
         println!("{}", running_line(&node_id, &name, genesis));
         if let Some(http) = &http {
             println!("HTTP API: {}", http.url());
+            print_pairing(http);
         }
+        // Under --lan on an unspecified address, the pairing link waits for
+        // the first LAN address the mesh reports (the server cannot tell
+        // which of its addresses a phone reaches).
+        let mut pairing = http
+            .as_ref()
+            .filter(|h| h.lan() && h.pairing_url().is_none())
+            .map(|h| h.pairing_handle());
         let mut events = running.events;
         let peer = running.handle.peer_id;
         let printer = tokio::spawn(async move {
@@ -259,6 +267,14 @@ fn serve(
                         println!(
                             "address for invites: {full}  (hearth community invite --addr {full})"
                         );
+                    }
+                    if let Some(ip) = lan_ip(&addr) {
+                        if let Some(p) = pairing.take() {
+                            p.set_lan_host(ip);
+                            if let Some(url) = p.pairing_url() {
+                                print_pairing_url(&url);
+                            }
+                        }
                     }
                 }
             }
@@ -293,6 +309,30 @@ fn serve(
 /// (useless to anyone else) and not through a relay.
 fn invite_worthy(addr: &Multiaddr) -> bool {
     !reach::is_loopback(addr) && !reach::is_relayed(addr)
+}
+
+/// Under `--lan`: the link a phone opens to pair with this node, and its
+/// QR code drawn in the terminal (issue 12).
+fn print_pairing(http: &api::ApiServer) {
+    if let Some(url) = http.pairing_url() {
+        print_pairing_url(&url);
+    }
+}
+
+fn print_pairing_url(url: &str) {
+    println!("Pair a phone on this network: open {url}");
+    println!("{}", api::web::qr_text(url));
+}
+
+/// An IPv4 LAN address (not loopback, not unspecified) of a listen address.
+fn lan_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) if !ip.is_loopback() && !ip.is_unspecified() && !ip.is_link_local() => {
+            Some(std::net::IpAddr::V4(ip))
+        }
+        _ => None,
+    })
 }
 
 /// `node <hex id> in community "<name>" (<community id>)`.
@@ -347,7 +387,7 @@ fn ask_name() -> anyhow::Result<(String, bool)> {
 }
 
 /// What a newcomer does next, printed once by the first run.
-fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
+fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis, web: bool) -> String {
     let hearth = hearth_command(dir);
     let dir_shown = dir.display();
     let key = dir.join(crate::cli::data_dir::IDENTITY_FILE);
@@ -360,6 +400,9 @@ fn next_steps(first: FirstRun, dir: &Path, genesis: &Genesis) -> String {
         );
     }
     t += "\nNext steps (in another terminal while this node runs):\n";
+    if web {
+        t += "  in your browser         open the `HTTP API:` link below: the marketplace page\n";
+    }
     match first {
         FirstRun::Founded { .. } => {
             t += &format!(

@@ -1,0 +1,235 @@
+// The node tab: who this node is, its health, log and peers, charts of the
+// last hour (sampled by this page), the members (an anchor admits and sets
+// levels here), the paired phones (with --lan) and this browser's settings.
+import { h, svg, $, replace, qrSvg } from './dom.js';
+import { t, relative, dateTime } from './i18n.js';
+import * as api from './api.js';
+import { settings, refreshHomeControls, toast } from './market.js';
+
+/** Seconds between samples for the charts. */
+export const SAMPLE_S = 15;
+/** Samples kept: one hour at SAMPLE_S. */
+const SAMPLES_MAX = 3600 / SAMPLE_S;
+
+const samples = loadSamples();
+
+function loadSamples() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem('hearth.samples') || '[]');
+    return Array.isArray(s) ? s.slice(-SAMPLES_MAX) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Records one sample of the node's status (called by app.js). */
+export function sample(status) {
+  samples.push({ at: Date.now(), events: status.events, peers: status.peers.length });
+  while (samples.length > SAMPLES_MAX) samples.shift();
+  try {
+    sessionStorage.setItem('hearth.samples', JSON.stringify(samples));
+  } catch { /* charts are a nicety */ }
+}
+
+function section(title, ...body) {
+  const id = `n-${title.replace(/\W+/g, '-').toLowerCase()}`;
+  return h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id, text: title }), ...body);
+}
+
+function dl(pairs) {
+  return h('dl', { class: 'facts' }, ...pairs.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]));
+}
+
+function chart(label, values, unit = '') {
+  const w = 300;
+  const hgt = 80;
+  const max = Math.max(1, ...values);
+  const pts = values.map((v, i) => `${values.length < 2 ? w : (i / (values.length - 1)) * w},${hgt - (v / max) * (hgt - 6) - 3}`);
+  const last = values.length ? values[values.length - 1] : 0;
+  if (values.length < 2) {
+    return h('figure', { class: 'chart' }, h('div', { class: 'chart-empty', text: t('collecting') }),
+      h('figcaption', {}, `${label}: `, h('strong', { text: `${last}${unit}` })));
+  }
+  return h('figure', { class: 'chart' },
+    svg('svg', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': `${label}: ${last}${unit}`, preserveAspectRatio: 'none' },
+      svg('polyline', { points: pts.join(' '), fill: 'none', stroke: 'currentColor', 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' })),
+    h('figcaption', {}, `${label}: `, h('strong', { text: `${last}${unit}` }), h('span', { class: 'muted', text: ` (max ${max})` })));
+}
+
+function eventsPerMinute() {
+  const out = [];
+  for (let i = 1; i < samples.length; i++) {
+    const dtMin = (samples[i].at - samples[i - 1].at) / 60000;
+    out.push(dtMin > 0 ? Math.max(0, Math.round((samples[i].events - samples[i - 1].events) / dtMin)) : 0);
+  }
+  return out;
+}
+
+/** Renders the whole tab from fresh answers of the node. */
+export async function render(status) {
+  const view = $('#node-view');
+  const [health, members, devices] = await Promise.all([
+    api.get('/health').catch((e) => ({ status: 'failing', reasons: [e.message] })),
+    api.rpc('member.list', {}).catch(() => null),
+    api.token() ? api.get('/api/devices').catch(() => null) : Promise.resolve(null),
+  ]);
+  const me = status;
+  const copyBtn = h('button', { type: 'button', class: 'btn small', text: t('copy') });
+  copyBtn.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(me.node_id);
+    } catch {
+      const r = document.createRange();
+      r.selectNodeContents($('#my-id'));
+      getSelection().removeAllRanges();
+      getSelection().addRange(r);
+    }
+    copyBtn.textContent = t('copied');
+  });
+  const hs = (health && health.status) || 'failing';
+  const cards = [
+    section(t('thisNode'), dl([
+      [t('nodeId'), h('span', { class: 'id-row' }, h('code', { id: 'my-id', class: 'id', text: me.node_id }), copyBtn)],
+      [t('community'), h('span', { text: me.community_name || '' })],
+      [t('level'), me.level ? h('span', { class: `level level-${me.level}`, text: t(`level_${me.level}`) }) : h('span', { text: t('notAdmitted') })],
+    ])),
+    section(t('health'),
+      h('p', { class: `health health-${hs}` }, h('span', { 'aria-hidden': 'true', text: hs === 'ok' ? '✔ ' : hs === 'degraded' ? '◐ ' : '✖ ' }), t(`health_${hs}`)),
+      health && health.reasons && health.reasons.length ? h('ul', { class: 'reasons' }, ...health.reasons.map((r) => h('li', { text: r }))) : null,
+      dl([[t('events'), h('span', { text: String(me.events) })], [t('maxLamport'), h('span', { text: String(me.clock) })],
+        [t('pending'), h('span', { text: String(me.pending) })], [t('activePosts'), h('span', { text: String(me.posts) })]])),
+    section(t('charts'),
+      h('div', { class: 'charts' }, chart(t('eventsPerMin'), eventsPerMinute()), chart(t('peersOverTime'), samples.map((s) => s.peers))),
+      h('p', { class: 'hint', text: t('chartNote', { s: SAMPLE_S }) })),
+    section(t('peers'), me.peers.length ? peerTable(me.peers, members) : h('p', { text: t('noPeers') })),
+  ];
+  if (members) cards.push(memberSection(members, me));
+  cards.push(deviceSection(devices));
+  cards.push(settingsSection());
+  replace(view, ...cards);
+}
+
+function nameOf(members, id) {
+  const m = members && members.members.find((x) => x.id === id);
+  return (m && m.name) || (id ? `${id.slice(0, 12)}…` : '?');
+}
+
+function peerTable(peers, members) {
+  return h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, ...[t('member'), t('peer'), t('lastSync'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
+    h('tbody', {}, ...peers.map((p) => h('tr', {},
+      h('td', { text: p.node_id ? nameOf(members, p.node_id) : '—' }),
+      h('td', {}, h('code', { class: 'id', text: `…${p.peer_id.slice(-8)}`, title: p.peer_id })),
+      h('td', { text: p.last_sync_ms ? relative(p.last_sync_ms) : t('never') }),
+      h('td', { text: p.score === null || p.score === undefined ? '—' : p.score.toFixed(1) }))))));
+}
+
+const LEVELS = ['member', 'trusted', 'anchor', 'removed'];
+
+function memberSection(list, me) {
+  const anchor = me.level === 'anchor';
+  const rows = list.members.map((m) => {
+    let levelCell;
+    if (anchor && m.id !== me.node_id) {
+      const sel = h('select', { 'aria-label': t('setLevel', { name: m.name || m.id.slice(0, 12) }) },
+        ...LEVELS.map((l) => h('option', { value: l, text: l === 'removed' ? '✖ removed' : t(`level_${l}`) })));
+      sel.value = m.level;
+      sel.addEventListener('change', () => setLevel(m.id, sel.value));
+      levelCell = sel;
+    } else {
+      levelCell = h('span', { class: `level level-${m.level}`, text: t(`level_${m.level}`) });
+    }
+    return h('tr', {},
+      h('td', { text: m.name || '—' }),
+      h('td', {}, h('code', { class: 'id', text: `${m.id.slice(0, 12)}…`, title: m.id })),
+      h('td', {}, levelCell));
+  });
+  const parts = [h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, ...[t('name'), t('nodeId'), t('level')].map((c) => h('th', { scope: 'col', text: c })))),
+    h('tbody', {}, ...rows)))];
+  if (anchor) {
+    const input = h('input', { id: 'admit-id', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'admit-hint' });
+    const form = h('form', { class: 'admit' },
+      h('label', { for: 'admit-id', text: t('admit') }),
+      h('p', { id: 'admit-hint', class: 'hint', text: t('admitHint') }),
+      h('div', { class: 'inline' }, input, h('button', { type: 'submit', class: 'btn primary', text: t('admitButton') })));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const id = input.value.trim();
+      if (id) setLevel(id, 'member');
+    });
+    parts.push(form);
+  }
+  return section(t('members'), ...parts);
+}
+
+async function setLevel(member, level) {
+  try {
+    await api.rpc('community.member.set', { member, level });
+    toast(t('changed'));
+    document.dispatchEvent(new CustomEvent('hearth:refresh'));
+  } catch (e) {
+    toast(t('refused', { msg: e.message }), 'error');
+  }
+}
+
+function deviceSection(devices) {
+  if (!devices) return section(t('devices'), h('p', { class: 'hint', text: t('pairNoLan') }));
+  const parts = [];
+  if (devices.pairing) {
+    parts.push(h('div', { class: 'pairing' },
+      qrSvg(devices.pairing.qr, t('pairQr')),
+      h('div', {}, h('p', { text: t('pairHint') }), h('p', {}, h('code', { class: 'link', text: devices.pairing.url })))));
+  } else {
+    parts.push(h('p', { class: 'hint', text: t('pairNoLan') }));
+  }
+  if (!devices.devices.length) {
+    if (devices.pairing) parts.push(h('p', { text: t('noDevices') }));
+  }
+  else {
+    parts.push(h('ul', { class: 'devices' }, ...devices.devices.map((d) => {
+      const btn = h('button', { type: 'button', class: 'btn small danger', 'aria-label': t('revokeName', { name: d.name }), text: t('revoke') });
+      btn.addEventListener('click', async () => {
+        try {
+          await api.restCall('DELETE', `/api/devices/${encodeURIComponent(d.id)}`);
+          document.dispatchEvent(new CustomEvent('hearth:refresh'));
+        } catch (e) {
+          toast(t('refused', { msg: e.message }), 'error');
+        }
+      });
+      return h('li', {}, h('span', {}, h('strong', { text: d.name }), ' ', h('span', { class: 'muted', text: t('paired', { date: dateTime(d.created_ms) }) })), btn);
+    })));
+  }
+  return section(t('devices'), ...parts);
+}
+
+function settingsSection() {
+  const s = settings();
+  const num = (id, label, value) => h('span', {},
+    h('label', { for: id, text: label }),
+    h('input', { id, inputmode: 'decimal', autocomplete: 'off', value: value ?? '' }));
+  const form = h('form', { class: 'settings' },
+    h('fieldset', {}, h('legend', { text: t('home') }),
+      h('p', { class: 'hint', text: t('homeHint') }),
+      h('div', { class: 'loc-row' },
+        num('s-lat', t('lat'), Number.isFinite(s.lat) ? s.lat / 1e6 : ''),
+        num('s-lng', t('lng'), Number.isFinite(s.lng) ? s.lng / 1e6 : '')),
+      h('div', { class: 'loc-row' },
+        num('s-label', t('locLabel'), s.label || ''),
+        num('s-radius', t('radius'), s.radius_km || 5))),
+    h('button', { type: 'submit', class: 'btn primary', text: t('saveSettings') }));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const lat = Number($('#s-lat').value);
+    const lng = Number($('#s-lng').value);
+    const next = { radius_km: Math.max(0.1, Number($('#s-radius').value) || 5), label: $('#s-label').value.trim() };
+    if ($('#s-lat').value.trim() && $('#s-lng').value.trim() && Math.abs(lat) <= 90 && Math.abs(lng) <= 180) {
+      next.lat = Math.round(lat * 1e6);
+      next.lng = Math.round(lng * 1e6);
+    }
+    localStorage.setItem('hearth.settings', JSON.stringify(next));
+    refreshHomeControls();
+    toast(t('changed'));
+  });
+  return section(t('settings'), form);
+}
