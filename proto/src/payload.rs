@@ -274,12 +274,14 @@ impl<'de> Deserialize<'de> for ExpiryReason {
     }
 }
 
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 /// Names an event by its author and its ULID, as a post is named (DESIGN.md
 /// §4): nobody can point at another's event by reusing its id. On the wire a
 /// map `{author: bytes(32), id: bytes(16)}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EventRef {
     pub author: NodeId,
+    #[cfg_attr(feature = "schemars", schemars(with = "crate::ids::EventIdSchema"))]
     pub id: EventId,
 }
 

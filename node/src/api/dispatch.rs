@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::subscriptions;
 use crate::core::bus::{BusError, Descriptor};
-use crate::core::services::{market, membership};
+use crate::core::services::{conversations, market, membership};
 use crate::core::ErrorCode;
 use crate::net::driver::{Command, Handle, PeerStatus};
 use crate::net::local_api::{LogAnswer, LogRequest, LOG_CONTAINS, LOG_EXPORT, LOG_IMPORT};
@@ -189,6 +189,36 @@ pub static METHODS: &[Spec] = &[
         membership::PROFILE,
         "Sets this node's display name.",
     ),
+    capability::<conversations::ReplyParams, Value>(
+        conversations::REPLY,
+        conversations::REPLY,
+        "Answers a post publicly.",
+    ),
+    capability::<conversations::ClaimParams, Value>(
+        conversations::CLAIM,
+        conversations::CLAIM,
+        "Claims a post (\"I'd like this\" / \"I can help\"), with an optional note.",
+    ),
+    capability::<conversations::AcceptParams, Value>(
+        conversations::ACCEPT_CLAIM,
+        conversations::ACCEPT_CLAIM,
+        "Accepts a claim on this node's own post: the post ends as fulfilled by the claimant.",
+    ),
+    capability::<conversations::DmSendParams, Value>(
+        conversations::DM_SEND,
+        conversations::DM_SEND,
+        "Sends a private message sealed to one member; the mesh carries it while they are offline.",
+    ),
+    capability::<NoParams, Value>(
+        conversations::LIST,
+        conversations::LIST,
+        "This node's conversations: threads of its posts and private messages, opened (needs the token).",
+    ),
+    capability::<conversations::GetParams, Value>(
+        conversations::GET,
+        conversations::GET,
+        "One conversation: a post's public thread, or the messages with one member (needs the token).",
+    ),
     Spec {
         name: NODE_STATUS,
         target: Target::NodeStatus,
@@ -282,6 +312,12 @@ impl Method {
                 name == subscriptions::CREATE || name == subscriptions::DELETE
             }
         }
+    }
+
+    /// Whether a call reads this node's private messages: it needs the
+    /// token like a write (another local program must not read them).
+    pub fn private(self) -> bool {
+        matches!(self, Method::Capability(d) if d.name == conversations::LIST || d.name == conversations::GET)
     }
 
     /// Whether a call is a search (rate limited per client like writes:

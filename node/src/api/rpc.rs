@@ -260,10 +260,10 @@ pub async fn rpc(
         single => (vec![single], false),
     };
     let calls: Vec<Result<Call, Value>> = items.into_iter().map(parse_call).collect();
-    let writes = calls
+    let needs_token = calls
         .iter()
-        .any(|c| matches!(c, Ok(Call { method: Some(m), .. }) if m.writes()));
-    if writes {
+        .any(|c| matches!(c, Ok(Call { method: Some(m), .. }) if m.writes() || m.private()));
+    if needs_token {
         if let Err(refused) = state.check_token(&headers) {
             return refused.into_response();
         }

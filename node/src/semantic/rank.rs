@@ -63,11 +63,11 @@ mod tests {
     #[test]
     fn fusion_rewards_agreement() {
         let semantic = vec!["a", "b", "c"];
-        let keyword = vec!["c", "b", "d"];
+        let keyword = vec!["b", "c", "d"];
         let fused = fuse(&[semantic, keyword], 10);
         let order: Vec<&str> = fused.iter().map(|(k, _)| *k).collect();
         assert_eq!(order, vec!["b", "c", "a", "d"]);
-        let expect_b = 1.0 / (RRF_K + 2.0) * 2.0;
+        let expect_b = 1.0 / (RRF_K + 2.0) + 1.0 / (RRF_K + 1.0);
         assert!((fused[0].1 - expect_b).abs() < 1e-6);
     }
 

@@ -823,7 +823,14 @@ mod tests {
             let decoded =
                 decodes(t.method, &full).unwrap_or_else(|e| panic!("{}: {full}: {e}", t.name));
             for (key, value) in full.as_object().into_iter().flatten() {
-                assert_eq!(&decoded[key], value, "{}: `{key}` is not a param", t.name);
+                // A single category is the one-element list the listing keeps.
+                let as_list = json!([value]);
+                assert!(
+                    &decoded[key] == value || (key == "category" && decoded[key] == as_list),
+                    "{}: `{key}` is not a param: {} vs {value}",
+                    t.name,
+                    decoded[key]
+                );
             }
             for required in t.input_schema["required"].as_array().into_iter().flatten() {
                 let mut missing = full.clone();
@@ -896,7 +903,7 @@ mod tests {
         let err = check(&list, &json!({"limit": 0}), "")
             .err()
             .unwrap_or_default();
-        assert!(err.contains("from 1 to 500"), "{err}");
+        assert!(err.contains("from 1 to 200"), "{err}");
     }
 
     /// The client's version is kept when this server speaks it; any other

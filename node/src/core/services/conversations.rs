@@ -59,6 +59,7 @@ pub static DESCRIPTORS: [Descriptor; 6] = [
     desc(GET, true, false),
 ];
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyParams {
@@ -67,6 +68,7 @@ pub struct ReplyParams {
     pub body: String,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimParams {
@@ -75,15 +77,21 @@ pub struct ClaimParams {
     pub note: Option<String>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptParams {
     /// One of this node's posts.
+    #[cfg_attr(
+        feature = "runtime",
+        schemars(with = "hearth_proto::ids::EventIdSchema")
+    )]
     pub post: EventId,
     /// The claim to accept: its id and its author.
     pub claim: EventRef,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DmSendParams {
@@ -94,6 +102,7 @@ pub struct DmSendParams {
     pub post: Option<EventRef>,
 }
 
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 /// `conversation.get`: a post's public thread, or the messages with one member.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
