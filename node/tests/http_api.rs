@@ -286,6 +286,46 @@ async fn every_rpc_method_answers() {
     );
     let peers = api.call("node.peers", json!({})).await;
     assert_eq!(peers, json!({"peers": []}), "no peer is connected");
+    // Conversations (issue 14) and saved searches: each answers with a
+    // result or a refusal of its own, never "no such method" or "bad
+    // params" for well-formed params.
+    let me = status["node_id"].clone();
+    let post_ref = json!({"author": me, "id": id});
+    let token = api.token();
+    for (name, params) in [
+        (
+            "market.reply",
+            json!({"post": post_ref, "body": "Still there?"}),
+        ),
+        (
+            "market.claim",
+            json!({"post": post_ref, "note": "I'd like it"}),
+        ),
+        (
+            "market.accept_claim",
+            json!({"post": id, "claim": post_ref}),
+        ),
+        ("dm.send", json!({"to": neighbour, "body": "Hello"})),
+        ("conversation.list", json!({})),
+        ("conversation.get", json!({"with": neighbour})),
+        ("subscription.create", json!({"q": "ladder"})),
+        ("subscription.list", json!({})),
+        ("subscription.deliveries", json!({})),
+        ("subscription.delete", json!({"id": "no-such-id"})),
+    ] {
+        let r = api
+            .rpc(
+                &json!({"jsonrpc": "2.0", "id": 9, "method": name, "params": params}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let body = r.json();
+        if body.get("result").is_none() {
+            let (n, _, message) = error_of(&body);
+            assert!(n != -32601 && n != -32602, "{name}: {n} {message}");
+        }
+    }
     let page = api.call("log.export", json!({})).await;
     let events = page["events"].as_array().unwrap().clone();
     assert!(events.len() >= 5, "genesis, admissions, posts: {page}");
@@ -319,6 +359,16 @@ async fn every_rpc_method_answers() {
         "log.contains",
         "log.import",
         "rpc.discover",
+        "market.reply",
+        "market.claim",
+        "market.accept_claim",
+        "dm.send",
+        "conversation.list",
+        "conversation.get",
+        "subscription.create",
+        "subscription.list",
+        "subscription.deliveries",
+        "subscription.delete",
     ];
     let mut served = api::dispatch::Method::names();
     called.sort_unstable();
@@ -443,6 +493,30 @@ async fn standard_json_rpc_errors() {
         .await;
     let (n, code, _) = error_of(&r.json());
     assert_eq!((n, code.as_str()), (-32000, "bad_request"), "{}", r.text());
+    api.stop().await;
+}
+
+/// Private messages are read only with the token: `conversation.list`
+/// and `conversation.get` without it (or with a wrong one) are 401 like a
+/// write, alone or hidden in a batch of reads; with it they answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_private_messages_needs_the_token() {
+    let api = start(false).await;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "conversation.list"});
+    let get = json!({"jsonrpc": "2.0", "id": 2, "method": "conversation.get",
+                     "params": {"with": "00".repeat(32)}});
+    for call in [&list, &get] {
+        for token in [None, Some("0123")] {
+            let r = api.rpc(call, token).await;
+            assert_eq!(r.status, 401, "{call}: {}", r.text());
+            assert_eq!(error_of(&r.json()).1, "unauthorized");
+        }
+    }
+    let batch = json!([{"jsonrpc": "2.0", "id": 0, "method": "market.list"}, list.clone()]);
+    assert_eq!(api.rpc(&batch, None).await.status, 401);
+    let r = api.rpc(&list, Some(&api.token())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json().get("result").is_some(), "{}", r.text());
     api.stop().await;
 }
 

@@ -119,16 +119,16 @@ const fn log<P: JsonSchema, R: JsonSchema>(name: &'static str, summary: &'static
     }
 }
 
-/// A saved-search method: its handler decodes and checks its own params
-/// (a refusal is `bad_request` with the reason), so the schema is open.
-const fn subscription(name: &'static str, summary: &'static str) -> Spec {
+/// A saved-search method: its params are checked by
+/// `subscriptions::check_params`; the schema is left open.
+const fn subscription(name: &'static str, summary: &'static str, check: ParamsCheck) -> Spec {
     Spec {
         name,
         target: Target::Subscription(name),
         summary,
         params: schema::<Value>,
         result: schema::<Value>,
-        check: None,
+        check: Some(check),
     }
 }
 
@@ -250,12 +250,22 @@ pub static METHODS: &[Spec] = &[
     subscription(
         subscriptions::CREATE,
         "Saves a search (category, tags, q, near) with an optional webhook URL; matching new posts are marked and delivered.",
+        |p| subscriptions::check_params(subscriptions::CREATE, p),
     ),
-    subscription(subscriptions::LIST, "The saved searches, with their match counts."),
-    subscription(subscriptions::DELETE, "Deletes a saved search by id."),
+    subscription(
+        subscriptions::LIST,
+        "The saved searches, with their match counts.",
+        |p| subscriptions::check_params(subscriptions::LIST, p),
+    ),
+    subscription(
+        subscriptions::DELETE,
+        "Deletes a saved search by id.",
+        |p| subscriptions::check_params(subscriptions::DELETE, p),
+    ),
     subscription(
         subscriptions::DELIVERIES,
         "The recent webhook deliveries of a saved search, with their outcomes.",
+        |p| subscriptions::check_params(subscriptions::DELIVERIES, p),
     ),
     Spec {
         name: RPC_DISCOVER,

@@ -295,7 +295,7 @@ impl Subscriptions {
         out
     }
 
-    /// Serves one of [`METHODS`].
+    /// Serves one of [`METHODS`] (params checked by [`check_params`]).
     pub fn call(&self, name: &str, params: Value) -> Result<Value, BusError> {
         match name {
             CREATE => self.create(params),
@@ -382,12 +382,7 @@ impl Subscriptions {
     }
 
     fn delete(&self, params: Value) -> Result<Value, BusError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct P {
-            id: String,
-        }
-        let p: P = serde_json::from_value(params)
+        let p: DeleteParams = serde_json::from_value(params)
             .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?;
         let mut state = self.lock();
         self.writable(&state)?;
@@ -406,16 +401,8 @@ impl Subscriptions {
     }
 
     fn delivery_log(&self, params: Value) -> Result<Value, BusError> {
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields)]
-        struct P {
-            #[serde(default)]
-            subscription: Option<String>,
-            #[serde(default)]
-            limit: Option<usize>,
-        }
-        let p: P = match params {
-            Value::Null => P::default(),
+        let p: DeliveriesParams = match params {
+            Value::Null => DeliveriesParams::default(),
             v => serde_json::from_value(v)
                 .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?,
         };
@@ -594,6 +581,43 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = options.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// `subscription.delete`'s params.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    id: String,
+}
+
+/// `subscription.deliveries`'s params.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesParams {
+    #[serde(default)]
+    subscription: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `subscription.list` takes none.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {}
+
+/// Decodes `params` as `name`'s params type, so a bad one is refused as
+/// bad params (JSON-RPC -32602) before anything runs; `Err` holds why.
+pub fn check_params(name: &str, params: &Value) -> Result<(), String> {
+    fn decodes<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
+        T::deserialize(v).map(drop).map_err(|e| e.to_string())
+    }
+    match name {
+        CREATE => decodes::<CreateParams>(params),
+        LIST => decodes::<ListParams>(params),
+        DELETE => decodes::<DeleteParams>(params),
+        DELIVERIES => decodes::<DeliveriesParams>(params),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
