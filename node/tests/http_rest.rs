@@ -214,16 +214,27 @@ fn net_config() -> NetConfig {
     }
 }
 
-/// Serves `node` on an ephemeral loopback port (never 7878).
+/// Serves `node` on an ephemeral loopback port (never 7878). The tests
+/// post hundreds of posts through `/rpc`, so the per-client write limit
+/// (tested in http_api.rs) is raised out of their way.
 async fn serve(node: Node<MemoryStore>) -> Api {
     let running = driver::spawn(node, net_config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token_file = api::token::path(dir.path());
-    let server = api::serve(
+    let unlimited = api::limits::Rate {
+        burst: 1_000_000,
+        per_minute: 1_000_000,
+    };
+    let server = api::serve_with(
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             lan: false,
             token_file: token_file.clone(),
+        },
+        api::Tuning {
+            writes: unlimited,
+            searches: unlimited,
+            ..api::Tuning::default()
         },
         running.handle.clone(),
     )

@@ -330,7 +330,7 @@ fn post_then_search_list_and_get_through_the_running_node() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["id"].as_str().unwrap())
+        .map(|hit| hit["post"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [id.as_str()], "{found}");
     let none = mcp.ok("market_search", json!({"query": "piano"}));
