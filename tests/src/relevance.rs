@@ -290,3 +290,49 @@ pub fn substring_ranker(set: &RelevanceSet) -> impl Fn(&str) -> Vec<usize> + '_ 
         hits.into_iter().map(|(_, i)| i).collect()
     }
 }
+
+/// Ranking by meaning over the set with a loaded model: every post's
+/// title and body start (as the node embeds them, `semantic::post_text`)
+/// scored by cosine against the query's vector.
+pub fn semantic_ranker<'a>(
+    set: &'a RelevanceSet,
+    model: &'a hearth_embed::Embedder,
+) -> impl Fn(&str) -> Vec<usize> + 'a {
+    let texts: Vec<String> = set
+        .posts
+        .iter()
+        .map(|p| hearth_node::semantic::post_text(&p.title, &p.body))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors: Vec<[f32; hearth_embed::DIM]> = refs
+        .chunks(32)
+        .flat_map(|batch| model.embed(batch))
+        .collect();
+    move |query: &str| {
+        let Some(q) = model.embed(&[query.trim()]).into_iter().next() else {
+            return Vec::new();
+        };
+        let scored = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, hearth_node::semantic::rank::dot(&q, v)));
+        hearth_node::semantic::rank::top_k(scored, hearth_node::semantic::search::SEMANTIC_DEPTH)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// The node's default: reciprocal rank fusion of the semantic and keyword
+/// rankings, as `market.search` in `hybrid` mode fuses them.
+pub fn hybrid_ranker<'a>(
+    semantic: impl Fn(&str) -> Vec<usize> + 'a,
+    keyword: impl Fn(&str) -> Vec<usize> + 'a,
+) -> impl Fn(&str) -> Vec<usize> + 'a {
+    move |query: &str| {
+        hearth_node::semantic::rank::fuse(&[semantic(query), keyword(query)], CUTOFF)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
