@@ -243,6 +243,13 @@ async fn test_gossip_flows_over_a_relayed_circuit() {
     })
     .await
     .unwrap();
+    // Both ways: x publishes only to peers it knows are subscribed.
+    let y_peer = y.handle.peer_id;
+    x.wait_for("y subscribed over the circuit", |e| {
+        *e == NetEvent::Subscribed(y_peer)
+    })
+    .await
+    .unwrap();
     x.handle
         .call("market.post", post_params("Ladder over the relay", 20))
         .await
