@@ -230,7 +230,9 @@ function card(p) {
       own ? h('span', { class: 'you', text: ` (${t('you')})` }) : null),
     p.author_level ? h('span', { class: `level level-${p.author_level}`, text: t(`level_${p.author_level}`) }) : null,
     h('time', { datetime: new Date(p.created_ts).toISOString(), title: new Date(p.created_ts).toLocaleString(), text: relative(p.created_ts, now) }),
-    h('span', { class: 'expires', text: p.expires_at > now ? t('expiresIn', { rel: relative(p.expires_at, now) }) : t('expired') }),
+    // An emergency shows its time left in its head already: once is enough.
+    p.category === 'emergency' && p.expires_at > now ? null
+      : h('span', { class: 'expires', text: p.expires_at > now ? t('expiresIn', { rel: relative(p.expires_at, now) }) : t('expired') }),
     p.distance_km !== undefined ? h('span', { class: 'distance', text: t('kmAway', { km: p.distance_km.toFixed(1) }) }) : null,
   );
   const art = h('article', { class: `post cat-${p.category}`, 'data-key': key(p), 'aria-labelledby': headingId },
