@@ -1,5 +1,5 @@
 //! The capability bus: named handlers with descriptors. The same handler
-//! answers a local call and (with the mesh) a remote `/hearthnet/bus/1`
+//! answers a local call and (with the mesh) a remote `/hearthnet/bus/2`
 //! request; only the [`Caller`] differs.
 
 use std::collections::{BTreeMap, VecDeque};

@@ -125,7 +125,7 @@ pub enum Command {
         params: ciborium::Value,
         reply: oneshot::Sender<Result<ciborium::Value, BusError>>,
     },
-    /// A capability call on a peer over `/hearthnet/bus/1`.
+    /// A capability call on a peer over `/hearthnet/bus/2`.
     RemoteCall {
         peer: PeerId,
         name: String,

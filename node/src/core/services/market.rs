@@ -321,7 +321,7 @@ pub struct SearchResult {
     pub mode: String,
     /// Why the answer is worse than asked for, as a wire code: `partition`
     /// when no embedding provider was reachable; `null` otherwise.
-    #[serde(default, deserialize_with = "null_or_text")]
+    #[serde(default)]
     pub degraded: Option<String>,
     pub results: Vec<SearchHit>,
 }
@@ -346,43 +346,6 @@ impl std::ops::Deref for SearchHit {
     fn deref(&self) -> &PostView {
         &self.post
     }
-}
-
-/// Reads a text or `null`, taking an empty array for `null`: a remote
-/// call's answer crosses the wire through a CBOR codec that encodes a unit
-/// (`null`) as an empty array.
-fn null_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(V)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            match seq.next_element::<serde::de::IgnoredAny>()? {
-                None => Ok(None),
-                Some(_) => Err(serde::de::Error::custom(
-                    "expected a string or null, got a non-empty array",
-                )),
-            }
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// Default `limit` of a search.
