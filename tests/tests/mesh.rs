@@ -113,6 +113,82 @@ fn serde_json_id(r: &PostReceipt) -> std::collections::BTreeMap<&'static str, St
     [("id", r.post.id.to_string())].into_iter().collect()
 }
 
+/// A recent event that a node learns by sync is gossiped on at once
+/// (issue 15): C, which never meets A and whose own sync with B ran before
+/// B had the post, gets A's post by gossip from B, not at a sync an hour
+/// away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_events_learned_by_sync_are_gossiped_on() {
+    let (a_id, b_id, c_id) = (identity(2), identity(3), identity(4));
+    let community = Community::new(&[a_id.clone(), b_id.clone(), c_id.clone()]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut a_core = community.node(&a_id, 1).unwrap();
+    let _: PostReceipt = a_core
+        .market_post(
+            now,
+            Caller::Local,
+            PostParams {
+                category: Category::Offer,
+                title: "Sandbags at the corner".into(),
+                body: String::new(),
+                tags: vec![],
+                ttl_seconds: None,
+                location: None,
+                client_id: None,
+            },
+        )
+        .unwrap();
+    // Take the broadcast: A never gossips the post.
+    let mut hash = None;
+    while let Some(out) = a_core.poll_output() {
+        if let hearth_node::core::Output::Broadcast(e) = out {
+            hash = Some(*e.hash());
+        }
+    }
+    let hash = hash.expect("the post was broadcast");
+    let mut b = start(&community, &b_id, 2, vec![]).await;
+    let mut c = start(&community, &c_id, 3, vec![b.addr.clone()]).await;
+    let (b_peer, c_peer) = (b.handle.peer_id, c.handle.peer_id);
+    b.wait_for("C subscribed", |e| *e == NetEvent::Subscribed(c_peer))
+        .await
+        .unwrap();
+    c.wait_for("B subscribed", |e| *e == NetEvent::Subscribed(b_peer))
+        .await
+        .unwrap();
+
+    let a = TestNode::start(a_core, test_net_config(vec![b.addr.clone()]))
+        .await
+        .unwrap();
+    b.wait_for(
+        "the post by sync from A",
+        |e| matches!(e, NetEvent::Stored { hash: h, source: Some(Source::Sync(_)) } if *h == hash),
+    )
+    .await
+    .unwrap();
+    // A leaves before it could find C through B (Kademlia): the post can
+    // reach C only from B.
+    a.stop().await.unwrap();
+    let got = c
+        .wait_for(
+            "the post",
+            |e| matches!(e, NetEvent::Stored { hash: h, .. } if *h == hash),
+        )
+        .await
+        .unwrap();
+    let b_node = b_id.node_id();
+    assert_eq!(
+        got,
+        NetEvent::Stored {
+            hash,
+            source: Some(Source::Peer(b_node))
+        },
+        "C got the post by gossip from B"
+    );
+}
+
 /// Three nodes post at once; every post reaches every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_three_node_concurrent_posts_all_visible() {

@@ -59,6 +59,20 @@ pub fn now_ms() -> u64 {
 /// Local events waiting for a subscribed peer: a node posting offline keeps
 /// this many to publish when peers arrive; older ones are left to sync.
 pub const UNPUBLISHED_MAX: usize = 1024;
+/// Events learned by sync whose author wrote them at most this long ago
+/// are gossiped on (issue 15): after a partition heals, the rest of this
+/// side hears of them at once instead of at its own next sync. Older ones
+/// are not, so a node back from a week offline does not flood the mesh
+/// with what everyone already has. Two minutes is several gossip windows
+/// and well under the 30 s sync interval's worst case plus clock skew.
+pub const REGOSSIP_WINDOW_MS: u64 = 120_000;
+
+/// Whether an event written at `ts` (the author's clock) and learned by
+/// sync at `now` is recent enough to gossip on. A `ts` ahead of our clock
+/// counts as recent (skew), never as an error.
+pub fn regossip_recent(ts: u64, now: u64) -> bool {
+    now.saturating_sub(ts) <= REGOSSIP_WINDOW_MS
+}
 /// Commands queued from the local API before callers are made to wait.
 pub const COMMANDS_QUEUE_MAX: usize = 64;
 
@@ -787,7 +801,12 @@ impl<S: EventStore> Driver<S> {
                     }
                     self.emit(NetEvent::Verdict(hash, verdict));
                 }
-                Output::Stored { hash, source } => self.emit(NetEvent::Stored { hash, source }),
+                Output::Stored { hash, source } => {
+                    if let Some(Source::Sync(_)) = source {
+                        self.regossip(&hash);
+                    }
+                    self.emit(NetEvent::Stored { hash, source })
+                }
                 Output::ViewChanged(change) => {
                     if let Some(change) = self.change_of(change) {
                         self.changes.publish(change);
@@ -925,6 +944,32 @@ impl<S: EventStore> Driver<S> {
             }
             Err(PublishError::Duplicate) => {}
             Err(e) => warn!(error = %e, "publish failed; sync will carry the event"),
+        }
+    }
+
+    /// Gossips on an event this node learned by sync, if it is recent
+    /// ([`REGOSSIP_WINDOW_MS`]). Never queued: with no subscriber there is
+    /// no one to tell, and sync carries it anyway.
+    fn regossip(&mut self, hash: &EventHash) {
+        let event = match self.node.log().store().get(hash) {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "cannot read a synced event to gossip it on");
+                return;
+            }
+        };
+        if !regossip_recent(event.event().ts, now_ms()) {
+            return;
+        }
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), event.into_bytes())
+        {
+            Ok(_) => debug!(%hash, "synced event gossiped on"),
+            Err(e) => debug!(%hash, error = %e, "synced event not gossiped on"),
         }
     }
 
@@ -1617,5 +1662,22 @@ impl<S: EventStore> Driver<S> {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Synced events are gossiped on only while recent: inside the window
+    /// (and when the author's clock runs ahead of ours), not after it.
+    #[test]
+    fn only_recent_synced_events_are_gossiped_on() {
+        let now = 1_800_000_000_000;
+        assert!(regossip_recent(now, now));
+        assert!(regossip_recent(now - REGOSSIP_WINDOW_MS, now));
+        assert!(!regossip_recent(now - REGOSSIP_WINDOW_MS - 1, now));
+        assert!(!regossip_recent(now - 7 * 24 * 3_600_000, now));
+        assert!(regossip_recent(now + 60_000, now), "a clock ahead of ours");
     }
 }
