@@ -402,3 +402,62 @@ async fn local_hash(node: &mut TestNode) -> EventHash {
         _ => unreachable!(),
     }
 }
+
+/// An admitted newcomer whose first posts reach a member before that
+/// member has its admission is not punished for it: the posts wait
+/// pending, the sync on connect brings the admission and releases them,
+/// and the newcomer is never banned and keeps a non-negative score. (A
+/// `Reject` for "author not a member" waits until a sync with the peer
+/// ended; before, this member banned honest newcomers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_newcomer_is_not_punished_for_posts_that_outrun_its_admission() {
+    use hearth_node::core::bus::Caller;
+    use hearth_node::core::Output;
+    use hearth_proto::Level;
+    let (member, newcomer) = (identity(2), identity(5));
+    let c = Community::new(&[member.clone()]).unwrap();
+    let admission =
+        hearth_tests::mesh::member_set(&c.anchor, c.id(), 50, &newcomer, Level::Member).unwrap();
+    let mut n_core = c.node(&newcomer, 5).unwrap();
+    n_core.log_mut().append_received(admission).unwrap();
+    let mut posts = Vec::new();
+    for i in 0..12 {
+        n_core
+            .market_post(
+                FIXED_NOW_MS,
+                Caller::Local,
+                serde_value(post_params(&format!("newcomer's post {i}"))),
+            )
+            .unwrap();
+        while let Some(out) = n_core.poll_output() {
+            if let Output::Broadcast(e) = out {
+                posts.push(e.bytes().to_vec());
+            }
+        }
+    }
+    assert_eq!(posts.len(), 12);
+    let want: BTreeSet<EventHash> = posts.iter().map(|b| hash_bytes(b)).collect();
+
+    let mut x = start(&c, &member, 2, test_net_config(vec![])).await;
+    let n = TestNode::start(n_core, test_net_config(vec![x.addr.clone()]))
+        .await
+        .unwrap();
+    // Queued before any peer subscribed: gossiped the moment X subscribes,
+    // racing the sync that carries the admission.
+    for p in posts {
+        n.handle.publish_raw(p).await;
+    }
+    x.wait_stored(&want).await.unwrap();
+    let st = x.handle.status().await.unwrap();
+    let listed = peer(&st, &n.handle.peer_id);
+    assert!(listed.is_some(), "the newcomer was disconnected (banned)");
+    let score = listed.and_then(|p| p.score);
+    assert!(
+        score.is_some_and(|s| s >= 0.0),
+        "the newcomer was penalised: {score:?}"
+    );
+}
+
+fn serde_value(v: Value) -> PostParams {
+    v.deserialized().unwrap()
+}

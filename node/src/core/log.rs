@@ -300,6 +300,12 @@ impl<S: EventStore> EventLog<S> {
         self.pending.len()
     }
 
+    /// Whether this event waits in the pending set for its author's
+    /// admission.
+    pub fn is_pending(&self, hash: &EventHash) -> bool {
+        self.pending.contains(hash)
+    }
+
     /// Signs `payload` as a new event of `identity` at the next Lamport time
     /// and stores it durably. `random` fills the ULID's random part.
     pub fn append_local(

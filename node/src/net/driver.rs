@@ -9,7 +9,7 @@
 //! Each wake handles one item, then drains the core's outputs, so no wake
 //! does unbounded work.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -66,6 +66,21 @@ pub const UNPUBLISHED_MAX: usize = 1024;
 /// with what everyone already has. Two minutes is several gossip windows
 /// and well under the 30 s sync interval's worst case plus clock skew.
 pub const REGOSSIP_WINDOW_MS: u64 = 120_000;
+
+/// The verdict gossipsub hears for a message from its author. A
+/// non-member publishing its own events is rejected (DESIGN.md §4), but
+/// until this node's sync with that peer has ended it may simply lack
+/// the peer's admission: an honest newcomer's first posts often arrive
+/// before it. So a `Reject` of an event held pending is only an `Ignore`
+/// until then; forged or invalid events (never pending) are rejected at
+/// once. A transport policy: what the views show does not depend on it.
+pub fn soften_before_sync(verdict: Verdict, held_pending: bool, synced_with_peer: bool) -> Verdict {
+    if verdict == Verdict::Reject && held_pending && !synced_with_peer {
+        Verdict::Ignore
+    } else {
+        verdict
+    }
+}
 
 /// Whether an event written at `ts` (the author's clock) and learned by
 /// sync at `now` is recent enough to gossip on. A `ts` ahead of our clock
@@ -636,6 +651,8 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         commands: rx,
         events,
         unpublished: VecDeque::new(),
+        sync_settled: BTreeSet::new(),
+        sync_refused: BTreeSet::new(),
         pending_bus: BTreeMap::new(),
         last_sync: BTreeMap::new(),
         bus_queue: BusQueue::default(),
@@ -665,6 +682,14 @@ struct Driver<S: EventStore> {
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<NetEvent>,
     unpublished: VecDeque<Vec<u8>>,
+    /// Connected peers whose sync with us (ours of them) ended, however:
+    /// until then a pending event from its author is not held against it
+    /// ([`soften_before_sync`]). Bounded by the connected peers: an entry
+    /// leaves with the peer's last connection.
+    sync_settled: BTreeSet<PeerId>,
+    /// Connected peers that refused our sync (another community): skipped
+    /// by the periodic sync until they reconnect. Bounded likewise.
+    sync_refused: BTreeSet<PeerId>,
     pending_bus: BTreeMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<ciborium::Value, BusError>>,
@@ -878,6 +903,11 @@ impl<S: EventStore> Driver<S> {
         let Some(peer) = identity::peer_id(&from) else {
             return;
         };
+        let verdict = soften_before_sync(
+            verdict,
+            self.node.log().is_pending(&hash),
+            self.sync_settled.contains(&peer),
+        );
         self.report_to_gossip(&gossipsub::MessageId::new(&hash.0), peer, verdict);
     }
 
@@ -1169,7 +1199,12 @@ impl<S: EventStore> Driver<S> {
 
     /// Periodic anti-entropy with every connected peer.
     fn sync_all(&mut self) {
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let peers: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !self.sync_refused.contains(p))
+            .copied()
+            .collect();
         for peer in peers {
             self.start_sync(peer);
         }
@@ -1236,7 +1271,13 @@ impl<S: EventStore> Driver<S> {
                 };
                 match response {
                     SyncResponse::Refused(reason) => {
-                        warn!(%peer, %reason, "peer refused sync");
+                        // Said once per connection: a peer of another
+                        // community (an anchor relaying for several)
+                        // refuses every time, and is not asked again.
+                        if self.sync_refused.insert(peer) {
+                            warn!(%peer, %reason, "peer refused sync; not asked again while connected");
+                        }
+                        self.sync_settled.insert(peer);
                         self.node.sync_abort_initiated(&from);
                     }
                     SyncResponse::Messages(messages) => {
@@ -1251,6 +1292,7 @@ impl<S: EventStore> Driver<S> {
                                 Ok(Some(next)) => self.send_sync(peer, next),
                                 Ok(None) => {
                                     self.last_sync.insert(peer, now_ms());
+                                    self.sync_settled.insert(peer);
                                     if let Some(r) = self.node.last_sync() {
                                         self.changes.publish(Change::SyncFinished {
                                             peer: peer.to_string(),
@@ -1264,6 +1306,7 @@ impl<S: EventStore> Driver<S> {
                                 }
                                 Err(e) => {
                                     warn!(%peer, error = %e, "sync failed");
+                                    self.sync_settled.insert(peer);
                                     self.node.sync_abort_initiated(&from);
                                 }
                             }
@@ -1273,6 +1316,7 @@ impl<S: EventStore> Driver<S> {
             }
             Event::OutboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "sync request failed");
+                self.sync_settled.insert(peer);
                 if let Some(from) = identity::node_id(&peer) {
                     self.node.sync_abort_initiated(&from);
                 }
@@ -1329,6 +1373,8 @@ impl<S: EventStore> Driver<S> {
                     if let Some(node) = identity::node_id(&peer_id) {
                         self.node.sync_abort(&node);
                     }
+                    self.sync_settled.remove(&peer_id);
+                    self.sync_refused.remove(&peer_id);
                     self.changes
                         .publish(Change::PeerDisconnected(Self::peer_change(peer_id, None)));
                     self.emit(NetEvent::PeerDisconnected(peer_id));
@@ -1679,5 +1725,18 @@ mod tests {
         assert!(!regossip_recent(now - REGOSSIP_WINDOW_MS - 1, now));
         assert!(!regossip_recent(now - 7 * 24 * 3_600_000, now));
         assert!(regossip_recent(now + 60_000, now), "a clock ahead of ours");
+    }
+
+    /// A pending event from its author is only ignored until a sync with
+    /// that peer finished; after it, and for invalid events at any time,
+    /// the verdict stands.
+    #[test]
+    fn pending_rejects_wait_for_a_finished_sync() {
+        use Verdict::{Accept, Ignore, Reject};
+        assert_eq!(soften_before_sync(Reject, true, false), Ignore);
+        assert_eq!(soften_before_sync(Reject, true, true), Reject);
+        assert_eq!(soften_before_sync(Reject, false, false), Reject);
+        assert_eq!(soften_before_sync(Accept, false, false), Accept);
+        assert_eq!(soften_before_sync(Ignore, true, false), Ignore);
     }
 }
