@@ -196,13 +196,15 @@ hearth() {
 # takes seconds; the bench states its ceilings in these.
 SYNC_INTERVAL_S=5
 DISCOVERY_INTERVAL_S=2
+# Extra `hearth run` arguments for every node (the bench: JSON logs).
+NODE_ARGS=()
 # start NAME NS ARGS...: hearth run in the background, output in NAME.log
 start() {
     local name=$1 ns=$2
     shift 2
     in_ns "$ns" "$HEARTH" --data-dir "$WORK/$name" run --no-http --no-upnp \
         --sync-interval-seconds "$SYNC_INTERVAL_S" \
-        --discovery-interval-seconds "$DISCOVERY_INTERVAL_S" "$@" \
+        --discovery-interval-seconds "$DISCOVERY_INTERVAL_S" "${NODE_ARGS[@]}" "$@" \
         >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     eval "PID_$name=$!"

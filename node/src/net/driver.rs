@@ -1256,12 +1256,16 @@ impl<S: EventStore> Driver<S> {
             } => {
                 // A relayed inbound connection's remote address is just
                 // `/p2p/<peer>`: ask the endpoint, not the address.
+                let relayed = endpoint.is_relayed();
                 self.reach.connected(
                     connection_id,
                     peer_id,
                     endpoint.get_remote_address().clone(),
-                    endpoint.is_relayed(),
+                    relayed,
                 );
+                // Every connection, not only a peer's first: scripts/bench-netns
+                // times the first direct one from this line.
+                debug!(peer = %peer_id, relayed = relayed || reach::is_relayed(endpoint.get_remote_address()), "connection established");
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
                     self.changes
