@@ -1345,12 +1345,16 @@ impl<S: EventStore> Driver<S> {
             } => {
                 // A relayed inbound connection's remote address is just
                 // `/p2p/<peer>`: ask the endpoint, not the address.
+                let relayed = endpoint.is_relayed();
                 self.reach.connected(
                     connection_id,
                     peer_id,
                     endpoint.get_remote_address().clone(),
-                    endpoint.is_relayed(),
+                    relayed,
                 );
+                // Every connection, not only a peer's first: scripts/bench-netns
+                // times the first direct one from this line.
+                debug!(peer = %peer_id, relayed = relayed || reach::is_relayed(endpoint.get_remote_address()), "connection established");
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
                     self.changes
@@ -1470,8 +1474,25 @@ impl<S: EventStore> Driver<S> {
     /// A peer told us who it is: a member of this community (it speaks our
     /// Kademlia protocol) enters the routing table with the addresses it
     /// listens on; a relay gets asked for a slot while we are not
-    /// reachable.
+    /// reachable; a peer reached only through a relay is dialed on our
+    /// LAN when it is on it.
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        if self.reach.kind(&peer) == Some(ConnKind::Relayed) {
+            // Met through a relay but on our LAN: dial it there (see
+            // `reach::same_lan`); the relayed connection stays until idle.
+            let ours: Vec<Multiaddr> = self.swarm.listeners().cloned().collect();
+            let lan = reach::same_lan(&ours, &info.listen_addrs);
+            if !lan.is_empty() {
+                debug!(%peer, ?lan, "relayed peer on our LAN: dialing it directly");
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(lan)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::NotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, error = %e, "cannot dial a relayed peer's LAN address");
+                }
+            }
+        }
         let kad_protocol = self.swarm.behaviour().kad.protocol_names().first().cloned();
         if kad_protocol.is_some_and(|p| info.protocols.contains(&p)) {
             for addr in info.listen_addrs.into_iter().take(IDENTIFY_ADDRS_MAX) {

@@ -114,6 +114,127 @@ pub fn announceable(addr: &Multiaddr, listen: &[Multiaddr]) -> bool {
     !is_relayed(addr) && (!is_loopback(addr) || listen.iter().all(is_loopback))
 }
 
+/// Whether `addr` names an interface: not `0.0.0.0` or `::`. An
+/// unspecified address is what one *listens* on ("every interface"); it
+/// cannot be dialed, and in an invite it sends the new device's dial to
+/// itself.
+pub fn is_specified(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Whether an anchor's listen address belongs on its "address for
+/// invites" line: a real interface (not unspecified), not loopback
+/// (useless to anyone else) and not through a relay (an anchor is the
+/// relay).
+pub fn invite_worthy(addr: &Multiaddr) -> bool {
+    is_specified(addr) && !is_loopback(addr) && !is_relayed(addr)
+}
+
+/// The addresses another device can dial this node at, from the swarm's
+/// listen addresses (`Swarm::listeners`, which libp2p's TCP and QUIC
+/// transports expand through if-watch into one address per interface
+/// when bound to `0.0.0.0`/`::`, and which include relayed circuit
+/// addresses once a relay slot is reserved).
+///
+/// Dropped: unspecified addresses (never dialable; they only appear when
+/// an interface watcher failed, and the expanded ones are in the list
+/// anyway), IPv6 link-local ones (need a zone id a multiaddr cannot
+/// carry), and duplicates. Ordered best first, so a caller's cap drops
+/// the worst: public, then private (same LAN), then relayed (works from
+/// anywhere while the relay is up), then loopback (this machine only).
+/// Within a group the input's order is kept. This is the one
+/// address-selection rule for invites and for the anchor's printed
+/// address (the invite module adds `/p2p/<peer>`).
+pub fn dialable(listen: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut out: Vec<(u8, Multiaddr)> = Vec::new();
+    for addr in listen {
+        if !is_specified(addr) || is_ip6_link_local(addr) {
+            continue;
+        }
+        if out.iter().any(|(_, a)| a == addr) {
+            continue;
+        }
+        let rank = if is_relayed(addr) {
+            2
+        } else if is_loopback(addr) {
+            3
+        } else if lan_ip(addr).is_some() {
+            1
+        } else {
+            0
+        };
+        out.push((rank, addr.clone()));
+    }
+    out.sort_by_key(|(rank, _)| *rank); // stable: input order within a rank
+    out.into_iter().map(|(_, a)| a).collect()
+}
+
+fn is_ip6_link_local(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip6(ip) => ip.segments()[0] & 0xffc0 == 0xfe80,
+        _ => false,
+    })
+}
+
+/// The LAN a private address belongs to, as this node guesses it without
+/// netmasks (a multiaddr has none): the /24 of an RFC 1918 IPv4 address
+/// (what home routers hand out), the /64 of an IPv6 unique-local one.
+/// `None` for public, loopback, relayed and other addresses.
+fn lan_ip(addr: &Multiaddr) -> Option<[u8; 8]> {
+    if is_relayed(addr) {
+        return None;
+    }
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) if ip.is_private() => {
+            let o = ip.octets();
+            Some([4, o[0], o[1], o[2], 0, 0, 0, 0])
+        }
+        Protocol::Ip6(ip) if ip.segments()[0] & 0xfe00 == 0xfc00 => {
+            let o = ip.octets();
+            Some([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+        }
+        _ => None,
+    }
+}
+
+/// LAN addresses dialed for one peer at most: a node listens on TCP and
+/// QUIC per interface, a few interfaces at most.
+pub const LAN_DIAL_ADDRS_MAX: usize = 4;
+
+/// Of a peer's listen addresses (`theirs`, from identify), the private
+/// ones on a LAN this node also listens on (`ours`): a peer met only
+/// through a relay but sitting on the same home network is dialed there
+/// directly. Hole punching cannot do it: both ends' observed address is
+/// the same router's public one, and home routers rarely hairpin. mDNS
+/// would, but it may be off (`--no-mdns`) or multicast blocked.
+///
+/// "Same LAN" is same /24 (IPv4) or /64 (IPv6 ULA), see [`lan_ip`]: a
+/// guess narrower than a LAN wider than /24 misses (mDNS still finds
+/// those), one wider would dial another home's identical 192.168.x.y.
+/// A wrong guess costs one failed dial: the Noise handshake checks the
+/// peer id, so no other host is ever taken for the peer. At most
+/// [`LAN_DIAL_ADDRS_MAX`].
+pub fn same_lan(ours: &[Multiaddr], theirs: &[Multiaddr]) -> Vec<Multiaddr> {
+    let lans: BTreeSet<[u8; 8]> = ours.iter().filter_map(lan_ip).collect();
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for addr in theirs {
+        if out.len() >= LAN_DIAL_ADDRS_MAX {
+            break;
+        }
+        if lan_ip(addr).is_some_and(|lan| lans.contains(&lan))
+            && !ours.contains(addr)
+            && !out.contains(addr)
+        {
+            out.push(addr.clone());
+        }
+    }
+    out
+}
+
 /// Whether this node can be dialed from outside its network.
 #[derive(
     schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default,
@@ -379,6 +500,78 @@ mod tests {
         p.external_confirmed(addr("/ip4/192.0.2.1/tcp/4001"));
         assert_eq!(p.reachability(), Reachability::Public);
         assert!(!p.wants_slot(&a, 2));
+    }
+
+    /// Invites and the anchor's line never carry `0.0.0.0`/`::` or IPv6
+    /// link-local addresses; public come first, then LAN, relayed and
+    /// loopback; duplicates go.
+    #[test]
+    fn test_dialable_drops_unspecified_and_orders_best_first() {
+        let relay = PeerId::random();
+        let circuit = addr("/ip4/10.99.0.1/tcp/4001")
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        let listen = [
+            addr("/ip4/0.0.0.0/tcp/4001"),
+            addr("/ip6/::/udp/4001/quic-v1"),
+            addr("/ip4/127.0.0.1/tcp/4001"),
+            circuit.clone(),
+            addr("/ip4/192.168.1.10/tcp/4001"),
+            addr("/ip6/fe80::1/tcp/4001"),
+            addr("/ip4/203.0.113.7/udp/4001/quic-v1"),
+            addr("/ip4/192.168.1.10/tcp/4001"),
+        ];
+        assert_eq!(
+            dialable(&listen),
+            vec![
+                addr("/ip4/203.0.113.7/udp/4001/quic-v1"),
+                addr("/ip4/192.168.1.10/tcp/4001"),
+                circuit,
+                addr("/ip4/127.0.0.1/tcp/4001"),
+            ]
+        );
+        assert!(dialable(&listen[..2]).is_empty(), "only unspecified: none");
+        assert!(!invite_worthy(&addr("/ip4/0.0.0.0/tcp/4001")));
+        assert!(!invite_worthy(&addr("/ip6/::/tcp/4001")));
+        assert!(!invite_worthy(&addr("/ip4/127.0.0.1/tcp/4001")));
+        assert!(invite_worthy(&addr("/ip4/10.99.0.1/tcp/4001")));
+    }
+
+    /// A peer's private addresses on our own /24 (or ULA /64) are picked
+    /// for a direct dial; other homes' private ranges, public, loopback,
+    /// relayed and our own addresses are not, and the pick is bounded.
+    #[test]
+    fn test_same_lan_picks_only_our_subnet() {
+        let relay = PeerId::random();
+        let ours = [
+            addr("/ip4/127.0.0.1/tcp/4001"),
+            addr("/ip4/192.168.1.10/tcp/4001"),
+            addr("/ip6/fd00:1:2:3::10/udp/4001/quic-v1"),
+        ];
+        let theirs = [
+            addr("/ip4/127.0.0.1/tcp/5001"),
+            addr("/ip4/192.168.1.11/tcp/5001"),
+            addr("/ip4/192.168.2.11/tcp/5001"),
+            addr("/ip4/203.0.113.7/tcp/5001"),
+            addr("/ip4/192.168.1.11/tcp/5001")
+                .with(Protocol::P2p(relay))
+                .with(Protocol::P2pCircuit),
+            addr("/ip4/192.168.1.10/tcp/4001"),
+            addr("/ip6/fd00:1:2:3::11/udp/5001/quic-v1"),
+            addr("/ip6/fd00:1:2:4::11/udp/5001/quic-v1"),
+        ];
+        assert_eq!(
+            same_lan(&ours, &theirs),
+            vec![
+                addr("/ip4/192.168.1.11/tcp/5001"),
+                addr("/ip6/fd00:1:2:3::11/udp/5001/quic-v1"),
+            ]
+        );
+        let many: Vec<Multiaddr> = (0..20)
+            .map(|i| addr(&format!("/ip4/192.168.1.{}/tcp/5001", 100 + i)))
+            .collect();
+        assert_eq!(same_lan(&ours, &many).len(), LAN_DIAL_ADDRS_MAX);
+        assert!(same_lan(&[addr("/ip4/203.0.113.1/tcp/1")], &theirs).is_empty());
     }
 
     /// A relayed address confirmed as external does not make the node

@@ -262,7 +262,7 @@ fn serve(
             while let Ok(e) = events.recv().await {
                 if let NetEvent::Listening(addr) = e {
                     println!("listening on {addr}");
-                    if anchor && invite_worthy(&addr) {
+                    if anchor && reach::invite_worthy(&addr) {
                         let full = format!("{addr}/p2p/{peer}");
                         println!(
                             "address for invites: {full}  (hearth community invite --addr {full})"
@@ -303,12 +303,6 @@ fn serve(
         println!("stopped cleanly");
         Ok(())
     })
-}
-
-/// Whether an anchor's listen address belongs in invites: not loopback
-/// (useless to anyone else) and not through a relay.
-fn invite_worthy(addr: &Multiaddr) -> bool {
-    !reach::is_loopback(addr) && !reach::is_relayed(addr)
 }
 
 /// Under `--lan`: the link a phone opens to pair with this node, and its
