@@ -133,11 +133,12 @@ function nameOf(members, id) {
 }
 
 function peerTable(peers, members) {
-  return h('div', { class: 'table-wrap' }, h('table', {},
-    h('thead', {}, h('tr', {}, ...[t('member'), t('peer'), t('connection'), t('lastSync'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
+  // Focusable: a narrow screen scrolls it sideways, by keyboard too.
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('peers') }, h('table', {},
+    h('thead', {}, h('tr', {}, ...[t('member'), t('connection'), t('lastSync'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, ...peers.map((p) => h('tr', {},
-      h('td', { text: p.node_id ? nameOf(members, p.node_id) : '—' }),
-      h('td', {}, h('code', { class: 'id', text: `…${p.peer_id.slice(-8)}`, title: p.peer_id })),
+      // The libp2p peer id on hover: people read names and node ids.
+      h('td', { title: p.peer_id, text: p.node_id ? nameOf(members, p.node_id) : `…${p.peer_id.slice(-8)}` }),
       h('td', {}, p.connection
         ? h('span', { class: `conn conn-${p.connection}` }, h('span', { 'aria-hidden': 'true', text: CONN_ICON[p.connection] || '' }), ` ${t(`conn_${p.connection}`)}`)
         : '—'),
@@ -160,9 +161,10 @@ function reachSection(reach, members) {
   const r = reach || {};
   const verdict = r.reachability || 'unknown';
   const slots = r.reservations || [];
+  const facts = (pairs) => h('dl', { class: 'facts stacked' }, ...pairs.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)]));
   return section(t('reach'),
     h('p', { class: `reach reach-${verdict}`, text: t(`reach_${verdict}`) }),
-    dl([
+    facts([
       [t('external'), (r.external || []).length
         ? h('ul', { class: 'plain' }, ...r.external.map((a) => h('li', {}, h('code', { class: 'link', text: a }))))
         : h('span', { text: '—' })],
@@ -246,7 +248,7 @@ function memberSection(list, me) {
       h('td', {}, h('code', { class: 'id', text: `${m.id.slice(0, 12)}…`, title: m.id })),
       h('td', {}, levelCell));
   });
-  const parts = [h('div', { class: 'table-wrap' }, h('table', {},
+  const parts = [h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('members') }, h('table', {},
     h('thead', {}, h('tr', {}, ...[t('name'), t('nodeId'), t('level')].map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, ...rows)))];
   if (anchor) {

@@ -296,9 +296,16 @@ test('screenshots of both tabs at 1280 px and 360 px are saved under target/e2e/
   for (const width of [1280, 360]) {
     const page = await openPage(br, a, { viewport: { width, height: width === 360 ? 780 : 900 } });
     await article(page, 'Ladder to lend').waitFor();
+    // The anchor's folded list of posts past their time, opened.
+    await page.locator('#stale summary').click();
     for (const tab of ['Marketplace', 'Node']) {
       await page.getByRole('tab', { name: tab }).click();
-      if (tab === 'Node') await page.locator('#node-view .card').first().waitFor();
+      if (tab === 'Node') {
+        await page.locator('#node-view .card').first().waitFor();
+        // Shown as a neighbour would look at them: the invite open.
+        await page.getByRole('button', { name: 'Show invite' }).click();
+        await page.getByRole('img', { name: 'QR code of the invite' }).waitFor();
+      }
       const file = path.join(SHOTS, `${tab.toLowerCase()}-${width}.png`);
       await page.screenshot({ path: file, fullPage: tab === 'Node' || width === 360 });
       assert.ok(fs.statSync(file).size > 10_000, file);
