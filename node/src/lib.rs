@@ -18,6 +18,8 @@ pub mod api;
 #[cfg(feature = "runtime")]
 pub mod cli;
 #[cfg(feature = "runtime")]
+pub mod invite;
+#[cfg(feature = "runtime")]
 pub mod net;
 #[cfg(feature = "runtime")]
 pub mod semantic;

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use hearth_node::core::views::market::{haversine_km, Near, Sort, TAG_FACETS_MAX};
+use hearth_node::core::views::market::{haversine_km, Near, PastTtl, Sort, TAG_FACETS_MAX};
 use hearth_node::core::views::{ListQuery, Post, PostKey};
 use hearth_node::core::{ErrorCode, Node};
 use hearth_node::store::MemoryStore;
@@ -154,6 +154,8 @@ struct QuerySpec {
     near: Option<(i64, i64, f64)>,
     sort: usize,
     limit: usize,
+    /// None, or an index into [exclude, include, only].
+    past_ttl: Option<usize>,
 }
 
 fn query_spec() -> impl Strategy<Value = QuerySpec> {
@@ -165,29 +167,43 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         proptest::option::weighted(0.3, (-20i64..20, -20i64..20, 0.5f64..15.0)),
         0usize..4,
         1usize..9,
+        proptest::option::weighted(0.4, 0usize..3),
     )
-        .prop_map(|(cats, tags, author, since, near, sort, limit)| QuerySpec {
-            cats,
-            tags,
-            author,
-            since,
-            near,
-            sort,
-            limit,
-        })
+        .prop_map(
+            |(cats, tags, author, since, near, sort, limit, past_ttl)| QuerySpec {
+                cats,
+                tags,
+                author,
+                since,
+                near,
+                sort,
+                limit,
+                past_ttl,
+            },
+        )
 }
 
 fn point(a: i64, b: i64) -> (f64, f64) {
     (52.5 + a as f64 * 0.009, 13.4 + b as f64 * 0.015)
 }
 
-/// The naive answer: every live post, filtered and sorted by hand.
+/// The naive answer: every shown post (live, past its TTL, or both, as
+/// `past_ttl` asks), filtered and sorted by hand.
 fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> Vec<&'a Post> {
     let market = &node.views().market;
+    let shown = |p: &Post| p.author_active && p.expired.is_none() && !p.over_limit;
     let mut v: Vec<&Post> = names
         .iter()
         .filter_map(|n| market.get(n))
-        .filter(|p| p.is_live(NOW))
+        .filter(|p| {
+            let past = p.expires_at <= NOW;
+            shown(p)
+                && match q.past_ttl.unwrap_or_default() {
+                    PastTtl::Exclude => !past,
+                    PastTtl::Include => true,
+                    PastTtl::Only => past,
+                }
+        })
         .filter(|p| q.category.is_empty() || q.category.contains(&p.content.category))
         .filter(|p| q.tags.iter().all(|t| p.content.tags.contains(t)))
         .filter(|p| q.author.is_none_or(|a| p.author == a))
@@ -262,6 +278,9 @@ fn to_query(s: &QuerySpec, node: &Node<MemoryStore>) -> ListQuery {
         }),
         near,
         limit: Some(s.limit),
+        past_ttl: s
+            .past_ttl
+            .map(|i| [PastTtl::Exclude, PastTtl::Include, PastTtl::Only][i]),
         ..ListQuery::default()
     }
 }
@@ -269,7 +288,7 @@ fn to_query(s: &QuerySpec, node: &Node<MemoryStore>) -> ListQuery {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// Walking every page of any filter mix and sort through the cursor
+    /// Walking every page of any filter mix (`past_ttl` included) and sort through the cursor
     /// gives exactly the naive filtered, sorted list, and every page's
     /// `total` and facets equal a count over the whole filtered set; a
     /// full replay of the same store (indexes built in bulk) lists the same.

@@ -71,10 +71,9 @@ export async function rpc(method, params = {}) {
   return body.result;
 }
 
-/** A REST read (`GET`), or null on 404 (a route this node does not serve yet). */
+/** A REST read (`GET`); a refusal (404 included) throws an ApiError. */
 export async function get(path) {
   const res = await send(path, { headers: headers() });
-  if (res.status === 404) return null;
   const body = await res.json().catch(() => null);
   if (!res.ok) {
     const err = (body && body.error) || {};
@@ -102,90 +101,26 @@ export async function restCall(method, path, body) {
 
 export const CATEGORIES = ['offer', 'request', 'info', 'emergency'];
 
-/** Whether the node serves `GET /api/posts` (null: not asked yet). */
-let restPosts = null;
-
 /**
  * One page of posts: `{items, next_cursor, total, facets, search?}` as
  * `GET /api/posts` answers it. `q`: {categories[], tags[], q, sort, near,
- * radius_km, cursor, limit}.
+ * radius_km, past_ttl, cursor, limit}.
  */
 export async function listPosts(q) {
-  if (restPosts !== false) {
-    const p = new URLSearchParams();
-    p.set('limit', String(q.limit || 50));
-    if (q.cursor) p.set('cursor', q.cursor);
-    if (q.sort) p.set('sort', q.sort);
-    for (const c of q.categories || []) p.append('category', c);
-    if (q.tags && q.tags.length) p.set('tags', q.tags.join(','));
-    if (q.q) p.set('q', q.q);
-    if (q.near) {
-      // The query takes decimal degrees; the page keeps microdegrees (as on the wire).
-      p.set('near', `${q.near.lat / 1e6},${q.near.lng / 1e6}`);
-      if (q.radius_km) p.set('radius_km', String(q.radius_km));
-    }
-    const answer = await get(`/api/posts?${p}`);
-    if (answer) {
-      restPosts = true;
-      return answer;
-    }
-    restPosts = false;
-  }
-  return standInList(q);
-}
-
-/**
- * Stand-in for `GET /api/posts` on a node that does not serve it yet:
- * the same answer, built from `market.list` / `market.search` here.
- */
-async function standInList(q) {
-  let all;
-  let search;
-  if (q.q) {
-    const r = await rpc('market.search', { query: q.q, limit: 100 });
-    // Hits are `{post, score}` (bare posts from older nodes).
-    all = r.results.map((hit) => hit.post || hit);
-    search = { mode: r.mode, degraded: r.degraded || null };
-  } else {
-    const r = await rpc('market.list', { limit: 500 });
-    all = r.posts || r.items || [];
-  }
-  all = all.filter((p) => !p.status || p.status === 'active');
-  const members = await rpc('member.list', {}).catch(() => null);
-  const levels = new Map(((members && members.members) || []).map((m) => [m.id, m.level]));
-  all = all.map((p) => (p.author_level ? p : { ...p, author_level: levels.get(p.author) }));
+  const p = new URLSearchParams();
+  p.set('limit', String(q.limit || 50));
+  if (q.cursor) p.set('cursor', q.cursor);
+  if (q.sort) p.set('sort', q.sort);
+  for (const c of q.categories || []) p.append('category', c);
+  if (q.tags && q.tags.length) p.set('tags', q.tags.join(','));
+  if (q.q) p.set('q', q.q);
+  if (q.past_ttl) p.set('past_ttl', q.past_ttl);
   if (q.near) {
-    all = all.filter((p) => p.location).map((p) => ({ ...p, distance_km: distanceKm(q.near, p.location) }));
-    if (q.radius_km) all = all.filter((p) => p.distance_km <= q.radius_km);
+    // The query takes decimal degrees; the page keeps microdegrees (as on the wire).
+    p.set('near', `${q.near.lat / 1e6},${q.near.lng / 1e6}`);
+    if (q.radius_km) p.set('radius_km', String(q.radius_km));
   }
-  const byCat = (q.categories || []).length ? all.filter((p) => q.categories.includes(p.category)) : all;
-  const filtered = byCat.filter((p) => (q.tags || []).every((t) => p.tags.includes(t)));
-  const category = Object.fromEntries(CATEGORIES.map((c) => [c, 0]));
-  const tagCounts = new Map();
-  for (const p of filtered) {
-    category[p.category] = (category[p.category] || 0) + 1;
-    for (const t of p.tags) tagCounts.set(t, (tagCounts.get(t) || 0) + 1);
-  }
-  const tags = [...tagCounts].map(([tag, count]) => ({ tag, count }))
-    .sort((a, b) => b.count - a.count || a.tag.localeCompare(b.tag));
-  const sorted = [...filtered];
-  if (q.sort === 'expiring') sorted.sort((a, b) => a.expires_at - b.expires_at);
-  else if (q.sort === 'nearest') sorted.sort((a, b) => (a.distance_km ?? 1e9) - (b.distance_km ?? 1e9));
-  else if (!q.q) sorted.sort((a, b) => b.lamport - a.lamport || (a.id < b.id ? 1 : -1));
-  const start = q.cursor ? Number(q.cursor) : 0;
-  const limit = q.limit || 50;
-  const items = sorted.slice(start, start + limit);
-  const next = start + limit < sorted.length ? String(start + limit) : null;
-  return { items, next_cursor: next, total: sorted.length, facets: { category, tags }, search };
-}
-
-/** Great-circle distance in km between {lat,lng} in microdegrees. */
-export function distanceKm(a, b) {
-  const rad = (micro) => (micro / 1e6) * Math.PI / 180;
-  const dLat = rad(b.lat - a.lat);
-  const dLng = rad(b.lng - a.lng);
-  const s = Math.sin(dLat / 2) ** 2 + Math.cos(rad(a.lat)) * Math.cos(rad(b.lat)) * Math.sin(dLng / 2) ** 2;
-  return 6371 * 2 * Math.asin(Math.min(1, Math.sqrt(s)));
+  return get(`/api/posts?${p}`);
 }
 
 // --- live updates ----------------------------------------------------------
@@ -194,15 +129,12 @@ export function distanceKm(a, b) {
 const SSE_EVENT_BYTES_MAX = 256 * 1024;
 /** Wait before reconnecting, doubling to this bound. */
 const RECONNECT_MS_MAX = 15000;
-/** Stand-in polling period while `/api/stream` is not served. */
-const POLL_MS = 1500;
 
 /**
  * Follows `GET /api/stream` (read with fetch, so the Bearer token goes
  * along, which EventSource cannot send), reconnecting with Last-Event-ID.
- * `on(type, data)` gets each event; `reset` means: reload. Falls back to
- * polling `market.list` (stand-in) when the node has no stream route.
- * Returns a function that stops it.
+ * `on(type, data)` gets each event; `reset` means: reload. Returns a
+ * function that stops it.
  */
 export function follow(on, onState = () => {}) {
   let stopped = false;
@@ -215,7 +147,6 @@ export function follow(on, onState = () => {}) {
     const h = headers({ Accept: 'text/event-stream' });
     if (lastId) h['Last-Event-ID'] = lastId;
     const res = await fetch('/api/stream', { headers: h, signal: controller.signal });
-    if (res.status === 404) return 'absent';
     if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
     onState('live');
     delay = 1000;
@@ -253,39 +184,10 @@ export function follow(on, onState = () => {}) {
     }
   }
 
-  async function pollLoop() {
-    // Stand-in: diff the active set every POLL_MS.
-    let known = null;
-    while (!stopped) {
-      try {
-        const r = await rpc('market.list', { limit: 200 });
-        const posts = r.posts || r.items || [];
-        onState('live');
-        const now = new Map(posts.map((p) => [`${p.author}/${p.id}`, p]));
-        if (known) {
-          for (const [k, p] of now) {
-            const old = known.get(k);
-            if (!old) on('post.added', p);
-            else if (old.lamport !== p.lamport) on('post.updated', p);
-          }
-          // A full answer may have cut old posts off: only a short one tells removals.
-          if (posts.length < 200) {
-            for (const [k, p] of known) if (!now.has(k)) on('post.expired', { id: p.id, author: p.author, reason: null });
-          }
-        }
-        known = now;
-      } catch {
-        onState('down');
-      }
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-  }
-
   (async () => {
     while (!stopped) {
       try {
-        const why = await streamOnce();
-        if (why === 'absent') return pollLoop();
+        await streamOnce();
       } catch (e) {
         if (stopped) return;
         onState('down');

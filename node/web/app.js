@@ -71,6 +71,8 @@ async function refreshStatus() {
       ttlMax = members && members.settings && members.settings.post_ttl_max_s;
     }
     market.setNode(status, ttlMax);
+    // Posts pass their TTL with no event: look again for ones to mark stale.
+    if (!first) market.refreshStale();
     market.setOnline(true);
     if (!status.peers.length) market.setBanner(t('offlineNode', { n: 0 }), 'warn');
     else if ($('#banner').classList.contains('warn')) market.setBanner(null);

@@ -9,6 +9,8 @@ import * as api from './api.js';
 const PAGE = 50;
 /** Tag chips shown (most used first); selected ones are always shown. */
 const TAG_CHIPS_MAX = 12;
+/** Posts past their TTL shown to those who may mark them stale (one page). */
+const STALE_MAX = 50;
 /** Posts kept in localStorage for the offline view. */
 const CACHED_POSTS_MAX = 100;
 /** Limits of the node (node/src/core/services/market.rs). */
@@ -52,7 +54,10 @@ export function setNode(me, ttlMaxS) {
   const changed = !state.me || state.me.level !== me.level || state.me.node_id !== me.node_id;
   state.me = me;
   if (ttlMaxS) state.ttlMaxDays = Math.max(1, Math.floor(Math.min(ttlMaxS, 30 * DAY_S) / DAY_S));
-  if (changed) rerenderActions();
+  if (changed) {
+    rerenderActions();
+    refreshStale();
+  }
 }
 
 export function setOnline(online) {
@@ -106,6 +111,7 @@ export async function reload() {
     renderListState(main.total);
     cache([...(pinned ? pinned.items : []), ...main.items]);
     setBanner(null);
+    refreshStale();
   } catch (e) {
     if (gen !== state.generation) return;
     if (e instanceof api.Unreachable) {
@@ -172,6 +178,45 @@ function appendItems(items) {
     if (document.querySelector(`#post-list [data-key="${cssKey(p)}"]`)) continue;
     list.append(card(p));
   }
+}
+
+/** Whether this node may mark others' posts stale (trusted or anchor). */
+function maySweep() {
+  const lvl = state.me && state.me.level;
+  return lvl === 'trusted' || lvl === 'anchor';
+}
+
+/**
+ * The posts past their TTL that no node has marked stale yet, for a
+ * trusted member or an anchor (`GET /api/posts?past_ttl=only`): a folded
+ * section above the list, with "Mark stale" on each. Others never see it.
+ */
+export async function refreshStale() {
+  const section = $('#stale');
+  if (!maySweep()) {
+    section.hidden = true;
+    replace($('#stale-list'));
+    return;
+  }
+  let page;
+  try {
+    page = await api.listPosts({ past_ttl: 'only', sort: 'expiring', limit: STALE_MAX });
+  } catch {
+    return; // the list's own error state tells the reader
+  }
+  if (!maySweep()) return;
+  const list = $('#stale-list');
+  const shown = new Set([...list.children].map((el) => el.dataset.key));
+  const wanted = new Set(page.items.map(key));
+  for (const el of [...list.children]) if (!wanted.has(el.dataset.key)) el.remove();
+  for (const p of page.items) if (!shown.has(key(p))) list.append(card(p));
+  renderStaleCount();
+}
+
+function renderStaleCount() {
+  const n = $('#stale-list').children.length;
+  $('#stale').hidden = n === 0;
+  $('#stale-h').textContent = n === 1 ? t('stale1') : t('staleN', { n });
 }
 
 function renderPinned(items) {
@@ -263,7 +308,7 @@ function actions(p) {
       h('button', { type: 'button', class: 'btn small', onclick: () => confirmWithdraw(p, bar), text: t('withdraw') }),
     );
   } else if ((lvl === 'trusted' || lvl === 'anchor') && p.status === 'past_ttl') {
-    bar.append(h('button', { type: 'button', class: 'btn small', onclick: (e) => expire(p, 'stale', e.currentTarget), text: t('markStale') }));
+    bar.append(h('button', { type: 'button', class: 'btn small', onclick: () => confirmStale(p, bar), text: t('markStale') }));
   }
   return bar.children.length ? bar : null;
 }
@@ -283,6 +328,20 @@ function confirmWithdraw(p, bar) {
   const yes = h('button', { type: 'button', class: 'btn small danger', onclick: (e) => expire(p, 'withdrawn', e.currentTarget), text: t('withdrawYes') });
   replace(bar,
     h('span', { class: 'confirm', role: 'alert', text: t('withdrawConfirm') }),
+    yes,
+    h('button', { type: 'button', class: 'btn small', onclick: restore, text: t('keep') }));
+  yes.focus();
+}
+
+function confirmStale(p, bar) {
+  const before = [...bar.children];
+  const restore = () => {
+    replace(bar, ...before);
+    before[0].focus();
+  };
+  const yes = h('button', { type: 'button', class: 'btn small danger', onclick: (e) => expire(p, 'stale', e.currentTarget), text: t('staleYes') });
+  replace(bar,
+    h('span', { class: 'confirm', role: 'alert', text: t('staleConfirm') }),
     yes,
     h('button', { type: 'button', class: 'btn small', onclick: restore, text: t('keep') }));
   yes.focus();
@@ -308,6 +367,7 @@ function removePost(p) {
     if (focusNext && next) next.querySelector('h3')?.setAttribute('tabindex', '-1'), next.querySelector('h3')?.focus();
   }
   $('#pinned').hidden = $('#pinned-list').children.length === 0;
+  renderStaleCount();
 }
 
 // --- live ---------------------------------------------------------------------

@@ -36,6 +36,13 @@ export function freePort() {
 }
 
 /**
+ * The nodes' sweepers never run during a test (a day): a post past its TTL
+ * stays listed until a test marks it stale, as on a node whose trusted
+ * members are all offline.
+ */
+const SWEEP_ENV = { HEARTH_MARKET_SWEEP_INTERVAL_SECONDS: '86400' };
+
+/**
  * A `hearth run` child. Resolves once it printed its HTTP API line; `out`
  * keeps every line it printed, `waitLine(re)` awaits one.
  */
@@ -45,7 +52,7 @@ export async function startNode(name, args) {
   const child = spawn(HEARTH, ['--data-dir', dir, 'run', '--http', `127.0.0.1:${port}`,
     '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--sync-interval-seconds', '2', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, ...SWEEP_ENV, RUST_LOG: process.env.RUST_LOG || 'warn' },
   });
   const node = { name, dir, port, child, out: [], waiters: [] };
   const onLine = (line) => {
@@ -196,27 +203,29 @@ export function checkChromium() {
   }
 }
 
-/** Debian's chromium, headless, with everything that would dial out turned off. */
-export async function browser() {
+/**
+ * Debian's chromium, headless, with everything that would dial out turned
+ * off; `extraArgs` add flags (e.g. a fake camera).
+ */
+export async function browser(extraArgs = []) {
   checkChromium();
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     // playwright-core gives every launch a fresh temporary --user-data-dir.
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
 }
 
 /** A page of `node` opened with its owner token, ready (first list loaded). */
-export async function openPage(br, node, { viewport = { width: 1280, height: 900 }, token = node.token, init } = {}) {
-  const context = await br.newContext({ viewport, locale: 'en-US', serviceWorkers: 'block' });
+export async function openPage(br, node, { viewport = { width: 1280, height: 900 }, token = node.token, init, permissions = [] } = {}) {
+  const context = await br.newContext({ viewport, locale: 'en-US', serviceWorkers: 'block', permissions });
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(String(e)));
-  // 404s are the stand-ins probing routes a node may not serve yet.
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 404/.test(m.text())) page.errors.push(m.text()); });
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
   await page.goto(token ? `${node.base}/#token=${token}` : `${node.base}/`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
   return page;

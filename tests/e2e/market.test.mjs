@@ -189,6 +189,90 @@ test('"Withdraw" asks first, then removes the post', async () => {
   await card.waitFor({ state: 'detached', timeout: 5000 });
 });
 
+/** Resolves once the wall clock is past `ms` (a post's TTL ends by time, not by an event). */
+async function pastTime(ms) {
+  await until(`the clock past ${ms}`, async () => Date.now() > ms + 50, 10_000);
+}
+
+async function reloadReady(page) {
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+}
+
+test('"Mark stale": only trusted members and anchors see it on posts past their TTL; marking one stale removes it from both pages', async () => {
+  const { post } = await rpc(a, 'market.post', { category: 'offer', title: 'Old bike, past its time', body: 'Nobody took it.', tags: ['bike'], ttl_seconds: 1 });
+  await until('B has the post', async () => (await rpc(b, 'market.get', { id: post.id, author: a.id })).id === post.id);
+  await pastTime(post.expires_at);
+  // The API: listed with past_ttl=only (status past_ttl), left out by default.
+  const only = await (await fetch(`${b.base}/api/posts?past_ttl=only`)).json();
+  assert.deepEqual(only.items.map((p) => [p.title, p.status]), [['Old bike, past its time', 'past_ttl']]);
+  const live = await (await fetch(`${b.base}/api/posts?limit=200`)).json();
+  assert.equal(live.items.filter((p) => p.id === post.id).length, 0);
+  const refused = await fetch(`${b.base}/api/posts?past_ttl=maybe`);
+  assert.equal(refused.status, 400);
+  assert.match((await refused.json()).error.message, /past_ttl must be exclude, include or only/);
+
+  // B, a plain member, sees neither the section nor the button.
+  await reloadReady(pageB);
+  await article(pageB, 'Ladder to lend').waitFor();
+  assert.equal(await pageB.locator('#stale').isHidden(), true);
+  assert.equal(await pageB.getByRole('button', { name: 'Mark stale' }).count(), 0);
+  assert.equal(await article(pageB, 'Old bike, past its time').count(), 0);
+
+  // Trusted now: B sees the post in the folded section, with the button.
+  await rpc(a, 'community.member.set', { member: b.id, level: 'trusted' });
+  await until('B is trusted', async () => (await rpc(b, 'node.status')).level === 'trusted');
+  await reloadReady(pageB);
+  await reloadReady(pageA);
+  const summary = pageB.locator('#stale summary');
+  await summary.waitFor();
+  assert.equal(await summary.textContent(), '1 post past its time, not yet marked stale');
+  await summary.click();
+  const onB = pageB.locator('#stale-list').getByRole('article', { name: 'Old bike, past its time' });
+  await pageA.locator('#stale summary').click();
+  const onA = pageA.locator('#stale-list').getByRole('article', { name: 'Old bike, past its time' });
+  await onA.waitFor();
+  // Asks first; "Keep it" leaves it be.
+  await onB.getByRole('button', { name: 'Mark stale' }).click();
+  await onB.getByRole('button', { name: 'Keep it' }).click();
+  await onB.getByRole('button', { name: 'Mark stale' }).click();
+  await onB.getByRole('button', { name: 'Yes, mark stale' }).click();
+  await onB.waitFor({ state: 'detached', timeout: 5000 });
+  await onA.waitFor({ state: 'detached', timeout: 5000 });
+  assert.equal(await pageA.locator('#stale').isHidden(), true, 'the empty section folds away');
+  const ended = await rpc(a, 'market.get', { id: post.id, author: a.id });
+  assert.equal(ended.status, 'expired');
+  assert.equal(ended.expired_reason, 'stale');
+  assert.equal(ended.expired_by, b.id);
+
+  // B stays trusted: demoting B would revive the post (DESIGN.md: a `stale`
+  // expiry by someone else counts while they are trusted or an anchor).
+  // One left past its TTL, for the anchor's screenshots.
+  const { post: hose } = await rpc(b, 'market.post', { category: 'offer', title: 'Garden hose, 20 m', body: 'Still here?', tags: ['garden'], ttl_seconds: 1 });
+  await pastTime(hose.expires_at);
+  await reloadReady(pageB);
+  await reloadReady(pageA);
+});
+
+test('the page lists posts only through GET /api/posts: when that fails it says so, and sends no market.list stand-in', async () => {
+  const context = await br.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US', serviceWorkers: 'block' });
+  await context.route(/\/api\/posts\?/, (route) => route.fulfill({
+    status: 404, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'not_found', message: 'no such route here' } }),
+  }));
+  const page = await context.newPage();
+  const rpcs = [];
+  page.on('request', (req) => { if (req.url().endsWith('/rpc')) rpcs.push(JSON.parse(req.postData() || '{}').method); });
+  await page.goto(`${a.base}/#token=${a.token}`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const alert = page.locator('#list-state [role="alert"]');
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /no such route here/);
+  assert.equal(await page.locator('#post-list article').count(), 0);
+  assert.deepEqual(rpcs.filter((m) => /^market\.(list|search)$/.test(m)), []);
+  await context.close();
+});
+
 async function axeScan(page) {
   await page.evaluate(AXE);
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
@@ -212,9 +296,18 @@ test('screenshots of both tabs at 1280 px and 360 px are saved under target/e2e/
   for (const width of [1280, 360]) {
     const page = await openPage(br, a, { viewport: { width, height: width === 360 ? 780 : 900 } });
     await article(page, 'Ladder to lend').waitFor();
+    // The anchor's folded list of posts past their time, opened.
+    await page.locator('#stale summary').click();
     for (const tab of ['Marketplace', 'Node']) {
       await page.getByRole('tab', { name: tab }).click();
-      if (tab === 'Node') await page.locator('#node-view .card').first().waitFor();
+      if (tab === 'Node') {
+        await page.locator('#node-view .card').first().waitFor();
+        // Shown as a neighbour would look at them: the invite open.
+        await page.getByRole('button', { name: 'Show invite' }).click();
+        await page.getByRole('img', { name: 'QR code of the invite' }).waitFor();
+      }
+      // Opening things scrolled the page: shoot it from the top.
+      await page.evaluate(() => window.scrollTo(0, 0));
       const file = path.join(SHOTS, `${tab.toLowerCase()}-${width}.png`);
       await page.screenshot({ path: file, fullPage: tab === 'Node' || width === 360 });
       assert.ok(fs.statSync(file).size > 10_000, file);

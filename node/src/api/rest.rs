@@ -28,7 +28,7 @@ use crate::core::ErrorCode;
 
 /// Query parameters of `GET /api/posts`; any other is refused, so a typo
 /// is not silently ignored.
-const POSTS_PARAMS: [&str; 11] = [
+const POSTS_PARAMS: [&str; 12] = [
     "limit",
     "cursor",
     "sort",
@@ -40,6 +40,7 @@ const POSTS_PARAMS: [&str; 11] = [
     "near",
     "radius_km",
     "tag",
+    "past_ttl",
 ];
 /// Values one query parameter may repeat: far more than any real filter
 /// (10 tags per post, 4 categories), and a bound on the work one URL asks.
@@ -258,6 +259,14 @@ pub fn list_params(query: &str) -> Result<Value, BusError> {
                 })?;
                 p.insert("since_lamport".into(), json!(n));
             }
+            "past_ttl" => {
+                if !["exclude", "include", "only"].contains(&v.as_str()) {
+                    return Err(BusError::bad_request(format!(
+                        "past_ttl must be exclude, include or only, got {v:?}"
+                    )));
+                }
+                p.insert("past_ttl".into(), json!(v));
+            }
             "sort" => {
                 if !["newest", "oldest", "expiring", "nearest"].contains(&v.as_str()) {
                     return Err(BusError::bad_request(format!(
@@ -380,6 +389,7 @@ mod tests {
             ("radius_km=far&near=1,2", "radius_km"),
             ("author=xyz", "author"),
             ("since_lamport=-1", "since_lamport"),
+            ("past_ttl=yes", "past_ttl"),
             ("colour=red", "unknown query parameter"),
             ("q=%zz", "percent"),
         ] {

@@ -1,6 +1,8 @@
 //! The web page (issue 12): the static files of `node/web/`, embedded in the
-//! binary at compile time and served at `/`, and the page's `--lan` pairing
-//! routes (`POST /api/pair`, `GET /api/devices`, `DELETE /api/devices/{id}`).
+//! binary at compile time and served at `/`, the page's `--lan` pairing
+//! routes (`POST /api/pair`, `GET /api/devices`, `DELETE /api/devices/{id}`),
+//! the invite the node tab shows (`GET /api/invite`) and the QR matrices
+//! it draws (`GET /api/qr`).
 //!
 //! The files are a fixed table of `include_bytes!` (no crate, no build
 //! step): a missing file fails the build, and the binary alone serves the
@@ -69,6 +71,14 @@ static ASSETS: &[Asset] = &[
         "application/manifest+json"
     ),
     asset!("/icon.svg", "icon.svg", "image/svg+xml"),
+    // jsQR 1.4.0 (Apache-2.0, node/web/vendor/README.md): the node tab's
+    // QR scanner, loaded only when someone scans.
+    asset!("/vendor/jsQR.js", "vendor/jsQR.js", JS),
+    asset!(
+        "/vendor/jsQR.LICENSE",
+        "vendor/jsQR.LICENSE",
+        "text/plain; charset=utf-8"
+    ),
 ];
 
 /// Whether a request to `path` is let through without a token under
@@ -86,7 +96,9 @@ pub fn routes() -> Router<Arc<AppState>> {
     let mut router = Router::new()
         .route(PAIR_ROUTE, post(pair))
         .route("/api/devices", get(devices))
-        .route("/api/devices/{id}", delete(revoke));
+        .route("/api/devices/{id}", delete(revoke))
+        .route("/api/invite", get(invite))
+        .route("/api/qr", get(qr));
     for asset in ASSETS {
         router = router.route(asset.route, get(move |h: HeaderMap| serve(asset, h)));
     }
@@ -318,6 +330,134 @@ async fn revoke(
     }
 }
 
+/// `GET /api/invite` (a token: the owner's or a paired device's): the
+/// invite `hearth community invite` prints, built by the same code
+/// ([`crate::invite`]) from this node's genesis and its dialable listen
+/// addresses, with its QR code. Any joined node may hand one out, as the
+/// CLI does: an invite only lets a device find the community; an anchor
+/// still admits it.
+async fn invite(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = state.check_token(&headers) {
+        return refused.into_response();
+    }
+    let Some(status) = state.handle.status().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the node is shutting down",
+        );
+    };
+    let dir = crate::cli::data_dir::DataDir::new(
+        state
+            .token_file
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    );
+    let genesis = match dir.load_genesis() {
+        Ok(g) => g,
+        Err(e) => {
+            warn!(error = %e, "invite: genesis unreadable");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                &format!("{e:#}"),
+            );
+        }
+    };
+    let addrs = match crate::net::identity::peer_id(&status.node_id) {
+        Some(peer) => crate::invite::dial_addresses(&status.listen, &peer),
+        None => Vec::new(),
+    };
+    let text = match crate::invite::encode(&genesis.community, &genesis.event, addrs.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                &e.to_string(),
+            )
+        }
+    };
+    let qr = qr_rows(&text);
+    axum::Json(json!({
+        "invite": text,
+        "community": genesis.community.to_hex(),
+        "name": genesis.name,
+        "addrs": addrs.iter().take(crate::invite::INVITE_ADDRS_MAX).collect::<Vec<_>>(),
+        "qr": if qr.is_empty() { None } else { Some(qr) },
+    }))
+    .into_response()
+}
+
+/// Longest text `GET /api/qr` encodes: an invite with every address fits;
+/// more would not scan from a screen anyway.
+pub const QR_TEXT_MAX: usize = 2048;
+
+/// `GET /api/qr?text=...`: the QR code of `text` as rows of `1`/`0` (the
+/// page draws it as SVG), e.g. this node's id for an anchor to scan. A
+/// pure function of the text; reads no data of the node.
+async fn qr(uri: axum::http::Uri) -> Response {
+    let text = uri.query().unwrap_or("").split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "text").then_some(v)
+    });
+    let Some(raw) = text else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "give the text to encode: /api/qr?text=...",
+        );
+    };
+    let decoded = match percent_decode(raw) {
+        Some(t) => t,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "text is not valid percent-encoded UTF-8",
+            )
+        }
+    };
+    if decoded.is_empty() || decoded.len() > QR_TEXT_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &format!(
+                "text must be 1 to {QR_TEXT_MAX} bytes, got {}",
+                decoded.len()
+            ),
+        );
+    }
+    axum::Json(json!({ "qr": qr_rows(&decoded) })).into_response()
+}
+
+/// `%XX` escapes and `+` (space) decoded; `None` for a bad escape or bytes
+/// that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The QR code of `text` as rows of `1` (dark) and `0`, without the quiet
 /// zone (the page adds its own margin).
 pub fn qr_rows(text: &str) -> Vec<String> {
@@ -383,6 +523,17 @@ mod tests {
         }
         assert!(!index.contains(" onclick=") && !index.contains(" onload="));
         assert!(CSP.contains("script-src 'self'") && !CSP.contains("unsafe-inline"));
+    }
+
+    /// Percent escapes and `+` decode; a broken escape or non-UTF-8 bytes
+    /// are refused.
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%C3%A4").as_deref(), Some("ä"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
     }
 
     /// The QR matrix is square and encodes something; the terminal form

@@ -52,22 +52,7 @@ pub enum CommunityCommand {
     },
 }
 
-/// Prefix of invite strings; the rest is hex of a CBOR map.
-pub const INVITE_PREFIX: &str = "hearth-invite:";
-/// Addresses kept in one invite: enough for every interface of a device.
-pub const INVITE_ADDRS_MAX: usize = 16;
-
-/// What an invite carries. The genesis is verified on `join`; the
-/// addresses are only hints for the first dial.
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct Invite {
-    #[serde(rename = "c", with = "serde_bytes")]
-    community: Vec<u8>,
-    #[serde(rename = "g", with = "serde_bytes")]
-    genesis: Vec<u8>,
-    #[serde(rename = "a")]
-    addrs: Vec<String>,
-}
+pub use crate::invite::{INVITE_ADDRS_MAX, INVITE_PREFIX};
 
 #[derive(Debug, Serialize)]
 struct Created {
@@ -151,7 +136,7 @@ fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
                 serde_json::from_value(client.call("node.status", serde_json::json!({}))?)?;
             let peer = crate::net::identity::peer_id(&status.node_id)
                 .context("this node's key is not a valid ed25519 key")?;
-            addrs.extend(status.listen.iter().map(|a| format!("{a}/p2p/{peer}")));
+            addrs.extend(crate::invite::dial_addresses(&status.listen, &peer));
         }
         None if addrs.is_empty() => tracing::warn!(
             "no node is running here and no --addr was given: the invite carries no address, \
@@ -160,14 +145,8 @@ fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
         None => {}
     }
     addrs.truncate(INVITE_ADDRS_MAX);
-    let invite = Invite {
-        community: genesis.community.0.to_vec(),
-        genesis: genesis.event.bytes().to_vec(),
-        addrs,
-    };
-    let mut bytes = Vec::new();
-    ciborium::into_writer(&invite, &mut bytes).context("encoding the invite")?;
-    let text = format!("{INVITE_PREFIX}{}", hex::encode(bytes));
+    let text = crate::invite::encode(&genesis.community, &genesis.event, addrs.clone())
+        .context("encoding the invite")?;
     #[derive(Serialize)]
     struct Shown<'a> {
         invite: &'a str,
@@ -179,7 +158,7 @@ fn invite(ctx: &mut Ctx, extra: Vec<libp2p::Multiaddr>) -> anyhow::Result<()> {
         invite: &text,
         community: genesis.community.to_hex(),
         name: &genesis.name,
-        addrs: &invite.addrs,
+        addrs: &addrs,
     };
     ctx.out.show(&shown, |w| writeln!(w, "{text}"))
 }
@@ -222,35 +201,24 @@ pub struct Decoded {
 
 /// Decodes an invite string; every way it can be wrong is an error saying which.
 pub fn decode_invite(text: &str) -> anyhow::Result<Decoded> {
-    let hex_part = text
-        .trim()
-        .strip_prefix(INVITE_PREFIX)
-        .with_context(|| format!("an invite starts with {INVITE_PREFIX:?}"))?;
-    let raw = hex::decode(hex_part).context("the invite is not valid hex")?;
-    let invite: Invite = ciborium::from_reader(raw.as_slice()).context("the invite is damaged")?;
-    let event = hearth_proto::VerifiedEvent::decode(&invite.genesis)
-        .context("the invite's genesis event does not verify")?;
-    let genesis = Genesis::new(event)?;
-    if genesis.community.0.as_slice() != invite.community.as_slice() {
+    let parts = crate::invite::decode(text).map_err(|e| match e {
+        crate::invite::InviteError::Address(a) => anyhow::anyhow!(
+            "the invite's address \"{}\" is not a multiaddr",
+            render::line(&a)
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    let genesis = Genesis::new(parts.genesis)?;
+    if genesis.community.0.as_slice() != parts.community.as_slice() {
         bail!(
             "the invite's genesis founds {}, not the community it names",
             genesis.community
         );
     }
-    let addrs: Vec<libp2p::Multiaddr> = invite
-        .addrs
-        .iter()
-        .take(INVITE_ADDRS_MAX)
-        .map(|a| {
-            a.parse().with_context(|| {
-                format!(
-                    "the invite's address \"{}\" is not a multiaddr",
-                    render::line(a)
-                )
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Decoded { genesis, addrs })
+    Ok(Decoded {
+        genesis,
+        addrs: parts.addrs,
+    })
 }
 
 /// What `join` reports.

@@ -47,7 +47,7 @@ use crate::core::search::{Document, LazyIndex, SearchIndex};
 
 mod listing;
 pub use listing::{
-    haversine_km, Facets, ListError, ListPage, ListQuery, Listed, Near, Sort, TagCount,
+    haversine_km, Facets, ListError, ListPage, ListQuery, Listed, Near, PastTtl, Sort, TagCount,
     LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RADIUS_KM_MAX, TAG_FACETS_MAX,
 };
 use listing::{CreatedKey, TagIndex};

@@ -116,6 +116,35 @@ impl Sort {
     }
 }
 
+/// Whether a listing holds shown posts past their TTL: ones no counting
+/// expiry has ended yet (the sweeper of a trusted member or an anchor, or
+/// one of them pressing "Mark stale", ends them as `stale`). Readers see
+/// the live market (`exclude`); those who may mark posts stale ask for
+/// `only` to find them.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PastTtl {
+    /// Live posts only.
+    #[default]
+    Exclude,
+    /// Live posts and those past their TTL.
+    Include,
+    /// Only posts past their TTL.
+    Only,
+}
+
+impl PastTtl {
+    /// Whether a shown post with this TTL state belongs in the listing.
+    fn admits(self, past: bool) -> bool {
+        match self {
+            PastTtl::Exclude => !past,
+            PastTtl::Include => true,
+            PastTtl::Only => past,
+        }
+    }
+}
+
 /// A circle on the Earth, in decimal degrees and kilometres.
 #[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +190,9 @@ pub struct ListQuery {
     /// The market's search (answered by the service, not the view).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// Posts past their TTL not yet ended: `exclude` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_ttl: Option<PastTtl>,
     /// `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -356,6 +388,7 @@ struct Plan<'q> {
     author: Option<NodeId>,
     since: Option<u64>,
     near: Option<Near>,
+    past_ttl: PastTtl,
     sort: Sort,
     after: Option<Pos>,
     limit: usize,
@@ -364,7 +397,8 @@ struct Plan<'q> {
 impl Plan<'_> {
     /// Every filter but `near` (whose distance the caller computes).
     fn admits(&self, p: &Post, now_ms: u64) -> bool {
-        p.is_live(now_ms)
+        p.is_shown()
+            && self.past_ttl.admits(p.expires_at <= now_ms)
             && (self.cats.is_empty() || self.cats.contains(&p.content.category))
             && self.tags.iter().all(|t| p.content.tags.contains(t))
             && self.author.is_none_or(|a| p.author == a)
@@ -394,6 +428,7 @@ impl Plan<'_> {
             && self.author.is_none()
             && self.since.is_none()
             && self.near.is_none()
+            && self.past_ttl == PastTtl::Exclude
             && self.tags.len() <= 1
     }
 }
@@ -565,6 +600,7 @@ impl MarketView {
             author: query.author,
             since: query.since_lamport,
             near: query.near,
+            past_ttl: query.past_ttl.unwrap_or_default(),
             sort,
             after,
             limit,
@@ -576,7 +612,7 @@ impl MarketView {
         }
         // Collect the whole filtered set once: facets need it anyway.
         let mut all: Vec<Listed<'_>> = Vec::new();
-        self.for_each_candidate(&plan, hits, |p| {
+        self.for_each_candidate(&plan, hits, now_ms, |p| {
             if let Some(distance_km) = plan.matches(p, now_ms) {
                 all.push(Listed {
                     post: p,
@@ -612,6 +648,7 @@ impl MarketView {
         &'a self,
         plan: &'s Plan<'s>,
         hits: Option<&'s BTreeSet<PostKey>>,
+        now_ms: u64,
         mut f: impl FnMut(&'a Post),
     ) {
         let empty = &EMPTY;
@@ -640,6 +677,11 @@ impl MarketView {
         if plan.near.is_some() {
             consider(self.located.len(), Source::Keys(&self.located));
         }
+        if plan.past_ttl == PastTtl::Only {
+            // Few: the sweepers of trusted members end them within minutes.
+            let n = self.past_ttl_keys(now_ms).count();
+            consider(n, Source::PastTtl(now_ms));
+        }
         let source = match best {
             Some((_, s)) => s,
             // `since` alone: the newest-content index down to it.
@@ -662,6 +704,10 @@ impl MarketView {
                     }
                 }
             }
+            Source::PastTtl(now_ms) => self
+                .past_ttl_keys(now_ms)
+                .filter_map(|(_, n)| get(n))
+                .for_each(f),
             Source::Since => {
                 let since = plan.since.unwrap_or(0);
                 self.by_lamport
@@ -671,6 +717,14 @@ impl MarketView {
                     .for_each(f);
             }
         }
+    }
+
+    /// Shown posts past their TTL, soonest expiry first.
+    fn past_ttl_keys(&self, now_ms: u64) -> impl Iterator<Item = &CreatedKey> {
+        self.by_expiry
+            .iter()
+            .take_while(move |(e, _)| *e <= now_ms)
+            .map(|(_, k)| k)
     }
 
     fn category_sizes(&self, cats: &[Category]) -> usize {
@@ -866,6 +920,8 @@ enum Source<'a> {
     Keys(&'a BTreeSet<CreatedKey>),
     Categories(&'a [Category]),
     Since,
+    /// Shown posts whose effective expiry is at or before this time.
+    PastTtl(u64),
 }
 
 fn page<'a>(
