@@ -102,45 +102,26 @@ pub fn decode(text: &str) -> Result<Parts, InviteError> {
 /// The addresses a new device can dial this node at, from the node's
 /// listen addresses (`node.status`'s `listen`: libp2p reports one per
 /// interface when bound to `0.0.0.0`/`::`) with `/p2p/<peer>` added.
-/// An unspecified address (`0.0.0.0`, `::`) can never be dialed and is
-/// left out; loopback ones go last (they reach only this machine), so
-/// the cap on addresses drops them first.
+/// Which addresses, in which order, is `net::reach::dialable`'s one rule
+/// (no unspecified or link-local ones; public, LAN, relayed, loopback), so
+/// the cap on addresses drops loopback ones first.
 pub fn dial_addresses(listen: &[String], peer: &libp2p::PeerId) -> Vec<String> {
-    let mut out: Vec<(bool, String)> = Vec::new();
-    for text in listen {
-        let Ok(addr) = text.parse::<Multiaddr>() else {
-            continue;
-        };
-        let mut unspecified = false;
-        let mut loopback = false;
-        for p in addr.iter() {
-            match p {
-                Protocol::Ip4(ip) => {
-                    unspecified |= ip.is_unspecified();
-                    loopback |= ip.is_loopback();
-                }
-                Protocol::Ip6(ip) => {
-                    unspecified |= ip.is_unspecified();
-                    loopback |= ip.is_loopback();
-                }
-                _ => {}
+    // Unparsable entries are skipped; the peer id is stripped before the
+    // rule sees an address, so `/p2p/<peer>` is added exactly once.
+    let parsed: Vec<Multiaddr> = listen
+        .iter()
+        .filter_map(|text| text.parse::<Multiaddr>().ok())
+        .map(|mut addr| {
+            if matches!(addr.iter().last(), Some(Protocol::P2p(p)) if p == *peer) {
+                addr.pop();
             }
-        }
-        if unspecified {
-            continue;
-        }
-        let full = match addr.iter().last() {
-            Some(Protocol::P2p(p)) if p == *peer => addr,
-            _ => addr.with(Protocol::P2p(*peer)),
-        };
-        let full = full.to_string();
-        if !out.iter().any(|(_, a)| *a == full) {
-            out.push((loopback, full));
-        }
-    }
-    // Stable: the node's order within each group.
-    out.sort_by_key(|(loopback, _)| *loopback);
-    out.into_iter().map(|(_, a)| a).collect()
+            addr
+        })
+        .collect();
+    crate::net::reach::dialable(&parsed)
+        .into_iter()
+        .map(|addr| addr.with(Protocol::P2p(*peer)).to_string())
+        .collect()
 }
 
 #[cfg(test)]

@@ -415,7 +415,7 @@ async fn an_admitted_newcomer_is_not_punished_for_posts_that_outrun_its_admissio
     use hearth_node::core::Output;
     use hearth_proto::Level;
     let (member, newcomer) = (identity(2), identity(5));
-    let c = Community::new(&[member.clone()]).unwrap();
+    let c = Community::new(std::slice::from_ref(&member)).unwrap();
     let admission =
         hearth_tests::mesh::member_set(&c.anchor, c.id(), 50, &newcomer, Level::Member).unwrap();
     let mut n_core = c.node(&newcomer, 5).unwrap();
