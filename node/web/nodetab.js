@@ -135,14 +135,20 @@ function nameOf(members, id) {
 function peerTable(peers, members) {
   // Focusable: a narrow screen scrolls it sideways, by keyboard too.
   return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('peers') }, h('table', {},
-    h('thead', {}, h('tr', {}, ...[t('member'), t('connection'), t('lastSync'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
+    h('thead', {}, h('tr', {}, ...[t('member'), t('connection'), t('address'), t('connectedSince'), t('lastSync'), t('exchanged'), t('score')].map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, ...peers.map((p) => h('tr', {},
       // The libp2p peer id on hover: people read names and node ids.
       h('td', { title: p.peer_id, text: p.node_id ? nameOf(members, p.node_id) : `…${p.peer_id.slice(-8)}` }),
       h('td', {}, p.connection
         ? h('span', { class: `conn conn-${p.connection}` }, h('span', { 'aria-hidden': 'true', text: CONN_ICON[p.connection] || '' }), ` ${t(`conn_${p.connection}`)}`)
         : '—'),
+      h('td', { class: 'mono', text: p.address || '—' }),
+      h('td', { text: p.connected_since_ms ? relative(p.connected_since_ms) : '—' }),
       h('td', { text: p.last_sync_ms ? relative(p.last_sync_ms) : t('never') }),
+      h('td', {
+        title: t('exchangedTitle', { in: p.events_received ?? 0, out: p.events_sent ?? 0 }),
+        text: `↓ ${p.events_received ?? 0} · ↑ ${p.events_sent ?? 0}`,
+      }),
       h('td', { text: p.score === null || p.score === undefined ? '—' : p.score.toFixed(1) }))))));
 }
 

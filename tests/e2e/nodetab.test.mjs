@@ -76,6 +76,14 @@ test('the node tab shows how each peer is connected (direct, relayed, hole-punch
   const headers = await card(pageA, 'Peers').locator('th').allTextContents();
   const cells = await row.locator('td').allTextContents();
   assert.equal(cells[headers.indexOf('Connection')].trim(), '● direct');
+  // Issue 12: each peer's address, since when it is connected, and what it exchanged.
+  assert.match(peer.address, /^\/ip4\/127\.0\.0\.1\//, 'a loopback peer has a loopback address');
+  assert.equal(cells[headers.indexOf('Address')].trim(), peer.address);
+  assert.ok(peer.connected_since_ms <= Date.now() && peer.connected_since_ms > Date.now() - 3_600_000);
+  assert.match(cells[headers.indexOf('Connected')].trim(), /ago|now|gerade|vor/);
+  assert.ok(Number.isInteger(peer.events_received) && Number.isInteger(peer.events_sent));
+  // The counts move between the page's refresh and this status call: check the form.
+  assert.match(cells[headers.indexOf('Events in / out')].trim(), /^↓ \d+ · ↑ \d+$/);
 
   const reach = card(pageA, 'Reachability');
   const verdict = {

@@ -274,6 +274,28 @@ pub struct PeerStatus {
     /// How the peer is connected: direct, relayed or hole-punched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnKind>,
+    /// The remote address of that connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Unix ms since which the peer has been connected without a break.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_since_ms: Option<u64>,
+    /// Events this node stored that came from the peer (gossip or sync)
+    /// while connected this time.
+    #[serde(default)]
+    pub events_received: u64,
+    /// Events this node's syncs with the peer sent it while connected this
+    /// time (what gossip sends fans out to many peers and is not counted).
+    #[serde(default)]
+    pub events_sent: u64,
+}
+
+/// What a connected peer and this node exchanged since it connected.
+#[derive(Debug, Clone, Copy)]
+struct PeerTraffic {
+    since_ms: u64,
+    received: u64,
+    sent: u64,
 }
 
 /// Things tests and the API can watch for, instead of sleeping.
@@ -652,6 +674,7 @@ pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::
         events,
         unpublished: VecDeque::new(),
         sync_settled: BTreeSet::new(),
+        traffic: BTreeMap::new(),
         sync_refused: BTreeSet::new(),
         pending_bus: BTreeMap::new(),
         last_sync: BTreeMap::new(),
@@ -687,6 +710,9 @@ struct Driver<S: EventStore> {
     /// ([`soften_before_sync`]). Bounded by the connected peers: an entry
     /// leaves with the peer's last connection.
     sync_settled: BTreeSet<PeerId>,
+    /// Per connected peer, for the node tab. Bounded by the connected
+    /// peers: an entry leaves with the peer's last connection.
+    traffic: BTreeMap<PeerId, PeerTraffic>,
     /// Connected peers that refused our sync (another community): skipped
     /// by the periodic sync until they reconnect. Bounded likewise.
     sync_refused: BTreeSet<PeerId>,
@@ -827,6 +853,13 @@ impl<S: EventStore> Driver<S> {
                     self.emit(NetEvent::Verdict(hash, verdict));
                 }
                 Output::Stored { hash, source } => {
+                    if let Some(Source::Sync(from) | Source::Peer(from)) = source {
+                        if let Some(t) =
+                            identity::peer_id(&from).and_then(|p| self.traffic.get_mut(&p))
+                        {
+                            t.received += 1;
+                        }
+                    }
                     if let Some(Source::Sync(_)) = source {
                         self.regossip(&hash);
                     }
@@ -1130,6 +1163,10 @@ impl<S: EventStore> Driver<S> {
                     last_sync_ms: self.last_sync.get(p).copied(),
                     score: self.swarm.behaviour().gossipsub.peer_score(p),
                     connection: self.reach.kind(p),
+                    address: self.reach.address(p).map(|a| a.to_string()),
+                    connected_since_ms: self.traffic.get(p).map(|t| t.since_ms),
+                    events_received: self.traffic.get(p).map_or(0, |t| t.received),
+                    events_sent: self.traffic.get(p).map_or(0, |t| t.sent),
                 })
                 .collect(),
             digest: hex::encode(views.digest()),
@@ -1294,6 +1331,9 @@ impl<S: EventStore> Driver<S> {
                                     self.last_sync.insert(peer, now_ms());
                                     self.sync_settled.insert(peer);
                                     if let Some(r) = self.node.last_sync() {
+                                        if let Some(t) = self.traffic.get_mut(&peer) {
+                                            t.sent += r.stats.events_sent;
+                                        }
                                         self.changes.publish(Change::SyncFinished {
                                             peer: peer.to_string(),
                                             node: Some(r.peer),
@@ -1357,6 +1397,14 @@ impl<S: EventStore> Driver<S> {
                 debug!(peer = %peer_id, relayed = relayed || reach::is_relayed(endpoint.get_remote_address()), "connection established");
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
+                    self.traffic.insert(
+                        peer_id,
+                        PeerTraffic {
+                            since_ms: now_ms(),
+                            received: 0,
+                            sent: 0,
+                        },
+                    );
                     self.changes
                         .publish(Change::PeerConnected(Self::peer_change(
                             peer_id,
@@ -1378,6 +1426,7 @@ impl<S: EventStore> Driver<S> {
                         self.node.sync_abort(&node);
                     }
                     self.sync_settled.remove(&peer_id);
+                    self.traffic.remove(&peer_id);
                     self.sync_refused.remove(&peer_id);
                     self.changes
                         .publish(Change::PeerDisconnected(Self::peer_change(peer_id, None)));

@@ -331,6 +331,16 @@ impl Reach {
             .max()
     }
 
+    /// The address of `peer`'s best connection (as [`Reach::kind`] picks
+    /// it), for people to read.
+    pub fn address(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.connections
+            .values()
+            .filter(|(p, _, _)| p == peer)
+            .max_by_key(|(_, k, _)| *k)
+            .map(|(_, _, a)| a.clone())
+    }
+
     /// An address `peer` was reached at directly, to reserve a relay slot
     /// through.
     pub fn direct_addr(&self, peer: &PeerId) -> Option<Multiaddr> {

@@ -225,6 +225,10 @@ mod tests {
                 last_sync_ms: None,
                 score: None,
                 connection: Some(kind),
+                address: None,
+                connected_since_ms: None,
+                events_received: 0,
+                events_sent: 0,
             });
         }
         s.reach.reachability = Reachability::Private;
