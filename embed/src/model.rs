@@ -577,7 +577,7 @@ fn small_matmul(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32],
     });
 }
 
-/// Panel by panel (each streamed from memory once), rows in blocks of four
+/// Panel by panel (each streamed from memory once), rows in blocks of six
 /// that share each panel row while it is in registers; one row alone
 /// (the per-sentence layers at batch 1) splits `k` over four
 /// accumulators so the adds do not wait on each other.
@@ -601,7 +601,9 @@ fn small_kernel<S: pulp::Simd>(simd: S, m: Small<'_>) {
                 1 => block1(simd, x, ldx, r, panel, out, ldo, c0, width),
                 2 => block::<S, 2>(simd, x, ldx, r, panel, out, ldo, c0, width),
                 3 => block::<S, 3>(simd, x, ldx, r, panel, out, ldo, c0, width),
-                _ => block::<S, 4>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                4 => block::<S, 4>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                5 => block::<S, 5>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                _ => block::<S, 6>(simd, x, ldx, r, panel, out, ldo, c0, width),
             };
             r += done;
         }
@@ -701,7 +703,10 @@ fn block1<S: pulp::Simd>(
         }
     }
     for v in 0..nv {
-        let (a, b) = (simd.add_f32s(acc[0][v], acc[1][v]), simd.add_f32s(acc[2][v], acc[3][v]));
+        let (a, b) = (
+            simd.add_f32s(acc[0][v], acc[1][v]),
+            simd.add_f32s(acc[2][v], acc[3][v]),
+        );
         acc[0][v] = simd.add_f32s(a, b);
     }
     store::<S>(&acc[0], out, r0 * ldo + c0, width);
