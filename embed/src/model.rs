@@ -717,24 +717,36 @@ fn block1<S: pulp::Simd>(
 mod tests {
     use super::*;
 
-    /// Both product paths (sgemm and the packed kernel) equal the textbook triple loop, for row counts around the block sizes and widths that are not a multiple of the tile.
+    /// Both product paths (sgemm and the packed kernel) and the dispatching `matmul` equal the textbook triple loop, for row counts around the kernel's blocks and the sgemm threshold and widths that are not a multiple of the tile.
     #[test]
     fn matmul_matches_the_naive_product() {
-        for (rows, k, n) in [(1, 3, 5), (4, 7, 8), (5, 16, 19), (9, 2, 24), (13, 33, 17)] {
+        let shapes = [
+            (1, 3, 5),
+            (4, 7, 8),
+            (5, 16, 19),
+            (7, 2, 24),
+            (13, 33, 17),
+            (GEMM_ROWS_MIN + 3, 9, 40),
+        ];
+        for (rows, k, n) in shapes {
             let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 - 3.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
-            let mut out = vec![1.0f32; rows * n];
             let packed = Packed::new(&w, k, n);
+            let mut out = vec![1.0f32; rows * n];
             matmul(&x, k, rows, &packed, &mut out, n);
             let mut small = vec![1.0f32; rows * n];
             small_matmul(&x, k, rows, &packed, &mut small, n);
+            let mut sgemm = vec![1.0f32; rows * n];
+            assert!(gemm(&x, k, rows, &packed, &mut sgemm, n));
             for r in 0..rows {
                 for c in 0..n {
                     let want: f32 = 1.0 + (0..k).map(|i| x[r * k + i] * w[i * n + c]).sum::<f32>();
-                    assert!(
-                        (out[r * n + c] - want).abs() < 1e-4,
-                        "{rows}x{k}x{n} at {r},{c}"
-                    );
+                    for (path, got) in [("matmul", &out), ("kernel", &small), ("sgemm", &sgemm)] {
+                        assert!(
+                            (got[r * n + c] - want).abs() < 1e-4,
+                            "{path} {rows}x{k}x{n} at {r},{c}"
+                        );
+                    }
                 }
             }
         }
