@@ -469,8 +469,9 @@ fn gather(
     }
 }
 
-/// Output columns a kernel keeps in registers per row.
-const TILE: usize = 8;
+/// Output columns a kernel keeps in registers per row: two 8-wide AVX
+/// vectors (or four SSE/NEON ones).
+const TILE: usize = 16;
 
 /// A weight matrix (`k × n`, `x · W`) packed once at load for the kernel:
 /// panels of [`TILE`] columns, each panel's `k` rows contiguous (the last
@@ -506,16 +507,15 @@ impl Packed {
 }
 
 /// From this many rows of `x` on, products go to ndarray's sgemm
-/// (matrixmultiply, with the AVX-512/FMA kernels the CPU has); below it,
-/// packing the weights per call costs more than the wider kernels save
-/// (measured: batch 1 ~350 texts/s with 8, ~290 with 1).
-const GEMM_ROWS_MIN: usize = 8;
+/// (matrixmultiply, with the AVX-512/FMA kernels the CPU has), which packs
+/// the weights on every call; below it our own kernel on the weights
+/// packed at load is faster (it never copies them).
+const GEMM_ROWS_MIN: usize = 64;
 
 /// `out += x · w`: `x` is `rows × w.k` (rows `ldx` apart), `out` is
-/// `rows × w.n` (rows `ldo` apart). Many rows: sgemm. Few rows (the
-/// per-sentence layers of a small batch): our own kernel, four rows at a
-/// time with [`TILE`] output columns held in registers while a panel
-/// streams in order.
+/// `rows × w.n` (rows `ldo` apart). Many rows (token layers of a big
+/// batch): sgemm. Few rows (one text's tokens, the per-sentence layers):
+/// our own kernel.
 fn matmul(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32], ldo: usize) {
     if rows >= GEMM_ROWS_MIN && gemm(x, ldx, rows, w, out, ldo) {
         return;
@@ -542,77 +542,211 @@ fn gemm(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32], ldo: us
     }
 }
 
-/// The kernel for few rows (see [`matmul`]).
-fn small_matmul(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32], ldo: usize) {
-    let mut r = 0;
-    while r + 4 <= rows {
-        block::<4>(x, ldx, r, w, out, ldo);
-        r += 4;
-    }
-    while r < rows {
-        block::<1>(x, ldx, r, w, out, ldo);
-        r += 1;
+/// The operands of one [`small_matmul`], handed to [`pulp`]'s dispatch.
+struct Small<'a> {
+    x: &'a [f32],
+    ldx: usize,
+    rows: usize,
+    w: &'a Packed,
+    out: &'a mut [f32],
+    ldo: usize,
+}
+
+impl pulp::WithSimd for Small<'_> {
+    type Output = ();
+
+    /// Runs inside the widest vector context the CPU offers (AVX2+FMA on
+    /// x86-64 when present, `S::f32s` 8 wide); everything below is inlined
+    /// into it.
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> Self::Output {
+        small_kernel(simd, self);
     }
 }
 
-#[allow(clippy::needless_range_loop)]
+/// The kernel for few rows (see [`matmul`]): `x` rows times pre-packed
+/// weights, dispatched on the CPU's vector features at run time.
+fn small_matmul(x: &[f32], ldx: usize, rows: usize, w: &Packed, out: &mut [f32], ldo: usize) {
+    pulp::Arch::new().dispatch(Small {
+        x,
+        ldx,
+        rows,
+        w,
+        out,
+        ldo,
+    });
+}
+
+/// Panel by panel (each streamed from memory once), rows in blocks of six
+/// that share each panel row while it is in registers; one row alone
+/// (the per-sentence layers at batch 1) splits `k` over four
+/// accumulators so the adds do not wait on each other.
 #[inline(always)]
-fn block<const R: usize>(
+fn small_kernel<S: pulp::Simd>(simd: S, m: Small<'_>) {
+    let Small {
+        x,
+        ldx,
+        rows,
+        w,
+        out,
+        ldo,
+    } = m;
+    for (p, panel) in w.panels.chunks_exact(w.k * TILE).enumerate() {
+        let c0 = p * TILE;
+        let width = TILE.min(w.n - c0);
+        let mut r = 0;
+        while r < rows {
+            let left = rows - r;
+            let done = match left {
+                1 => block1(simd, x, ldx, r, panel, out, ldo, c0, width),
+                2 => block::<S, 2>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                3 => block::<S, 3>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                4 => block::<S, 4>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                5 => block::<S, 5>(simd, x, ldx, r, panel, out, ldo, c0, width),
+                _ => block::<S, 6>(simd, x, ldx, r, panel, out, ldo, c0, width),
+            };
+            r += done;
+        }
+    }
+}
+
+/// Vectors of `S` per panel row (2 with AVX2, 4 with SSE or NEON, 16
+/// scalar).
+#[inline(always)]
+fn lanes<S: pulp::Simd>() -> usize {
+    TILE / S::F32_LANES
+}
+
+/// `out[row, c0..c0 + width] += acc` (the accumulators of one row).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store<S: pulp::Simd>(acc: &[S::f32s; TILE], out: &mut [f32], at: usize, width: usize) {
+    let mut tmp = [0.0f32; TILE];
+    let (tv, _) = S::as_mut_simd_f32s(&mut tmp);
+    for (t, a) in tv.iter_mut().zip(acc) {
+        *t = *a;
+    }
+    for (v, t) in out[at..at + width].iter_mut().zip(&tmp) {
+        *v += t;
+    }
+}
+
+/// `out[r0..r0 + R, c0..c0 + width] += x[r0..r0 + R] · panel`; returns `R`.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+fn block<S: pulp::Simd, const R: usize>(
+    simd: S,
     x: &[f32],
     ldx: usize,
     r0: usize,
-    w: &Packed,
+    panel: &[f32],
     out: &mut [f32],
     ldo: usize,
-) {
-    let k = w.k;
+    c0: usize,
+    width: usize,
+) -> usize {
+    let k = panel.len() / TILE;
+    let nv = lanes::<S>();
     let xr: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * ldx..(r0 + i) * ldx + k]);
-    for (p, panel) in w.panels.chunks_exact(k * TILE).enumerate() {
-        let mut acc = [[0.0f32; TILE]; R];
-        for (kk, wr) in panel.chunks_exact(TILE).enumerate() {
-            let Ok(wr) = <&[f32; TILE]>::try_from(wr) else {
-                continue; // chunks_exact yields TILE-long chunks only
-            };
-            for i in 0..R {
-                let a = xr[i][kk];
-                for c in 0..TILE {
-                    acc[i][c] += a * wr[c];
-                }
-            }
-        }
-        let c0 = p * TILE;
-        let width = TILE.min(w.n - c0);
+    // Only the first `nv` of each row are used (a constant per `S`).
+    let mut acc = [[simd.splat_f32s(0.0); TILE]; R];
+    for (kk, wr) in panel.chunks_exact(TILE).enumerate() {
+        let (wv, _) = S::as_simd_f32s(wr);
         for i in 0..R {
-            let o = &mut out[(r0 + i) * ldo + c0..(r0 + i) * ldo + c0 + width];
-            for (v, a) in o.iter_mut().zip(&acc[i]) {
-                *v += a;
+            let a = simd.splat_f32s(xr[i][kk]);
+            for v in 0..nv {
+                acc[i][v] = simd.mul_add_e_f32s(a, wv[v], acc[i][v]);
             }
         }
     }
+    for i in 0..R {
+        store::<S>(&acc[i], out, (r0 + i) * ldo + c0, width);
+    }
+    R
+}
+
+/// One row (see [`small_kernel`]); returns 1.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+fn block1<S: pulp::Simd>(
+    simd: S,
+    x: &[f32],
+    ldx: usize,
+    r0: usize,
+    panel: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    c0: usize,
+    width: usize,
+) -> usize {
+    const SPLIT: usize = 4;
+    let k = panel.len() / TILE;
+    let nv = lanes::<S>();
+    let xr = &x[r0 * ldx..r0 * ldx + k];
+    let mut acc = [[simd.splat_f32s(0.0); TILE]; SPLIT];
+    let mut rows = panel.chunks_exact(TILE * SPLIT);
+    let mut xs = xr.chunks_exact(SPLIT);
+    for (ws, xv) in (&mut rows).zip(&mut xs) {
+        for j in 0..SPLIT {
+            let a = simd.splat_f32s(xv[j]);
+            let (wv, _) = S::as_simd_f32s(&ws[j * TILE..(j + 1) * TILE]);
+            for v in 0..nv {
+                acc[j][v] = simd.mul_add_e_f32s(a, wv[v], acc[j][v]);
+            }
+        }
+    }
+    for (wr, &a) in rows.remainder().chunks_exact(TILE).zip(xs.remainder()) {
+        let a = simd.splat_f32s(a);
+        let (wv, _) = S::as_simd_f32s(wr);
+        for v in 0..nv {
+            acc[0][v] = simd.mul_add_e_f32s(a, wv[v], acc[0][v]);
+        }
+    }
+    for v in 0..nv {
+        let (a, b) = (
+            simd.add_f32s(acc[0][v], acc[1][v]),
+            simd.add_f32s(acc[2][v], acc[3][v]),
+        );
+        acc[0][v] = simd.add_f32s(a, b);
+    }
+    store::<S>(&acc[0], out, r0 * ldo + c0, width);
+    1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Both product paths (sgemm and the packed kernel) equal the textbook triple loop, for row counts around the block sizes and widths that are not a multiple of the tile.
+    /// Both product paths (sgemm and the packed kernel) and the dispatching `matmul` equal the textbook triple loop, for row counts around the kernel's blocks and the sgemm threshold and widths that are not a multiple of the tile.
     #[test]
     fn matmul_matches_the_naive_product() {
-        for (rows, k, n) in [(1, 3, 5), (4, 7, 8), (5, 16, 19), (9, 2, 24), (13, 33, 17)] {
+        let shapes = [
+            (1, 3, 5),
+            (4, 7, 8),
+            (5, 16, 19),
+            (7, 2, 24),
+            (13, 33, 17),
+            (GEMM_ROWS_MIN + 3, 9, 40),
+        ];
+        for (rows, k, n) in shapes {
             let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 - 3.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
-            let mut out = vec![1.0f32; rows * n];
             let packed = Packed::new(&w, k, n);
+            let mut out = vec![1.0f32; rows * n];
             matmul(&x, k, rows, &packed, &mut out, n);
             let mut small = vec![1.0f32; rows * n];
             small_matmul(&x, k, rows, &packed, &mut small, n);
+            let mut sgemm = vec![1.0f32; rows * n];
+            assert!(gemm(&x, k, rows, &packed, &mut sgemm, n));
             for r in 0..rows {
                 for c in 0..n {
                     let want: f32 = 1.0 + (0..k).map(|i| x[r * k + i] * w[i * n + c]).sum::<f32>();
-                    assert!(
-                        (out[r * n + c] - want).abs() < 1e-4,
-                        "{rows}x{k}x{n} at {r},{c}"
-                    );
+                    for (path, got) in [("matmul", &out), ("kernel", &small), ("sgemm", &sgemm)] {
+                        assert!(
+                            (got[r * n + c] - want).abs() < 1e-4,
+                            "{path} {rows}x{k}x{n} at {r},{c}"
+                        );
+                    }
                 }
             }
         }
