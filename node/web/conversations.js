@@ -193,10 +193,10 @@ function shortId(id) {
   return id ? `${id.slice(0, 8)}…` : '?';
 }
 
-/** A member's display name, "You" for this node, or a short id. */
+/** A member's display name (or a short id), marked "(you)" for this node. */
 export function nameOf(id) {
-  if (id && id === state.me) return t('youName');
-  return state.names.get(id) || shortId(id);
+  const name = state.names.get(id) || shortId(id);
+  return id && id === state.me ? `${name} (${t('you')})` : name;
 }
 
 /** The post a stream event is about: `post`, `target` or `{post_author, post_id}`. */
