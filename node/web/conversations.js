@@ -56,6 +56,8 @@ extend({
     message: 'Message',
     messageName: 'Message {name}',
     conversations: 'Conversations',
+    privateMessages: 'Private messages',
+    postThreads: 'Posts you take part in',
     noConversations: 'No messages yet. Use “Message” on a neighbour’s post to write to them.',
     pickConversation: 'Choose a conversation, or use “Message” on a post.',
     messageTo: 'Message to {name}',
@@ -121,6 +123,8 @@ extend({
     message: 'Nachricht',
     messageName: 'Nachricht an {name}',
     conversations: 'Unterhaltungen',
+    privateMessages: 'Private Nachrichten',
+    postThreads: 'Beiträge, an denen du teilnimmst',
     noConversations: 'Noch keine Nachrichten. Mit „Nachricht“ an einem Beitrag schreibst du der Person.',
     pickConversation: 'Wähle eine Unterhaltung, oder nutze „Nachricht“ an einem Beitrag.',
     messageTo: 'Nachricht an {name}',
@@ -319,8 +323,10 @@ async function refresh(ref) {
   return state.threads.get(k);
 }
 
+/** The cards of a post on the marketplace, and its thread on the Messages tab. */
 function cards(k) {
-  return [...document.querySelectorAll(`article.post[data-key="${CSS.escape(k)}"]`)];
+  const sel = CSS.escape(k);
+  return [...document.querySelectorAll(`article.post[data-key="${sel}"], .conv-view[data-key="${sel}"]`)];
 }
 
 function renderThreads(k) {
@@ -461,7 +467,8 @@ function claimItem(p, c, canAccept) {
 
 function replyForm(art, p) {
   const k = key(p);
-  const base = `r-${p.author.slice(0, 12)}-${p.id}`;
+  // The same post can have a card and an open thread on the Messages tab: ids differ.
+  const base = `${art.classList.contains('conv-view') ? 'v' : 'r'}-${p.author.slice(0, 12)}-${p.id}`;
   const old = art.querySelector(`#${CSS.escape(base)}`);
   const area = h('textarea', { id: `${base}-text`, rows: 2, 'aria-describedby': `${base}-err` });
   area.value = state.drafts.get(k) || '';
@@ -568,11 +575,21 @@ function unreadOf(c) {
   return Number(c.unread) || 0;
 }
 
+/** A list entry's identity: `dm:<member>` or `post:<author>/<id>`. */
+function convId(c) {
+  return c.kind === 'post' && c.post ? `post:${key(c.post)}` : `dm:${c.with}`;
+}
+
+function openId() {
+  const o = state.open;
+  return o ? (o.kind === 'post' ? `post:${key(o.post)}` : `dm:${o.with}`) : null;
+}
+
 async function loadInbox() {
   try {
     const r = await api.rpc('conversation.list', {});
-    state.conversations = r.conversations || [];
-    for (const c of state.conversations) if (c.name) state.names.set(c.with, c.name);
+    state.conversations = (r.conversations || []).map((c) => ({ kind: c.kind || 'dm', ...c }));
+    for (const c of state.conversations) if (c.kind === 'dm' && c.name && c.with) state.names.set(c.with, c.name);
   } catch {
     return;
   }
@@ -604,80 +621,137 @@ function renderInbox() {
   renderThread();
 }
 
+function listItem(c) {
+  const n = unreadOf(c);
+  const last = c.last || null;
+  const isPost = c.kind === 'post';
+  const title = isPost ? (c.title || t('aboutAPost')) : (c.name || nameOf(c.with));
+  return h('li', {}, h('button', {
+    type: 'button', class: `conv-item${n ? ' has-unread' : ''}${isPost ? ' is-post' : ''}`,
+    'aria-current': convId(c) === openId() ? 'true' : null,
+    onclick: () => (isPost ? openPostThread(c.post, c.title) : openConversation(c.with)),
+  },
+  h('span', { class: 'who', text: title }),
+  n ? h('span', { class: 'unread', text: t('unreadN', { n }) }) : null,
+  last && last.ts ? h('time', { class: 'muted small', datetime: new Date(last.ts).toISOString(), text: relative(last.ts) }) : null,
+  last && last.text ? h('span', { class: 'preview', text: `${last.from === state.me ? `${t('youName')}: ` : ''}${last.text}` }) : null));
+}
+
 function renderList() {
   const list = $('#conv-items');
   if (!list) return;
   const items = [...state.conversations];
-  if (state.open && !items.some((c) => c.with === state.open)) items.unshift({ with: state.open, unread: 0 });
+  const o = state.open;
+  if (o && o.kind === 'dm' && !items.some((c) => convId(c) === openId())) items.unshift({ kind: 'dm', with: o.with, unread: 0 });
+  const dms = items.filter((c) => c.kind !== 'post');
+  const posts = items.filter((c) => c.kind === 'post');
   if (!items.length) {
     replace(list, h('p', { class: 'hint', text: t('noConversations') }));
     return;
   }
-  replace(list, h('ul', {}, ...items.map((c) => {
-    const n = unreadOf(c);
-    const ts = c.last && (c.last.ts || (typeof c.last === 'number' ? c.last : null));
-    return h('li', {}, h('button', {
-      type: 'button', class: `conv-item${n ? ' has-unread' : ''}`,
-      'aria-current': c.with === state.open ? 'true' : null,
-      onclick: () => openConversation(c.with),
-    },
-    h('span', { class: 'who', text: c.name || nameOf(c.with) }),
-    n ? h('span', { class: 'unread', text: t('unreadN', { n }) }) : null,
-    ts ? h('span', { class: 'muted small', text: relative(ts) }) : null));
-  })));
+  replace(list,
+    dms.length ? h('h3', { class: 'list-h', text: t('privateMessages') }) : null,
+    dms.length ? h('ul', {}, ...dms.map(listItem)) : null,
+    posts.length ? h('h3', { class: 'list-h', text: t('postThreads') }) : null,
+    posts.length ? h('ul', {}, ...posts.map(listItem)) : null);
 }
 
 /** Opens the messages with `who` on the Messages tab; `about`: the post the next message is about. */
 export async function openConversation(who, about = null) {
-  state.open = who;
+  state.open = { kind: 'dm', with: who };
   state.about = about;
-  const tab = $('#tab-messages');
-  if (tab && tab.getAttribute('aria-selected') !== 'true') tab.click();
-  renderInbox();
-  await loadThread(true);
+  await showOpen();
   $('#dm-text')?.focus();
 }
 
-async function loadThread(markRead) {
-  const who = state.open;
-  if (!who) return;
-  let answer;
-  try {
-    answer = await api.rpc('conversation.get', { with: who });
-  } catch (e) {
-    replace($('#thread-msgs') || h('div'), h('p', { class: 'state error', role: 'alert', text: plain(e) }));
-    return;
-  }
-  if (state.open !== who) return;
-  renderMessages(answer.messages || []);
-  if (markRead) await markAsRead(who, answer.messages || []);
+/** Opens a post's public thread (replies and claims) on the Messages tab. */
+async function openPostThread(post, title) {
+  state.open = { kind: 'post', post: { author: post.author, id: post.id }, title };
+  state.about = null;
+  await showOpen();
+  $('#thread-h')?.focus();
 }
 
-async function markAsRead(who, messages) {
-  const entry = state.conversations.find((c) => c.with === who);
-  if (state.markRead === false || (entry && !unreadOf(entry) && messages.length === 0)) return;
-  const lamport = messages.reduce((m, x) => Math.max(m, x.lamport || 0), 0);
+async function showOpen() {
+  const tab = $('#tab-messages');
+  if (tab && tab.getAttribute('aria-selected') !== 'true') tab.click();
+  else renderInbox();
+  await loadThread(true);
+}
+
+async function loadThread(markRead) {
+  const o = state.open;
+  if (!o) return;
+  if (o.kind === 'post') {
+    await loadPostView(o);
+    if (markRead) await markAsRead(o);
+    return;
+  }
+  let answer;
   try {
-    await api.rpc('conversation.mark_read', { with: who, lamport });
+    answer = await api.rpc('conversation.get', { with: o.with });
+  } catch (e) {
+    const box = $('#thread-msgs');
+    if (box) replace(box, h('p', { class: 'state error', role: 'alert', text: plain(e) }));
+    return;
+  }
+  if (state.open !== o) return;
+  renderMessages(answer.messages || []);
+  if (markRead) await markAsRead(o);
+}
+
+async function markAsRead(o) {
+  const entry = state.conversations.find((c) => convId(c) === openId());
+  if (state.markRead === false || !entry || !unreadOf(entry)) return;
+  try {
+    await api.rpc('conversation.mark_read', o.kind === 'post' ? { post: o.post } : { with: o.with });
     state.markRead = true;
   } catch (e) {
     if (/method not found|unknown method|no capability/i.test(String(e.message))) state.markRead = false;
     return;
   }
-  if (entry) entry.unread = 0;
+  entry.unread = 0;
   renderBadge();
   renderList();
+}
+
+/** The open post thread: the post (whatever its status) with its conversation part. */
+async function loadPostView(o) {
+  const box = $('#thread-msgs');
+  if (!box) return;
+  let post = null;
+  try {
+    post = await api.get(`/api/posts/${encodeURIComponent(o.post.author)}/${encodeURIComponent(o.post.id)}`);
+    post = post && (post.post || post);
+  } catch { /* shown from the thread alone */ }
+  if (state.open !== o) return;
+  const p = { author: o.post.author, id: o.post.id, title: o.title || '', tags: [], ...(post || {}) };
+  const view = h('div', { class: 'conv-view', 'data-key': key(p) },
+    p.body ? h('p', { class: 'post-body', text: p.body }) : null,
+    h('p', { class: 'meta', text: t('by', { name: nameOf(p.author) }) }),
+    h('div', { class: 'conv' }));
+  view._post = p;
+  replace(box, view);
+  if (!state.threads.has(key(p))) await refresh(p);
+  else renderConv(view);
 }
 
 function renderThread() {
   const box = $('#thread');
   if (!box) return;
-  if (!state.open) {
+  const o = state.open;
+  if (!o) {
     replace(box, h('h2', { id: 'thread-h', class: 'sr-only', text: t('tabMessages') }),
       h('p', { class: 'hint', text: t('pickConversation') }));
     return;
   }
-  const who = nameOf(state.open);
+  if (o.kind === 'post') {
+    replace(box,
+      h('h2', { id: 'thread-h', tabindex: '-1', text: o.title || t('aboutAPost') }),
+      h('div', { id: 'thread-msgs' }));
+    return;
+  }
+  const who = nameOf(o.with);
   const area = h('textarea', { id: 'dm-text', rows: 3, 'aria-describedby': 'dm-err' });
   const err = h('p', { id: 'dm-err', class: 'field-error', hidden: true });
   const form = h('form', { class: 'dm-form' },
@@ -698,7 +772,7 @@ function renderThread() {
     const btn = form.querySelector('button[type="submit"]');
     btn.disabled = true;
     try {
-      const params = { to: state.open, body: area.value };
+      const params = { to: o.with, body: area.value };
       if (state.about) params.post = { author: state.about.author, id: state.about.id };
       await api.rpc('dm.send', params);
       area.value = '';
@@ -723,14 +797,16 @@ function renderThread() {
 function postTitle(ref) {
   if (!ref) return null;
   const el = cards(key(ref))[0];
-  return el && el._post ? el._post.title : null;
+  if (el && el._post) return el._post.title;
+  const c = state.conversations.find((x) => x.kind === 'post' && x.post && key(x.post) === key(ref));
+  return c ? c.title : null;
 }
 
 function renderMessages(messages) {
   const box = $('#thread-msgs');
   if (!box) return;
   replace(box, h('ol', { class: 'msgs' }, ...messages.map((m) => {
-    const out = m.from === state.me;
+    const out = m.outgoing || m.from === state.me;
     const title = m.post ? postTitle(m.post) : null;
     return h('li', { class: `msg ${out ? 'out' : 'in'}` },
       h('p', { class: 'msg-meta' }, h('span', { class: 'who', text: out ? t('youName') : nameOf(m.from) }), ' ',
@@ -808,7 +884,8 @@ function notify(title, body, tag) {
 }
 
 function messagesVisible(who) {
-  return document.visibilityState === 'visible' && !$('#panel-messages').hidden && state.open === who;
+  const o = state.open;
+  return document.visibilityState === 'visible' && !$('#panel-messages').hidden && !!o && o.kind === 'dm' && o.with === who;
 }
 
 // --- wiring --------------------------------------------------------------------
@@ -823,13 +900,14 @@ export function onLive(type, data) {
   if (type === 'reply' || type === 'claim' || type === 'claim_accepted' || type === 'claim_withdrawn') {
     const ref = postRef(data);
     if (ref && cards(key(ref)).length) refresh(ref);
+    loadInbox();
     return;
   }
   if (type === 'message') {
     const who = data && data.with;
     if (!who) return;
     loadInbox();
-    if (state.open === who) loadThread(messagesVisible(who));
+    if (state.open && state.open.kind === 'dm' && state.open.with === who) loadThread(messagesVisible(who));
     if (data.unread && !messagesVisible(who)) notify(t('notifyMessage', { name: nameOf(who) }), t('notifyMessageBody'), `dm-${who}`);
     return;
   }
