@@ -530,7 +530,7 @@ async function claim(p, button) {
 async function withdrawClaim(p, c, button) {
   button.disabled = true;
   try {
-    await api.rpc('market.withdraw_claim', { post: { author: p.author, id: p.id }, claim: { author: c.author, id: c.id } });
+    await api.rpc('market.withdraw_claim', { post: { author: p.author, id: p.id }, claim: c.id });
     toast(t('claimWithdrawn'));
     await refresh(p);
   } catch (e) {
