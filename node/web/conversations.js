@@ -557,7 +557,8 @@ async function accept(p, c, button) {
  * both neighbours see the outcome; any other end removes it.
  */
 async function gone(data, remove) {
-  if (data.reason !== 'fulfilled' || !cards(key(data)).length) {
+  // `fulfilled_by` comes with an end by an accepted claim (docs/api.md).
+  if (data.reason !== 'fulfilled' || !data.fulfilled_by || !cards(key(data)).length) {
     remove();
     return;
   }
@@ -908,7 +909,7 @@ export function onLive(type, data) {
     if (!who) return;
     loadInbox();
     if (state.open && state.open.kind === 'dm' && state.open.with === who) loadThread(messagesVisible(who));
-    if (data.unread && !messagesVisible(who)) notify(t('notifyMessage', { name: nameOf(who) }), t('notifyMessageBody'), `dm-${who}`);
+    if (!data.outgoing && data.unread && !messagesVisible(who)) notify(t('notifyMessage', { name: nameOf(who) }), t('notifyMessageBody'), `dm-${who}`);
     return;
   }
   if (type === 'member.level' && data && data.node && data.name) {
