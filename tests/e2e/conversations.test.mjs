@@ -164,6 +164,26 @@ test('a message written on B\'s page shows as unread on A\'s page, notifies A, a
   await pageB.locator('.msg.in .msg-body', { hasText: 'Yes, 18:00 is fine.' }).waitFor({ timeout: 5000 });
 });
 
+test('an emergency by a neighbour notifies a page that turned notifications on; the setting switches them off', async () => {
+  const noted = (page) => page.evaluate(() => window.__notes.map((n) => n.title));
+  await rpc(b, 'market.post', { category: 'emergency', title: 'Gas smell at the corner', body: 'Keep away, the utility is called.', tags: [] });
+  await until('A was notified of the emergency', async () => (await noted(pageA)).includes('Emergency: Gas smell at the corner'), 5000);
+  await article(pageB, 'Gas smell at the corner').waitFor({ timeout: 5000 });
+  assert.deepEqual(await noted(pageB), [], 'B declined, and it is B\'s own post');
+
+  await pageA.getByRole('tab', { name: /Messages/ }).click();
+  const setting = pageA.getByLabel('Browser notifications for emergencies and new messages');
+  assert.equal(await setting.isChecked(), true);
+  await setting.uncheck();
+  assert.equal(await pageA.evaluate(() => localStorage.getItem('hearth.notify')), 'off');
+  const before = (await noted(pageA)).length;
+  await rpc(b, 'market.post', { category: 'emergency', title: 'Second alarm', body: 'Test.', tags: [] });
+  await article(pageA, 'Second alarm').waitFor({ state: 'attached', timeout: 5000 });
+  assert.equal((await noted(pageA)).length, before, 'switched off: no notification');
+  await setting.check();
+  await pageA.getByRole('tab', { name: 'Marketplace' }).click();
+});
+
 test('refusals are said in plain words, in English and German, whatever the node refused', async () => {
   // Each is a real refusal of the node, turned into words by the page.
   const cases = await pageB.evaluate(async ({ aId, bId, offerId, requestId, UNKNOWN }) => {
