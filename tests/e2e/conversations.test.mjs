@@ -178,7 +178,7 @@ test('an emergency by a neighbour notifies a page that turned notifications on; 
   assert.equal(await pageA.evaluate(() => localStorage.getItem('hearth.notify')), 'off');
   const before = (await noted(pageA)).length;
   await rpc(b, 'market.post', { category: 'emergency', title: 'Second alarm', body: 'Test.', tags: [] });
-  await article(pageA, 'Second alarm').waitFor({ state: 'attached', timeout: 5000 });
+  await pageA.getByRole('article', { name: 'Second alarm', includeHidden: true }).waitFor({ state: 'attached', timeout: 5000 });
   assert.equal((await noted(pageA)).length, before, 'switched off: no notification');
   await setting.check();
   await pageA.getByRole('tab', { name: 'Marketplace' }).click();
