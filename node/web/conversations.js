@@ -176,6 +176,8 @@ const state = {
   flushing: false,
   /** Post key -> the text typed in its reply box. */
   drafts: new Map(),
+  /** Reply boxes open (form ids): made only when asked for, so 300 cards stay light. */
+  replying: new Set(),
   /** Post keys whose replies are shown in full. */
   expanded: new Set(),
   /** The inbox: conversation.list's entries. */
@@ -410,17 +412,19 @@ function renderConv(art) {
   if (!own && mine && live) {
     bar.append(h('button', { type: 'button', class: 'btn small', onclick: (e) => withdrawClaim(p, mine.claim, e.currentTarget), text: t('withdrawClaim') }));
   }
-  const form = replyForm(art, p);
-  const replyBtn = h('button', {
-    type: 'button', class: 'btn small', 'aria-expanded': String(!form.hidden), 'aria-controls': form.id,
+  const formId = replyFormId(art, p);
+  const form = state.replying.has(formId) ? replyForm(art, p, formId) : null;
+  bar.append(h('button', {
+    type: 'button', class: 'btn small reply-toggle', 'aria-expanded': String(!!form), 'aria-controls': form ? formId : null,
     onclick: () => {
-      form.hidden = !form.hidden;
-      replyBtn.setAttribute('aria-expanded', String(!form.hidden));
-      if (!form.hidden) form.querySelector('textarea').focus();
+      if (state.replying.has(formId)) state.replying.delete(formId);
+      else state.replying.add(formId);
+      renderConv(art);
+      if (state.replying.has(formId)) art.querySelector(`#${CSS.escape(formId)} textarea`)?.focus();
+      else art.querySelector('.reply-toggle')?.focus();
     },
     text: t('reply'),
-  });
-  bar.append(replyBtn);
+  }));
   if (!own && p.author) {
     bar.append(h('button', {
       type: 'button', class: 'btn small', 'aria-label': t('messageName', { name: nameOf(p.author) }),
@@ -465,11 +469,13 @@ function claimItem(p, c, canAccept) {
   return li;
 }
 
-function replyForm(art, p) {
+/** The same post can have a card and an open thread on the Messages tab: their ids differ. */
+function replyFormId(art, p) {
+  return `${art.classList.contains('conv-view') ? 'v' : 'r'}-${p.author.slice(0, 12)}-${p.id}`;
+}
+
+function replyForm(art, p, base) {
   const k = key(p);
-  // The same post can have a card and an open thread on the Messages tab: ids differ.
-  const base = `${art.classList.contains('conv-view') ? 'v' : 'r'}-${p.author.slice(0, 12)}-${p.id}`;
-  const old = art.querySelector(`#${CSS.escape(base)}`);
   const area = h('textarea', { id: `${base}-text`, rows: 2, 'aria-describedby': `${base}-err` });
   area.value = state.drafts.get(k) || '';
   area.addEventListener('input', () => {
@@ -477,7 +483,7 @@ function replyForm(art, p) {
     while (state.drafts.size > DRAFTS_MAX) state.drafts.delete(state.drafts.keys().next().value);
   });
   const err = h('p', { id: `${base}-err`, class: 'field-error', hidden: true });
-  const form = h('form', { id: base, class: 'reply-form', hidden: old ? old.hidden : !state.drafts.get(k) },
+  const form = h('form', { id: base, class: 'reply-form' },
     h('label', { for: area.id, text: t('yourReply') }),
     area, err,
     h('div', { class: 'inline' }, h('button', { type: 'submit', class: 'btn small primary', text: t('sendReply') })));
@@ -494,11 +500,10 @@ function replyForm(art, p) {
     try {
       await api.rpc('market.reply', { post: { author: p.author, id: p.id }, body: area.value });
       state.drafts.delete(k);
-      area.value = '';
-      form.hidden = true;
+      state.replying.delete(base);
       toast(t('replySent'));
       await refresh(p);
-      art.querySelector('.conv-actions button[aria-controls]')?.focus();
+      art.querySelector('.reply-toggle')?.focus();
     } catch (ex) {
       showError(area, err, plain(ex));
     } finally {
