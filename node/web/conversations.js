@@ -417,10 +417,12 @@ function renderConv(art) {
   bar.append(h('button', {
     type: 'button', class: 'btn small reply-toggle', 'aria-expanded': String(!!form), 'aria-controls': form ? formId : null,
     onclick: () => {
-      if (state.replying.has(formId)) state.replying.delete(formId);
-      else state.replying.add(formId);
+      // The card's post as it is now (a live update may have replaced it).
+      const id = replyFormId(art, art._post);
+      if (state.replying.has(id)) state.replying.delete(id);
+      else state.replying.add(id);
       renderConv(art);
-      if (state.replying.has(formId)) art.querySelector(`#${CSS.escape(formId)} textarea`)?.focus();
+      if (state.replying.has(id)) art.querySelector(`#${CSS.escape(id)} textarea`)?.focus();
       else art.querySelector('.reply-toggle')?.focus();
     },
     text: t('reply'),

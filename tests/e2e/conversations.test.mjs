@@ -166,6 +166,7 @@ test('a message written on B\'s page shows as unread on A\'s page, notifies A, a
 
 test('an emergency by a neighbour notifies a page that turned notifications on; the setting switches them off', async () => {
   const noted = (page) => page.evaluate(() => window.__notes.map((n) => n.title));
+  await pageB.getByRole('tab', { name: 'Marketplace' }).click();
   await rpc(b, 'market.post', { category: 'emergency', title: 'Gas smell at the corner', body: 'Keep away, the utility is called.', tags: [] });
   await until('A was notified of the emergency', async () => (await noted(pageA)).includes('Emergency: Gas smell at the corner'), 5000);
   await article(pageB, 'Gas smell at the corner').waitFor({ timeout: 5000 });
