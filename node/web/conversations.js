@@ -610,7 +610,8 @@ function renderBadge() {
   const badge = $('#unread-total');
   if (!badge) return;
   badge.hidden = n === 0;
-  replace(badge, h('span', { class: 'sr-only', text: ', ' }), t('unreadN', { n }));
+  // Only the number shows (the tab stays one line on a phone); the words are read out.
+  replace(badge, h('span', { class: 'sr-only', text: ', ' }), String(n), h('span', { class: 'sr-only', text: t('unreadN', { n }).replace(String(n), '') }));
 }
 
 function renderInbox() {

@@ -298,11 +298,13 @@ test('screenshots of the conversations at 1280 px and 360 px are saved under tar
     const card = article(page, 'Need a drill');
     await card.locator('.reply-body').first().waitFor();
     await card.getByRole('button', { name: 'Reply' }).click();
+    await page.evaluate(() => window.scrollTo(0, 0));
     const market = path.join(SHOTS, `conversations-market-${width}.png`);
     await page.screenshot({ path: market, fullPage: width === 360 });
     await page.getByRole('tab', { name: /Messages/ }).click();
     await page.getByRole('button', { name: /^Anna/ }).click();
     await page.locator('.msg').first().waitFor();
+    await page.evaluate(() => window.scrollTo(0, 0));
     const messages = path.join(SHOTS, `conversations-messages-${width}.png`);
     await page.screenshot({ path: messages, fullPage: width === 360 });
     for (const f of [market, messages]) assert.ok(fs.statSync(f).size > 10_000, f);
