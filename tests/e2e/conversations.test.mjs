@@ -86,6 +86,8 @@ test('B claims A\'s offer on B\'s page; A accepts on A\'s page; both pages show 
   assert.equal(await onA.getByRole('button', { name: 'Edit' }).count(), 0, 'an ended post offers no edit');
   assert.equal(await onB.getByRole('button', { name: 'I’d like this' }).count(), 0);
   assert.ok(await sameDocument(pageA) && await sameDocument(pageB), 'neither page was reloaded');
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await onA.screenshot({ path: path.join(SHOTS, 'conversations-fulfilled-card.png') });
   // Every node agrees: the thread says Ben fulfilled it.
   for (const node of [a, b]) {
     const thread = await rpc(node, 'conversation.get', { post: { author: a.id, id: offer.id } });
