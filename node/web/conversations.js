@@ -666,26 +666,30 @@ function renderList() {
 }
 
 /** Opens the messages with `who` on the Messages tab; `about`: the post the next message is about. */
-export async function openConversation(who, about = null) {
+export function openConversation(who, about = null) {
   state.open = { kind: 'dm', with: who };
   state.about = about;
-  await showOpen();
+  showOpen();
   $('#dm-text')?.focus();
 }
 
 /** Opens a post's public thread (replies and claims) on the Messages tab. */
-async function openPostThread(post, title) {
+function openPostThread(post, title) {
   state.open = { kind: 'post', post: { author: post.author, id: post.id }, title };
   state.about = null;
-  await showOpen();
+  showOpen();
   $('#thread-h')?.focus();
 }
 
-async function showOpen() {
+/** Shows the open conversation at once (tab, heading, send box); its messages follow. */
+function showOpen() {
   const tab = $('#tab-messages');
+  // Selecting the tab calls show(), which draws the inbox and loads the thread.
   if (tab && tab.getAttribute('aria-selected') !== 'true') tab.click();
-  else renderInbox();
-  await loadThread(true);
+  else {
+    renderInbox();
+    loadThread(true);
+  }
 }
 
 async function loadThread(markRead) {
