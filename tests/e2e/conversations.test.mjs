@@ -334,8 +334,9 @@ test('the node tab shows how many messages wait for members who are offline', as
     const el = pageA.locator('#dm-waiting');
     return (await el.count()) && Number(await el.textContent()) >= 1;
   }, 20_000);
-  const row = pageA.locator('dt', { hasText: 'Messages waiting for offline members' });
+  const row = pageA.locator('dt', { hasText: 'Messages waiting' });
   assert.equal(await row.count(), 1);
+  assert.match(await pageA.locator('#dm-waiting').locator('..').textContent(), /^\d+ \(sent to members who are offline\)$/);
   await pageA.getByRole('tab', { name: 'Marketplace' }).click();
   b = null;
   assert.deepEqual(pageA.errors, []);
