@@ -6,6 +6,7 @@ import { t, translateStatic, setLanguage, language } from './i18n.js';
 import * as api from './api.js';
 import * as market from './market.js';
 import * as nodetab from './nodetab.js';
+import * as conv from './conversations.js';
 
 /** Seconds between status refreshes (the offline banner, the node tab, the charts' samples). */
 const STATUS_S = nodetab.SAMPLE_S;
@@ -34,6 +35,7 @@ function selectTab(which) {
     $(`#${tab.getAttribute('aria-controls')}`).hidden = !on;
   }
   if (which === 'node' && lastStatus) nodetab.render(lastStatus);
+  if (which === 'messages') conv.show();
   if (location.hash !== `#${which}`) history.replaceState(null, '', which === 'market' ? location.pathname : `#${which}`);
 }
 
@@ -73,6 +75,7 @@ async function refreshStatus() {
     market.setNode(status, ttlMax);
     // Posts pass their TTL with no event: look again for ones to mark stale.
     if (!first) market.refreshStale();
+    conv.setNode(status);
     market.setOnline(true);
     if (!status.peers.length) market.setBanner(t('offlineNode', { n: 0 }), 'warn');
     else if ($('#banner').classList.contains('warn')) market.setBanner(null);
@@ -89,15 +92,17 @@ async function refreshStatus() {
 
 async function main() {
   const { pair } = api.takeFragment();
-  const wanted = location.hash === '#node' ? 'node' : 'market';
+  const wanted = ['#node', '#messages'].includes(location.hash) ? location.hash.slice(1) : 'market';
   document.documentElement.lang = language();
   $('#lang').value = language();
   translateStatic();
   initTabs();
   market.init();
+  conv.init();
   $('#lang').addEventListener('change', () => {
     setLanguage($('#lang').value);
     market.retranslate();
+    conv.retranslate();
     if (!$('#panel-node').hidden && lastStatus) nodetab.render(lastStatus);
   });
   document.addEventListener('hearth:refresh', () => refreshStatus().then((s) => s && nodetab.render(s)));
@@ -105,7 +110,10 @@ async function main() {
   await refreshStatus();
   selectTab(wanted);
   await market.reload();
-  api.follow(market.onLive, (s) => {
+  api.follow((type, data) => {
+    market.onLive(type, data);
+    conv.onLive(type, data);
+  }, (s) => {
     if (s === 'down') market.setBanner(t('unreachable'), 'warn');
     else if ($('#banner').textContent === t('unreachable')) {
       market.setBanner(null);

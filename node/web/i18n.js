@@ -383,6 +383,11 @@ const de = {
 };
 
 const dictionaries = { en, de };
+
+/** Adds a module's own strings (`{ en: {...}, de: {...} }`), so a new part of the page keeps its text beside it. */
+export function extend(more) {
+  for (const [l, dict] of Object.entries(more)) if (dictionaries[l]) Object.assign(dictionaries[l], dict);
+}
 let lang = pickLanguage();
 
 function pickLanguage() {

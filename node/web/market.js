@@ -20,6 +20,12 @@ const TAGS_MAX = 10;
 const TAG_LEN_MAX = 32;
 const DAY_S = 86400;
 
+/**
+ * Hooks another module sets (conversations.js): `card(article, post)` after
+ * a card is made; `gone(data, remove)` decides when an ended post leaves.
+ */
+export const hooks = { card: null, gone: null };
+
 const state = {
   /** node.status of this node (me.node_id, me.level). */
   me: null,
@@ -294,6 +300,7 @@ function card(p) {
     actions(p),
   );
   art._post = p;
+  if (hooks.card) hooks.card(art, p);
   return art;
 }
 
@@ -387,7 +394,8 @@ export function onLive(type, data) {
     return;
   }
   if (type === 'post.expired') {
-    removePost(data);
+    if (hooks.gone) hooks.gone(data, () => removePost(data));
+    else removePost(data);
     return;
   }
   if (type !== 'post.added' && type !== 'post.updated') return;

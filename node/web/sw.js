@@ -3,7 +3,7 @@
 // page added to the home screen opens offline with the last loaded posts.
 // Network first: an updated node serves its new page at once.
 const CACHE = 'hearth-v1';
-const SHELL = ['/', '/app.css', '/app.js', '/api.js', '/dom.js', '/i18n.js', '/market.js', '/nodetab.js', '/icon.svg', '/manifest.webmanifest'];
+const SHELL = ['/', '/app.css', '/app.js', '/api.js', '/dom.js', '/i18n.js', '/market.js', '/conversations.js', '/nodetab.js', '/icon.svg', '/manifest.webmanifest'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));

@@ -199,6 +199,11 @@ pub static METHODS: &[Spec] = &[
         conversations::CLAIM,
         "Claims a post (\"I'd like this\" / \"I can help\"), with an optional note.",
     ),
+    capability::<conversations::WithdrawParams, Value>(
+        conversations::WITHDRAW_CLAIM,
+        conversations::WITHDRAW_CLAIM,
+        "Takes back this node's claim on a post (the latest standing one, or `claim`).",
+    ),
     capability::<conversations::AcceptParams, Value>(
         conversations::ACCEPT_CLAIM,
         conversations::ACCEPT_CLAIM,
@@ -218,6 +223,11 @@ pub static METHODS: &[Spec] = &[
         conversations::GET,
         conversations::GET,
         "One conversation: a post's public thread, or the messages with one member (needs the token).",
+    ),
+    capability::<conversations::MarkReadParams, Value>(
+        conversations::MARK_READ,
+        conversations::MARK_READ,
+        "Marks everything a conversation (`with` a member, or a `post`'s thread) shows now as read (needs the token).",
     ),
     Spec {
         name: NODE_STATUS,
@@ -327,7 +337,9 @@ impl Method {
     /// Whether a call reads this node's private messages: it needs the
     /// token like a write (another local program must not read them).
     pub fn private(self) -> bool {
-        matches!(self, Method::Capability(d) if d.name == conversations::LIST || d.name == conversations::GET)
+        matches!(self, Method::Capability(d) if d.name == conversations::LIST
+            || d.name == conversations::GET
+            || d.name == conversations::MARK_READ)
     }
 
     /// Whether a call is a search (rate limited per client like writes:

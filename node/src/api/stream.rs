@@ -409,6 +409,7 @@ mod tests {
                 author: hearth_proto::NodeId::default(),
                 reason: "fulfilled".into(),
                 by: None,
+                fulfilled_by: None,
                 category,
                 tags: vec!["tools".into()],
             })

@@ -63,6 +63,7 @@ static ASSETS: &[Asset] = &[
     asset!("/dom.js", "dom.js", JS),
     asset!("/i18n.js", "i18n.js", JS),
     asset!("/market.js", "market.js", JS),
+    asset!("/conversations.js", "conversations.js", JS),
     asset!("/nodetab.js", "nodetab.js", JS),
     asset!("/sw.js", "sw.js", JS),
     asset!(

@@ -19,12 +19,16 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use hearth_proto::{Category, EventId, ExpiryReason, Level, NodeId};
+use hearth_proto::{Category, EventId, EventRef, ExpiryReason, Level, NodeId};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::core::services::conversations::LocalInbox;
 use crate::core::services::market::PostView;
+use crate::core::views::conversations::{ClaimStatus, ConversationChange};
+use crate::core::Node;
+use crate::store::EventStore;
 
 /// Changes a subscriber may fall behind before it is told it lagged (and
 /// the stream sends it a `reset`): a burst of a few hundred posts (an
@@ -63,6 +67,40 @@ pub enum Change {
         sent: u64,
         rounds: u32,
     },
+    /// A reply now shows under a post (issue 14): public, no text (the
+    /// page fetches the thread).
+    Reply {
+        post: EventRef,
+        author: NodeId,
+        id: EventId,
+        lamport: u64,
+    },
+    /// A claim now shows under a post, or was withdrawn (`state`).
+    Claim {
+        post: EventRef,
+        author: NodeId,
+        id: EventId,
+        lamport: u64,
+        state: ClaimStatus,
+    },
+    /// A post's author accepted a claim: the post is fulfilled by
+    /// `claim.author`.
+    ClaimAccepted {
+        post: EventRef,
+        claim: EventRef,
+        lamport: u64,
+    },
+    /// A private message to (or from) this node is stored. No text and no
+    /// sender's words: the stream is open on loopback, bodies need the
+    /// token (`conversation.get`).
+    Message {
+        with: NodeId,
+        lamport: u64,
+        /// Unread messages from `with` now.
+        unread: usize,
+        /// This node sent it.
+        outgoing: bool,
+    },
     /// A saved search matched a post.
     Match {
         subscription: String,
@@ -86,6 +124,9 @@ pub struct PostGone {
     /// Who ended it (an expiry), absent for a hidden post.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<NodeId>,
+    /// For reason `fulfilled` by an accepted claim: the claim's author.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fulfilled_by: Option<NodeId>,
     pub category: Category,
     pub tags: Vec<String>,
 }
@@ -118,6 +159,10 @@ impl Change {
             Change::PeerConnected(_) => "peer.connected",
             Change::PeerDisconnected(_) => "peer.disconnected",
             Change::SyncFinished { .. } => "sync.finished",
+            Change::Reply { .. } => "reply",
+            Change::Claim { .. } => "claim",
+            Change::ClaimAccepted { .. } => "claim_accepted",
+            Change::Message { .. } => "message",
             Change::Match { .. } => "match",
             Change::Reset { .. } => "reset",
         }
@@ -146,6 +191,38 @@ impl Change {
                 "peer": peer, "node": node, "received": received,
                 "sent": sent, "rounds": rounds,
             }),
+            Change::Reply {
+                post,
+                author,
+                id,
+                lamport,
+            } => json!({ "post": post, "author": author, "id": id, "lamport": lamport }),
+            Change::Claim {
+                post,
+                author,
+                id,
+                lamport,
+                state,
+            } => json!({
+                "post": post, "author": author, "id": id, "lamport": lamport,
+                "state": state.as_str(),
+            }),
+            Change::ClaimAccepted {
+                post,
+                claim,
+                lamport,
+            } => json!({
+                "post": post, "claim": claim, "claim_author": claim.author,
+                "lamport": lamport,
+            }),
+            Change::Message {
+                with,
+                lamport,
+                unread,
+                outgoing,
+            } => json!({
+                "with": with, "lamport": lamport, "unread": unread, "outgoing": outgoing,
+            }),
             Change::Match { subscription, post } => {
                 json!({ "subscription": subscription, "post": json_of(post.as_ref()) })
             }
@@ -163,6 +240,61 @@ impl Change {
             _ => None,
         }
     }
+}
+
+/// The feed's form of a conversation change (issue 14): replies, claims
+/// and acceptances for every reader; a sealed message only when this node
+/// wrote or receives it, as `message` without any of its text.
+pub fn conversation_change<S: EventStore>(
+    node: &Node<S>,
+    inbox: &dyn LocalInbox,
+    change: ConversationChange,
+) -> Option<Change> {
+    Some(match change {
+        ConversationChange::Reply {
+            post,
+            author,
+            id,
+            key,
+        } => Change::Reply {
+            post,
+            author,
+            id,
+            lamport: key.lamport,
+        },
+        ConversationChange::Claim {
+            post,
+            author,
+            id,
+            key,
+            state,
+        } => Change::Claim {
+            post,
+            author,
+            id,
+            lamport: key.lamport,
+            state,
+        },
+        ConversationChange::Accepted { post, claim, key } => Change::ClaimAccepted {
+            post,
+            claim,
+            lamport: key.lamport,
+        },
+        ConversationChange::Sealed { from, to, key, .. } => {
+            let me = node.node_id();
+            let (with, outgoing) = match (from == me, to == me) {
+                (false, true) => (from, false),
+                (true, false) => (to, true),
+                _ => return None,
+            };
+            Change::Message {
+                with,
+                lamport: key.lamport,
+                unread: node.unread_from(with, inbox),
+                outgoing,
+            }
+        }
+    })
 }
 
 fn json_of<T: Serialize>(v: &T) -> Value {

@@ -113,6 +113,10 @@ pub struct NetConfig {
     /// Reaching peers beyond the LAN: anchor profile, relays, hole
     /// punching, UPnP, Kademlia's walk (see `ReachConfig`).
     pub reach: ReachConfig,
+    /// This node's local inbox state (read marks, copies of sent
+    /// messages): in memory by default; `hearth run` keeps it in the data
+    /// dir (`super::inbox`).
+    pub inbox: std::sync::Arc<super::inbox::Inbox>,
 }
 
 impl Default for NetConfig {
@@ -134,6 +138,7 @@ impl Default for NetConfig {
             ban_duration: gossip::BAN_DURATION,
             search: SearchSetup::default(),
             reach: ReachConfig::default(),
+            inbox: std::sync::Arc::new(super::inbox::Inbox::in_memory()),
         }
     }
 }
@@ -234,6 +239,12 @@ pub struct Status {
     /// This node's reachability, relay slots and routing table.
     #[serde(default)]
     pub reach: reach::ReachStatus,
+    /// Private messages this node sent whose recipient has not been
+    /// connected since and is not now: they wait in the mesh for a peer
+    /// that is offline (no receipt exists; a connection is the best sign
+    /// the node has that gossip or sync carried them).
+    #[serde(default)]
+    pub dm_waiting: usize,
 }
 
 /// A peer the node refuses for now (see `gossip::BanList`).
@@ -888,6 +899,7 @@ impl<S: EventStore> Driver<S> {
                     author: post.author,
                     reason,
                     by,
+                    fulfilled_by: None,
                     category: post.content.category,
                     tags: post.content.tags.clone(),
                 };
@@ -898,10 +910,19 @@ impl<S: EventStore> Driver<S> {
                     PostChange::Updated => Some(Change::PostUpdated(view())),
                     PostChange::Expired => {
                         let x = post.expired.as_ref()?;
-                        Some(Change::PostExpired(gone(
-                            PostGone::reason_of(&x.reason),
-                            Some(x.by),
-                        )))
+                        let mut g = gone(PostGone::reason_of(&x.reason), Some(x.by));
+                        if x.reason == hearth_proto::ExpiryReason::Fulfilled {
+                            // An accepted claim: whose (issue 14).
+                            let post_ref = hearth_proto::EventRef {
+                                author: post.author,
+                                id: post.id,
+                            };
+                            g.fulfilled_by = views
+                                .conversations
+                                .accepted(&post_ref)
+                                .map(|a| a.fulfilled_by());
+                        }
+                        Some(Change::PostExpired(g))
                     }
                     PostChange::Hidden => Some(Change::PostHidden(gone(
                         if post.author_active {
@@ -918,6 +939,9 @@ impl<S: EventStore> Driver<S> {
                 level,
                 name: views.membership.display_name(&node).map(str::to_owned),
             }),
+            ViewChange::Conversation(c) => {
+                crate::net::changes::conversation_change(&self.node, &*self.cfg.inbox, c)
+            }
             ViewChange::Lost { count } => Some(Change::Reset {
                 reason: format!("{count} changes at once were too many to send: reload"),
             }),
@@ -1051,7 +1075,18 @@ impl<S: EventStore> Driver<S> {
                 reply,
             } => {
                 if let Some((name, params, reply)) = self.local_call_off_loop(name, params, reply) {
-                    let result = self.node.call(now_ms(), Caller::Local, &name, params);
+                    let inbox = self.cfg.inbox.clone();
+                    let result =
+                        self.node
+                            .call_with_inbox(now_ms(), Caller::Local, &name, params, &*inbox);
+                    if name == crate::core::services::conversations::DM_SEND {
+                        // A recipient connected now gets it by gossip.
+                        for peer in self.swarm.connected_peers() {
+                            if let Some(node) = identity::node_id(peer) {
+                                inbox.recipient_seen(&node);
+                            }
+                        }
+                    }
                     let _ = reply.send(result);
                 }
             }
@@ -1179,6 +1214,13 @@ impl<S: EventStore> Driver<S> {
                 .advice(&self.node.log().store().location()),
             banned: self.banned(),
             reach: self.reach_status(),
+            dm_waiting: self.cfg.inbox.waiting(
+                &self
+                    .swarm
+                    .connected_peers()
+                    .filter_map(identity::node_id)
+                    .collect(),
+            ),
         }
     }
 
@@ -1405,6 +1447,10 @@ impl<S: EventStore> Driver<S> {
                             sent: 0,
                         },
                     );
+                    if let Some(node) = identity::node_id(&peer_id) {
+                        // The sync on connecting carries what waited for it.
+                        self.cfg.inbox.recipient_seen(&node);
+                    }
                     self.changes
                         .publish(Change::PeerConnected(Self::peer_change(
                             peer_id,

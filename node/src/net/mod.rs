@@ -8,6 +8,7 @@ pub mod changes;
 pub mod driver;
 pub mod gossip;
 pub mod identity;
+pub mod inbox;
 pub mod local_api;
 pub mod reach;
 pub mod wire;

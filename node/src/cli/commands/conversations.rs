@@ -187,10 +187,17 @@ pub fn inbox(ctx: &mut Ctx, a: InboxArgs) -> anyhow::Result<()> {
                 return writeln!(w, "no messages");
             }
             for c in &list.conversations {
+                let who = match (&c.with, &c.post) {
+                    (Some(with), _) => with.to_string(),
+                    (None, Some(post)) => format!("post {}", post.id),
+                    (None, None) => String::new(),
+                };
+                let label = c.title.as_deref().or(c.name.as_deref()).map(line);
+                let label = label.map(|l| format!(" ({l})")).unwrap_or_default();
                 writeln!(
                     w,
-                    "{}  {} received, {} sent  (lamport {})",
-                    c.with, c.received, c.sent, c.last_lamport
+                    "{who}{label}  {} unread, {} received, {} sent  (lamport {})",
+                    c.unread, c.received, c.sent, c.last_lamport
                 )?;
             }
             Ok(())
@@ -238,6 +245,9 @@ pub fn inbox(ctx: &mut Ctx, a: InboxArgs) -> anyhow::Result<()> {
             }
             for m in messages {
                 match (&m.body, &m.error) {
+                    (Some(text), _) if m.outgoing => {
+                        writeln!(w, "you -> {}: {}", m.to, block(text, "    "))?
+                    }
                     (Some(text), _) => writeln!(w, "{} -> you: {}", m.from, block(text, "    "))?,
                     (None, Some(e)) => writeln!(w, "{} -> you: (unreadable: {e})", m.from)?,
                     (None, None) => writeln!(w, "you -> {}: (sealed for them)", m.to)?,

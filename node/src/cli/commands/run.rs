@@ -167,10 +167,18 @@ pub fn run(ctx: &mut Ctx, a: RunArgs) -> anyhow::Result<()> {
             walk_interval: Duration::from_secs(a.discovery_interval_seconds.max(1)),
             ..defaults.reach.clone()
         },
+        inbox: std::sync::Arc::new(
+            crate::net::inbox::Inbox::open(&ctx.dir.root().join(INBOX_DIR))
+                .context("opening the inbox (read marks, copies of sent messages)")?,
+        ),
         ..defaults
     };
     serve(node, cfg, &ctx.dir.socket_path(), &genesis, http)
 }
+
+/// Where `hearth run` keeps this node's local inbox state (`net::inbox`),
+/// under the data dir.
+const INBOX_DIR: &str = "inbox";
 
 /// The HTTP API's settings from the flags and `api.listen`, or `None`
 /// with `--no-http`. A non-loopback address without `--lan` is refused.

@@ -53,6 +53,20 @@ impl<S: EventStore> Node<S> {
         name: &str,
         params: Value,
     ) -> Result<Value, BusError> {
+        self.call_with_inbox(now_ms, caller, name, params, &conversations::NoInbox)
+    }
+
+    /// [`Node::call`] with the runtime's local inbox (read state, copies of
+    /// sent messages: `conversations::LocalInbox`), which the
+    /// conversation capabilities read and write. The core keeps none.
+    pub fn call_with_inbox(
+        &mut self,
+        now_ms: u64,
+        caller: Caller,
+        name: &str,
+        params: Value,
+        inbox: &dyn conversations::LocalInbox,
+    ) -> Result<Value, BusError> {
         let _span = tracing::info_span!("call", capability = name).entered();
         let desc = descriptor(name)
             .ok_or_else(|| BusError::not_found(format!("no capability named {name:?}")))?;
@@ -104,18 +118,28 @@ impl<S: EventStore> Node<S> {
             conversations::ACCEPT_CLAIM => {
                 encode_result(&self.market_accept_claim(now_ms, caller, decode_params(params)?)?)
             }
+            conversations::WITHDRAW_CLAIM => encode_result(&self.market_withdraw_claim(
+                now_ms,
+                caller,
+                decode_params(params)?,
+            )?),
             conversations::DM_SEND => {
-                encode_result(&self.dm_send(now_ms, caller, decode_params(params)?)?)
+                encode_result(&self.dm_send_with(now_ms, caller, decode_params(params)?, inbox)?)
             }
             conversations::LIST => {
                 if !params.is_null() {
                     let _: NoParams = decode_params(params)?;
                 }
-                encode_result(&self.conversation_list(caller)?)
+                encode_result(&self.conversation_list_with(caller, inbox)?)
             }
             conversations::GET => {
-                encode_result(&self.conversation_get(caller, decode_params(params)?)?)
+                encode_result(&self.conversation_get_with(caller, decode_params(params)?, inbox)?)
             }
+            conversations::MARK_READ => encode_result(&self.conversation_mark_read(
+                caller,
+                decode_params(params)?,
+                inbox,
+            )?),
             _ => Err(BusError::internal(format!(
                 "capability {name} has a descriptor but no handler"
             ))),

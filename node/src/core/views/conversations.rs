@@ -136,6 +136,63 @@ struct Facts {
     sealed: BTreeMap<(NodeId, NodeId), BTreeMap<EventKey, Sealed>>,
 }
 
+/// A claim's state as a change reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    Open,
+    Withdrawn,
+    Accepted,
+}
+
+impl ClaimStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Open => "open",
+            ClaimStatus::Withdrawn => "withdrawn",
+            ClaimStatus::Accepted => "accepted",
+        }
+    }
+}
+
+/// What one applied event changed in what conversations show: the data of
+/// the live stream's `reply`, `claim`, `claim_accepted` and `message`
+/// events. Reported only for what the view kept and shows (an acceptance by
+/// a non-author, a reply over the bounds or by a removed member report
+/// nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConversationChange {
+    /// A reply now shows under `post`.
+    Reply {
+        post: EventRef,
+        author: NodeId,
+        id: EventId,
+        key: EventKey,
+    },
+    /// A claim now shows under `post`, or its author withdrew it (`id` and
+    /// `author` name the claim, `key` the event that changed it).
+    Claim {
+        post: EventRef,
+        author: NodeId,
+        id: EventId,
+        key: EventKey,
+        state: ClaimStatus,
+    },
+    /// The post's author accepted `claim`: the post ended as fulfilled.
+    Accepted {
+        post: EventRef,
+        claim: EventRef,
+        key: EventKey,
+    },
+    /// A sealed message from `from` to `to` is stored.
+    Sealed {
+        from: NodeId,
+        to: NodeId,
+        id: EventId,
+        key: EventKey,
+    },
+}
+
 /// See the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct ConversationsView {
@@ -158,9 +215,20 @@ impl ConversationsView {
 
     /// Records one logged event's facts. Nothing is derived here: the
     /// thread is computed when asked, from the facts and current levels.
-    pub fn apply(&mut self, event: &VerifiedEvent) {
+    pub fn apply(&mut self, event: &VerifiedEvent, membership: &MembershipView) {
+        let _ = self.apply_reporting(event, membership);
+    }
+
+    /// [`ConversationsView::apply`], saying what now shows differently
+    /// (levels as they are after this event).
+    pub fn apply_reporting(
+        &mut self,
+        event: &VerifiedEvent,
+        membership: &MembershipView,
+    ) -> Option<ConversationChange> {
         let e = event.event();
         let key = event.key();
+        let active = membership.level(&e.author).is_some_and(|l| l.is_active());
         match &e.payload {
             Payload::PostReply(r) => {
                 let reply = Reply {
@@ -177,7 +245,13 @@ impl ConversationsView {
                     .or_default()
                     .entry(e.author)
                     .or_default();
-                insert_lowest(mine, key, reply, REPLIES_PER_AUTHOR_PER_POST_MAX);
+                let kept = insert_lowest(mine, key, reply, REPLIES_PER_AUTHOR_PER_POST_MAX);
+                (kept && active).then_some(ConversationChange::Reply {
+                    post: r.target,
+                    author: e.author,
+                    id: e.id,
+                    key,
+                })
             }
             Payload::PostClaim(c) => {
                 let claim = Claim {
@@ -187,6 +261,7 @@ impl ConversationsView {
                     ts: e.ts,
                     note: c.note.clone(),
                 };
+                let reference = claim.reference();
                 let mine = self
                     .facts
                     .claims
@@ -194,10 +269,25 @@ impl ConversationsView {
                     .or_default()
                     .entry(e.author)
                     .or_default();
-                insert_lowest(mine, key, claim, CLAIMS_PER_AUTHOR_PER_POST_MAX);
+                let kept = insert_lowest(mine, key, claim, CLAIMS_PER_AUTHOR_PER_POST_MAX);
+                let state = self.claim_status(&c.target, &reference);
+                (kept && active).then_some(ConversationChange::Claim {
+                    post: c.target,
+                    author: e.author,
+                    id: e.id,
+                    key,
+                    state,
+                })
             }
             Payload::ClaimWithdrawn(w) if w.claim.author == e.author => {
-                self.facts.withdrawn.insert(w.claim);
+                let new = self.facts.withdrawn.insert(w.claim);
+                (new && active).then_some(ConversationChange::Claim {
+                    post: w.target,
+                    author: w.claim.author,
+                    id: w.claim.id,
+                    key,
+                    state: ClaimStatus::Withdrawn,
+                })
             }
             Payload::ClaimAccepted(a) if a.target.author == e.author => {
                 let new = Acceptance {
@@ -208,6 +298,11 @@ impl ConversationsView {
                 if latest.key < key {
                     *latest = new;
                 }
+                (latest.key == key).then_some(ConversationChange::Accepted {
+                    post: a.target,
+                    claim: a.claim,
+                    key,
+                })
             }
             Payload::DmSealed(d) => {
                 let sealed = Sealed {
@@ -224,9 +319,50 @@ impl ConversationsView {
                     // Newest win: drop the lowest key.
                     pair.pop_first();
                 }
+                pair.contains_key(&key)
+                    .then_some(ConversationChange::Sealed {
+                        from: e.author,
+                        to: d.to,
+                        id: e.id,
+                        key,
+                    })
             }
-            _ => {}
+            _ => None,
         }
+    }
+
+    /// A claim's state from the facts: withdrawn by its author wins over
+    /// accepted (a withdrawn claim was not given the thing).
+    fn claim_status(&self, post: &EventRef, claim: &EventRef) -> ClaimStatus {
+        if self.facts.withdrawn.contains(claim) {
+            ClaimStatus::Withdrawn
+        } else if self
+            .facts
+            .accepted
+            .get(post)
+            .is_some_and(|a| a.claim == *claim)
+        {
+            ClaimStatus::Accepted
+        } else {
+            ClaimStatus::Open
+        }
+    }
+
+    /// Posts with replies or claims that are `me`'s own, or on which `me`
+    /// replied or claimed: the threads a node follows.
+    pub fn threads_of(&self, me: &NodeId) -> BTreeSet<EventRef> {
+        let mut out = BTreeSet::new();
+        for (post, by) in &self.facts.replies {
+            if post.author == *me || by.contains_key(me) {
+                out.insert(*post);
+            }
+        }
+        for (post, by) in &self.facts.claims {
+            if post.author == *me || by.contains_key(me) {
+                out.insert(*post);
+            }
+        }
+        out
     }
 
     /// The conversation of `post`, as every node with the same events shows

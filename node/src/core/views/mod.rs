@@ -14,7 +14,7 @@ use hearth_proto::{Level, NodeId, VerifiedEvent};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use conversations::{ConversationsView, Thread};
+pub use conversations::{ConversationChange, ConversationsView, Thread};
 pub use market::{ListQuery, MarketView, Post, PostChange, PostKey};
 pub use membership::{MembershipChange, MembershipView, Settings};
 
@@ -29,6 +29,8 @@ pub enum ViewChange {
     /// A key's current level changed (`None`: no level, e.g. a set that
     /// arrived out of order undid an admission).
     Level { node: NodeId, level: Option<Level> },
+    /// A reply, claim, acceptance or sealed message now shows (issue 14).
+    Conversation(ConversationChange),
     /// More changes than one input may record ([`market::CHANGES_MAX`]):
     /// this many were dropped, so a reader must reload what it shows.
     Lost { count: u64 },
@@ -133,7 +135,7 @@ impl Views {
     ) -> MembershipChange {
         let change = self.membership.apply(event);
         self.market.apply(event, &self.membership, &change);
-        self.conversations.apply(event);
+        let conversation = self.conversations.apply_reporting(event, &self.membership);
         out.extend(change.levels_changed.iter().map(|node| ViewChange::Level {
             node: *node,
             level: self.membership.level(node),
@@ -144,6 +146,7 @@ impl Views {
                 .into_iter()
                 .map(|(name, change)| ViewChange::Post { name, change }),
         );
+        out.extend(conversation.map(ViewChange::Conversation));
         if lost > 0 {
             out.push(ViewChange::Lost { count: lost });
         }
