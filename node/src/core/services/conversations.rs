@@ -532,10 +532,10 @@ impl<S: EventStore> Node<S> {
             .views()
             .conversations
             .thread(&p.post, &self.views().membership);
-        let mine = thread.claims.iter().filter(|c| c.claim.author == me);
+        let mut mine = thread.claims.iter().filter(|c| c.claim.author == me);
         let claim = match p.claim {
-            Some(id) => mine.filter(|c| c.claim.id == id).last(),
-            None => mine.filter(|c| !c.withdrawn).last(),
+            Some(id) => mine.rfind(|c| c.claim.id == id),
+            None => mine.rfind(|c| !c.withdrawn),
         }
         .ok_or_else(|| {
             BusError::not_found(format!(
