@@ -127,6 +127,11 @@ pub struct SimConfig {
     /// Decode and verify every copy of an event at every node, instead of
     /// sharing one decoded copy per distinct event (same outcome, slower).
     pub verify_every_copy: bool,
+    /// The workload also replies to, claims, withdraws claims on and
+    /// accepts claims of posts, and sends sealed messages (issue 14), and
+    /// the checker checks them. Off by default so the pinned seeds keep
+    /// their traces; `scripts/sim-soak` and the conversation tests turn it on.
+    pub conversations: bool,
 }
 
 impl Default for SimConfig {
@@ -166,6 +171,7 @@ impl Default for SimConfig {
             restore_sample: 4,
             inject_bug: None,
             verify_every_copy: false,
+            conversations: false,
         }
     }
 }
@@ -295,9 +301,13 @@ impl SimConfig {
         if self.verify_every_copy {
             cmd.push_str(" --verify-every-copy");
         }
+        if self.conversations {
+            cmd.push_str(" --conversations");
+        }
         match self.inject_bug {
             Some(InjectedBug::FalseDuplicate) => cmd.push_str(" --inject-bug false-duplicate"),
             Some(InjectedBug::ArrivalOrderView) => cmd.push_str(" --inject-bug arrival-order-view"),
+            Some(InjectedBug::FirstAcceptance) => cmd.push_str(" --inject-bug first-acceptance"),
             None => {}
         }
         cmd

@@ -26,6 +26,10 @@ pub enum InjectedBug {
     /// Every node, not just node 1: a node shows it only if it received a
     /// post's updates out of order, which one node often never does.
     ArrivalOrderView,
+    /// Every node's conversations view keeps the first acceptance of a post
+    /// it applied instead of the highest `(lamport, hash)` one, so the
+    /// accepted claim (and who fulfilled the post) depends on arrival order.
+    FirstAcceptance,
 }
 
 #[derive(Debug)]

@@ -24,11 +24,12 @@
 //! verifying every copy gives the same trace.
 //!
 //! Each concept is one module: [`queue`], [`network`], [`sync`], [`faults`],
-//! [`adversary`], [`workload`] and [`checker`]; this one holds the [`Sim`]
+//! [`adversary`], [`workload`], [`conversations`] and [`checker`]; this one holds the [`Sim`]
 //! itself, its construction, the run loop and the summary.
 
 mod adversary;
 mod checker;
+mod conversations;
 mod faults;
 mod network;
 mod queue;
@@ -54,7 +55,7 @@ use hearth_proto::{
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, SimConfig, START_MS};
-use crate::reference::{PostRow, Reference};
+use crate::reference::{PostRow, Reference, ThreadRow};
 use crate::report::{reason_class, LazySummary, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
 use crate::store::{SharedVerified, SimStore};
@@ -63,10 +64,13 @@ pub use self::checker::{
     Violation, CLOCK_CONTAINED_MAX, REFERENCE_SAMPLE_PER_CHECK, SUMMARY_VIOLATIONS_MAX,
     SYNC_AUDIT_EVERY, SYNC_AUDIT_NODES_MAX, VIOLATIONS_MAX,
 };
+pub use self::conversations::{CLAIMS_TRACKED_MAX, SEALED_AUDIT_MAX};
 pub use self::faults::Fault;
 pub use self::network::SEEN_ENTRIES_MAX;
 pub use self::queue::QUEUE_ENTRIES_MAX;
-use self::{adversary::*, checker::*, network::*, queue::*, sync::*, workload::*};
+use self::{
+    adversary::*, checker::*, conversations::*, network::*, queue::*, sync::*, workload::*,
+};
 
 /// A node's index: honest nodes first, then adversaries.
 pub type Ix = usize;
@@ -160,6 +164,10 @@ pub struct Sim {
     /// Honest non-anchors that set a display name, for the workload to
     /// remove now and then. At most one entry per node.
     named: Vec<Ix>,
+    /// Claims the workload made (at most [`CLAIMS_TRACKED_MAX`]).
+    claims: Vec<ClaimMade>,
+    /// Sealed messages the final checks open (at most [`SEALED_AUDIT_MAX`]).
+    sealed_sent: Vec<SealedSent>,
     /// Posts each honest node has expired: a second expiry is a bug.
     expiries_published: BTreeSet<(Ix, EventId)>,
     /// Reference-model checks done (rotates the sample).
@@ -214,6 +222,9 @@ fn open_core(
     }
     if bug == Some(crate::store::InjectedBug::ArrivalOrderView) {
         core.inject_arrival_order_bug();
+    }
+    if bug == Some(crate::store::InjectedBug::FirstAcceptance) {
+        core.inject_first_acceptance_bug();
     }
     Ok(core)
 }
@@ -415,6 +426,8 @@ impl Sim {
             posts: Vec::new(),
             hostile_posts: Vec::new(),
             named: Vec::new(),
+            claims: Vec::new(),
+            sealed_sent: Vec::new(),
             expiries_published: BTreeSet::new(),
             reference_checks: 0,
             lamport_honest_max: 0,

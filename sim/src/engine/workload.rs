@@ -124,6 +124,11 @@ impl Sim {
 
     pub(super) fn workload_step(&mut self) -> Result<(), SimError> {
         self.stats.workload_done += 1;
+        // Drawn only when conversations are on: runs without them keep
+        // their traces.
+        if self.cfg.conversations && self.rng_work.chance(CONVERSATION_SHARE) {
+            return self.conversation_step();
+        }
         let roll = self.rng_work.below(100);
         match roll {
             0..=54 => {
