@@ -132,6 +132,10 @@ pub struct SimConfig {
     /// the checker checks them. Off by default so the pinned seeds keep
     /// their traces; `scripts/sim-soak` and the conversation tests turn it on.
     pub conversations: bool,
+    /// Give every node its own [`hearth_node::store::MemoryStore`] instead
+    /// of a compact index over one run-wide event table (same answers,
+    /// about four times the memory per stored event).
+    pub own_stores: bool,
 }
 
 impl Default for SimConfig {
@@ -172,6 +176,7 @@ impl Default for SimConfig {
             inject_bug: None,
             verify_every_copy: false,
             conversations: false,
+            own_stores: false,
         }
     }
 }
@@ -303,6 +308,9 @@ impl SimConfig {
         }
         if self.conversations {
             cmd.push_str(" --conversations");
+        }
+        if self.own_stores {
+            cmd.push_str(" --own-stores");
         }
         match self.inject_bug {
             Some(InjectedBug::FalseDuplicate) => cmd.push_str(" --inject-bug false-duplicate"),

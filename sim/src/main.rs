@@ -82,6 +82,10 @@ struct Args {
     /// acceptances and sealed messages, each checked.
     #[arg(long)]
     conversations: bool,
+    /// Give every node its own in-memory store instead of an index over
+    /// one shared event table (same run, more memory).
+    #[arg(long)]
+    own_stores: bool,
     /// Print a progress line to stderr every 30 virtual seconds.
     #[arg(long)]
     progress: bool,
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         liveness_ms_max: args.liveness_ms_max,
         verify_every_copy: args.verify_every_copy,
         conversations: args.conversations,
+        own_stores: args.own_stores,
         inject_bug: args.inject_bug.map(|bug| match bug {
             Bug::FalseDuplicate => InjectedBug::FalseDuplicate,
             Bug::ArrivalOrderView => InjectedBug::ArrivalOrderView,

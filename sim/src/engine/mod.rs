@@ -58,7 +58,7 @@ use crate::config::{ConfigError, SimConfig, START_MS};
 use crate::reference::{PostRow, Reference, ThreadRow};
 use crate::report::{reason_class, LazySummary, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
-use crate::store::{SharedVerified, SimStore};
+use crate::store::{EventTable, SharedVerified, SimStore};
 
 pub use self::checker::{
     Violation, CLOCK_CONTAINED_MAX, REFERENCE_SAMPLE_PER_CHECK, SUMMARY_VIOLATIONS_MAX,
@@ -188,6 +188,8 @@ pub struct Sim {
     converged: bool,
     /// Decoded events shared by every core (None: each verifies its own).
     memo: Option<Arc<SharedVerified>>,
+    /// The run's event table the nodes' stores index (None: own stores).
+    table: Option<Arc<EventTable>>,
 }
 
 fn derive_seed(seed: u64, what: &str, i: u64) -> [u8; 32] {
@@ -284,6 +286,7 @@ impl Sim {
         .sign(&identities[0])?;
 
         let memo = (!cfg.verify_every_copy).then(SharedVerified::new);
+        let table = (!cfg.own_stores).then(EventTable::new);
         // Anchor 0 admits everyone but the non-member and the late joiners,
         // before the run: a late joiner is invited when it first starts.
         let open = |i: Ix, store: SimStore| {
@@ -298,7 +301,7 @@ impl Sim {
                 cfg.inject_bug,
             )
         };
-        let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
+        let mut anchor0 = open(0, SimStore::new(ids[0], None, table.as_ref()))?;
         let mut admissions = Vec::new();
         for (i, id) in ids.iter().enumerate().skip(cfg.anchors) {
             if (i >= n && !advs[i - n].kind.admitted()) || late.contains(&i) {
@@ -329,11 +332,11 @@ impl Sim {
             let skew =
                 rng_net.between(0, 2 * cfg.clock_skew_ms_max) as i64 - cfg.clock_skew_ms_max as i64;
             let (core, parked) = if late.contains(&i) {
-                (None, Some(SimStore::new(ids[i], bug)))
+                (None, Some(SimStore::new(ids[i], bug, table.as_ref())))
             } else if i == 0 {
                 (anchor0.take(), None)
             } else {
-                let mut node = open(i, SimStore::new(ids[i], bug))?;
+                let mut node = open(i, SimStore::new(ids[i], bug, table.as_ref()))?;
                 for ev in &admissions {
                     // Preloaded: the founding history every invited device
                     // carries. Verified once, when anchor 0 signed it.
@@ -441,6 +444,7 @@ impl Sim {
             converge_ms: None,
             converged: false,
             memo,
+            table,
             cfg,
         };
         for i in 0..n {
