@@ -327,7 +327,7 @@ pub const CLOCK_SKEW_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 
 /// Most honest nodes in one run: memory and the all-pairs checks are sized
 /// for this.
-pub const NODES_MAX: usize = 5_000;
+pub const NODES_MAX: usize = 10_000;
 
 /// A configuration value that breaks a rule, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

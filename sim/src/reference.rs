@@ -309,6 +309,9 @@ pub struct Reference {
     settings: CommunitySettings,
     vouched: BTreeSet<NodeId>,
     posts: BTreeMap<PostKey, PostRow>,
+    /// Every post with a conversation, derived once (a final check
+    /// compares a thousand nodes with one model).
+    threads: BTreeMap<EventRef, ThreadRow>,
     events: usize,
 }
 
@@ -332,6 +335,7 @@ impl Reference {
             settings,
             vouched,
             posts: BTreeMap::new(),
+            threads: BTreeMap::new(),
             events: events.len(),
         };
         let names: Vec<Name> = model.fold.created.keys().copied().collect();
@@ -341,6 +345,11 @@ impl Reference {
             }
         }
         model.apply_bound();
+        model.threads = model
+            .conversation_posts()
+            .into_iter()
+            .map(|p| (p, model.derive_thread(&p)))
+            .collect();
         model
     }
 
@@ -392,8 +401,13 @@ impl Reference {
         self.fold.accepted.get(post).copied()
     }
 
-    /// What `post`'s conversation shows (see [`ThreadRow`]).
-    pub fn thread(&self, post: &EventRef) -> ThreadRow {
+    /// What `post`'s conversation shows (see [`ThreadRow`]), derived.
+    /// Each post with a conversation and what its thread shows.
+    pub fn threads(&self) -> &BTreeMap<EventRef, ThreadRow> {
+        &self.threads
+    }
+
+    fn derive_thread(&self, post: &EventRef) -> ThreadRow {
         let f = &self.fold;
         let replies: Vec<(EventKey, NodeId, ())> = f
             .replies

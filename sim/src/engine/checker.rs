@@ -443,10 +443,9 @@ impl Sim {
         // Conversations: each thread (replies, claims, withdrawn and
         // accepted marks, the accepted claim: who fulfilled the post).
         let conversations = &core.views().conversations;
-        for post in model.conversation_posts() {
-            let got = ThreadRow::of_core(&conversations.thread(&post, membership));
-            let want = model.thread(&post);
-            if got != want && problems.len() < MISMATCH_DETAIL_MAX {
+        for (post, want) in model.threads() {
+            let got = ThreadRow::of_core(&conversations.thread(post, membership));
+            if got != *want && problems.len() < MISMATCH_DETAIL_MAX {
                 problems.push(format!(
                     "thread of {}/{}: view {got:?}, model {want:?}",
                     post.author, post.id

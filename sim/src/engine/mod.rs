@@ -68,6 +68,7 @@ pub use self::conversations::{CLAIMS_TRACKED_MAX, SEALED_AUDIT_MAX};
 pub use self::faults::Fault;
 pub use self::network::SEEN_ENTRIES_MAX;
 pub use self::queue::QUEUE_ENTRIES_MAX;
+pub use self::workload::SETTINGS_SIGNED_MAX;
 use self::{
     adversary::*, checker::*, conversations::*, network::*, queue::*, sync::*, workload::*,
 };
