@@ -17,6 +17,8 @@ enum Bug {
     FalseDuplicate,
     /// Every node's marketplace view shows the update applied last, not the latest.
     ArrivalOrderView,
+    /// Every node's conversations view keeps a post's first acceptance, not the highest.
+    FirstAcceptance,
 }
 
 /// Deterministic multi-node simulation of a HearthNet community.
@@ -76,6 +78,14 @@ struct Args {
     /// slower, more memory).
     #[arg(long)]
     verify_every_copy: bool,
+    /// Add conversations to the workload: replies, claims, withdrawals,
+    /// acceptances and sealed messages, each checked.
+    #[arg(long)]
+    conversations: bool,
+    /// Give every node its own in-memory store instead of an index over
+    /// one shared event table (same run, more memory).
+    #[arg(long)]
+    own_stores: bool,
     /// Print a progress line to stderr every 30 virtual seconds.
     #[arg(long)]
     progress: bool,
@@ -118,9 +128,12 @@ fn main() -> ExitCode {
         bandwidth_bytes_per_s: args.bandwidth,
         liveness_ms_max: args.liveness_ms_max,
         verify_every_copy: args.verify_every_copy,
+        conversations: args.conversations,
+        own_stores: args.own_stores,
         inject_bug: args.inject_bug.map(|bug| match bug {
             Bug::FalseDuplicate => InjectedBug::FalseDuplicate,
             Bug::ArrivalOrderView => InjectedBug::ArrivalOrderView,
+            Bug::FirstAcceptance => InjectedBug::FirstAcceptance,
         }),
         ..SimConfig::default()
     };

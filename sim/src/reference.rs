@@ -35,11 +35,71 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use hearth_node::core::views::conversations::Thread;
 use hearth_node::core::views::market::{Post, PostKey};
 use hearth_proto::{
-    CommunitySettings, EventId, EventKey, ExpiryReason, Level, NodeId, Payload, PostContent,
-    VerifiedEvent,
+    CommunitySettings, EventId, EventKey, EventRef, ExpiryReason, Level, NodeId, Payload,
+    PostContent, VerifiedEvent,
 };
+
+/// Conversation bounds (docs/decisions.md, "Conversations"), written out
+/// here rather than imported, so a wrong bound in the view is a mismatch:
+/// of one author's replies under a post the lowest 20 keys count, a post
+/// shows the lowest 200 counting replies of active authors; claims 4 and 100.
+const REPLIES_PER_AUTHOR: usize = 20;
+const REPLIES_PER_POST: usize = 200;
+const CLAIMS_PER_AUTHOR: usize = 4;
+const CLAIMS_PER_POST: usize = 100;
+
+/// What the model says a post's conversation shows: reply keys, claims as
+/// (key, withdrawn, accepted), and the accepted claim. Compared with
+/// [`ThreadRow::of_core`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadRow {
+    pub replies: Vec<EventKey>,
+    pub claims: Vec<(EventKey, bool, bool)>,
+    /// The winning acceptance event and the claim it accepts.
+    pub accepted: Option<(EventKey, EventRef)>,
+}
+
+impl ThreadRow {
+    /// The same fields, read from the core's thread.
+    pub fn of_core(t: &Thread) -> ThreadRow {
+        ThreadRow {
+            replies: t.replies.iter().map(|r| r.key).collect(),
+            claims: t
+                .claims
+                .iter()
+                .map(|c| (c.claim.key, c.withdrawn, c.accepted))
+                .collect(),
+            accepted: t.accepted.map(|a| (a.key, a.claim)),
+        }
+    }
+}
+
+/// Of `items` (key, author, ..) in key order: each author's first
+/// `per_author`, then of those by active authors the first `per_post`.
+fn bounded<T: Copy>(
+    items: &[(EventKey, NodeId, T)],
+    per_author: usize,
+    per_post: usize,
+    active: impl Fn(&NodeId) -> bool,
+) -> Vec<(EventKey, NodeId, T)> {
+    let mut count: BTreeMap<NodeId, usize> = BTreeMap::new();
+    let mut out: Vec<(EventKey, NodeId, T)> = Vec::new();
+    let mut sorted = items.to_vec();
+    sorted.sort_by_key(|x| x.0);
+    sorted.dedup_by_key(|x| x.0);
+    for item in sorted {
+        let n = count.entry(item.1).or_default();
+        *n += 1;
+        if *n <= per_author && active(&item.1) {
+            out.push(item);
+        }
+    }
+    out.truncate(per_post);
+    out
+}
 
 /// The settings in force before any anchor signed some (docs/decisions.md,
 /// "Settings in force"): 30 days, 100 posts. Written out here rather than
@@ -148,6 +208,15 @@ struct Fold {
     updates: BTreeMap<Name, Vec<UpdateFact>>,
     /// Every expiry by target id, in key order: (key, by, reason).
     expiries: BTreeMap<EventId, Vec<(EventKey, NodeId, ExpiryReason)>>,
+    /// Conversations: every reply under a post, in key order (key, author).
+    replies: BTreeMap<EventRef, Vec<(EventKey, NodeId)>>,
+    /// Every claim on a post, in key order (key, author, id).
+    claims: BTreeMap<EventRef, Vec<(EventKey, NodeId, EventId)>>,
+    /// Claims withdrawn by their own author.
+    withdrawn: BTreeSet<EventRef>,
+    /// Per post, its author's acceptance with the highest key (the fold
+    /// runs in key order, so the last one written).
+    accepted: BTreeMap<EventRef, (EventKey, EventRef)>,
 }
 
 impl Fold {
@@ -194,14 +263,40 @@ impl Fold {
             Payload::Profile(p) => {
                 self.names.insert(e.author, p.name.clone());
             }
-            // Conversations (issue 14): the workload and checker for them
-            // are another change's; the market model ignores them.
-            Payload::PostReply(_)
-            | Payload::PostClaim(_)
-            | Payload::ClaimWithdrawn(_)
-            | Payload::ClaimAccepted(_)
-            | Payload::DmSealed(_)
-            | Payload::Unknown { .. } => {}
+            // Conversations (issue 14, docs/decisions.md "Conversations").
+            Payload::PostReply(r) => {
+                self.replies
+                    .entry(r.target)
+                    .or_default()
+                    .push((key, e.author));
+            }
+            Payload::PostClaim(c) => {
+                self.claims
+                    .entry(c.target)
+                    .or_default()
+                    .push((key, e.author, e.id));
+            }
+            Payload::ClaimWithdrawn(w) => {
+                // Only the claim's own author can withdraw it.
+                if w.claim.author == e.author {
+                    self.withdrawn.insert(w.claim);
+                }
+            }
+            Payload::ClaimAccepted(a) => {
+                // Only the post's author accepts; the highest key wins, and
+                // the post ends `fulfilled` as if its author expired it.
+                if a.target.author == e.author {
+                    self.accepted.insert(a.target, (key, a.claim));
+                    self.expiries.entry(a.target.id).or_default().push((
+                        key,
+                        e.author,
+                        ExpiryReason::Fulfilled,
+                    ));
+                }
+            }
+            // Sealed messages show in no public view; the checker opens
+            // them with each node's key instead.
+            Payload::DmSealed(_) | Payload::Unknown { .. } => {}
         }
     }
 }
@@ -214,6 +309,9 @@ pub struct Reference {
     settings: CommunitySettings,
     vouched: BTreeSet<NodeId>,
     posts: BTreeMap<PostKey, PostRow>,
+    /// Every post with a conversation, derived once (a final check
+    /// compares a thousand nodes with one model).
+    threads: BTreeMap<EventRef, ThreadRow>,
     events: usize,
 }
 
@@ -237,6 +335,7 @@ impl Reference {
             settings,
             vouched,
             posts: BTreeMap::new(),
+            threads: BTreeMap::new(),
             events: events.len(),
         };
         let names: Vec<Name> = model.fold.created.keys().copied().collect();
@@ -246,6 +345,11 @@ impl Reference {
             }
         }
         model.apply_bound();
+        model.threads = model
+            .conversation_posts()
+            .into_iter()
+            .map(|p| (p, model.derive_thread(&p)))
+            .collect();
         model
     }
 
@@ -278,6 +382,64 @@ impl Reference {
     /// with the genesis name.
     pub fn settings(&self) -> &CommunitySettings {
         &self.settings
+    }
+
+    /// Posts with any conversation fact (a reply, claim or acceptance).
+    pub fn conversation_posts(&self) -> BTreeSet<EventRef> {
+        let f = &self.fold;
+        f.replies
+            .keys()
+            .chain(f.claims.keys())
+            .chain(f.accepted.keys())
+            .copied()
+            .collect()
+    }
+
+    /// The accepted claim of `post`: its author's acceptance with the
+    /// highest `(lamport, hash)`.
+    pub fn accepted(&self, post: &EventRef) -> Option<(EventKey, EventRef)> {
+        self.fold.accepted.get(post).copied()
+    }
+
+    /// What `post`'s conversation shows (see [`ThreadRow`]), derived.
+    /// Each post with a conversation and what its thread shows.
+    pub fn threads(&self) -> &BTreeMap<EventRef, ThreadRow> {
+        &self.threads
+    }
+
+    fn derive_thread(&self, post: &EventRef) -> ThreadRow {
+        let f = &self.fold;
+        let replies: Vec<(EventKey, NodeId, ())> = f
+            .replies
+            .get(post)
+            .into_iter()
+            .flatten()
+            .map(|(k, a)| (*k, *a, ()))
+            .collect();
+        let claims = f.claims.get(post).map(Vec::as_slice).unwrap_or_default();
+        let accepted = self.accepted(post);
+        ThreadRow {
+            replies: bounded(&replies, REPLIES_PER_AUTHOR, REPLIES_PER_POST, |a| {
+                self.active(a)
+            })
+            .into_iter()
+            .map(|r| r.0)
+            .collect(),
+            claims: bounded(claims, CLAIMS_PER_AUTHOR, CLAIMS_PER_POST, |a| {
+                self.active(a)
+            })
+            .into_iter()
+            .map(|(key, author, id)| {
+                let claim = EventRef { author, id };
+                (
+                    key,
+                    f.withdrawn.contains(&claim),
+                    accepted.is_some_and(|(_, c)| c == claim),
+                )
+            })
+            .collect(),
+            accepted,
+        }
     }
 
     /// Display names shown: the latest profile of each author who is active

@@ -40,3 +40,25 @@ fn shared_verification_changes_nothing() {
     assert!(shared.rejected.keys().any(|r| r.contains("signature")));
     assert_eq!(shared, every_copy);
 }
+
+/// Indexing one run-wide event table instead of a store per node is only
+/// a memory saving: every node on its own `MemoryStore` gives the very same
+/// run, faults, crashes (what a hard crash keeps) and conversations included.
+#[test]
+fn shared_event_table_changes_nothing() {
+    for seed in [12, 13] {
+        let cfg = SimConfig {
+            conversations: true,
+            ..small(seed)
+        };
+        let compact = run(cfg.clone()).unwrap();
+        let own = run(SimConfig {
+            own_stores: true,
+            ..cfg
+        })
+        .unwrap();
+        assert!(compact.ok(), "{compact:?}");
+        assert!(compact.crashes > 0, "{compact:?}");
+        assert_eq!(compact, own);
+    }
+}

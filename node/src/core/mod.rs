@@ -212,6 +212,32 @@ impl<S: EventStore> Node<S> {
         self.log.views_mut().market.inject_arrival_order_bug();
     }
 
+    /// Test-only (`fault-injection`): a DELIBERATE BUG that makes the
+    /// conversations view keep the first acceptance of a post it applied
+    /// instead of the highest `(lamport, hash)`, so the accepted claim
+    /// depends on arrival order. The simulator's checker must catch it.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_first_acceptance_bug(&mut self) {
+        self.log
+            .views_mut()
+            .conversations
+            .inject_first_acceptance_bug();
+    }
+
+    /// Test-only (`fault-injection`): publishes `payload` as this node's
+    /// event without a service's checks, for what the simulator's workload
+    /// needs and no capability offers (a claim withdrawal; an author's
+    /// second acceptance of one post, as from a second device): valid
+    /// events the view rules must handle.
+    #[cfg(feature = "fault-injection")]
+    pub fn publish_unchecked(
+        &mut self,
+        now_ms: u64,
+        payload: hearth_proto::Payload,
+    ) -> Result<VerifiedEvent, log::AppendError> {
+        self.publish(now_ms, payload)
+    }
+
     /// How the views were rebuilt when the node opened.
     pub fn replay_report(&self) -> ReplayReport {
         self.replay

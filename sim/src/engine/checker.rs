@@ -64,6 +64,15 @@ pub enum Violation {
     /// every (non-bomb) event it already held: its clock did not follow
     /// what it received, so its updates can sort below what they replace.
     LamportNotAdvanced { node: Ix, lamport: u64, seen: u64 },
+    /// A sealed message its recipient cannot read (or whose text is not
+    /// what was sent, or that its inbox does not show).
+    SealedUnreadable {
+        node: Ix,
+        hash: EventHash,
+        why: String,
+    },
+    /// A sealed message opened with the key of a node it was not sent to.
+    SealedReadable { node: Ix, hash: EventHash },
     /// A sync reported complete while one side still lacked `missing`
     /// events the other held when it started.
     SyncIncomplete {
@@ -125,6 +134,12 @@ impl std::fmt::Display for Violation {
                 f,
                 "node {node} published at Lamport {lamport} after holding an event at {seen}"
             ),
+            Violation::SealedUnreadable { node, hash, why } => {
+                write!(f, "node {node} cannot read sealed message {hash} sent to it: {why}")
+            }
+            Violation::SealedReadable { node, hash } => {
+                write!(f, "node {node} opened sealed message {hash} not sent to it")
+            }
             Violation::SyncIncomplete {
                 initiator,
                 responder,
@@ -425,6 +440,18 @@ impl Sim {
                 ));
             }
         }
+        // Conversations: each thread (replies, claims, withdrawn and
+        // accepted marks, the accepted claim: who fulfilled the post).
+        let conversations = &core.views().conversations;
+        for (post, want) in model.threads() {
+            let got = ThreadRow::of_core(&conversations.thread(post, membership));
+            if got != *want && problems.len() < MISMATCH_DETAIL_MAX {
+                problems.push(format!(
+                    "thread of {}/{}: view {got:?}, model {want:?}",
+                    post.author, post.id
+                ));
+            }
+        }
         let listed: Vec<_> = market.all_active(now).map(|p| p.key()).collect();
         if listed != model.listed(now) {
             problems.push(format!(
@@ -588,6 +615,9 @@ impl Sim {
             for author in bad {
                 self.violation(Violation::InactiveAuthorShown { node: i, author });
             }
+        }
+        if self.cfg.conversations {
+            self.check_sealed();
         }
         // Incremental == snapshot restore == full replay, on a sample.
         let n = self.slots.len();

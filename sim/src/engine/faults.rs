@@ -121,7 +121,7 @@ impl Sim {
         let store = self.slots[i]
             .parked
             .take()
-            .unwrap_or_else(|| SimStore::new(self.ids[i], bug));
+            .unwrap_or_else(|| SimStore::new(self.ids[i], bug, self.table.as_ref()));
         let incarnation = self.slots[i].incarnation;
         let seed = seed_u64(
             self.cfg.seed,

@@ -24,11 +24,12 @@
 //! verifying every copy gives the same trace.
 //!
 //! Each concept is one module: [`queue`], [`network`], [`sync`], [`faults`],
-//! [`adversary`], [`workload`] and [`checker`]; this one holds the [`Sim`]
+//! [`adversary`], [`workload`], [`conversations`] and [`checker`]; this one holds the [`Sim`]
 //! itself, its construction, the run loop and the summary.
 
 mod adversary;
 mod checker;
+mod conversations;
 mod faults;
 mod network;
 mod queue;
@@ -54,19 +55,23 @@ use hearth_proto::{
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, SimConfig, START_MS};
-use crate::reference::{PostRow, Reference};
+use crate::reference::{PostRow, Reference, ThreadRow};
 use crate::report::{reason_class, LazySummary, Percentiles, Stats, Summary, SyncSummary};
 use crate::rng::SimRng;
-use crate::store::{SharedVerified, SimStore};
+use crate::store::{EventTable, SharedVerified, SimStore};
 
 pub use self::checker::{
     Violation, CLOCK_CONTAINED_MAX, REFERENCE_SAMPLE_PER_CHECK, SUMMARY_VIOLATIONS_MAX,
     SYNC_AUDIT_EVERY, SYNC_AUDIT_NODES_MAX, VIOLATIONS_MAX,
 };
+pub use self::conversations::{CLAIMS_TRACKED_MAX, SEALED_AUDIT_MAX};
 pub use self::faults::Fault;
 pub use self::network::SEEN_ENTRIES_MAX;
 pub use self::queue::QUEUE_ENTRIES_MAX;
-use self::{adversary::*, checker::*, network::*, queue::*, sync::*, workload::*};
+pub use self::workload::SETTINGS_SIGNED_MAX;
+use self::{
+    adversary::*, checker::*, conversations::*, network::*, queue::*, sync::*, workload::*,
+};
 
 /// A node's index: honest nodes first, then adversaries.
 pub type Ix = usize;
@@ -160,6 +165,10 @@ pub struct Sim {
     /// Honest non-anchors that set a display name, for the workload to
     /// remove now and then. At most one entry per node.
     named: Vec<Ix>,
+    /// Claims the workload made (at most [`CLAIMS_TRACKED_MAX`]).
+    claims: Vec<ClaimMade>,
+    /// Sealed messages the final checks open (at most [`SEALED_AUDIT_MAX`]).
+    sealed_sent: Vec<SealedSent>,
     /// Posts each honest node has expired: a second expiry is a bug.
     expiries_published: BTreeSet<(Ix, EventId)>,
     /// Reference-model checks done (rotates the sample).
@@ -180,6 +189,8 @@ pub struct Sim {
     converged: bool,
     /// Decoded events shared by every core (None: each verifies its own).
     memo: Option<Arc<SharedVerified>>,
+    /// The run's event table the nodes' stores index (None: own stores).
+    table: Option<Arc<EventTable>>,
 }
 
 fn derive_seed(seed: u64, what: &str, i: u64) -> [u8; 32] {
@@ -214,6 +225,9 @@ fn open_core(
     }
     if bug == Some(crate::store::InjectedBug::ArrivalOrderView) {
         core.inject_arrival_order_bug();
+    }
+    if bug == Some(crate::store::InjectedBug::FirstAcceptance) {
+        core.inject_first_acceptance_bug();
     }
     Ok(core)
 }
@@ -273,6 +287,7 @@ impl Sim {
         .sign(&identities[0])?;
 
         let memo = (!cfg.verify_every_copy).then(SharedVerified::new);
+        let table = (!cfg.own_stores).then(EventTable::new);
         // Anchor 0 admits everyone but the non-member and the late joiners,
         // before the run: a late joiner is invited when it first starts.
         let open = |i: Ix, store: SimStore| {
@@ -287,7 +302,7 @@ impl Sim {
                 cfg.inject_bug,
             )
         };
-        let mut anchor0 = open(0, SimStore::new(ids[0], None))?;
+        let mut anchor0 = open(0, SimStore::new(ids[0], None, table.as_ref()))?;
         let mut admissions = Vec::new();
         for (i, id) in ids.iter().enumerate().skip(cfg.anchors) {
             if (i >= n && !advs[i - n].kind.admitted()) || late.contains(&i) {
@@ -318,11 +333,11 @@ impl Sim {
             let skew =
                 rng_net.between(0, 2 * cfg.clock_skew_ms_max) as i64 - cfg.clock_skew_ms_max as i64;
             let (core, parked) = if late.contains(&i) {
-                (None, Some(SimStore::new(ids[i], bug)))
+                (None, Some(SimStore::new(ids[i], bug, table.as_ref())))
             } else if i == 0 {
                 (anchor0.take(), None)
             } else {
-                let mut node = open(i, SimStore::new(ids[i], bug))?;
+                let mut node = open(i, SimStore::new(ids[i], bug, table.as_ref()))?;
                 for ev in &admissions {
                     // Preloaded: the founding history every invited device
                     // carries. Verified once, when anchor 0 signed it.
@@ -415,6 +430,8 @@ impl Sim {
             posts: Vec::new(),
             hostile_posts: Vec::new(),
             named: Vec::new(),
+            claims: Vec::new(),
+            sealed_sent: Vec::new(),
             expiries_published: BTreeSet::new(),
             reference_checks: 0,
             lamport_honest_max: 0,
@@ -428,6 +445,7 @@ impl Sim {
             converge_ms: None,
             converged: false,
             memo,
+            table,
             cfg,
         };
         for i in 0..n {

@@ -8,6 +8,16 @@ use super::*;
 /// within a short run (the flooder alone posts more than any of these).
 pub(super) const SETTINGS_CHOICES: [(u64, u64); 4] = [(86_400, 5), (3_600, 10), (600, 3), (120, 2)];
 
+/// Community settings the anchors sign in one run at most. Settings are an
+/// anchor's rare, deliberate act, and every node's market view re-derives
+/// every post when they change (core/views/market.rs): at 4% of a 10,000-
+/// action soak's actions (about 370 changes) that re-derivation was half
+/// the soak's CPU, a cost no real community pays. Forty changes still make
+/// settings race between the two anchors many times per run; runs of up
+/// to about 1,000 actions never reach the bound, so their traces are as
+/// before.
+pub const SETTINGS_SIGNED_MAX: u64 = 40;
+
 pub(super) const TAGS: [&str; 8] = [
     "tools", "garden", "food", "kids", "repair", "lift", "books", "power",
 ];
@@ -124,6 +134,11 @@ impl Sim {
 
     pub(super) fn workload_step(&mut self) -> Result<(), SimError> {
         self.stats.workload_done += 1;
+        // Drawn only when conversations are on: runs without them keep
+        // their traces.
+        if self.cfg.conversations && self.rng_work.chance(CONVERSATION_SHARE) {
+            return self.conversation_step();
+        }
         let roll = self.rng_work.below(100);
         match roll {
             0..=54 => {
@@ -264,6 +279,10 @@ impl Sim {
     /// An anchor signs new settings: the next of [`SETTINGS_CHOICES`] (by
     /// a draw) and a new name. Both anchors do this, so settings race.
     pub(super) fn settings_step(&mut self) -> Result<(), SimError> {
+        let signed = self.stats.rules_done.get("settings signed").copied();
+        if signed.unwrap_or(0) >= SETTINGS_SIGNED_MAX {
+            return Ok(());
+        }
         let a = self.rng_work.index(self.cfg.anchors);
         let (ttl, max) = SETTINGS_CHOICES[self.rng_work.index(SETTINGS_CHOICES.len())];
         let name = format!("hearth-sim {}", self.stats.workload_done);

@@ -197,6 +197,10 @@ pub enum ConversationChange {
 #[derive(Debug, Clone, Default)]
 pub struct ConversationsView {
     facts: Facts,
+    /// DELIBERATE BUG, for the simulator's tests only (`fault-injection`):
+    /// keep a post's first applied acceptance, not the highest key.
+    #[cfg(feature = "fault-injection")]
+    first_acceptance_bug: bool,
 }
 
 /// Inserts `value` and keeps the `max` lowest keys; returns whether it stayed.
@@ -210,7 +214,19 @@ fn insert_lowest<V>(map: &mut BTreeMap<EventKey, V>, key: EventKey, value: V, ma
 
 impl ConversationsView {
     pub fn reset(&mut self) {
+        #[cfg(feature = "fault-injection")]
+        let bug = self.first_acceptance_bug;
         *self = ConversationsView::default();
+        #[cfg(feature = "fault-injection")]
+        {
+            self.first_acceptance_bug = bug;
+        }
+    }
+
+    /// Turns on the deliberate first-acceptance bug (see its field).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_first_acceptance_bug(&mut self) {
+        self.first_acceptance_bug = true;
     }
 
     /// Records one logged event's facts. Nothing is derived here: the
@@ -294,8 +310,12 @@ impl ConversationsView {
                     key,
                     claim: a.claim,
                 };
+                #[cfg(feature = "fault-injection")]
+                let first_wins = self.first_acceptance_bug;
+                #[cfg(not(feature = "fault-injection"))]
+                let first_wins = false;
                 let latest = self.facts.accepted.entry(a.target).or_insert(new);
-                if latest.key < key {
+                if latest.key < key && !first_wins {
                     *latest = new;
                 }
                 (latest.key == key).then_some(ConversationChange::Accepted {
