@@ -492,6 +492,7 @@ fn sealed_message_log_cost_per_100_characters() {
 fn only_message_from(node: &Node<MemoryStore>, from: &Identity) -> (Option<String>, String) {
     let got = node
         .conversation_get(
+            NOW,
             Caller::Local,
             GetParams {
                 post: None,

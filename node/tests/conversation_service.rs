@@ -10,7 +10,7 @@ use common::*;
 use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::services::conversations::{
     AcceptParams, ClaimParams, ConversationKind, ConversationView, DmSendParams, GetParams,
-    MarkReadParams, NoInbox, ReplyParams, WithdrawParams,
+    MarkReadParams, NoInbox, ReplyParams, WithdrawParams, THREAD_RETENTION_MS,
 };
 use hearth_node::core::services::market::PostParams;
 use hearth_node::core::views::PostKey;
@@ -136,6 +136,7 @@ fn claim_accept_fulfils_on_every_node() {
         assert_eq!(p.expired.as_ref().unwrap().reason, ExpiryReason::Fulfilled);
         match node
             .conversation_get(
+                NOW,
                 Caller::Local,
                 GetParams {
                     post: Some(post),
@@ -178,6 +179,7 @@ fn sealed_messages_stored_everywhere_readable_by_recipient_only() {
     let written = t.deliver(1, &[2]);
     let messages = |node: &Node<MemoryStore>, with: &Identity| match node
         .conversation_get(
+            NOW,
             Caller::Local,
             GetParams {
                 post: None,
@@ -231,7 +233,7 @@ fn sealed_messages_stored_everywhere_readable_by_recipient_only() {
         "a sent box opens only for its recipient"
     );
     assert_eq!(at_b[1].body.as_deref(), Some("Ja, komm vorbei."));
-    let list = t.nodes[0].conversation_list(Caller::Local).unwrap();
+    let list = t.nodes[0].conversation_list(NOW, Caller::Local).unwrap();
     assert_eq!(list.conversations.len(), 1);
     assert_eq!(
         (list.conversations[0].received, list.conversations[0].sent),
@@ -320,6 +322,7 @@ fn bad_requests_are_refused_and_write_nothing() {
     assert_eq!(err.code, ErrorCode::BadRequest);
     let err = t.nodes[0]
         .conversation_get(
+            NOW,
             Caller::Remote(t.c.node_id()),
             GetParams {
                 post: None,
@@ -329,7 +332,7 @@ fn bad_requests_are_refused_and_write_nothing() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unauthorized);
     let err = t.nodes[0]
-        .conversation_list(Caller::Remote(t.c.node_id()))
+        .conversation_list(NOW, Caller::Remote(t.c.node_id()))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unauthorized);
     let after: Vec<u64> = t.nodes.iter().map(|n| n.log().store().len()).collect();
@@ -466,6 +469,7 @@ fn inbox_counts_unread_and_keeps_sent_texts() {
 
     let mine = t.nodes[1]
         .conversation_get_with(
+            NOW,
             Caller::Local,
             GetParams {
                 post: None,
@@ -486,7 +490,7 @@ fn inbox_counts_unread_and_keeps_sent_texts() {
     assert!(messages.iter().all(|m| m.outgoing && m.read));
 
     let list = t.nodes[0]
-        .conversation_list_with(Caller::Local, &a_inbox)
+        .conversation_list_with(NOW, Caller::Local, &a_inbox)
         .unwrap();
     let dm_entry = list
         .conversations
@@ -522,7 +526,7 @@ fn inbox_counts_unread_and_keeps_sent_texts() {
         t.nodes[0].log_mut().append_received(e).unwrap();
     }
     let list = t.nodes[0]
-        .conversation_list_with(Caller::Local, &a_inbox)
+        .conversation_list_with(NOW, Caller::Local, &a_inbox)
         .unwrap();
     let dm_entry = list
         .conversations
@@ -567,4 +571,76 @@ fn inbox_counts_unread_and_keeps_sent_texts() {
         )
         .unwrap_err();
     assert_eq!(remote.code, ErrorCode::Unauthorized);
+}
+
+/// Retention: once a post ended, its participants (its author and whoever
+/// replied) still read the thread's texts until the end plus
+/// `THREAD_RETENTION_MS`, counted from the expiry event's own time; a
+/// member who took no part gets the thread without texts at once, and
+/// after the period nobody gets them. The replies stay listed and the
+/// answer is the same on every node with the same events and `now`.
+#[test]
+fn ended_thread_texts_kept_for_participants_then_withheld() {
+    let mut t = Three::new();
+    let post = t.offer();
+    t.nodes[1]
+        .market_reply(
+            NOW,
+            Caller::Local,
+            ReplyParams {
+                post,
+                body: "Ich komme morgen".into(),
+            },
+        )
+        .unwrap();
+    t.deliver(1, &[0, 2]);
+    let ended = NOW + 1_000;
+    t.nodes[0]
+        .market_expire(
+            ended,
+            Caller::Local,
+            hearth_node::core::services::market::ExpireParams {
+                id: post.id,
+                author: None,
+                reason: ExpiryReason::Fulfilled,
+            },
+        )
+        .unwrap();
+    t.deliver(0, &[1, 2]);
+    let get = |node: &Node<MemoryStore>, now: u64| match node
+        .conversation_get(
+            now,
+            Caller::Local,
+            GetParams {
+                post: Some(post),
+                with: None,
+            },
+        )
+        .unwrap()
+    {
+        ConversationView::Thread {
+            thread,
+            readable_until,
+            withheld,
+            ..
+        } => (thread.replies[0].body.clone(), readable_until, withheld),
+        other => panic!("a thread, got {other:?}"),
+    };
+    let until = ended + THREAD_RETENTION_MS;
+    let during = ended + 10;
+    assert_eq!(
+        get(&t.nodes[0], during),
+        ("Ich komme morgen".to_owned(), Some(until), false),
+        "the author reads it"
+    );
+    assert_eq!(get(&t.nodes[1], during).0, "Ich komme morgen", "so does B");
+    assert_eq!(
+        get(&t.nodes[2], during),
+        (String::new(), Some(until), true),
+        "C took no part"
+    );
+    for node in &t.nodes {
+        assert_eq!(get(node, until), (String::new(), Some(until), true));
+        assert_eq!(get(node, until - 1).2, node.node_id() == t.c.node_id());
+    }
 }

@@ -382,8 +382,14 @@ pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
         );
     }
     ctx.dir.write_genesis(&genesis)?;
-    let mut node = Node::new(identity, &genesis.event, store, config, crate::cli::data_dir::os_rng_seed())
-        .context("cannot open the new community's log")?;
+    let mut node = Node::new(
+        identity,
+        &genesis.event,
+        store,
+        config,
+        crate::cli::data_dir::os_rng_seed(),
+    )
+    .context("cannot open the new community's log")?;
     node.shutdown()
         .context("cannot write the new community's log")?;
     let report = Created {
