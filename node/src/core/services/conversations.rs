@@ -337,7 +337,8 @@ pub struct ConversationList {
 pub enum ConversationView {
     Thread {
         post: EventRef,
-        thread: Thread,
+        /// Boxed: a thread is far larger than the other variant.
+        thread: Box<Thread>,
         /// The accepted claim's author, when the post ended that way.
         fulfilled_by: Option<NodeId>,
         /// For an ended post: until when (Unix ms) its participants may
@@ -546,10 +547,10 @@ impl<S: EventStore> Node<S> {
             .views()
             .conversations
             .thread(&p.post, &self.views().membership);
-        let mine = thread.claims.iter().filter(|c| c.claim.author == me);
+        let mut mine = thread.claims.iter().filter(|c| c.claim.author == me);
         let claim = match p.claim {
-            Some(id) => mine.filter(|c| c.claim.id == id).last(),
-            None => mine.filter(|c| !c.withdrawn).last(),
+            Some(id) => mine.rfind(|c| c.claim.id == id),
+            None => mine.rfind(|c| !c.withdrawn),
         }
         .ok_or_else(|| {
             BusError::not_found(format!(
@@ -798,7 +799,7 @@ impl<S: EventStore> Node<S> {
                 }
                 Ok(ConversationView::Thread {
                     post,
-                    thread,
+                    thread: Box::new(thread),
                     fulfilled_by,
                     readable_until,
                     withheld,
