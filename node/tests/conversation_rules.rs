@@ -565,3 +565,70 @@ fn box_signed_by_someone_other_than_its_event_author_is_refused() {
     assert_eq!(body, None);
     assert!(error.contains("signed by"), "{error}");
 }
+
+/// What an event changed, as the node reports it to its driver.
+fn changes_of(
+    node: &mut Node<MemoryStore>,
+    e: &VerifiedEvent,
+) -> Vec<hearth_node::core::views::ViewChange> {
+    node.receive(e.bytes(), hearth_node::core::Source::File)
+        .unwrap();
+    std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| match o {
+            hearth_node::core::Output::ViewChanged(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The live events come from what the view kept and shows: a reply and a
+/// claim report themselves, the author's acceptance reports
+/// `Accepted` (beside the post's expiry), and a non-author's acceptance
+/// or a removed member's reply report nothing.
+#[test]
+fn conversation_changes_report_only_what_shows() {
+    use hearth_node::core::views::conversations::{ClaimStatus, ConversationChange};
+    use hearth_node::core::views::ViewChange;
+    let w = World::new();
+    let mut node = w.node(&w.c, &w.base());
+    let conv = |changes: Vec<ViewChange>| -> Vec<ConversationChange> {
+        changes
+            .into_iter()
+            .filter_map(|c| match c {
+                ViewChange::Conversation(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let reply = w.reply(&w.b, 5, 200, w.offer());
+    assert!(matches!(
+        conv(changes_of(&mut node, &reply))[..],
+        [ConversationChange::Reply { author, .. }] if author == w.b.node_id()
+    ));
+    let claim = w.claim(&w.b, 6, 201);
+    assert!(matches!(
+        conv(changes_of(&mut node, &claim))[..],
+        [ConversationChange::Claim {
+            state: ClaimStatus::Open,
+            ..
+        }]
+    ));
+    let by_c = w.accept(&w.c, 7, 202, World::claim_ref(&w.b, 201));
+    assert!(changes_of(&mut node, &by_c).is_empty(), "not the author's");
+    let by_a = w.accept(&w.a, 8, 203, World::claim_ref(&w.b, 201));
+    let changes = changes_of(&mut node, &by_a);
+    assert!(conv(changes.clone()).iter().any(
+        |c| matches!(c, ConversationChange::Accepted { claim, .. } if claim.author == w.b.node_id())
+    ));
+    assert!(
+        changes.iter().any(|c| matches!(c, ViewChange::Post { .. })),
+        "the post ended"
+    );
+    let removed = w.f.member_set(&w.f.anchor, 9, &w.b, Level::Removed);
+    changes_of(&mut node, &removed);
+    let hidden = w.reply(&w.b, 10, 204, w.offer());
+    assert!(
+        conv(changes_of(&mut node, &hidden)).is_empty(),
+        "B was removed"
+    );
+}
