@@ -6,13 +6,15 @@
 mod common;
 
 use common::*;
+use hearth_node::core::bus::Caller;
+use hearth_node::core::services::conversations::{ConversationView, GetParams};
 use hearth_node::core::views::conversations::{
     CLAIMS_PER_AUTHOR_PER_POST_MAX, REPLIES_PER_AUTHOR_PER_POST_MAX,
 };
 use hearth_node::core::views::Views;
 use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
-use hearth_proto::sealed::{open, seal, DirectMessage, OpenError};
+use hearth_proto::sealed::{open, seal, seal_signed_by, DirectMessage, OpenError};
 use hearth_proto::{
     ClaimRef, DmSealed, EventRef, ExpiryReason, Identity, Level, Payload, PostClaim, PostReply,
     VerifiedEvent,
@@ -427,10 +429,12 @@ fn truncated_sealed_box_is_stored_and_refused_on_open() {
     let cut = d.sealed[..d.sealed.len() - 10].to_vec();
     let mut node = w.node(&w.a, &w.base());
     let len = node.log().store().len();
+    let market = views(&node).market.digest();
     node.log_mut()
         .append_received(w.dm(&w.b, &w.a, 6, 201, cut.clone()))
         .unwrap();
     assert_eq!(node.log().store().len(), len + 1);
+    assert_eq!(views(&node).market.digest(), market, "no post changed");
     let v = views(&node);
     let stored: Vec<_> = v.conversations.sealed_to(w.a.node_id()).collect();
     assert_eq!(
@@ -482,4 +486,149 @@ fn sealed_message_log_cost_per_100_characters() {
     let size = event.bytes().len();
     println!("dm.sealed event with 100 characters: {size} bytes");
     assert!((560..850).contains(&size), "{size}");
+}
+
+/// The one message A's node shows from B: its text, or why it did not open.
+fn only_message_from(node: &Node<MemoryStore>, from: &Identity) -> (Option<String>, String) {
+    let got = node
+        .conversation_get(
+            NOW,
+            Caller::Local,
+            GetParams {
+                post: None,
+                with: Some(from.node_id()),
+            },
+        )
+        .unwrap();
+    let ConversationView::Messages { messages, .. } = got else {
+        panic!("messages")
+    };
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    (m.body.clone(), m.error.clone().unwrap_or_default())
+}
+
+/// A box for A whose inner signature is by another key than its stated
+/// sender (B's event, `from` B, signed by C) is a valid event: stored and
+/// synced, no post or thread changes, and A's node shows it as unreadable
+/// with the reason, never its text.
+#[test]
+fn inner_signature_by_another_key_is_stored_and_refused_on_open() {
+    let w = World::new();
+    let msg = DirectMessage {
+        from: w.b.node_id(),
+        to: w.a.node_id(),
+        post: None,
+        body: "I am B, honestly".into(),
+        ts: NOW,
+    };
+    let forged = seal_signed_by(&w.c, &msg, &mut ChaCha20Rng::seed_from_u64(9)).unwrap();
+    let mut node = w.node(&w.a, &w.base());
+    let (len, market) = (node.log().store().len(), views(&node).market.digest());
+    let thread = {
+        let v = views(&node);
+        v.conversations.thread(&w.offer(), &v.membership)
+    };
+    node.log_mut()
+        .append_received(w.dm(&w.b, &w.a, 5, 200, forged))
+        .unwrap();
+    assert_eq!(node.log().store().len(), len + 1, "stored");
+    assert_eq!(views(&node).market.digest(), market);
+    let v = views(&node);
+    assert_eq!(v.conversations.thread(&w.offer(), &v.membership), thread);
+    let (body, error) = only_message_from(&node, &w.b);
+    assert_eq!(body, None);
+    assert!(error.contains("inner signature"), "{error}");
+}
+
+/// A box that C sealed and signed as itself, but published in an event by
+/// B, is refused on open: the envelope's author and the signed sender must
+/// agree, or B could pass off C's words as its own.
+#[test]
+fn box_signed_by_someone_other_than_its_event_author_is_refused() {
+    let w = World::new();
+    let msg = DirectMessage {
+        from: w.c.node_id(),
+        to: w.a.node_id(),
+        post: None,
+        body: "C wrote this".into(),
+        ts: NOW,
+    };
+    let sealed_by_c = seal(&w.c, &msg, &mut ChaCha20Rng::seed_from_u64(10)).unwrap();
+    let mut node = w.node(&w.a, &w.base());
+    let market = views(&node).market.digest();
+    node.log_mut()
+        .append_received(w.dm(&w.b, &w.a, 5, 200, sealed_by_c))
+        .unwrap();
+    assert_eq!(views(&node).market.digest(), market);
+    let (body, error) = only_message_from(&node, &w.b);
+    assert_eq!(body, None);
+    assert!(error.contains("signed by"), "{error}");
+}
+
+/// What an event changed, as the node reports it to its driver.
+fn changes_of(
+    node: &mut Node<MemoryStore>,
+    e: &VerifiedEvent,
+) -> Vec<hearth_node::core::views::ViewChange> {
+    node.receive(e.bytes(), hearth_node::core::Source::File)
+        .unwrap();
+    std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| match o {
+            hearth_node::core::Output::ViewChanged(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The live events come from what the view kept and shows: a reply and a
+/// claim report themselves, the author's acceptance reports
+/// `Accepted` (beside the post's expiry), and a non-author's acceptance
+/// or a removed member's reply report nothing.
+#[test]
+fn conversation_changes_report_only_what_shows() {
+    use hearth_node::core::views::conversations::{ClaimStatus, ConversationChange};
+    use hearth_node::core::views::ViewChange;
+    let w = World::new();
+    let mut node = w.node(&w.c, &w.base());
+    let conv = |changes: Vec<ViewChange>| -> Vec<ConversationChange> {
+        changes
+            .into_iter()
+            .filter_map(|c| match c {
+                ViewChange::Conversation(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let reply = w.reply(&w.b, 5, 200, w.offer());
+    assert!(matches!(
+        conv(changes_of(&mut node, &reply))[..],
+        [ConversationChange::Reply { author, .. }] if author == w.b.node_id()
+    ));
+    let claim = w.claim(&w.b, 6, 201);
+    assert!(matches!(
+        conv(changes_of(&mut node, &claim))[..],
+        [ConversationChange::Claim {
+            state: ClaimStatus::Open,
+            ..
+        }]
+    ));
+    let by_c = w.accept(&w.c, 7, 202, World::claim_ref(&w.b, 201));
+    assert!(changes_of(&mut node, &by_c).is_empty(), "not the author's");
+    let by_a = w.accept(&w.a, 8, 203, World::claim_ref(&w.b, 201));
+    let changes = changes_of(&mut node, &by_a);
+    assert!(conv(changes.clone()).iter().any(
+        |c| matches!(c, ConversationChange::Accepted { claim, .. } if claim.author == w.b.node_id())
+    ));
+    assert!(
+        changes.iter().any(|c| matches!(c, ViewChange::Post { .. })),
+        "the post ended"
+    );
+    let removed = w.f.member_set(&w.f.anchor, 9, &w.b, Level::Removed);
+    changes_of(&mut node, &removed);
+    let hidden = w.reply(&w.b, 10, 204, w.offer());
+    assert!(
+        conv(changes_of(&mut node, &hidden)).is_empty(),
+        "B was removed"
+    );
 }

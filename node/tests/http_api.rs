@@ -308,6 +308,8 @@ async fn every_rpc_method_answers() {
         ("dm.send", json!({"to": neighbour, "body": "Hello"})),
         ("conversation.list", json!({})),
         ("conversation.get", json!({"with": neighbour})),
+        ("conversation.mark_read", json!({"with": neighbour})),
+        ("market.withdraw_claim", json!({"post": post_ref})),
         ("subscription.create", json!({"q": "ladder"})),
         ("subscription.list", json!({})),
         ("subscription.deliveries", json!({})),
@@ -365,6 +367,8 @@ async fn every_rpc_method_answers() {
         "dm.send",
         "conversation.list",
         "conversation.get",
+        "conversation.mark_read",
+        "market.withdraw_claim",
         "subscription.create",
         "subscription.list",
         "subscription.deliveries",
@@ -496,16 +500,19 @@ async fn standard_json_rpc_errors() {
     api.stop().await;
 }
 
-/// Private messages are read only with the token: `conversation.list`
-/// and `conversation.get` without it (or with a wrong one) are 401 like a
-/// write, alone or hidden in a batch of reads; with it they answer.
+/// Private messages are read only with the token: `conversation.list`,
+/// `conversation.get` and `conversation.mark_read` without it (or with a
+/// wrong one) are 401 like a write, alone or hidden in a batch of reads;
+/// with it they answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_private_messages_needs_the_token() {
     let api = start(false).await;
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "conversation.list"});
     let get = json!({"jsonrpc": "2.0", "id": 2, "method": "conversation.get",
                      "params": {"with": "00".repeat(32)}});
-    for call in [&list, &get] {
+    let mark = json!({"jsonrpc": "2.0", "id": 3, "method": "conversation.mark_read",
+                      "params": {"with": "00".repeat(32)}});
+    for call in [&list, &get, &mark] {
         for token in [None, Some("0123")] {
             let r = api.rpc(call, token).await;
             assert_eq!(r.status, 401, "{call}: {}", r.text());

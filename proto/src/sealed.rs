@@ -219,6 +219,26 @@ pub fn seal(
         .map_err(|_| SealError::TooLarge { size })
 }
 
+/// Seals `msg` to `msg.to` with an inner signature by `signer`, whoever
+/// `msg.from` names: a forged box, for tests of what a recipient's node
+/// does with one (anyone holding the crypto could build it; the library
+/// only refuses to do so by accident in [`seal`]).
+#[doc(hidden)]
+pub fn seal_signed_by(
+    signer: &Identity,
+    msg: &DirectMessage,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>, SealError> {
+    let recipient = x25519_public_from_ed25519(&msg.to).ok_or(SealError::RecipientKey(msg.to))?;
+    let msg_bytes = msg.to_bytes();
+    let sig = signer.sign(&signing_input(&msg_bytes));
+    let plain = padded_plaintext(msg_bytes, sig);
+    let size = plain.len() + SEAL_OVERHEAD_BYTES;
+    crypto_box::PublicKey::from_bytes(recipient)
+        .seal(rng, &plain)
+        .map_err(|_| SealError::TooLarge { size })
+}
+
 /// Opens a box addressed to `recipient`, checks its padding, its inner
 /// signature and that it was written to `recipient`.
 pub fn open(recipient: &Identity, sealed: &[u8]) -> Result<DirectMessage, OpenError> {

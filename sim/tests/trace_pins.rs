@@ -10,15 +10,15 @@ use hearth_sim::{run, SimConfig};
 const PINS: [(u64, &str); 3] = [
     (
         1,
-        "6b07c7cb566879a922f14af9251d8c1c48ade428b424f24631774b31f63cffc1",
+        "d5e3c83faf9f327814a606923c4bd32be69fd3fdf975fcd2b2a0e0449157317c",
     ),
     (
         2,
-        "f76c2524105e779616fa80f5d27b7fd543f935ca40d5c4bdc77d50abdaffd1e5",
+        "2d35db34f3970d1a41468c1f90063102605c1758bd394d8e85d5b87307ca27aa",
     ),
     (
         3,
-        "65f0e1d3a0f0196509ee113e7487ac8e4aa3f48329196df90e31dae923f57e65",
+        "677c9541ab7ba4bf2c00870897140bfde2c9114a687f1cf5e44717910cd87c5a",
     ),
 ];
 

@@ -261,7 +261,10 @@ async fn claim_accept_and_sealed_messages_across_three_nodes() {
         ));
     }
     let c_list = c_core
-        .conversation_list(hearth_node::core::bus::Caller::Local)
+        .conversation_list(
+            hearth_node::net::driver::now_ms(),
+            hearth_node::core::bus::Caller::Local,
+        )
         .unwrap();
     assert!(c_list.conversations.is_empty(), "C has no conversation");
 

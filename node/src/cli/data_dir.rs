@@ -199,7 +199,7 @@ impl DataDir {
         let identity = self.load_identity()?;
         let genesis = self.load_genesis()?;
         let store = self.open_store(&genesis)?;
-        let node = Node::new(identity, &genesis.event, store, config, OsRng.next_u64())
+        let node = Node::new(identity, &genesis.event, store, config, os_rng_seed())
             .with_context(|| format!("cannot open the node in {}", self.root.display()))?;
         Ok((node, genesis))
     }
@@ -231,4 +231,12 @@ impl Genesis {
             name,
         })
     }
+}
+
+/// 32 bytes from the OS for a node's generator: it draws the ephemeral
+/// keys of sealed messages, which must not be weaker than 256 bits.
+pub fn os_rng_seed() -> crate::core::RngSeed {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    crate::core::RngSeed(seed)
 }

@@ -276,7 +276,7 @@ pub fn join_node(ctx: &mut Ctx, invite: Decoded) -> anyhow::Result<(Node<SledSto
         &genesis.event,
         store,
         config,
-        OsRng.next_u64(),
+        crate::cli::data_dir::os_rng_seed(),
     )
     .context("cannot open the community's log")?;
     let lines: String = addrs.iter().map(|a| format!("{a}\n")).collect();
@@ -350,8 +350,14 @@ pub fn found(ctx: &mut Ctx, name: &str) -> anyhow::Result<Node<SledStore>> {
         );
     }
     ctx.dir.write_genesis(&genesis)?;
-    let mut node = Node::new(identity, &genesis.event, store, config, OsRng.next_u64())
-        .context("cannot open the new community's log")?;
+    let mut node = Node::new(
+        identity,
+        &genesis.event,
+        store,
+        config,
+        crate::cli::data_dir::os_rng_seed(),
+    )
+    .context("cannot open the new community's log")?;
     node.shutdown()
         .context("cannot write the new community's log")?;
     let report = Created {

@@ -46,6 +46,11 @@ pub const NOTE_CHARS_MAX: usize = 280;
 pub const DM_CHARS_MAX: usize = 3_000;
 /// Conversations `conversation.list` returns: one small answer.
 pub const LIST_MAX: usize = 200;
+/// How long an ended post's thread stays readable by its participants (the
+/// post's author and everyone who replied or claimed), counted from when
+/// the post ended: long enough to arrange the pick-up and to look back at
+/// it; after it, replies and notes are withheld from everyone.
+pub const THREAD_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Characters of the last message a list entry shows: one line of a list.
 pub const PREVIEW_CHARS_MAX: usize = 80;
 
@@ -332,9 +337,19 @@ pub struct ConversationList {
 pub enum ConversationView {
     Thread {
         post: EventRef,
-        thread: Thread,
+        /// Boxed: a thread is far larger than the other variant.
+        thread: Box<Thread>,
         /// The accepted claim's author, when the post ended that way.
         fulfilled_by: Option<NodeId>,
+        /// For an ended post: until when (Unix ms) its participants may
+        /// still read the thread's texts.
+        #[serde(default)]
+        readable_until: Option<u64>,
+        /// The texts (reply bodies, claim notes) are withheld: the post
+        /// ended and the caller took no part in the thread, or the
+        /// retention period is over.
+        #[serde(default)]
+        withheld: bool,
     },
     Messages {
         with: NodeId,
@@ -627,8 +642,12 @@ impl<S: EventStore> Node<S> {
     }
 
     /// [`Node::conversation_list_with`] without local state.
-    pub fn conversation_list(&self, caller: Caller) -> Result<ConversationList, BusError> {
-        self.conversation_list_with(caller, &NoInbox)
+    pub fn conversation_list(
+        &self,
+        now_ms: u64,
+        caller: Caller,
+    ) -> Result<ConversationList, BusError> {
+        self.conversation_list_with(now_ms, caller, &NoInbox)
     }
 
     /// This node's conversations, most recent first: the members it
@@ -636,6 +655,7 @@ impl<S: EventStore> Node<S> {
     /// it replied to or claimed.
     pub fn conversation_list_with(
         &self,
+        now_ms: u64,
         caller: Caller,
         inbox: &dyn LocalInbox,
     ) -> Result<ConversationList, BusError> {
@@ -650,7 +670,7 @@ impl<S: EventStore> Node<S> {
             .map(|with| self.dm_summary(with, inbox))
             .collect();
         for post in v.conversations.threads_of(&me) {
-            if let Some(summary) = self.thread_summary(&post, inbox) {
+            if let Some(summary) = self.thread_summary(now_ms, &post, inbox)? {
                 conversations.push(summary);
             }
         }
@@ -696,11 +716,19 @@ impl<S: EventStore> Node<S> {
     /// A followed thread's entry; `None` for a post this node does not show.
     fn thread_summary(
         &self,
+        now_ms: u64,
         post: &EventRef,
         inbox: &dyn LocalInbox,
-    ) -> Option<ConversationSummary> {
+    ) -> Result<Option<ConversationSummary>, BusError> {
         let me = self.node_id();
-        let shown = self.conversation_post(post).ok()?;
+        let Ok(shown) = self.conversation_post(post) else {
+            return Ok(None);
+        };
+        // This node takes part in every thread it lists: only the
+        // retention period withholds the preview's text.
+        let withheld = self
+            .ended_at(shown, now_ms)?
+            .is_some_and(|ended| now_ms >= ended.saturating_add(THREAD_RETENTION_MS));
         let v = self.views();
         let thread = v.conversations.thread(post, &v.membership);
         let conversation = ConversationKey::Post(*post);
@@ -710,9 +738,9 @@ impl<S: EventStore> Node<S> {
             from: i.from,
             lamport: i.key.lamport,
             ts: i.ts,
-            text: i.text.map(preview),
+            text: i.text.filter(|_| !withheld).map(preview),
         });
-        Some(ConversationSummary {
+        Ok(Some(ConversationSummary {
             kind: ConversationKind::Post,
             with: None,
             post: Some(*post),
@@ -726,34 +754,55 @@ impl<S: EventStore> Node<S> {
             sent: items.len() - from_others.len(),
             last_lamport: last.as_ref().map_or(0, |l| l.lamport),
             last,
-        })
+        }))
     }
 
     /// [`Node::conversation_get_with`] without local state.
     pub fn conversation_get(
         &self,
+        now_ms: u64,
         caller: Caller,
         p: GetParams,
     ) -> Result<ConversationView, BusError> {
-        self.conversation_get_with(caller, p, &NoInbox)
+        self.conversation_get_with(now_ms, caller, p, &NoInbox)
     }
 
     pub fn conversation_get_with(
         &self,
+        now_ms: u64,
         caller: Caller,
         p: GetParams,
         inbox: &dyn LocalInbox,
     ) -> Result<ConversationView, BusError> {
         match (p.post, p.with) {
             (Some(post), None) => {
-                self.conversation_post(&post)?;
+                let shown = self.conversation_post(&post)?;
                 let v = self.views();
-                let thread = v.conversations.thread(&post, &v.membership);
+                let mut thread = v.conversations.thread(&post, &v.membership);
                 let fulfilled_by = thread.accepted.map(|a| a.fulfilled_by());
+                let readable_until = self
+                    .ended_at(shown, now_ms)?
+                    .map(|ended| ended.saturating_add(THREAD_RETENTION_MS));
+                let reader = match caller {
+                    Caller::Remote(peer) => peer,
+                    _ => self.node_id(),
+                };
+                let withheld = readable_until
+                    .is_some_and(|until| now_ms >= until || !participates(&thread, &post, &reader));
+                if withheld {
+                    for r in &mut thread.replies {
+                        r.body.clear();
+                    }
+                    for c in &mut thread.claims {
+                        c.claim.note = None;
+                    }
+                }
                 Ok(ConversationView::Thread {
                     post,
-                    thread,
+                    thread: Box::new(thread),
                     fulfilled_by,
+                    readable_until,
+                    withheld,
                 })
             }
             (None, Some(with)) => {
@@ -767,6 +816,23 @@ impl<S: EventStore> Node<S> {
                 "give exactly one of `post` (a post's thread) or `with` (messages with a member)",
             )),
         }
+    }
+
+    /// When `post` ended (Unix ms, the author's clocks): at its `expires_at`
+    /// or at the `ts` of its counting expiry event, whichever came first;
+    /// `None` while it is live. A function of the event set, `now` given
+    /// by the caller as for the TTL (DESIGN.md §4): no clock read here.
+    fn ended_at(&self, post: &Post, now_ms: u64) -> Result<Option<u64>, BusError> {
+        let Some(expired) = &post.expired else {
+            return Ok((post.expires_at <= now_ms).then_some(post.expires_at));
+        };
+        let event = self
+            .log()
+            .store()
+            .get(&expired.event.hash)
+            .map_err(|e| BusError::internal(format!("reading the post's expiry: {e}")))?
+            .ok_or_else(|| BusError::internal("the post's expiry event is not in the log"))?;
+        Ok(Some(event.event().ts.min(post.expires_at)))
     }
 
     /// Marks every item a conversation shows now as read by this node's
@@ -892,6 +958,14 @@ impl<S: EventStore> Node<S> {
             .filter(|s| !inbox.is_read(&conversation, &s.key))
             .count()
     }
+}
+
+/// Whether `who` takes part in `post`'s thread: its author, or someone
+/// whose reply or claim it shows.
+fn participates(thread: &Thread, post: &EventRef, who: &NodeId) -> bool {
+    post.author == *who
+        || thread.replies.iter().any(|r| r.author == *who)
+        || thread.claims.iter().any(|c| c.claim.author == *who)
 }
 
 /// One reply or claim of a thread, for counting and previews.

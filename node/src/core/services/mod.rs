@@ -130,11 +130,14 @@ impl<S: EventStore> Node<S> {
                 if !params.is_null() {
                     let _: NoParams = decode_params(params)?;
                 }
-                encode_result(&self.conversation_list_with(caller, inbox)?)
+                encode_result(&self.conversation_list_with(now_ms, caller, inbox)?)
             }
-            conversations::GET => {
-                encode_result(&self.conversation_get_with(caller, decode_params(params)?, inbox)?)
-            }
+            conversations::GET => encode_result(&self.conversation_get_with(
+                now_ms,
+                caller,
+                decode_params(params)?,
+                inbox,
+            )?),
             conversations::MARK_READ => encode_result(&self.conversation_mark_read(
                 caller,
                 decode_params(params)?,
