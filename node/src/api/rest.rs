@@ -172,7 +172,11 @@ pub async fn in_rest_form(response: Response, method: &Method, path: &str) -> Re
              /api/stream (docs/api.md)"
         ),
         StatusCode::METHOD_NOT_ALLOWED => {
-            match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+            match parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(allowed) => format!("{path} does not answer {method}; use {allowed}"),
                 None => format!(
                     "{path} does not answer {method}; the REST reads answer GET \
