@@ -283,11 +283,12 @@ impl Grid {
         }
     }
 
-    /// Calls `f(cell, inside)` on every cell that may hold a post within
-    /// `n`: `inside` when every point of the cell is within it. `None`
+    /// Calls `f(cell, inside, nearest_km)` on every cell that may hold a
+    /// post within `n`: `inside` when every point of the cell is within
+    /// it; no post of the cell is closer than `nearest_km`. `None`
     /// when the grid does not answer this circle (too wide, or its box
     /// reaches a pole or the antimeridian).
-    fn cells_near(&self, n: &Near, mut f: impl FnMut(&Cell, bool)) -> Option<()> {
+    fn cells_near<'g>(&'g self, n: &Near, mut f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
         let r = n.radius_km;
         let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
         let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
@@ -322,10 +323,11 @@ impl Grid {
             for (&(_, col), cell) in self.cells.range((row, col_lo)..=(row, col_hi)) {
                 let c_lng = (col as f64 + 0.5) * side;
                 let d = q.km(c_lat, c_cos, c_lng);
+                let nearest = (d - half - slack).max(0.0);
                 if d + half < r - slack {
-                    f(cell, true);
+                    f(cell, true, nearest);
                 } else if d - half <= r + slack {
-                    f(cell, false);
+                    f(cell, false, nearest);
                 }
             }
         }
@@ -1018,7 +1020,7 @@ impl MarketView {
             let answered = self
                 .list_counts
                 .grid
-                .cells_near(n, |cell, _| in_grid += cell.spots.len());
+                .cells_near(n, |cell, _, _| in_grid += cell.spots.len());
             match answered {
                 Some(()) => consider(in_grid, Source::Grid(*n)),
                 None => consider(self.located.len(), Source::Keys(&self.located)),
@@ -1059,7 +1061,7 @@ impl MarketView {
                 }
             }
             Source::Grid(n) => {
-                self.list_counts.grid.cells_near(&n, |cell, _| {
+                self.list_counts.grid.cells_near(&n, |cell, _, _| {
                     cell.spots
                         .keys()
                         .filter_map(|(_, k)| get(k))
@@ -1165,7 +1167,7 @@ impl MarketView {
         let q = Quick::new(n);
         let mut cat = [0u64; 4];
         let mut tags = vec![0u64; grid.tag_names.len()];
-        grid.cells_near(n, |cell, inside| {
+        grid.cells_near(n, |cell, inside, _| {
             if inside {
                 for s in (0..4).filter(|s| in_cats(*s)) {
                     cat[s] += cell.cat[s];
@@ -1283,6 +1285,11 @@ impl MarketView {
             Sort::Newest | Sort::Oldest => want.saturating_mul(set.len()) / total,
             _ => want.saturating_mul(self.by_created.len()) / total,
         };
+        if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
+            if let Some(page) = self.nearest_page(plan, n, now_ms) {
+                return page;
+            }
+        }
         let (candidates, source) = self.source(plan, None, Some(total));
         if candidates < walk {
             let mut v: Vec<(Pos, Listed<'_>)> = Vec::new();
@@ -1351,6 +1358,59 @@ impl MarketView {
             }
         };
         listed(posts, plan.limit)
+    }
+}
+
+impl MarketView {
+    /// A `sort=nearest` page from the location grid: cells in order of the
+    /// nearest any of their posts can be, stopping once the page is full
+    /// and the next cell cannot hold a post as near as its farthest.
+    /// `None` when the grid does not answer the circle.
+    fn nearest_page<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        n: &Near,
+        now_ms: u64,
+    ) -> Option<(Vec<Listed<'a>>, bool)> {
+        let want = plan.limit + 1;
+        let mut cells: Vec<(f64, &Cell)> = Vec::new();
+        self.list_counts
+            .grid
+            .cells_near(n, |cell, _, nearest| cells.push((nearest, cell)))?;
+        cells.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let order = |a: &(Pos, Listed<'a>), b: &(Pos, Listed<'a>)| a.0.cmp_in(&b.0, Sort::Nearest);
+        let mut best: Vec<(Pos, Listed<'a>)> = Vec::new();
+        // The farthest distance among the best `want` so far.
+        let mut kth = f64::INFINITY;
+        for (nearest, cell) in cells {
+            if best.len() >= want && nearest > kth {
+                break;
+            }
+            for (_, name) in cell.spots.keys() {
+                let Some(post) = self.posts.get(name) else {
+                    continue;
+                };
+                if let Some(distance_km) = plan.matches(post, now_ms) {
+                    let pos = Pos::of(Sort::Nearest, post, distance_km);
+                    if plan.is_after(&pos) {
+                        best.push((pos, Listed { post, distance_km }));
+                    }
+                }
+            }
+            if best.len() >= want {
+                best.select_nth_unstable_by(want - 1, order);
+                best.truncate(want);
+                kth = best
+                    .iter()
+                    .filter_map(|(_, l)| l.distance_km)
+                    .fold(0.0, f64::max);
+            }
+        }
+        best.sort_unstable_by(order);
+        Some(listed(
+            best.into_iter().map(|(_, l)| l).collect(),
+            plan.limit,
+        ))
     }
 }
 
