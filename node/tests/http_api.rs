@@ -6,167 +6,14 @@
 
 mod common;
 
+use common::http::{send, serve, Api};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use common::{key, Fixture};
-use hearth_node::api::{self, ApiConfig, ApiServer, Tuning};
-use hearth_node::net::driver::{self, Handle, NetConfig, NetEvent};
+use hearth_node::api::{self, ApiConfig, Tuning};
+use hearth_node::net::driver::NetEvent;
 use hearth_proto::Level;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Sends one request (`Connection: close`) and reads the whole answer.
-/// `Host` is the server's address unless `headers` names one.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        head += &format!("Host: {addr}\r\n");
-    }
-    for (k, v) in headers {
-        head += &format!("{k}: {v}\r\n");
-    }
-    head += &format!("Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).await.unwrap();
-    // A refused oversized body may be answered before it is all sent.
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        let mut body = Vec::new();
-        loop {
-            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
-                .unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[end + 2..end + 2 + size]);
-            rest = rest[end + 4 + size..].to_vec();
-        }
-        rest = body;
-    }
-    Resp {
-        status,
-        headers,
-        body: rest,
-    }
-}
-
-/// A node running its driver and HTTP API, with its token.
-struct Api {
-    addr: SocketAddr,
-    token_file: PathBuf,
-    handle: Handle,
-    server: Option<ApiServer>,
-    events: tokio::sync::broadcast::Receiver<NetEvent>,
-    _dir: tempfile::TempDir,
-}
-
-impl Api {
-    fn token(&self) -> String {
-        std::fs::read_to_string(&self.token_file).unwrap()
-    }
-
-    async fn rpc(&self, body: &Value, token: Option<&str>) -> Resp {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(a) = &auth {
-            headers.push(("Authorization", a));
-        }
-        send(
-            self.addr,
-            "POST",
-            "/rpc",
-            &headers,
-            body.to_string().as_bytes(),
-        )
-        .await
-    }
-
-    /// Calls `method` with the token and returns its `result`.
-    async fn call(&self, method: &str, params: Value) -> Value {
-        let r = self
-            .rpc(
-                &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-                Some(&self.token()),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        assert!(v.get("error").is_none(), "{method}: {v}");
-        v["result"].clone()
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-        self.handle.shutdown().await;
-    }
-}
-
-fn net_config() -> NetConfig {
-    NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        ..NetConfig::default()
-    }
-}
 
 /// The anchor's node (`who` = key 1) or an admitted member, served on an
 /// ephemeral loopback port.
@@ -176,29 +23,7 @@ async fn start_as(f: &Fixture, who: u8, lan: bool) -> Api {
 
 /// [`start_as`] with the given limits and health window.
 async fn start_with(f: &Fixture, who: u8, lan: bool, tuning: Tuning) -> Api {
-    let node = f.admitted_node(&key(who), Level::Member);
-    let running = driver::spawn(node, net_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = api::token::path(dir.path());
-    let server = api::serve_with(
-        ApiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lan,
-            token_file: token_file.clone(),
-        },
-        tuning,
-        running.handle.clone(),
-    )
-    .await
-    .unwrap();
-    Api {
-        addr: server.addr,
-        token_file,
-        handle: running.handle,
-        server: Some(server),
-        events: running.events,
-        _dir: dir,
-    }
+    serve(f.admitted_node(&key(who), Level::Member), lan, tuning).await
 }
 
 async fn start(lan: bool) -> Api {
@@ -922,27 +747,7 @@ async fn health_fails_while_the_store_is_full_and_recovers() {
         3,
     )
     .unwrap();
-    let running = driver::spawn(node, net_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = api::token::path(dir.path());
-    let server = api::serve(
-        ApiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lan: false,
-            token_file: token_file.clone(),
-        },
-        running.handle.clone(),
-    )
-    .await
-    .unwrap();
-    let a = Api {
-        addr: server.addr,
-        token_file,
-        handle: running.handle,
-        server: Some(server),
-        events: running.events,
-        _dir: dir,
-    };
+    let a = serve(node, false, Tuning::default()).await;
     let post = json!({"jsonrpc": "2.0", "id": 1, "method": "market.post",
         "params": {"category": "offer", "title": "Ladder"}});
     full.store(true, Ordering::SeqCst);

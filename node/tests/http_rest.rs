@@ -9,245 +9,30 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use common::http::{send, Api};
 use common::{key, Fixture};
-use hearth_node::api::{self, ApiConfig, ApiServer};
+use hearth_node::api;
 use hearth_node::core::Node;
-use hearth_node::net::driver::{self, Handle, NetConfig, NetEvent};
+use hearth_node::net::driver::NetEvent;
 use hearth_node::store::MemoryStore;
 use hearth_proto::{Category, Event, EventId, Level, Payload, PostContent, PostCreated};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-/// One HTTP answer.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Sends one request (`Connection: close`) and reads the whole answer.
-/// `Host` is the server's address unless `headers` names one.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        head += &format!("Host: {addr}\r\n");
-    }
-    for (k, v) in headers {
-        head += &format!("{k}: {v}\r\n");
-    }
-    head += &format!("Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).await.unwrap();
-    // A refused oversized body may be answered before it is all sent.
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        let mut body = Vec::new();
-        loop {
-            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
-                .unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[end + 2..end + 2 + size]);
-            rest = rest[end + 4 + size..].to_vec();
-        }
-        rest = body;
-    }
-    Resp {
-        status,
-        headers,
-        body: rest,
-    }
-}
-
-/// A node running its driver and HTTP API, with its token.
-struct Api {
-    addr: SocketAddr,
-    token_file: PathBuf,
-    handle: Handle,
-    server: Option<ApiServer>,
-    events: tokio::sync::broadcast::Receiver<NetEvent>,
-    _dir: tempfile::TempDir,
-}
-
-impl Api {
-    fn token(&self) -> String {
-        std::fs::read_to_string(&self.token_file).unwrap()
-    }
-
-    async fn get(&self, path: &str) -> Resp {
-        send(self.addr, "GET", path, &[], b"").await
-    }
-
-    /// `GET path`, expecting 200 and JSON.
-    async fn get_ok(&self, path: &str) -> Value {
-        let r = self.get(path).await;
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        r.json()
-    }
-
-    /// `GET path`, expecting an error of `status` and `code` whose message
-    /// contains `says`.
-    async fn get_err(&self, path: &str, status: u16, code: &str, says: &str) {
-        let r = self.get(path).await;
-        assert_eq!(r.status, status, "{path}: {}", r.text());
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        let v = r.json();
-        assert_eq!(v["error"]["code"], json!(code), "{path}: {v}");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(message.contains(says), "{path}: {message}");
-    }
-
-    /// Calls `method` with the token (a batch when `params` is an array of
-    /// params objects) and returns the results.
-    async fn call(&self, method: &str, params: Value) -> Value {
-        let batch = params.is_array();
-        let calls: Vec<Value> = match params {
-            Value::Array(ps) => ps
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| json!({"jsonrpc": "2.0", "id": i, "method": method, "params": p}))
-                .collect(),
-            p => vec![json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": p})],
-        };
-        let body = if batch {
-            json!(calls)
-        } else {
-            calls[0].clone()
-        };
-        let auth = format!("Bearer {}", self.token());
-        let r = send(
-            self.addr,
-            "POST",
-            "/rpc",
-            &[
-                ("Content-Type", "application/json"),
-                ("Authorization", &auth),
-            ],
-            body.to_string().as_bytes(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let answers = match r.json() {
-            Value::Array(a) => a,
-            one => vec![one],
-        };
-        let results: Vec<Value> = answers
-            .into_iter()
-            .map(|a| {
-                assert!(a.get("error").is_none(), "{method}: {a}");
-                a["result"].clone()
-            })
-            .collect();
-        if batch {
-            Value::Array(results)
-        } else {
-            results[0].clone()
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-        self.handle.shutdown().await;
-    }
-}
-
-fn net_config() -> NetConfig {
-    NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        ..NetConfig::default()
-    }
-}
 
 /// Serves `node` on an ephemeral loopback port (never 7878). The tests
 /// post hundreds of posts through `/rpc`, so the per-client write limit
 /// (tested in http_api.rs) is raised out of their way.
 async fn serve(node: Node<MemoryStore>) -> Api {
-    let running = driver::spawn(node, net_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = api::token::path(dir.path());
     let unlimited = api::limits::Rate {
         burst: 1_000_000,
         per_minute: 1_000_000,
     };
-    let server = api::serve_with(
-        ApiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lan: false,
-            token_file: token_file.clone(),
-        },
-        api::Tuning {
-            writes: unlimited,
-            searches: unlimited,
-            ..api::Tuning::default()
-        },
-        running.handle.clone(),
-    )
-    .await
-    .unwrap();
-    Api {
-        addr: server.addr,
-        token_file,
-        handle: running.handle,
-        server: Some(server),
-        events: running.events,
-        _dir: dir,
-    }
+    let tuning = api::Tuning {
+        writes: unlimited,
+        searches: unlimited,
+        ..api::Tuning::default()
+    };
+    common::http::serve(node, false, tuning).await
 }
 
 /// The anchor's node, its per-author bound raised so one node can hold
@@ -834,4 +619,88 @@ async fn near_returns_exactly_the_posts_within_the_radius() {
     let v = api.get_ok("/api/posts?near=52.52,13.405&radius_km=3").await;
     assert_eq!(v["total"], json!(6));
     api.stop().await;
+}
+
+/// Every error of an `/api/` route is in REST form
+/// (`{"error": {"code", "message"}}` under its status), the server's own
+/// refusals included: a foreign `Host` (421), a missing token under
+/// `--lan` (401), a body over the bound (413), searches over the rate
+/// (429 with `Retry-After`), an unknown path (404) and a wrong method
+/// (405); `/rpc` keeps answering its refusals in JSON-RPC form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_answer_in_rest_form() {
+    use common::http::assert_rest_error;
+    let f = Fixture::new();
+    let one_search = api::limits::Rate {
+        burst: 1,
+        per_minute: 1,
+    };
+    let tuning = api::Tuning {
+        searches: one_search,
+        ..api::Tuning::default()
+    };
+    let a = common::http::serve(f.admitted_node(&key(1), Level::Member), false, tuning).await;
+    let r = send(
+        a.addr,
+        "GET",
+        "/api/posts",
+        &[("Host", "evil.example:7878")],
+        b"",
+    )
+    .await;
+    assert_rest_error(&r, 421, "bad_request", "evil.example");
+    let r = send(
+        a.addr,
+        "POST",
+        "/rpc",
+        &[("Host", "evil.example:7878")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 421);
+    assert_eq!(r.json()["error"]["data"]["code"], json!("bad_request"));
+
+    let big = vec![b' '; api::rest::BODY_BYTES_MAX + 1];
+    let r = send(a.addr, "POST", "/api/pair", &[], &big).await;
+    assert_rest_error(&r, 413, "bad_request", "bytes");
+
+    let r = a.get("/api/posts?q=ladder").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = a.get("/api/posts?q=ladder").await;
+    assert_rest_error(&r, 429, "overloaded", "searches");
+    assert_eq!(r.header("retry-after"), Some("60"));
+    // A listing without `q` is not a search.
+    a.get_ok("/api/posts").await;
+
+    a.get_err("/api/nope", 404, "not_found", "no route GET /api/nope")
+        .await;
+    let r = send(a.addr, "DELETE", "/api/posts", &[], b"").await;
+    assert_rest_error(&r, 405, "bad_request", "GET");
+    // Outside /api/ an unknown path stays a bare 404.
+    assert_eq!(a.get("/nope").await.status, 404);
+    a.stop().await;
+
+    let lan = common::http::serve(
+        f.admitted_node(&key(1), Level::Member),
+        true,
+        Default::default(),
+    )
+    .await;
+    let r = lan.get("/api/posts").await;
+    assert_rest_error(&r, 401, "unauthorized", "token");
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "market.list"});
+    let r = lan.rpc(&read, None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["data"]["code"], json!("unauthorized"));
+    let auth = common::http::bearer(&lan.token());
+    let r = send(
+        lan.addr,
+        "GET",
+        "/api/posts",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    lan.stop().await;
 }

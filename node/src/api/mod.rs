@@ -475,6 +475,10 @@ pub async fn serve_with(
         .route("/health", get(health))
         .merge(rest::routes())
         .merge(web::routes())
+        .fallback(not_found)
+        // Bodies of REST routes (the page's pairing call); `/rpc` reads
+        // its body itself under its own bound.
+        .layer(axum::extract::DefaultBodyLimit::max(rest::BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -514,12 +518,25 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// A whole-request refusal in the form of the route: REST
+/// (`{"error": {"code", "message"}}`) under `/api/`, JSON-RPC elsewhere.
+fn refuse(rest: bool, refused: rpc::Refusal) -> Response {
+    if rest {
+        rest::refusal(&refused)
+    } else {
+        refused.into_response()
+    }
+}
+
 /// Every request: a request id (span and `X-Request-Id`), the `Host`
-/// check, the token under `--lan`, and the HTTP metrics.
+/// check, the token under `--lan`, and the HTTP metrics. Under `/api/`
+/// every error answer, the router's own included (unknown path, wrong
+/// method, body over the bound), is in the REST form of docs/api.md.
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = ulid::Ulid::new().to_string();
     let route = route_label(request.uri().path());
+    let rest = rest::is_rest(request.uri().path());
     let span = info_span!("http", request_id = %id, method = %request.method(), route);
     let mut response = async {
         let host = request
@@ -529,20 +546,35 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
             .unwrap_or_default();
         if !state.hosts.is_empty() && !state.hosts.iter().any(|h| h == host) {
             // DNS rebinding: a page of another name that resolves here.
-            return rpc::refusal(
-                StatusCode::MISDIRECTED_REQUEST,
-                ErrorCode::BadRequest,
-                &format!(
-                    "Host {host:?} is not this server ({}); use that address",
-                    state.hosts.join(" or ")
+            return refuse(
+                rest,
+                rpc::Refusal::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    ErrorCode::BadRequest,
+                    &format!(
+                        "Host {host:?} is not this server ({}); use that address",
+                        state.hosts.join(" or ")
+                    ),
                 ),
             );
         }
         // The page's files and the pairing call are open (api/web.rs).
         if state.lan && !web::open_without_token(request.uri().path()) {
             if let Err(refused) = state.check_token(request.headers()) {
-                return refused.into_response();
+                return refuse(rest, refused);
             }
+        }
+        if rest {
+            let declared = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > rest::BODY_BYTES_MAX as u64) {
+                return rest::refusal(&rest::too_large());
+            }
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            return rest::in_rest_form(next.run(request).await, &method, &path).await;
         }
         next.run(request).await
     }
@@ -562,6 +594,12 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
         .get_or_create(&vec![("route".to_owned(), route.to_owned())])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Any path no route serves: an empty 404 (the guard words it for
+/// `/api/` paths).
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 /// `GET /metrics`: the registry in Prometheus text format.

@@ -7,21 +7,22 @@
 //! the shared request path ([`dispatch::call`]): `GET /api/posts` is
 //! `market.list` with the same params, so REST and RPC share one listing.
 //! Errors are `{"error": {"code", "message"}}` under the HTTP status of
-//! the wire code.
+//! the wire code, the server's own refusals included (Host, token, body
+//! size, rate, unknown path: see [`in_rest_form`] and [`refusal`]).
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hearth_proto::{Category, EventId, NodeId};
 use serde_json::{json, Map, Value};
 
-use super::dispatch;
-use super::AppState;
+use super::{dispatch, limits, AppState};
 use crate::core::bus::BusError;
 use crate::core::services::{market, membership};
 use crate::core::ErrorCode;
@@ -42,6 +43,12 @@ const POSTS_PARAMS: [&str; 12] = [
     "tag",
     "past_ttl",
 ];
+/// A REST request body over this is refused with 413: the one REST write
+/// (`POST /api/pair`) sends a few dozen bytes.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// An error answer the router made itself (a rejection's plain text) is
+/// read up to this many bytes to be reworded: they are a sentence long.
+const ROUTER_TEXT_MAX: usize = 4 * 1024;
 /// Values one query parameter may repeat: far more than any real filter
 /// (10 tags per post, 4 categories), and a bound on the work one URL asks.
 const PARAM_VALUES_MAX: usize = 32;
@@ -91,6 +98,106 @@ pub fn error(e: &BusError) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Whether `path` is a REST route's (its errors answer in REST form).
+pub fn is_rest(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// The wire code of an HTTP error status the router or a guard answered.
+fn code_of(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorCode::Unauthorized,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::Overloaded,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        StatusCode::INSUFFICIENT_STORAGE => ErrorCode::StorageFull,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+/// A REST error answer of any status: `{"error": {"code", "message"}}`.
+fn error_with(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = json!({ "error": { "code": code.as_str(), "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// A guard's whole-request refusal (421 Host, 401 token, 413, 429) in REST
+/// form, with its `Retry-After`.
+pub fn refusal(r: &super::rpc::Refusal) -> Response {
+    let mut response = error_with(r.status, r.code, &r.message);
+    if let Some(v) = r
+        .retry_after_s
+        .and_then(|s| header::HeaderValue::from_str(&s.to_string()).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// 413 for a REST body over [`BODY_BYTES_MAX`].
+pub fn too_large() -> super::rpc::Refusal {
+    super::rpc::Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BadRequest,
+        &format!(
+            "the request body is over {BODY_BYTES_MAX} bytes, the most an /api route takes; \
+             send a smaller one"
+        ),
+    )
+}
+
+/// An answer of a REST route, with any error the router made itself (an
+/// unknown path's empty 404, a wrong method's 405, an extractor's plain
+/// text) reworded in REST form; JSON answers pass as they are.
+pub async fn in_rest_form(response: Response, method: &Method, path: &str) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ROUTER_TEXT_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::NOT_FOUND => format!(
+            "no route {method} {path}; the REST routes are GET /api/posts, \
+             /api/posts/{{id}}, /api/posts/{{author}}/{{id}}, /api/members, /api/peers and \
+             /api/stream (docs/api.md)"
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            match parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(allowed) => format!("{path} does not answer {method}; use {allowed}"),
+                None => format!(
+                    "{path} does not answer {method}; the REST reads answer GET \
+                     (docs/api.md gives each route's method)"
+                ),
+            }
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => too_large().message,
+        _ if text.is_empty() => format!("{method} {path} failed ({status})"),
+        _ => format!("{method} {path}: {text}"),
+    };
+    let mut answer = error_with(status, code_of(status), &message);
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, v.clone());
+        }
+    }
+    answer
+}
+
 /// One call on the shared path, answered as REST.
 async fn call(state: &AppState, name: &str, params: Value) -> Result<Value, Response> {
     dispatch::call(name, params, &state.handle)
@@ -99,13 +206,24 @@ async fn call(state: &AppState, name: &str, params: Value) -> Result<Value, Resp
 }
 
 /// `GET /api/posts`: `market.list` with the query string's params; the
-/// answer's `posts` are named `items`.
-async fn posts(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+/// answer's `posts` are named `items`. With `q` it is a search, rate
+/// limited per client like `market.search` (429 `overloaded`).
+async fn posts(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let params = match list_params(uri.query().unwrap_or_default()) {
         Ok(p) => p,
         Err(e) => return error(&e),
     };
-    match call(&state, market::LIST, params).await {
+    if params.get("q").is_some() {
+        if let Err(refused) = state.rate_limit(peer, &headers, &[(limits::Kind::Search, 1)]) {
+            return refusal(&refused);
+        }
+    }
+    match list(&state, params).await {
         Ok(Value::Object(mut answer)) => {
             let items = answer.remove("posts").unwrap_or(Value::Array(Vec::new()));
             answer.insert("items".into(), items);
@@ -116,6 +234,12 @@ async fn posts(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         ))),
         Err(refused) => refused,
     }
+}
+
+/// The listing of `GET /api/posts` (with `q`: the market's search,
+/// answered inside `market.list`).
+async fn list(state: &AppState, params: Value) -> Result<Value, Response> {
+    call(state, market::LIST, params).await
 }
 
 /// `GET /api/posts/{author}/{id}`: one post, whatever its status.

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fillable_store;
+pub mod http;
 
 use hearth_node::core::{Config, Node};
 use hearth_node::store::MemoryStore;

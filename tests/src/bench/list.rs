@@ -302,11 +302,21 @@ async fn http(
         },
     )?;
     let dir = tempfile::tempdir()?;
-    let server = hearth_node::api::serve(
+    // `q` is a search, rate limited per client: the bench is one client
+    // asking far faster than a person types, so the bucket is opened.
+    let unlimited = hearth_node::api::limits::Rate {
+        burst: u32::MAX,
+        per_minute: u32::MAX,
+    };
+    let server = hearth_node::api::serve_with(
         hearth_node::api::ApiConfig {
             listen: "127.0.0.1:0".parse()?,
             lan: false,
             token_file: hearth_node::api::token::path(dir.path()),
+        },
+        hearth_node::api::Tuning {
+            searches: unlimited,
+            ..hearth_node::api::Tuning::default()
         },
         running.handle.clone(),
     )

@@ -292,6 +292,8 @@ pub struct MarketView {
     /// Shown posts by effective expiry (`sort=expiring`, and the posts past
     /// their TTL that the sweeper has not marked yet).
     by_expiry: BTreeSet<(u64, CreatedKey)>,
+    /// Facet counts per author and Lamport bucket (`listing::ListCounts`).
+    list_counts: listing::ListCounts,
     /// Keyword search over the shown posts (issue 13), kept with the other
     /// indexes once built: every post that enters or leaves them enters or
     /// leaves it. Built on the first search ([`MarketView::with_search`]).

@@ -74,6 +74,358 @@ fn cat_slot(c: Category) -> usize {
     }
 }
 
+/// Facet counts of a group of shown posts (one author's, one Lamport
+/// bucket's): per category, and per tag by category. Entries that reach
+/// zero are removed, so a group holds only what it counts.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Counts {
+    cat: [u64; 4],
+    tags: BTreeMap<String, [u64; 4]>,
+}
+
+impl Counts {
+    fn add(&mut self, post: &Post) {
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] += 1;
+        for t in &post.content.tags {
+            match self.tags.get_mut(t) {
+                Some(c) => c[slot] += 1,
+                None => {
+                    let mut c = [0; 4];
+                    c[slot] = 1;
+                    self.tags.insert(t.clone(), c);
+                }
+            }
+        }
+    }
+
+    fn sub(&mut self, post: &Post) {
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] = self.cat[slot].saturating_sub(1);
+        for t in &post.content.tags {
+            if let Some(c) = self.tags.get_mut(t) {
+                c[slot] = c[slot].saturating_sub(1);
+                if *c == [0; 4] {
+                    self.tags.remove(t);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cat == [0; 4]
+    }
+}
+
+/// Lamport buckets of the `since_lamport` counts: small ones of
+/// 2^[`SINCE_SMALL_SHIFT`] Lamport times, inside big ones of
+/// 2^[`SINCE_BIG_SHIFT`]. A query sums the big buckets above `since`, the
+/// small ones above it in its big bucket, and walks the posts of its small
+/// bucket: at 100k events about 6 + 64 sums and 128 posts, not 50k posts.
+const SINCE_SMALL_SHIFT: u32 = 8;
+const SINCE_BIG_SHIFT: u32 = 14;
+
+/// Counts the facets read for filters other than categories and one tag,
+/// kept as posts enter and leave the shown set.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ListCounts {
+    /// Per author (`author` alone).
+    by_author: BTreeMap<NodeId, Counts>,
+    /// By content Lamport time >> [`SINCE_SMALL_SHIFT`].
+    since_small: BTreeMap<u64, Counts>,
+    /// By content Lamport time >> [`SINCE_BIG_SHIFT`].
+    since_big: BTreeMap<u64, Counts>,
+    grid: Grid,
+}
+
+impl ListCounts {
+    fn add(&mut self, post: &Post) {
+        let l = post.content_event.lamport;
+        self.by_author.entry(post.author).or_default().add(post);
+        self.since_small
+            .entry(l >> SINCE_SMALL_SHIFT)
+            .or_default()
+            .add(post);
+        self.since_big
+            .entry(l >> SINCE_BIG_SHIFT)
+            .or_default()
+            .add(post);
+        self.grid.add(post, (post.created, post.key()));
+    }
+
+    fn sub(&mut self, post: &Post) {
+        fn sub_in<K: Ord>(map: &mut BTreeMap<K, Counts>, k: K, post: &Post) {
+            if let Some(c) = map.get_mut(&k) {
+                c.sub(post);
+                if c.is_empty() {
+                    map.remove(&k);
+                }
+            }
+        }
+        let l = post.content_event.lamport;
+        sub_in(&mut self.by_author, post.author, post);
+        sub_in(&mut self.since_small, l >> SINCE_SMALL_SHIFT, post);
+        sub_in(&mut self.since_big, l >> SINCE_BIG_SHIFT, post);
+        self.grid.sub(post, &(post.created, post.key()));
+    }
+}
+
+/// Side of a cell of the location grid, in microdegrees (0.002°: ~220 m
+/// north-south, ~140 m east-west at 50°N). A `near` circle of a few km
+/// covers hundreds of cells: those wholly inside add their counts, those
+/// wholly outside are skipped, and only the posts of the cells on its edge
+/// are measured one by one.
+const CELL_UDEG: i64 = 2_000;
+/// The grid answers circles up to this radius; wider ones (a question
+/// about a whole region) walk every located post.
+const GRID_RADIUS_KM_MAX: f64 = 50.0;
+/// Mean km per degree of latitude (for the circle's bounding box).
+const KM_PER_DEG: f64 = EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;
+
+/// A located post in its grid cell: what `near` and the facets read,
+/// without looking the post up.
+#[derive(Debug, Clone)]
+struct Spot {
+    /// Decimal degrees, as [`Near::distance`] computes them.
+    lat: f64,
+    lng: f64,
+    /// `cos` of the latitude in radians, for the quick distance test.
+    cos_lat: f64,
+    slot: u8,
+    /// Interned tag ids ([`Grid::tag_ids`]).
+    tags: Box<[u32]>,
+}
+
+/// One cell's shown posts and their counts.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    spots: BTreeMap<CreatedKey, Spot>,
+    cat: [u64; 4],
+    /// By tag id, then category slot.
+    tags: BTreeMap<u32, [u64; 4]>,
+}
+
+/// Shown posts with a location, by grid cell (`near`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Grid {
+    cells: BTreeMap<(i64, i64), Cell>,
+    /// Tag names as small numbers, so summing cells is array arithmetic.
+    /// An id is never reused for another name; the table holds each tag
+    /// any located post has shown, a few bytes per distinct tag.
+    tag_ids: BTreeMap<String, u32>,
+    tag_names: Vec<String>,
+}
+
+fn cell_of(lat: i64, lng: i64) -> (i64, i64) {
+    (lat.div_euclid(CELL_UDEG), lng.div_euclid(CELL_UDEG))
+}
+
+impl Grid {
+    fn add(&mut self, post: &Post, k: CreatedKey) {
+        let Some(l) = &post.content.location else {
+            return;
+        };
+        let slot = cat_slot(post.content.category);
+        let mut tags = Vec::with_capacity(post.content.tags.len());
+        for t in &post.content.tags {
+            let id = match self.tag_ids.get(t) {
+                Some(id) => *id,
+                None => {
+                    let id = u32::try_from(self.tag_names.len()).unwrap_or(u32::MAX);
+                    self.tag_ids.insert(t.clone(), id);
+                    self.tag_names.push(t.clone());
+                    id
+                }
+            };
+            tags.push(id);
+        }
+        let cell = self.cells.entry(cell_of(l.lat, l.lng)).or_default();
+        cell.cat[slot] += 1;
+        for id in &tags {
+            cell.tags.entry(*id).or_default()[slot] += 1;
+        }
+        let lat = l.lat as f64 / 1e6;
+        cell.spots.insert(
+            k,
+            Spot {
+                lat,
+                lng: l.lng as f64 / 1e6,
+                cos_lat: lat.to_radians().cos(),
+                slot: slot as u8,
+                tags: tags.into(),
+            },
+        );
+    }
+
+    fn sub(&mut self, post: &Post, k: &CreatedKey) {
+        let Some(l) = &post.content.location else {
+            return;
+        };
+        let at = cell_of(l.lat, l.lng);
+        let Some(cell) = self.cells.get_mut(&at) else {
+            return;
+        };
+        let Some(spot) = cell.spots.remove(k) else {
+            return;
+        };
+        let slot = usize::from(spot.slot);
+        cell.cat[slot] = cell.cat[slot].saturating_sub(1);
+        for id in spot.tags.iter() {
+            if let Some(c) = cell.tags.get_mut(id) {
+                c[slot] = c[slot].saturating_sub(1);
+                if *c == [0; 4] {
+                    cell.tags.remove(id);
+                }
+            }
+        }
+        if cell.spots.is_empty() {
+            self.cells.remove(&at);
+        }
+    }
+
+    /// Calls `f(cell, inside, nearest_km)` on every cell that may hold a
+    /// post within `n`: `inside` when every point of the cell is within
+    /// it; no post of the cell is closer than `nearest_km`. `None`
+    /// when the grid does not answer this circle (too wide, or its box
+    /// reaches a pole or the antimeridian).
+    fn cells_near<'g>(&'g self, n: &Near, mut f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
+        let r = n.radius_km;
+        let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
+        let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
+        if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
+            return None;
+        }
+        let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
+        let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
+        let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
+        if lng_lo < -180.0 || lng_hi > 180.0 {
+            return None;
+        }
+        let udeg = |d: f64| (d * 1e6).floor() as i64;
+        let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
+        let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
+        let q = Quick::new(n);
+        // Every point of the cell is within `half` of its centre (the
+        // corner nearer the equator is the farthest; 0.1% spare).
+        let side = CELL_UDEG as f64 / 1e6;
+        // Slack for the quick distance (relative error < 1e-4) and the
+        // rounding of haversine.
+        let slack = r * 1e-3 + 1e-3;
+        for row in row_lo..=row_hi {
+            let c_lat = (row as f64 + 0.5) * side;
+            let c_cos = c_lat.to_radians().cos();
+            let toward_equator = if c_lat >= 0.0 {
+                -side / 2.0
+            } else {
+                side / 2.0
+            };
+            let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
+            for (&(_, col), cell) in self.cells.range((row, col_lo)..=(row, col_hi)) {
+                let c_lng = (col as f64 + 0.5) * side;
+                let d = q.km(c_lat, c_cos, c_lng);
+                let nearest = (d - half - slack).max(0.0);
+                if d + half < r - slack {
+                    f(cell, true, nearest);
+                } else if d - half <= r + slack {
+                    f(cell, false, nearest);
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// A quick great-circle distance for points a few km apart: haversine
+/// with `sin x ≈ x` and `asin x ≈ x` (relative error below 1e-5 at 50
+/// km), used only with a slack, never to decide a post's place alone.
+struct Quick {
+    lat: f64,
+    lng: f64,
+    cos_lat: f64,
+}
+
+impl Quick {
+    fn new(n: &Near) -> Quick {
+        Quick {
+            lat: n.lat,
+            lng: n.lng,
+            cos_lat: n.lat.to_radians().cos(),
+        }
+    }
+
+    fn km(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
+        let dp = (lat - self.lat).to_radians() / 2.0;
+        let dl = (lng - self.lng).to_radians() / 2.0;
+        2.0 * EARTH_RADIUS_KM * (dp * dp + self.cos_lat * cos_lat * dl * dl).sqrt()
+    }
+
+    /// Whether `spot` is within `n`, exactly as [`Near::distance`] says:
+    /// the quick distance decides when it is clearly in or out, haversine
+    /// otherwise.
+    fn within(&self, n: &Near, spot: &Spot) -> bool {
+        let d = self.km(spot.lat, spot.cos_lat, spot.lng);
+        let slack = n.radius_km * 1e-3 + 1e-6;
+        if d < n.radius_km - slack {
+            true
+        } else if d > n.radius_km + slack {
+            false
+        } else {
+            haversine_km(n.lat, n.lng, spot.lat, spot.lng) <= n.radius_km
+        }
+    }
+}
+
+/// Facets being summed: counts per category slot and per tag.
+#[derive(Debug, Default)]
+struct Acc<'a> {
+    cat: [u64; 4],
+    tags: BTreeMap<&'a str, u64>,
+}
+
+impl<'a> Acc<'a> {
+    /// Adds a group's counts, in the categories `in_cats` admits.
+    fn add_counts(&mut self, c: &'a Counts, in_cats: &impl Fn(usize) -> bool) {
+        for s in (0..4).filter(|s| in_cats(*s)) {
+            self.cat[s] += c.cat[s];
+        }
+        for (t, by) in &c.tags {
+            let n: u64 = (0..4).filter(|s| in_cats(*s)).map(|s| by[s]).sum();
+            if n > 0 {
+                *self.tags.entry(t.as_str()).or_default() += n;
+            }
+        }
+    }
+
+    fn add_post(&mut self, p: &'a Post) {
+        self.cat[cat_slot(p.content.category)] += 1;
+        for t in &p.content.tags {
+            *self.tags.entry(t.as_str()).or_default() += 1;
+        }
+    }
+
+    fn sub_post(&mut self, p: &Post) {
+        let slot = cat_slot(p.content.category);
+        self.cat[slot] = self.cat[slot].saturating_sub(1);
+        for t in &p.content.tags {
+            if let Some(n) = self.tags.get_mut(t.as_str()) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    fn done(self) -> (u64, Facets) {
+        let total = self.cat.iter().sum();
+        let facets = Facets {
+            category: Category::ALL
+                .into_iter()
+                .map(|c| (c, self.cat[cat_slot(c)]))
+                .collect(),
+            tags: top_tags(self.tags),
+        };
+        (total, facets)
+    }
+}
+
 /// How a listing is ordered.
 #[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,9 +749,13 @@ struct Plan<'q> {
 impl Plan<'_> {
     /// Every filter but `near` (whose distance the caller computes).
     fn admits(&self, p: &Post, now_ms: u64) -> bool {
-        p.is_shown()
-            && self.past_ttl.admits(p.expires_at <= now_ms)
-            && (self.cats.is_empty() || self.cats.contains(&p.content.category))
+        p.is_shown() && self.past_ttl.admits(p.expires_at <= now_ms) && self.admits_shown(p)
+    }
+
+    /// [`Plan::admits`] but for the post's state (shown, past its TTL or
+    /// not): what the counts of shown posts are filtered by.
+    fn admits_shown(&self, p: &Post) -> bool {
+        (self.cats.is_empty() || self.cats.contains(&p.content.category))
             && self.tags.iter().all(|t| p.content.tags.contains(t))
             && self.author.is_none_or(|a| p.author == a)
             && self.since.is_none_or(|s| p.content_event.lamport > s)
@@ -422,14 +778,18 @@ impl Plan<'_> {
             .is_none_or(|a| pos.cmp_in(&a, self.sort) == Ordering::Greater)
     }
 
-    /// Counts kept per tag and category answer the facets exactly.
+    /// Counts kept per tag, category, author, Lamport bucket and grid
+    /// cell answer the facets exactly: categories with at most one of a
+    /// tag, an author, `since_lamport` or `near`.
     fn counts_answer(&self, hits: Option<&BTreeSet<PostKey>>) -> bool {
-        hits.is_none()
-            && self.author.is_none()
-            && self.since.is_none()
-            && self.near.is_none()
+        let narrowing = usize::from(!self.tags.is_empty())
+            + usize::from(self.author.is_some())
+            + usize::from(self.since.is_some());
+        hits.is_none() && self.tags.len() <= 1 && narrowing <= 1
+            // The counts are of live posts.
             && self.past_ttl == PastTtl::Exclude
-            && self.tags.len() <= 1
+            // `near` by the location grid, with categories alone.
+            && (self.near.is_none() || narrowing == 0)
     }
 }
 
@@ -447,6 +807,7 @@ impl MarketView {
             self.located.insert(k);
         }
         self.by_expiry.insert((post.expires_at, k));
+        self.list_counts.add(post);
         let slot = cat_slot(post.content.category);
         let tags = &post.content.tags;
         for t in tags {
@@ -484,6 +845,7 @@ impl MarketView {
         }
         self.located.remove(&k);
         self.by_expiry.remove(&(post.expires_at, k));
+        self.list_counts.sub(post);
         let slot = cat_slot(post.content.category);
         let tags = &post.content.tags;
         for t in tags {
@@ -515,8 +877,10 @@ impl MarketView {
         let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
         let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
         let mut by_tag: BTreeMap<String, (Vec<CreatedKey>, TagIndex)> = BTreeMap::new();
+        let mut counts = ListCounts::default();
         for p in shown() {
             let k = key(p);
+            counts.add(p);
             by_category.entry(p.content.category).or_default().push(k);
             by_author.entry(p.author).or_default().push(k);
             let slot = cat_slot(p.content.category);
@@ -536,6 +900,7 @@ impl MarketView {
                 }
             }
         }
+        self.list_counts = counts;
         self.by_created = shown().map(key).collect();
         self.located = shown()
             .filter(|p| p.content.location.is_some())
@@ -606,9 +971,10 @@ impl MarketView {
             limit,
         };
         if plan.counts_answer(hits) {
-            let (total, facets) = self.counted_facets(&plan, now_ms);
-            let (items, more) = self.walk_page(&plan, now_ms);
-            return Ok(page(&plan, items, more, total, facets));
+            if let Some((total, facets)) = self.counted_facets(&plan, now_ms) {
+                let (items, more) = self.walk_page(&plan, total, now_ms);
+                return Ok(page(&plan, items, more, total, facets));
+            }
         }
         // Collect the whole filtered set once: facets need it anyway.
         let mut all: Vec<Listed<'_>> = Vec::new();
@@ -649,8 +1015,22 @@ impl MarketView {
         plan: &'s Plan<'s>,
         hits: Option<&'s BTreeSet<PostKey>>,
         now_ms: u64,
-        mut f: impl FnMut(&'a Post),
+        f: impl FnMut(&'a Post),
     ) {
+        let (_, source) = self.source(plan, hits, None, now_ms);
+        self.for_each_in(source, plan, f);
+    }
+
+    /// The smallest set that must hold every match, and its size.
+    /// `since_size`: the size of the `since_lamport` set when known (it is
+    /// otherwise the source only when nothing else narrows).
+    fn source<'a: 's, 's>(
+        &'a self,
+        plan: &'s Plan<'s>,
+        hits: Option<&'s BTreeSet<PostKey>>,
+        since_size: Option<usize>,
+        now_ms: u64,
+    ) -> (usize, Source<'s>) {
         let empty = &EMPTY;
         // (size, source): the smallest wins.
         let mut best: Option<(usize, Source<'s>)> = None;
@@ -674,20 +1054,40 @@ impl MarketView {
             let n = self.category_sizes(plan.cats);
             consider(n, Source::Categories(plan.cats));
         }
-        if plan.near.is_some() {
-            consider(self.located.len(), Source::Keys(&self.located));
+        if let Some(n) = &plan.near {
+            let mut in_grid = 0;
+            let answered = self
+                .list_counts
+                .grid
+                .cells_near(n, |cell, _, _| in_grid += cell.spots.len());
+            match answered {
+                Some(()) => consider(in_grid, Source::Grid(*n)),
+                None => consider(self.located.len(), Source::Keys(&self.located)),
+            }
         }
         if plan.past_ttl == PastTtl::Only {
             // Few: the sweepers of trusted members end them within minutes.
             let n = self.past_ttl_keys(now_ms).count();
             consider(n, Source::PastTtl(now_ms));
         }
-        let source = match best {
-            Some((_, s)) => s,
+        if let (Some(_), Some(n)) = (plan.since, since_size) {
+            consider(n, Source::Since);
+        }
+        match best {
+            Some(b) => b,
             // `since` alone: the newest-content index down to it.
-            None if plan.since.is_some() => Source::Since,
-            None => Source::Keys(&self.by_created),
-        };
+            None if plan.since.is_some() => (self.by_created.len(), Source::Since),
+            None => (self.by_created.len(), Source::Keys(&self.by_created)),
+        }
+    }
+
+    /// Calls `f` on every post of `source`.
+    fn for_each_in<'a: 's, 's>(
+        &'a self,
+        source: Source<'s>,
+        plan: &'s Plan<'s>,
+        mut f: impl FnMut(&'a Post),
+    ) {
         let get = |name: &PostKey| self.posts.get(name);
         match source {
             Source::Names(h) => h.iter().filter_map(get).for_each(f),
@@ -708,6 +1108,14 @@ impl MarketView {
                 .past_ttl_keys(now_ms)
                 .filter_map(|(_, n)| get(n))
                 .for_each(f),
+            Source::Grid(n) => {
+                self.list_counts.grid.cells_near(&n, |cell, _, _| {
+                    cell.spots
+                        .keys()
+                        .filter_map(|(_, k)| get(k))
+                        .for_each(&mut f);
+                });
+            }
             Source::Since => {
                 let since = plan.since.unwrap_or(0);
                 self.by_lamport
@@ -739,18 +1147,46 @@ impl MarketView {
         n
     }
 
-    /// `total` and facets from the kept counts (categories and at most one
-    /// tag), less the shown posts past their TTL that match.
-    fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> (u64, Facets) {
+    /// `total` and facets from the kept counts (categories with at most
+    /// one of a tag, an author, `since_lamport`), less the shown posts past
+    /// their TTL that match.
+    fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> Option<(u64, Facets)> {
         let in_cats =
             |slot: usize| plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot);
-        let mut cat = [0u64; 4];
-        let mut tags: BTreeMap<&str, u64> = BTreeMap::new();
-        match plan.tags.first() {
-            None => {
+        let mut acc = Acc::default();
+        match (plan.tags.first(), plan.author, plan.since) {
+            (Some(t0), _, _) => {
+                if let Some(ti) = self.by_tag.get(t0) {
+                    for s in (0..4).filter(|s| in_cats(*s)) {
+                        acc.cat[s] = ti.by_category[s];
+                    }
+                    let own: u64 = acc.cat.iter().sum();
+                    if own > 0 {
+                        acc.tags.insert(t0, own);
+                    }
+                    for (t, c) in &ti.with {
+                        let n: u64 = (0..4).filter(|s| in_cats(*s)).map(|s| c[s]).sum();
+                        if n > 0 {
+                            acc.tags.insert(t, n);
+                        }
+                    }
+                }
+            }
+            (None, Some(a), _) => {
+                if let Some(c) = self.list_counts.by_author.get(&a) {
+                    acc.add_counts(c, &in_cats);
+                }
+            }
+            (None, None, Some(since)) => self.since_counts(since, &in_cats, &mut acc),
+            (None, None, None) if plan.near.is_some() => {
+                let n = plan.near?;
+                self.near_counts(&n, &in_cats, &mut acc)?;
+            }
+            (None, None, None) => {
                 for c in Category::ALL {
                     if in_cats(cat_slot(c)) {
-                        cat[cat_slot(c)] = self.by_category.get(&c).map_or(0, |s| s.len() as u64);
+                        acc.cat[cat_slot(c)] =
+                            self.by_category.get(&c).map_or(0, |s| s.len() as u64);
                     }
                 }
                 for (t, ti) in &self.by_tag {
@@ -759,75 +1195,187 @@ impl MarketView {
                         .map(|s| ti.by_category[s])
                         .sum();
                     if n > 0 {
-                        tags.insert(t, n);
-                    }
-                }
-            }
-            Some(t0) => {
-                if let Some(ti) = self.by_tag.get(t0) {
-                    for s in (0..4).filter(|s| in_cats(*s)) {
-                        cat[s] = ti.by_category[s];
-                    }
-                    let own: u64 = cat.iter().sum();
-                    if own > 0 {
-                        tags.insert(t0, own);
-                    }
-                    for (t, c) in &ti.with {
-                        let n: u64 = (0..4).filter(|s| in_cats(*s)).map(|s| c[s]).sum();
-                        if n > 0 {
-                            tags.insert(t, n);
-                        }
+                        acc.tags.insert(t, n);
                     }
                 }
             }
         }
         // Shown but past their TTL: counted above, not live.
         for (_, (_, name)) in self.by_expiry.iter().take_while(|(e, _)| *e <= now_ms) {
-            let Some(p) = self.posts.get(name) else {
-                continue;
-            };
-            let c = &p.content;
-            if !in_cats(cat_slot(c.category)) || !plan.tags.iter().all(|t| c.tags.contains(t)) {
-                continue;
-            }
-            let slot = cat_slot(c.category);
-            cat[slot] = cat[slot].saturating_sub(1);
-            for t in &c.tags {
-                if let Some(n) = tags.get_mut(t.as_str()) {
-                    *n = n.saturating_sub(1);
+            if let Some(p) = self.posts.get(name) {
+                if plan.admits_shown(p) && plan.near.is_none_or(|n| n.distance(p).is_some()) {
+                    acc.sub_post(p);
                 }
             }
         }
-        let total = cat.iter().sum();
-        let facets = Facets {
-            category: Category::ALL
-                .into_iter()
-                .map(|c| (c, cat[cat_slot(c)]))
-                .collect(),
-            tags: top_tags(tags),
-        };
-        (total, facets)
+        Some(acc.done())
     }
 
-    /// The page of a query the counts answer (categories, at most one
-    /// tag): by walking one index in the sort's order from the cursor, or,
-    /// for `expiring` with a small candidate set, by sorting that set.
-    /// Returns the page and whether more follow.
-    fn walk_page(&self, plan: &Plan<'_>, now_ms: u64) -> (Vec<Listed<'_>>, bool) {
-        // The smallest index that holds every match, in created order.
-        let mut set = &self.by_created;
-        if let [c] = plan.cats {
-            set = self.by_category.get(c).unwrap_or(&EMPTY);
+    /// Adds the counts of the shown posts within `n` from the location
+    /// grid; `None` when the grid does not answer this circle.
+    fn near_counts<'a>(
+        &'a self,
+        n: &Near,
+        in_cats: &impl Fn(usize) -> bool,
+        acc: &mut Acc<'a>,
+    ) -> Option<()> {
+        let grid = &self.list_counts.grid;
+        let q = Quick::new(n);
+        let mut cat = [0u64; 4];
+        let mut tags = vec![0u64; grid.tag_names.len()];
+        grid.cells_near(n, |cell, inside, _| {
+            if inside {
+                for s in (0..4).filter(|s| in_cats(*s)) {
+                    cat[s] += cell.cat[s];
+                }
+                for (id, by) in &cell.tags {
+                    if let Some(t) = tags.get_mut(*id as usize) {
+                        *t += (0..4).filter(|s| in_cats(*s)).map(|s| by[s]).sum::<u64>();
+                    }
+                }
+            } else {
+                for spot in cell.spots.values() {
+                    let slot = usize::from(spot.slot);
+                    if in_cats(slot) && q.within(n, spot) {
+                        cat[slot] += 1;
+                        for id in spot.tags.iter() {
+                            if let Some(t) = tags.get_mut(*id as usize) {
+                                *t += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        })?;
+        for (s, c) in cat.iter().enumerate() {
+            acc.cat[s] += c;
         }
-        if let Some(t) = plan.tags.first() {
-            let ts = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(&EMPTY);
-            if ts.len() < set.len() {
-                set = ts;
+        for (name, t) in grid.tag_names.iter().zip(tags) {
+            if t > 0 {
+                *acc.tags.entry(name.as_str()).or_default() += t;
             }
         }
+        Some(())
+    }
+
+    /// Adds the counts of the shown posts whose content is newer than
+    /// `since` (see [`SINCE_SMALL_SHIFT`]).
+    fn since_counts<'a>(&'a self, since: u64, in_cats: &impl Fn(usize) -> bool, acc: &mut Acc<'a>) {
+        let small = since >> SINCE_SMALL_SHIFT;
+        let big = since >> SINCE_BIG_SHIFT;
+        let per_big = SINCE_BIG_SHIFT - SINCE_SMALL_SHIFT;
+        for (_, c) in self.list_counts.since_big.range((Excluded(big), Unbounded)) {
+            acc.add_counts(c, in_cats);
+        }
+        let small_end = (big + 1) << per_big;
+        for (_, c) in self
+            .list_counts
+            .since_small
+            .range((Excluded(small), Excluded(small_end)))
+        {
+            acc.add_counts(c, in_cats);
+        }
+        // The posts of `since`'s own small bucket above it.
+        let top = ((small + 1) << SINCE_SMALL_SHIFT).saturating_sub(1);
+        let from = (
+            std::cmp::Reverse(EventKey {
+                lamport: top,
+                hash: EventHash([0xff; 32]),
+            }),
+            NAME_MIN,
+        );
+        for (std::cmp::Reverse(k), name) in self.by_lamport.range(from..) {
+            if k.lamport <= since {
+                break;
+            }
+            if let Some(p) = self.posts.get(name) {
+                if in_cats(cat_slot(p.content.category)) {
+                    acc.add_post(p);
+                }
+            }
+        }
+    }
+
+    /// The page of a query the counts answer, `total` its matches: by
+    /// walking one index in the sort's order from the cursor, or, when the
+    /// matches are fewer than that walk would visit, by sorting the
+    /// smallest candidate set. Returns the page and whether more follow.
+    fn walk_page<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        total: u64,
+        now_ms: u64,
+    ) -> (Vec<Listed<'a>>, bool) {
+        let want = plan.limit + 1;
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        if total == 0 {
+            return (Vec::new(), false);
+        }
+        // The smallest index that holds every match, in created order.
+        let mut set: &BTreeSet<CreatedKey> = &self.by_created;
+        let mut narrower: Vec<&BTreeSet<CreatedKey>> = Vec::new();
+        if let [c] = plan.cats {
+            narrower.push(self.by_category.get(c).unwrap_or(&EMPTY));
+        }
+        for t in plan.tags {
+            narrower.push(self.by_tag.get(t).map_or(&EMPTY, |ti| &ti.posts));
+        }
+        if let Some(a) = plan.author {
+            narrower.push(self.by_author.get(&a).unwrap_or(&EMPTY));
+        }
+        if plan.near.is_some() {
+            narrower.push(&self.located);
+        }
+        for s in narrower {
+            if s.len() < set.len() {
+                set = s;
+            }
+        }
+        // Posts visited by a walk: about `want` in every `set / total`;
+        // newest first with `since`, the matches come first (a post's
+        // content is never older than its creation).
+        let walk = match plan.sort {
+            // No index in distance order: the matches are sorted.
+            Sort::Nearest => usize::MAX,
+            Sort::Newest if plan.since.is_some() => want,
+            Sort::Newest | Sort::Oldest => want.saturating_mul(set.len()) / total,
+            _ => want.saturating_mul(self.by_created.len()) / total,
+        };
+        if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
+            if let Some(page) = self.nearest_page(plan, n, now_ms) {
+                return page;
+            }
+        }
+        let (candidates, source) = self.source(plan, None, Some(total), now_ms);
+        if candidates < walk {
+            let mut v: Vec<(Pos, Listed<'_>)> = Vec::new();
+            self.for_each_in(source, plan, |post| {
+                if let Some(distance_km) = plan.matches(post, now_ms) {
+                    let pos = Pos::of(plan.sort, post, distance_km);
+                    if plan.is_after(&pos) {
+                        v.push((pos, Listed { post, distance_km }));
+                    }
+                }
+            });
+            if v.len() > want {
+                v.select_nth_unstable_by(want, |a, b| a.0.cmp_in(&b.0, plan.sort));
+                v.truncate(want);
+            }
+            v.sort_unstable_by(|a, b| a.0.cmp_in(&b.0, plan.sort));
+            return listed(v.into_iter().map(|(_, l)| l).collect(), plan.limit);
+        }
+        // Without a cursor there are `total` matches to find, no more.
+        let take = if plan.after.is_none() {
+            want.min(total)
+        } else {
+            want
+        };
         let get = |(_, name): &CreatedKey| self.posts.get(name);
-        let admitted = |p: &&Post| plan.admits(p, now_ms);
-        let posts: Vec<&Post> = match plan.sort {
+        let admitted = |post: &'a Post| {
+            plan.matches(post, now_ms)
+                .map(move |distance_km| Listed { post, distance_km })
+        };
+        let posts: Vec<Listed<'a>> = match plan.sort {
             Sort::Newest | Sort::Oldest => {
                 let range = match (plan.after, plan.sort) {
                     (None, _) => set.range(..),
@@ -838,36 +1386,16 @@ impl MarketView {
                     range
                         .rev()
                         .filter_map(get)
-                        .filter(admitted)
-                        .take(plan.limit + 1)
+                        .filter_map(admitted)
+                        .take(take)
                         .collect()
                 } else {
                     range
                         .filter_map(get)
-                        .filter(admitted)
-                        .take(plan.limit + 1)
+                        .filter_map(admitted)
+                        .take(take)
                         .collect()
                 }
-            }
-            // Walking the expiry index visits about limit * all / matches
-            // posts; sorting the candidates costs their number. Pick the
-            // cheaper (compared squared to stay in integers).
-            _ if set.len().saturating_mul(set.len())
-                < plan.limit.saturating_mul(self.by_created.len()) =>
-            {
-                let mut v: Vec<(Pos, &Post)> = set
-                    .iter()
-                    .filter_map(get)
-                    .filter(admitted)
-                    .map(|p| (Pos::of(plan.sort, p, None), p))
-                    .filter(|(pos, _)| plan.is_after(pos))
-                    .collect();
-                if v.len() > plan.limit + 1 {
-                    v.select_nth_unstable_by(plan.limit + 1, |a, b| a.0.cmp_in(&b.0, plan.sort));
-                    v.truncate(plan.limit + 1);
-                }
-                v.sort_unstable_by(|a, b| a.0.cmp_in(&b.0, plan.sort));
-                v.into_iter().map(|(_, p)| p).collect()
             }
             // `expiring` (`nearest` always has `near`, so never comes here).
             _ => {
@@ -880,22 +1408,73 @@ impl MarketView {
                     .range((Excluded(from), Unbounded))
                     .map(|(_, k)| k)
                     .filter_map(get)
-                    .filter(admitted)
-                    .take(plan.limit + 1)
+                    .filter_map(admitted)
+                    .take(take)
                     .collect()
             }
         };
-        let more = posts.len() > plan.limit;
-        let items = posts
-            .into_iter()
-            .take(plan.limit)
-            .map(|post| Listed {
-                post,
-                distance_km: None,
-            })
-            .collect();
-        (items, more)
+        listed(posts, plan.limit)
     }
+}
+
+impl MarketView {
+    /// A `sort=nearest` page from the location grid: cells in order of the
+    /// nearest any of their posts can be, stopping once the page is full
+    /// and the next cell cannot hold a post as near as its farthest.
+    /// `None` when the grid does not answer the circle.
+    fn nearest_page<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        n: &Near,
+        now_ms: u64,
+    ) -> Option<(Vec<Listed<'a>>, bool)> {
+        let want = plan.limit + 1;
+        let mut cells: Vec<(f64, &Cell)> = Vec::new();
+        self.list_counts
+            .grid
+            .cells_near(n, |cell, _, nearest| cells.push((nearest, cell)))?;
+        cells.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let order = |a: &(Pos, Listed<'a>), b: &(Pos, Listed<'a>)| a.0.cmp_in(&b.0, Sort::Nearest);
+        let mut best: Vec<(Pos, Listed<'a>)> = Vec::new();
+        // The farthest distance among the best `want` so far.
+        let mut kth = f64::INFINITY;
+        for (nearest, cell) in cells {
+            if best.len() >= want && nearest > kth {
+                break;
+            }
+            for (_, name) in cell.spots.keys() {
+                let Some(post) = self.posts.get(name) else {
+                    continue;
+                };
+                if let Some(distance_km) = plan.matches(post, now_ms) {
+                    let pos = Pos::of(Sort::Nearest, post, distance_km);
+                    if plan.is_after(&pos) {
+                        best.push((pos, Listed { post, distance_km }));
+                    }
+                }
+            }
+            if best.len() >= want {
+                best.select_nth_unstable_by(want - 1, order);
+                best.truncate(want);
+                kth = best
+                    .iter()
+                    .filter_map(|(_, l)| l.distance_km)
+                    .fold(0.0, f64::max);
+            }
+        }
+        best.sort_unstable_by(order);
+        Some(listed(
+            best.into_iter().map(|(_, l)| l).collect(),
+            plan.limit,
+        ))
+    }
+}
+
+/// The first `limit` of `posts` as a page's items, and whether more follow.
+fn listed(mut posts: Vec<Listed<'_>>, limit: usize) -> (Vec<Listed<'_>>, bool) {
+    let more = posts.len() > limit;
+    posts.truncate(limit);
+    (posts, more)
 }
 
 static EMPTY: BTreeSet<CreatedKey> = BTreeSet::new();
@@ -919,6 +1498,8 @@ enum Source<'a> {
     Names(&'a BTreeSet<PostKey>),
     Keys(&'a BTreeSet<CreatedKey>),
     Categories(&'a [Category]),
+    /// The grid cells that may hold posts within the circle.
+    Grid(Near),
     Since,
     /// Shown posts whose effective expiry is at or before this time.
     PastTtl(u64),
