@@ -30,7 +30,7 @@ use super::{
     post_text, EmbedText, EmbedTextParams, EmbedTextResult, EMBED_TEXT, TEXTS_PER_CALL_MAX,
 };
 use crate::core::bus::BusError;
-use crate::core::services::market::{PostView, SearchHit, SearchParams, SearchResult};
+use crate::core::services::market::{PostView, SearchHit, SearchMode, SearchParams, SearchResult};
 use crate::core::views::market::{MarketView, PostKey};
 use crate::core::ErrorCode;
 use crate::net::driver::Handle;
@@ -50,42 +50,6 @@ pub const PROVIDER_PROBES_MAX: usize = 8;
 pub const SEMANTIC_DEPTH: usize = 100;
 /// The bus call that lists what a node serves (answered by the driver).
 pub const NODE_CAPABILITIES: &str = "node.capabilities";
-
-/// How a search ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Hybrid,
-    Semantic,
-    Keyword,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Hybrid => "hybrid",
-            Mode::Semantic => "semantic",
-            Mode::Keyword => "keyword",
-        }
-    }
-}
-
-/// `market.search` params as the local API takes them: the core's, plus
-/// the ranking `mode` (the core itself only ranks by keyword).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchRequest {
-    pub query: String,
-    #[serde(default)]
-    pub category: Option<Category>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-    #[serde(default)]
-    pub mode: Mode,
-}
 
 /// A live post that a search may rank: its name, the key of its content
 /// (which changes with every update) and the content, shared not copied.
@@ -174,7 +138,7 @@ impl Searcher {
 
     /// Serves one `market.search` call from its CBOR params.
     pub async fn serve(&self, params: ciborium::Value) -> Result<ciborium::Value, BusError> {
-        let request: SearchRequest = params
+        let request: SearchParams = params
             .deserialized()
             .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?;
         let result = self
@@ -184,9 +148,9 @@ impl Searcher {
         ciborium::Value::serialized(&result).map_err(BusError::internal)
     }
 
-    pub async fn search(&self, request: SearchRequest) -> Result<SearchResult, BusError> {
+    pub async fn search(&self, request: SearchParams) -> Result<SearchResult, BusError> {
         let keyword = self.keyword(&request).await?;
-        if request.mode == Mode::Keyword {
+        if request.mode == SearchMode::Keyword {
             return Ok(keyword);
         }
         match self.semantic(&request).await {
@@ -194,7 +158,7 @@ impl Searcher {
                 self.note_degraded(false, "");
                 let limit = keyword_limit(&request);
                 let keys: Vec<(PostKey, f32)> = match request.mode {
-                    Mode::Semantic => ranked.into_iter().take(limit).collect(),
+                    SearchMode::Semantic => ranked.into_iter().take(limit).collect(),
                     _ => {
                         let semantic: Vec<PostKey> = ranked.into_iter().map(|(k, _)| k).collect();
                         let words: Vec<PostKey> =
@@ -239,14 +203,8 @@ impl Searcher {
         }
     }
 
-    async fn keyword(&self, r: &SearchRequest) -> Result<SearchResult, BusError> {
-        let params = SearchParams {
-            query: r.query.clone(),
-            category: r.category,
-            tags: r.tags.clone(),
-            limit: r.limit,
-        };
-        let value = ciborium::Value::serialized(&params).map_err(BusError::internal)?;
+    async fn keyword(&self, r: &SearchParams) -> Result<SearchResult, BusError> {
+        let value = ciborium::Value::serialized(r).map_err(BusError::internal)?;
         self.handle
             .call_core(crate::core::services::market::SEARCH, value)
             .await?
@@ -256,9 +214,15 @@ impl Searcher {
 
     /// The candidates ranked by cosine, best first (at most
     /// [`SEMANTIC_DEPTH`]), or why no provider could embed the query.
-    async fn semantic(&self, r: &SearchRequest) -> Result<Vec<(PostKey, f32)>, BusError> {
+    async fn semantic(&self, r: &SearchParams) -> Result<Vec<(PostKey, f32)>, BusError> {
         let tags: Vec<String> = r.tags.iter().map(|t| t.trim().to_lowercase()).collect();
-        let candidates = self.handle.search_candidates(r.category, tags).await?;
+        let mut candidates = self
+            .handle
+            .search_candidates(r.category, tags.clone())
+            .await?;
+        if r.near.is_some() {
+            candidates.retain(|c| r.admits_content(&tags, &c.content));
+        }
         let (known, missing) = self.split_cached(&candidates);
         let inline: Vec<&Candidate> = missing.into_iter().take(INLINE_EMBED_MAX).collect();
         let mut texts = vec![r.query.trim().to_owned()];
@@ -491,7 +455,7 @@ fn key_of(v: &PostView) -> PostKey {
     }
 }
 
-fn keyword_limit(r: &SearchRequest) -> usize {
+fn keyword_limit(r: &SearchParams) -> usize {
     r.limit
         .unwrap_or(crate::core::services::market::SEARCH_LIMIT_DEFAULT)
         .min(crate::core::services::market::SEARCH_LIMIT_MAX)

@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
-use crate::core::search::{rank, Document};
-use crate::core::views::market::{Facets, ListQuery, Post, PostKey};
+use crate::core::search::rank;
+use crate::core::views::market::{haversine_km, Facets, ListQuery, Near, Post, PostKey};
 use crate::core::views::MembershipView;
 use crate::core::Node;
 use crate::store::EventStore;
@@ -158,9 +158,65 @@ pub struct SearchParams {
     /// Posts must carry every one of these tags (matched lowercase).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Only posts with a location inside this circle (haversine, as
+    /// `market.list`'s `near`); posts without a location are left out.
+    #[serde(default)]
+    pub near: Option<Near>,
     /// At most this many results [default 20, at most `SEARCH_LIMIT_MAX`].
     #[serde(default)]
     pub limit: Option<usize>,
+    /// How to rank [default `hybrid`]. The core ranks by keyword only and
+    /// says so in the answer's `mode`; a running node ranks by meaning
+    /// when an embedding model is reachable (`semantic::search`).
+    #[serde(default)]
+    pub mode: SearchMode,
+}
+
+/// How `market.search` ranks.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Meaning and keywords fused (the default).
+    #[default]
+    Hybrid,
+    /// By meaning alone.
+    Semantic,
+    /// BM25 with the substring rule: what the core answers itself.
+    Keyword,
+}
+
+impl SearchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Keyword => "keyword",
+        }
+    }
+}
+
+impl SearchParams {
+    /// Whether `post` passes the filters (category, every tag of `tags`,
+    /// the lowercased `self.tags`, and `near`): they apply before ranking.
+    pub fn admits(&self, tags: &[String], post: &Post) -> bool {
+        self.admits_content(tags, &post.content)
+    }
+
+    /// [`SearchParams::admits`] on a post's content.
+    pub fn admits_content(&self, tags: &[String], content: &PostContent) -> bool {
+        self.category.is_none_or(|c| content.category == c)
+            && tags.iter().all(|t| content.tags.contains(t))
+            && self.near.as_ref().is_none_or(|n| within(n, content))
+    }
+}
+
+/// Whether `content` has a location inside `near`: the rule of
+/// `market.list`'s `near` (haversine; microdegrees on the wire).
+fn within(near: &Near, content: &PostContent) -> bool {
+    content.location.as_ref().is_some_and(|l| {
+        haversine_km(near.lat, near.lng, l.lat as f64 / 1e6, l.lng as f64 / 1e6) <= near.radius_km
+    })
 }
 
 /// A post as callers see it.
@@ -796,19 +852,15 @@ impl<S: EventStore> Node<S> {
     /// case-insensitive substring is among the results (up to `limit`).
     pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
         let tags: Vec<String> = p.tags.iter().map(|t| t.trim().to_lowercase()).collect();
+        if let Some(near) = &p.near {
+            near.check()
+                .map_err(|e| BusError::bad_request(e.to_string()))?;
+        }
         let limit = p
             .limit
             .unwrap_or(SEARCH_LIMIT_DEFAULT)
             .min(SEARCH_LIMIT_MAX);
-        let hits = self.keyword_search(
-            now_ms,
-            &p.query,
-            |post| {
-                p.category.is_none_or(|c| post.content.category == c)
-                    && tags.iter().all(|t| post.content.tags.contains(t))
-            },
-            limit,
-        )?;
+        let hits = self.keyword_search(now_ms, &p.query, |post| p.admits(&tags, post), limit)?;
         let membership = &self.views().membership;
         Ok(SearchResult {
             mode: "keyword".into(),
@@ -855,16 +907,12 @@ impl<S: EventStore> Node<S> {
         }
         let market = &self.views().market;
         let wanted = |post: &Post| post.is_live(now_ms) && accept(post);
-        let (q, scored) = market.with_search(|index| {
+        let (scored, substring) = market.with_search(|index| {
             let q = index.query(query);
             let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
-            (q, scored)
+            let substring = index.containing(&q.needle, |key| market.get(key).is_some_and(&wanted));
+            (scored, substring)
         });
-        let substring: BTreeSet<PostKey> = market
-            .all_active(now_ms)
-            .filter(|post| accept(post) && Document::of(&post.content).contains(&q.needle))
-            .map(Post::key)
-            .collect();
         Ok(rank(scored, &substring, limit)
             .into_iter()
             .filter_map(|h| market.get(&h.key).map(|post| (post, h.score)))
