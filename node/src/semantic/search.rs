@@ -10,8 +10,9 @@
 //!    cached vectors; posts without one are embedded by the same provider,
 //!    up to [`INLINE_EMBED_MAX`] per search (the warmer does the rest in
 //!    the background, so the first search after a restart stays quick).
-//! 4. `hybrid` (the default) fuses the semantic and keyword rankings by
-//!    reciprocal rank; `semantic` returns the cosine ranking alone.
+//! 4. `hybrid` (the default) fuses the semantic and keyword rankings
+//!    ([`super::rank::HYBRID`]: a score-normalised linear mix); `semantic`
+//!    returns the cosine ranking alone.
 //! 5. No provider answered: the keyword results, `mode: "keyword"`,
 //!    `degraded: "partition"` (DESIGN.md's code), and a warning in the log.
 
@@ -21,17 +22,21 @@ use std::time::{Duration, Instant};
 
 use hearth_proto::{Category, NodeId, PostContent};
 use libp2p::PeerId;
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::cache::{VectorCache, VectorKey};
-use super::rank::{dot, fuse, top_k};
+use super::rank::{dot, top_k, Fused, HYBRID};
 use super::{
     post_text, EmbedText, EmbedTextParams, EmbedTextResult, EMBED_TEXT, TEXTS_PER_CALL_MAX,
 };
 use crate::core::bus::BusError;
-use crate::core::services::market::{PostView, SearchHit, SearchMode, SearchParams, SearchResult};
-use crate::core::views::market::{MarketView, PostKey};
+use crate::core::search::Document;
+use crate::core::services::market::{
+    ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST, SEARCH_LIMIT_MAX,
+};
+use crate::core::views::market::{ListQuery, MarketView, PostKey};
 use crate::core::ErrorCode;
 use crate::net::driver::Handle;
 
@@ -106,6 +111,37 @@ pub struct Searcher {
     /// Whether the last search had to fall back (a warning once per change,
     /// not per search).
     degraded: Mutex<bool>,
+    metrics: CacheMetrics,
+}
+
+/// Vector cache lookups by searches, in `/metrics`
+/// (`hearth_search_vector_cache_{hits,misses}_total`): a hit is a post
+/// vector found in memory or on disk, a miss one that had to be embedded.
+/// The warmer's lookups are not counted: they say nothing of how warm the
+/// cache is when a user searches.
+#[derive(Debug, Clone, Default)]
+struct CacheMetrics {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheMetrics {
+    fn register(handle: &Handle) -> CacheMetrics {
+        let m = CacheMetrics::default();
+        let mut registry = crate::net::driver::lock_registry(&handle.metrics);
+        let r = registry.sub_registry_with_prefix("hearth");
+        r.register(
+            "search_vector_cache_hits",
+            "Post vectors a search found cached (memory or disk)",
+            m.hits.clone(),
+        );
+        r.register(
+            "search_vector_cache_misses",
+            "Post vectors a search had to embed (not cached)",
+            m.misses.clone(),
+        );
+        m
+    }
 }
 
 impl std::fmt::Debug for Searcher {
@@ -118,7 +154,9 @@ impl std::fmt::Debug for Searcher {
 
 impl Searcher {
     pub fn new(handle: Handle, local: Option<Arc<EmbedText>>, cache: VectorCache) -> Searcher {
+        let metrics = CacheMetrics::register(&handle);
         Searcher {
+            metrics,
             handle,
             local,
             cache: Mutex::new(cache),
@@ -148,6 +186,33 @@ impl Searcher {
         ciborium::Value::serialized(&result).map_err(BusError::internal)
     }
 
+    /// Serves a local `market.list` with `q`: the hybrid search (keyword
+    /// and `degraded` when no provider answers) picks and orders the hits,
+    /// at most [`SEARCH_LIMIT_MAX`]; the core pages them with the
+    /// listing's filters (`Node::market_list_ranked`).
+    pub async fn list(&self, params: ciborium::Value) -> Result<ciborium::Value, BusError> {
+        let query: ListQuery = params
+            .deserialized()
+            .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?;
+        let Some(text) = query.q.clone() else {
+            return self.handle.call_core(LIST, params).await;
+        };
+        let found = self
+            .search(SearchParams {
+                query: text,
+                limit: Some(SEARCH_LIMIT_MAX),
+                ..SearchParams::default()
+            })
+            .await?;
+        let ranked = found.results.iter().map(|h| key_of(&h.post)).collect();
+        let search = ListSearch {
+            mode: found.mode,
+            degraded: found.degraded,
+        };
+        let page = self.handle.list_ranked(query, ranked, search).await?;
+        ciborium::Value::serialized(&page).map_err(BusError::internal)
+    }
+
     pub async fn search(&self, request: SearchParams) -> Result<SearchResult, BusError> {
         let keyword = self.keyword(&request).await?;
         if request.mode == SearchMode::Keyword {
@@ -160,10 +225,31 @@ impl Searcher {
                 let keys: Vec<(PostKey, f32)> = match request.mode {
                     SearchMode::Semantic => ranked.into_iter().take(limit).collect(),
                     _ => {
-                        let semantic: Vec<PostKey> = ranked.into_iter().map(|(k, _)| k).collect();
-                        let words: Vec<PostKey> =
-                            keyword.results.iter().map(|h| key_of(&h.post)).collect();
-                        fuse(&[semantic, words], limit)
+                        let words: Vec<(PostKey, f32)> = keyword
+                            .results
+                            .iter()
+                            .map(|h| (key_of(&h.post), h.score))
+                            .collect();
+                        let needle = request.query.trim().to_lowercase();
+                        let verbatim: Vec<PostKey> = keyword
+                            .results
+                            .iter()
+                            .filter(|h| {
+                                Document {
+                                    title: &h.post.title,
+                                    body: &h.post.body,
+                                    tags: &h.post.tags,
+                                }
+                                .contains(&needle)
+                            })
+                            .map(|h| key_of(&h.post))
+                            .collect();
+                        Fused {
+                            semantic: &ranked,
+                            keyword: &words,
+                            verbatim: &verbatim,
+                        }
+                        .rank(HYBRID, limit)
                     }
                 };
                 let mut views = self.views(keys.iter().map(|(k, _)| *k).collect()).await?;
@@ -224,6 +310,8 @@ impl Searcher {
             candidates.retain(|c| r.admits_content(&tags, &c.content));
         }
         let (known, missing) = self.split_cached(&candidates);
+        self.metrics.hits.inc_by(known.len() as u64);
+        self.metrics.misses.inc_by(missing.len() as u64);
         let inline: Vec<&Candidate> = missing.into_iter().take(INLINE_EMBED_MAX).collect();
         let mut texts = vec![r.query.trim().to_owned()];
         texts.extend(
