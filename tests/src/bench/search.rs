@@ -75,7 +75,7 @@ pub fn search(n: usize, quick: bool) -> anyhow::Result<()> {
 fn load_model() -> anyhow::Result<Option<Arc<UseM3>>> {
     let dir = std::env::var_os("HEARTH_EMBED_MODEL_DIR")
         .map(PathBuf::from)
-        .or_else(|| hearth_node::semantic::default_model_dir());
+        .or_else(hearth_node::semantic::default_model_dir);
     match dir {
         Some(d) if d.join("weights.npz").exists() => Ok(Some(Arc::new(UseM3(
             hearth_embed::Embedder::load(&d)
