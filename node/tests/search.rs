@@ -12,7 +12,7 @@ use hearth_node::core::search::BODY_INDEXED_CHARS_MAX;
 use hearth_node::core::services::market::{
     ExpireParams, PostParams, SearchParams, SearchResult, UpdateParams, QUERY_CHARS_MAX,
 };
-use hearth_node::core::views::market::Near;
+use hearth_node::core::views::market::{ListQuery, Near, Sort};
 use hearth_node::core::{Config, Node};
 use hearth_node::store::MemoryStore;
 use hearth_proto::{Category, EventId, ExpiryReason, Level, Location};
@@ -378,6 +378,53 @@ fn near_filters_by_distance_before_ranking() {
     let err = m.node.market_search(NOW, near(-1.0)).unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
     assert!(err.message.contains("radius_km"), "{}", err.message);
+}
+
+/// A listing with `q` and no sort is in the search's relevance order and
+/// pages by position (`r.<n>` cursors); with a sort it is in that order;
+/// a cursor that is not a relevance one, or a bad limit, is refused.
+#[test]
+fn listing_with_q_pages_in_relevance_order() {
+    let mut m = Market::new();
+    let body_only = m.offer("Werkzeug", "eine Leiter");
+    let title = m.offer("Leiter Leiter", "Leiter zu verleihen");
+    let _other = m.offer("Brot", "frisch");
+    let list = |q: ListQuery| m.node.market_list(NOW, q);
+    let query = |cursor: Option<String>, sort: Option<Sort>| ListQuery {
+        q: Some("leiter".into()),
+        limit: Some(1),
+        cursor,
+        sort,
+        ..ListQuery::default()
+    };
+    let first = list(query(None, None)).unwrap();
+    assert_eq!(first.posts[0].id, title, "the best match first");
+    assert_eq!(first.total, 2);
+    let cursor = first.next_cursor.clone().unwrap();
+    assert_eq!(cursor, "r.1");
+    let second = list(query(Some(cursor), None)).unwrap();
+    assert_eq!(second.posts[0].id, body_only);
+    assert_eq!(second.next_cursor, None);
+    let newest = list(query(None, Some(Sort::Newest))).unwrap();
+    assert_eq!(newest.posts[0].id, title, "newest first with a sort");
+    let oldest = list(query(None, Some(Sort::Oldest))).unwrap();
+    assert_eq!(oldest.posts[0].id, body_only);
+    let keyset = oldest.next_cursor.unwrap();
+    for bad in [keyset, "r.x".to_owned(), "x".to_owned()] {
+        let err = list(query(Some(bad.clone()), None)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest, "{bad}");
+        assert!(
+            err.message.contains("by relevance"),
+            "{bad}: {}",
+            err.message
+        );
+    }
+    let err = list(ListQuery {
+        limit: Some(0),
+        ..query(None, None)
+    })
+    .unwrap_err();
+    assert!(err.message.contains("limit must be"), "{}", err.message);
 }
 
 /// The answer says which search answered (`keyword`), that it is not
