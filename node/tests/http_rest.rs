@@ -124,7 +124,9 @@ async fn every_rest_route_answers() {
 
     let v = api.get_ok("/api/posts?q=ladder").await;
     assert_eq!(ids(&v["items"]), vec![id.clone()], "{v}");
+    // No model and no peer offering one: the hybrid search fell back.
     assert_eq!(v["search"]["mode"], json!("keyword"), "{v}");
+    assert_eq!(v["search"]["degraded"], json!("partition"), "{v}");
 
     let p = api.get_ok(&format!("/api/posts/{author}/{id}")).await;
     assert_eq!(

@@ -245,9 +245,21 @@ pub fn evaluate(set: &RelevanceSet, name: &str, ranker: impl Fn(&str) -> Vec<usi
     }
 }
 
-/// The node's keyword search over the set: the same index, the same query
-/// parsing and the same substring rule as `market.search`.
-pub fn keyword_ranker(set: &RelevanceSet, stemming: Stemming) -> impl Fn(&str) -> Vec<usize> + '_ {
+/// What the keyword search answers for one query: the ranking with its
+/// scores (0 for a substring-only hit) and the hits that contain the
+/// query verbatim (the seed rule's).
+#[derive(Debug, Clone, Default)]
+pub struct KeywordHits {
+    pub ranked: Vec<(usize, f32)>,
+    pub verbatim: Vec<usize>,
+}
+
+/// The node's keyword search over the set with scores: the same index, the
+/// same query parsing and the same substring rule as `market.search`.
+pub fn keyword_scored_ranker(
+    set: &RelevanceSet,
+    stemming: Stemming,
+) -> impl Fn(&str) -> KeywordHits + '_ {
     let mut index = SearchIndex::new(stemming);
     for (i, p) in set.posts.iter().enumerate() {
         index.insert(i, p.document());
@@ -255,18 +267,23 @@ pub fn keyword_ranker(set: &RelevanceSet, stemming: Stemming) -> impl Fn(&str) -
     move |query: &str| {
         let q = index.query(query);
         let scored = index.scores(&q, |_| true);
-        let substring: BTreeSet<usize> = set
-            .posts
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !q.needle.is_empty() && p.document().contains(&q.needle))
-            .map(|(i, _)| i)
-            .collect();
-        rank(scored, &substring, CUTOFF)
-            .into_iter()
-            .map(|h| h.key)
-            .collect()
+        let substring: BTreeSet<usize> = if q.needle.is_empty() {
+            BTreeSet::new()
+        } else {
+            index.containing(&q.needle, |_| true)
+        };
+        let hits = rank(scored, &substring, CUTOFF);
+        KeywordHits {
+            verbatim: hits.iter().filter(|h| h.substring).map(|h| h.key).collect(),
+            ranked: hits.into_iter().map(|h| (h.key, h.score)).collect(),
+        }
     }
+}
+
+/// [`keyword_scored_ranker`] without the scores.
+pub fn keyword_ranker(set: &RelevanceSet, stemming: Stemming) -> impl Fn(&str) -> Vec<usize> + '_ {
+    let scored = keyword_scored_ranker(set, stemming);
+    move |query: &str| scored(query).ranked.into_iter().map(|(i, _)| i).collect()
 }
 
 /// The seed's search, the baseline: posts containing the query as a
@@ -293,11 +310,12 @@ pub fn substring_ranker(set: &RelevanceSet) -> impl Fn(&str) -> Vec<usize> + '_ 
 
 /// Ranking by meaning over the set with a loaded model: every post's
 /// title and body start (as the node embeds them, `semantic::post_text`)
-/// scored by cosine against the query's vector.
-pub fn semantic_ranker<'a>(
+/// scored by cosine against the query's vector; the best
+/// `SEMANTIC_DEPTH`, with their cosines.
+pub fn semantic_scored_ranker<'a>(
     set: &'a RelevanceSet,
     model: &'a hearth_embed::Embedder,
-) -> impl Fn(&str) -> Vec<usize> + 'a {
+) -> impl Fn(&str) -> Vec<(usize, f32)> + 'a {
     let texts: Vec<String> = set
         .posts
         .iter()
@@ -317,22 +335,52 @@ pub fn semantic_ranker<'a>(
             .enumerate()
             .map(|(i, v)| (i, hearth_node::semantic::rank::dot(&q, v)));
         hearth_node::semantic::rank::top_k(scored, hearth_node::semantic::search::SEMANTIC_DEPTH)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect()
     }
 }
 
-/// The node's default: reciprocal rank fusion of the semantic and keyword
-/// rankings, as `market.search` in `hybrid` mode fuses them.
+/// [`semantic_scored_ranker`] without the scores.
+pub fn semantic_ranker<'a>(
+    set: &'a RelevanceSet,
+    model: &'a hearth_embed::Embedder,
+) -> impl Fn(&str) -> Vec<usize> + 'a {
+    let scored = semantic_scored_ranker(set, model);
+    move |query: &str| scored(query).into_iter().map(|(i, _)| i).collect()
+}
+
+/// `hybrid`: the semantic and keyword rankings fused by `how`, as
+/// `market.search` fuses them (`semantic::rank::HYBRID` there).
 pub fn hybrid_ranker<'a>(
-    semantic: impl Fn(&str) -> Vec<usize> + 'a,
-    keyword: impl Fn(&str) -> Vec<usize> + 'a,
+    semantic: impl Fn(&str) -> Vec<(usize, f32)> + 'a,
+    keyword: impl Fn(&str) -> KeywordHits + 'a,
+    how: hearth_node::semantic::rank::Fusion,
 ) -> impl Fn(&str) -> Vec<usize> + 'a {
     move |query: &str| {
-        hearth_node::semantic::rank::fuse(&[semantic(query), keyword(query)], CUTOFF)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect()
+        let (s, k) = (semantic(query), keyword(query));
+        hearth_node::semantic::rank::Fused {
+            semantic: &s,
+            keyword: &k.ranked,
+            verbatim: &k.verbatim,
+        }
+        .rank(how, CUTOFF)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect()
+    }
+}
+
+impl RelevanceSet {
+    /// The same posts with only the queries `keep` selects (by position):
+    /// a split to choose a parameter on one part and check it on the other.
+    pub fn with_queries(&self, keep: impl Fn(usize) -> bool) -> RelevanceSet {
+        RelevanceSet {
+            posts: self.posts.clone(),
+            queries: self
+                .queries
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(_, q)| q.clone())
+                .collect(),
+        }
     }
 }

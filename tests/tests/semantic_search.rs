@@ -296,6 +296,97 @@ async fn vectors_are_cached_invalidated_by_update_and_survive_restart() {
     );
 }
 
+async fn list(node: &TestNode, params: serde_json::Value) -> serde_json::Value {
+    node.handle
+        .call("market.list", Value::serialized(&params).unwrap())
+        .await
+        .unwrap()
+        .deserialized()
+        .unwrap()
+}
+
+/// `market.list` with `q` (what `GET /api/posts?q=` calls) answers by the
+/// hybrid search: a query sharing no word with its answers lists them
+/// first, in relevance order without a sort, paged by position; with a
+/// sort, in that order. `search` says which mode answered.
+#[tokio::test]
+async fn listing_with_q_uses_the_hybrid_search_in_relevance_order() {
+    let (_na, _nb, nc, _) = three_nodes(false).await;
+    let list = |params: serde_json::Value| list(&nc, params);
+    let titles = |v: &serde_json::Value| -> Vec<String> {
+        v["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let ladders = BTreeSet::from([POSTS[0].0.to_owned(), POSTS[3].0.to_owned()]);
+    let v = list(json!({"q": "Leiter ausleihen"})).await;
+    assert_eq!(
+        v["search"],
+        json!({"mode": "hybrid", "degraded": null}),
+        "{v}"
+    );
+    let all = titles(&v);
+    let top: BTreeSet<String> = all.iter().take(2).cloned().collect();
+    assert_eq!(top, ladders, "{all:?}");
+    let first = list(json!({"q": "Leiter ausleihen", "limit": 1})).await;
+    assert_eq!(titles(&first), all[..1], "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = list(json!({"q": "Leiter ausleihen", "limit": 1, "cursor": cursor})).await;
+    assert_eq!(titles(&second), all[1..2], "{second}");
+    let sorted = list(json!({"q": "Leiter ausleihen", "sort": "newest"})).await;
+    let mut by_relevance = all.clone();
+    let mut newest = titles(&sorted);
+    assert_eq!(
+        newest.first().map(String::as_str),
+        Some(POSTS[3].0),
+        "newest first"
+    );
+    by_relevance.sort();
+    newest.sort();
+    assert_eq!(by_relevance, newest, "the same hits in another order");
+}
+
+/// The value of a counter in `/metrics` text (0 when absent).
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `/metrics` counts vector cache hits and misses of searches: the first
+/// search misses every post (and embeds it), the second hits every one.
+#[tokio::test]
+async fn cache_hit_metric_moves_on_the_second_search() {
+    const HITS: &str = "hearth_search_vector_cache_hits_total";
+    const MISSES: &str = "hearth_search_vector_cache_misses_total";
+    let a = identity(30);
+    let community = Community::new(std::slice::from_ref(&a)).unwrap();
+    let (model, _) = Concepts::new();
+    let mut node = TestNode::start(
+        community.node(&a, 1).unwrap(),
+        with_model(Some(model), None, vec![]),
+    )
+    .await
+    .unwrap();
+    for (title, body) in POSTS {
+        post(&mut node, title, body).await;
+    }
+    let metrics = || async { node.handle.metrics_text().await.unwrap() };
+    let before = metrics().await;
+    assert!(before.contains(HITS) && before.contains(MISSES), "{before}");
+    assert_eq!((counter(&before, HITS), counter(&before, MISSES)), (0, 0));
+    search(&node, "ladder", "semantic").await;
+    let first = metrics().await;
+    let n = POSTS.len() as u64;
+    assert_eq!((counter(&first, HITS), counter(&first, MISSES)), (0, n));
+    search(&node, "ladder", "hybrid").await;
+    let second = metrics().await;
+    assert_eq!((counter(&second, HITS), counter(&second, MISSES)), (n, n));
+}
+
 /// `embed.text` is refused with a message that says what to do: by a
 /// node without a model, and to a caller who is not a member.
 #[tokio::test]

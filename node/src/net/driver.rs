@@ -193,6 +193,14 @@ pub enum Command {
         keys: Vec<crate::core::views::market::PostKey>,
         reply: oneshot::Sender<Vec<crate::core::services::market::PostView>>,
     },
+    /// A `market.list` page whose `q` the searcher already answered
+    /// (`semantic::search::Searcher::list`): the hits best first.
+    ListRanked {
+        query: crate::core::views::market::ListQuery,
+        ranked: Vec<crate::core::views::market::PostKey>,
+        search: crate::core::services::market::ListSearch,
+        reply: oneshot::Sender<Result<crate::core::services::market::ListResult, BusError>>,
+    },
     /// A log page in or out for the local API (`net::local_api::serve_log`).
     Log {
         request: super::local_api::LogRequest,
@@ -529,6 +537,23 @@ impl Handle {
             .map_err(|_| BusError::unavailable("the node is shutting down"))?;
         rx.await
             .map_err(|_| BusError::unavailable("the node stopped before answering"))
+    }
+
+    /// A `market.list` page restricted to and ordered by `ranked`.
+    pub async fn list_ranked(
+        &self,
+        query: crate::core::views::market::ListQuery,
+        ranked: Vec<crate::core::views::market::PostKey>,
+        search: crate::core::services::market::ListSearch,
+    ) -> Result<crate::core::services::market::ListResult, BusError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::ListRanked {
+            query,
+            ranked,
+            search,
+            reply,
+        };
+        self.send(cmd, rx).await
     }
 
     pub async fn status(&self) -> Option<Status> {
@@ -1109,6 +1134,17 @@ impl<S: EventStore> Driver<S> {
                     &tags,
                 );
                 let _ = reply.send(found);
+            }
+            Command::ListRanked {
+                query,
+                ranked,
+                search,
+                reply,
+            } => {
+                let page = self
+                    .node
+                    .market_list_ranked(now_ms(), query, Some((ranked, search)));
+                let _ = reply.send(page);
             }
             Command::PostViews { keys, reply } => {
                 let views = self.node.views();

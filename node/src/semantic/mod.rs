@@ -13,10 +13,10 @@
 //! - [`search::Searcher`] answers `market.search` for the local user:
 //!   embeds the query (locally, or on the closest peer that offers
 //!   `embed.text`, failing over to the next), scores the filtered live
-//!   posts by cosine, fuses with the keyword ranking (reciprocal rank
-//!   fusion), and falls back to keyword results marked
+//!   posts by cosine, fuses with the keyword ranking
+//!   ([`rank::HYBRID`]), and falls back to keyword results marked
 //!   `degraded: "partition"` when no provider answers.
-//! - [`rank`] holds the pure arithmetic (cosine top-k, fusion).
+//! - [`rank`] holds the pure arithmetic (cosine top-k, fusions).
 //!
 //! The core stays pure and knows nothing of vectors: ranking by meaning is
 //! a query, not a rule of any view, so it may depend on this node's model.

@@ -10,8 +10,9 @@
 //!    cached vectors; posts without one are embedded by the same provider,
 //!    up to [`INLINE_EMBED_MAX`] per search (the warmer does the rest in
 //!    the background, so the first search after a restart stays quick).
-//! 4. `hybrid` (the default) fuses the semantic and keyword rankings by
-//!    reciprocal rank; `semantic` returns the cosine ranking alone.
+//! 4. `hybrid` (the default) fuses the semantic and keyword rankings
+//!    ([`super::rank::HYBRID`]: a score-normalised linear mix); `semantic`
+//!    returns the cosine ranking alone.
 //! 5. No provider answered: the keyword results, `mode: "keyword"`,
 //!    `degraded: "partition"` (DESIGN.md's code), and a warning in the log.
 
@@ -21,17 +22,21 @@ use std::time::{Duration, Instant};
 
 use hearth_proto::{Category, NodeId, PostContent};
 use libp2p::PeerId;
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::cache::{VectorCache, VectorKey};
-use super::rank::{dot, fuse, top_k};
+use super::rank::{dot, top_k, Fused, HYBRID};
 use super::{
     post_text, EmbedText, EmbedTextParams, EmbedTextResult, EMBED_TEXT, TEXTS_PER_CALL_MAX,
 };
 use crate::core::bus::BusError;
-use crate::core::services::market::{PostView, SearchHit, SearchParams, SearchResult};
-use crate::core::views::market::{MarketView, PostKey};
+use crate::core::search::Document;
+use crate::core::services::market::{
+    ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST, SEARCH_LIMIT_MAX,
+};
+use crate::core::views::market::{ListQuery, MarketView, PostKey};
 use crate::core::ErrorCode;
 use crate::net::driver::Handle;
 
@@ -50,42 +55,6 @@ pub const PROVIDER_PROBES_MAX: usize = 8;
 pub const SEMANTIC_DEPTH: usize = 100;
 /// The bus call that lists what a node serves (answered by the driver).
 pub const NODE_CAPABILITIES: &str = "node.capabilities";
-
-/// How a search ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Hybrid,
-    Semantic,
-    Keyword,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Hybrid => "hybrid",
-            Mode::Semantic => "semantic",
-            Mode::Keyword => "keyword",
-        }
-    }
-}
-
-/// `market.search` params as the local API takes them: the core's, plus
-/// the ranking `mode` (the core itself only ranks by keyword).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchRequest {
-    pub query: String,
-    #[serde(default)]
-    pub category: Option<Category>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-    #[serde(default)]
-    pub mode: Mode,
-}
 
 /// A live post that a search may rank: its name, the key of its content
 /// (which changes with every update) and the content, shared not copied.
@@ -142,6 +111,37 @@ pub struct Searcher {
     /// Whether the last search had to fall back (a warning once per change,
     /// not per search).
     degraded: Mutex<bool>,
+    metrics: CacheMetrics,
+}
+
+/// Vector cache lookups by searches, in `/metrics`
+/// (`hearth_search_vector_cache_{hits,misses}_total`): a hit is a post
+/// vector found in memory or on disk, a miss one that had to be embedded.
+/// The warmer's lookups are not counted: they say nothing of how warm the
+/// cache is when a user searches.
+#[derive(Debug, Clone, Default)]
+struct CacheMetrics {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheMetrics {
+    fn register(handle: &Handle) -> CacheMetrics {
+        let m = CacheMetrics::default();
+        let mut registry = crate::net::driver::lock_registry(&handle.metrics);
+        let r = registry.sub_registry_with_prefix("hearth");
+        r.register(
+            "search_vector_cache_hits",
+            "Post vectors a search found cached (memory or disk)",
+            m.hits.clone(),
+        );
+        r.register(
+            "search_vector_cache_misses",
+            "Post vectors a search had to embed (not cached)",
+            m.misses.clone(),
+        );
+        m
+    }
 }
 
 impl std::fmt::Debug for Searcher {
@@ -154,7 +154,9 @@ impl std::fmt::Debug for Searcher {
 
 impl Searcher {
     pub fn new(handle: Handle, local: Option<Arc<EmbedText>>, cache: VectorCache) -> Searcher {
+        let metrics = CacheMetrics::register(&handle);
         Searcher {
+            metrics,
             handle,
             local,
             cache: Mutex::new(cache),
@@ -174,7 +176,7 @@ impl Searcher {
 
     /// Serves one `market.search` call from its CBOR params.
     pub async fn serve(&self, params: ciborium::Value) -> Result<ciborium::Value, BusError> {
-        let request: SearchRequest = params
+        let request: SearchParams = params
             .deserialized()
             .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?;
         let result = self
@@ -184,9 +186,36 @@ impl Searcher {
         ciborium::Value::serialized(&result).map_err(BusError::internal)
     }
 
-    pub async fn search(&self, request: SearchRequest) -> Result<SearchResult, BusError> {
+    /// Serves a local `market.list` with `q`: the hybrid search (keyword
+    /// and `degraded` when no provider answers) picks and orders the hits,
+    /// at most [`SEARCH_LIMIT_MAX`]; the core pages them with the
+    /// listing's filters (`Node::market_list_ranked`).
+    pub async fn list(&self, params: ciborium::Value) -> Result<ciborium::Value, BusError> {
+        let query: ListQuery = params
+            .deserialized()
+            .map_err(|e| BusError::bad_request(format!("invalid params: {e}")))?;
+        let Some(text) = query.q.clone() else {
+            return self.handle.call_core(LIST, params).await;
+        };
+        let found = self
+            .search(SearchParams {
+                query: text,
+                limit: Some(SEARCH_LIMIT_MAX),
+                ..SearchParams::default()
+            })
+            .await?;
+        let ranked = found.results.iter().map(|h| key_of(&h.post)).collect();
+        let search = ListSearch {
+            mode: found.mode,
+            degraded: found.degraded,
+        };
+        let page = self.handle.list_ranked(query, ranked, search).await?;
+        ciborium::Value::serialized(&page).map_err(BusError::internal)
+    }
+
+    pub async fn search(&self, request: SearchParams) -> Result<SearchResult, BusError> {
         let keyword = self.keyword(&request).await?;
-        if request.mode == Mode::Keyword {
+        if request.mode == SearchMode::Keyword {
             return Ok(keyword);
         }
         match self.semantic(&request).await {
@@ -194,12 +223,33 @@ impl Searcher {
                 self.note_degraded(false, "");
                 let limit = keyword_limit(&request);
                 let keys: Vec<(PostKey, f32)> = match request.mode {
-                    Mode::Semantic => ranked.into_iter().take(limit).collect(),
+                    SearchMode::Semantic => ranked.into_iter().take(limit).collect(),
                     _ => {
-                        let semantic: Vec<PostKey> = ranked.into_iter().map(|(k, _)| k).collect();
-                        let words: Vec<PostKey> =
-                            keyword.results.iter().map(|h| key_of(&h.post)).collect();
-                        fuse(&[semantic, words], limit)
+                        let words: Vec<(PostKey, f32)> = keyword
+                            .results
+                            .iter()
+                            .map(|h| (key_of(&h.post), h.score))
+                            .collect();
+                        let needle = request.query.trim().to_lowercase();
+                        let verbatim: Vec<PostKey> = keyword
+                            .results
+                            .iter()
+                            .filter(|h| {
+                                Document {
+                                    title: &h.post.title,
+                                    body: &h.post.body,
+                                    tags: &h.post.tags,
+                                }
+                                .contains(&needle)
+                            })
+                            .map(|h| key_of(&h.post))
+                            .collect();
+                        Fused {
+                            semantic: &ranked,
+                            keyword: &words,
+                            verbatim: &verbatim,
+                        }
+                        .rank(HYBRID, limit)
                     }
                 };
                 let mut views = self.views(keys.iter().map(|(k, _)| *k).collect()).await?;
@@ -239,14 +289,8 @@ impl Searcher {
         }
     }
 
-    async fn keyword(&self, r: &SearchRequest) -> Result<SearchResult, BusError> {
-        let params = SearchParams {
-            query: r.query.clone(),
-            category: r.category,
-            tags: r.tags.clone(),
-            limit: r.limit,
-        };
-        let value = ciborium::Value::serialized(&params).map_err(BusError::internal)?;
+    async fn keyword(&self, r: &SearchParams) -> Result<SearchResult, BusError> {
+        let value = ciborium::Value::serialized(r).map_err(BusError::internal)?;
         self.handle
             .call_core(crate::core::services::market::SEARCH, value)
             .await?
@@ -256,10 +300,18 @@ impl Searcher {
 
     /// The candidates ranked by cosine, best first (at most
     /// [`SEMANTIC_DEPTH`]), or why no provider could embed the query.
-    async fn semantic(&self, r: &SearchRequest) -> Result<Vec<(PostKey, f32)>, BusError> {
+    async fn semantic(&self, r: &SearchParams) -> Result<Vec<(PostKey, f32)>, BusError> {
         let tags: Vec<String> = r.tags.iter().map(|t| t.trim().to_lowercase()).collect();
-        let candidates = self.handle.search_candidates(r.category, tags).await?;
+        let mut candidates = self
+            .handle
+            .search_candidates(r.category, tags.clone())
+            .await?;
+        if r.near.is_some() {
+            candidates.retain(|c| r.admits_content(&tags, &c.content));
+        }
         let (known, missing) = self.split_cached(&candidates);
+        self.metrics.hits.inc_by(known.len() as u64);
+        self.metrics.misses.inc_by(missing.len() as u64);
         let inline: Vec<&Candidate> = missing.into_iter().take(INLINE_EMBED_MAX).collect();
         let mut texts = vec![r.query.trim().to_owned()];
         texts.extend(
@@ -491,7 +543,7 @@ fn key_of(v: &PostView) -> PostKey {
     }
 }
 
-fn keyword_limit(r: &SearchRequest) -> usize {
+fn keyword_limit(r: &SearchParams) -> usize {
     r.limit
         .unwrap_or(crate::core::services::market::SEARCH_LIMIT_DEFAULT)
         .min(crate::core::services::market::SEARCH_LIMIT_MAX)

@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         list::list(scale(100_000, 10_000))?;
     }
     if want("search") {
-        search::search(scale(10_000, 2_000))?;
+        search::search(scale(10_000, 2_000), quick)?;
     }
     if want("sealed") {
         sealed::sealed(scale(10_000, 1_000))?;

@@ -346,6 +346,7 @@ pub fn search(ctx: &mut Ctx, a: SearchArgs) -> anyhow::Result<()> {
             category: a.category.map(Category::from),
             tags: a.tags,
             limit: a.limit,
+            ..SearchParams::default()
         },
         false,
     )?;

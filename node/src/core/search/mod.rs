@@ -154,6 +154,32 @@ struct Doc<K> {
     gram_len: u32,
     /// The terms it is in, to take it out again without re-reading it.
     terms: Box<[u32]>,
+    /// The whole text lowercased, fields joined by [`FIELD_SEPARATOR`]:
+    /// what the seed rule scans, prepared once per post so a search
+    /// neither lowercases nor allocates per post.
+    lower: Box<str>,
+}
+
+/// Joins the fields of a document's prepared text. A needle without it
+/// cannot match across two fields; one with it is checked field by field.
+const FIELD_SEPARATOR: char = '\0';
+
+/// The lowercased title, whole body and every tag, joined by
+/// [`FIELD_SEPARATOR`]. Lowercasing is per character (the final sigma
+/// rule looks only at letters, and the separator is none), so a field's
+/// part equals that field lowercased on its own.
+fn prepared_text(doc: Document<'_>) -> Box<str> {
+    let len =
+        doc.title.len() + doc.body.len() + doc.tags.iter().map(|t| t.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(len + 2);
+    out.push_str(&doc.title.to_lowercase());
+    out.push(FIELD_SEPARATOR);
+    out.push_str(&doc.body.to_lowercase());
+    for t in doc.tags {
+        out.push(FIELD_SEPARATOR);
+        out.push_str(&t.to_lowercase());
+    }
+    out.into_boxed_str()
 }
 
 /// A post's terms with their weighted frequencies.
@@ -354,6 +380,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
             word_len: a.word_len,
             gram_len: a.gram_len,
             terms: terms.into_boxed_slice(),
+            lower: prepared_text(doc),
         });
         self.ids.insert(key, n);
     }
@@ -498,6 +525,33 @@ impl<K: Ord + Copy> SearchIndex<K> {
             }
         }
         Query { needle, words }
+    }
+
+    /// The seed rule over the index: keys of the documents `accept` lets
+    /// through whose title, body (all of it) or a tag contains
+    /// `needle_lower` (already lowercase). Scans each document's prepared
+    /// text once; allocates only the answer.
+    pub fn containing(
+        &self,
+        needle_lower: &str,
+        mut accept: impl FnMut(&K) -> bool,
+    ) -> BTreeSet<K> {
+        let across_fields = needle_lower.contains(FIELD_SEPARATOR);
+        self.docs
+            .iter()
+            .flatten()
+            .filter(|d| {
+                if across_fields {
+                    d.lower
+                        .split(FIELD_SEPARATOR)
+                        .any(|f| f.contains(needle_lower))
+                } else {
+                    d.lower.contains(needle_lower)
+                }
+            })
+            .map(|d| d.key)
+            .filter(|k| accept(k))
+            .collect()
     }
 
     fn postings_of(&self, term: &Term) -> Option<&Postings> {
@@ -684,6 +738,49 @@ mod tests {
                 "{h:?} / {n:?}"
             );
         }
+    }
+
+    /// The prepared-text scan finds exactly the documents the field-by-field
+    /// rule does: non-ASCII, tags past the indexed ones, the end of a long
+    /// body, and a needle spanning two fields (which matches neither).
+    #[test]
+    fn containing_agrees_with_document_contains() {
+        let tags: Vec<String> = (0..20).map(|i| format!("Tag{i}")).collect();
+        let long_body = format!("{} GRÜNER Kanister", "x ".repeat(2000));
+        let docs: Vec<(&str, &str, &[String])> = vec![
+            ("Need a LADDER", "for the weekend", &[]),
+            ("Schlüssel GEFUNDEN", "am Spielplatz", &[]),
+            ("ΣΟΦΊΑ", "Straße", &[]),
+            ("Bread", &long_body, &tags),
+        ];
+        let mut index = SearchIndex::new(Stemming::Both);
+        for (i, (title, body, tags)) in docs.iter().enumerate() {
+            index.insert(i as u32, Document { title, body, tags });
+        }
+        for needle in [
+            "ladder",
+            "schlüssel",
+            "straße",
+            "σοφία",
+            "grüner kanister",
+            "tag19",
+            "ladder\0for",
+            "weekend",
+            "der\0am",
+            "x",
+            "",
+        ] {
+            let want: BTreeSet<u32> = docs
+                .iter()
+                .enumerate()
+                .filter(|(_, (title, body, tags))| Document { title, body, tags }.contains(needle))
+                .map(|(i, _)| i as u32)
+                .collect();
+            assert_eq!(index.containing(needle, |_| true), want, "{needle:?}");
+        }
+        assert!(index.containing("ladder\0for", |_| true).is_empty());
+        assert_eq!(index.containing("tag19", |_| true), BTreeSet::from([3]));
+        assert!(index.containing("bread", |k| *k != 3).is_empty());
     }
 
     /// Removing every document leaves no term and no document number behind.

@@ -5,7 +5,7 @@
 //! Content limits live here, where a post is made, not at ingest: nodes with
 //! other limits still accept the same log (DESIGN.md §4).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hearth_proto::{
     Category, EventId, ExpiryReason, Level, Location, NodeId, Payload, PostContent, PostCreated,
@@ -16,8 +16,11 @@ use tracing::{info, warn};
 
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
-use crate::core::search::{rank, Document};
-use crate::core::views::market::{Facets, ListQuery, Post, PostKey};
+use crate::core::search::rank;
+use crate::core::views::market::{
+    haversine_km, Facets, ListError, ListQuery, Near, Post, PostKey, LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+};
 use crate::core::views::MembershipView;
 use crate::core::Node;
 use crate::store::EventStore;
@@ -158,9 +161,65 @@ pub struct SearchParams {
     /// Posts must carry every one of these tags (matched lowercase).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Only posts with a location inside this circle (haversine, as
+    /// `market.list`'s `near`); posts without a location are left out.
+    #[serde(default)]
+    pub near: Option<Near>,
     /// At most this many results [default 20, at most `SEARCH_LIMIT_MAX`].
     #[serde(default)]
     pub limit: Option<usize>,
+    /// How to rank [default `hybrid`]. The core ranks by keyword only and
+    /// says so in the answer's `mode`; a running node ranks by meaning
+    /// when an embedding model is reachable (`semantic::search`).
+    #[serde(default)]
+    pub mode: SearchMode,
+}
+
+/// How `market.search` ranks.
+#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Meaning and keywords fused (the default).
+    #[default]
+    Hybrid,
+    /// By meaning alone.
+    Semantic,
+    /// BM25 with the substring rule: what the core answers itself.
+    Keyword,
+}
+
+impl SearchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Keyword => "keyword",
+        }
+    }
+}
+
+impl SearchParams {
+    /// Whether `post` passes the filters (category, every tag of `tags`,
+    /// the lowercased `self.tags`, and `near`): they apply before ranking.
+    pub fn admits(&self, tags: &[String], post: &Post) -> bool {
+        self.admits_content(tags, &post.content)
+    }
+
+    /// [`SearchParams::admits`] on a post's content.
+    pub fn admits_content(&self, tags: &[String], content: &PostContent) -> bool {
+        self.category.is_none_or(|c| content.category == c)
+            && tags.iter().all(|t| content.tags.contains(t))
+            && self.near.as_ref().is_none_or(|n| within(n, content))
+    }
+}
+
+/// Whether `content` has a location inside `near`: the rule of
+/// `market.list`'s `near` (haversine; microdegrees on the wire).
+fn within(near: &Near, content: &PostContent) -> bool {
+    content.location.as_ref().is_some_and(|l| {
+        haversine_km(near.lat, near.lng, l.lat as f64 / 1e6, l.lng as f64 / 1e6) <= near.radius_km
+    })
 }
 
 /// A post as callers see it.
@@ -346,6 +405,22 @@ impl std::ops::Deref for SearchHit {
     fn deref(&self) -> &PostView {
         &self.post
     }
+}
+
+/// How a cursor of a listing in relevance order starts (then the offset).
+const RELEVANCE_CURSOR: &str = "r.";
+
+/// The offset of a relevance-order cursor.
+fn relevance_offset(cursor: &str) -> Result<usize, BusError> {
+    cursor
+        .strip_prefix(RELEVANCE_CURSOR)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            BusError::bad_request(format!(
+                "cursor {cursor:?} is not one this node gave out for a listing by relevance \
+                 (q without sort); drop it to start from the first page"
+            ))
+        })
 }
 
 /// Default `limit` of a search.
@@ -704,6 +779,27 @@ impl<S: EventStore> Node<S> {
     /// set to what the market's search finds ([`Node::list_search`]).
     pub fn market_list(&self, now_ms: u64, q: ListQuery) -> Result<ListResult, BusError> {
         self.market_enabled()?;
+        let ranked = match q.q.as_deref() {
+            Some(text) => Some(self.list_search(now_ms, text)?),
+            None => None,
+        };
+        self.market_list_ranked(now_ms, q, ranked)
+    }
+
+    /// [`Node::market_list`] with the search of `q` already made, best
+    /// first (by this node's keyword search, or by the running node's
+    /// hybrid search: `semantic::search`). Without a `sort`, a listing
+    /// with `q` is in that relevance order and pages by position in it
+    /// (the cursor is `r.<offset>`; at most [`SEARCH_LIMIT_MAX`] hits, so
+    /// a page beyond them is empty); with a `sort`, the hits are listed in
+    /// that order like any other filter's.
+    pub fn market_list_ranked(
+        &self,
+        now_ms: u64,
+        q: ListQuery,
+        ranked: Option<(Vec<PostKey>, ListSearch)>,
+    ) -> Result<ListResult, BusError> {
+        self.market_enabled()?;
         let mut tags: Vec<String> = Vec::with_capacity(q.tags.len());
         for t in &q.tags {
             let t = t.trim().to_lowercase();
@@ -720,18 +816,49 @@ impl<S: EventStore> Node<S> {
         if q.since_lamport.is_some_and(|s| s > LAMPORT_MAX) {
             return Err(BusError::bad_request("since_lamport is above 2^53 - 1"));
         }
-        let (hits, search) = match q.q.as_deref() {
-            Some(text) => {
-                let (hits, info) = self.list_search(now_ms, text)?;
-                (Some(hits), Some(info))
-            }
+        let (order, search) = match ranked {
+            Some((order, info)) => (Some(order), Some(info)),
             None => (None, None),
         };
+        let hits: Option<BTreeSet<PostKey>> = order.as_ref().map(|o| o.iter().copied().collect());
+        let by_relevance = order.as_ref().filter(|_| q.sort.is_none());
         let market = &self.views().market;
         let membership = &self.views().membership;
-        let page = market
-            .list_page(&q, hits.as_ref(), now_ms)
-            .map_err(|e| BusError::bad_request(e.to_string()))?;
+        let bad = |e: ListError| BusError::bad_request(e.to_string());
+        let (mut page, offset) = match by_relevance {
+            None => (
+                market.list_page(&q, hits.as_ref(), now_ms).map_err(bad)?,
+                None,
+            ),
+            Some(_) => {
+                let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+                if limit == 0 || limit > LIST_LIMIT_MAX {
+                    return Err(bad(ListError::Limit(limit)));
+                }
+                let offset = match q.cursor.as_deref() {
+                    None => 0,
+                    Some(c) => relevance_offset(c)?,
+                };
+                // Every hit passing the filters in one walk: there are at
+                // most SEARCH_LIMIT_MAX (100) of them, under one page's max.
+                let all = ListQuery {
+                    cursor: None,
+                    limit: Some(LIST_LIMIT_MAX),
+                    ..q.clone()
+                };
+                let page = market.list_page(&all, hits.as_ref(), now_ms).map_err(bad)?;
+                (page, Some((offset, limit)))
+            }
+        };
+        if let (Some((offset, limit)), Some(order)) = (offset, by_relevance) {
+            let place: BTreeMap<PostKey, usize> =
+                order.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+            page.items
+                .sort_by_key(|l| place.get(&l.post.key()).copied().unwrap_or(usize::MAX));
+            let end = offset.saturating_add(limit).min(page.items.len());
+            page.next_cursor = (end < page.items.len()).then(|| format!("{RELEVANCE_CURSOR}{end}"));
+            page.items = page.items.drain(offset.min(end)..end).collect();
+        }
         Ok(ListResult {
             posts: page
                 .items
@@ -749,14 +876,11 @@ impl<S: EventStore> Node<S> {
         })
     }
 
-    /// The text match of a listing's `q`: the posts the market's search
-    /// finds (at most its own limit, [`SEARCH_LIMIT_MAX`]). The one place
-    /// the listing calls the search, so a new search engine plugs in here.
-    fn list_search(
-        &self,
-        now_ms: u64,
-        text: &str,
-    ) -> Result<(BTreeSet<PostKey>, ListSearch), BusError> {
+    /// The text match of a listing's `q`: the posts the market's keyword
+    /// search finds, best first (at most its own limit,
+    /// [`SEARCH_LIMIT_MAX`]). A running node replaces it with its hybrid
+    /// search ([`Node::market_list_ranked`]).
+    fn list_search(&self, now_ms: u64, text: &str) -> Result<(Vec<PostKey>, ListSearch), BusError> {
         let found = self.market_search(
             now_ms,
             SearchParams {
@@ -796,19 +920,15 @@ impl<S: EventStore> Node<S> {
     /// case-insensitive substring is among the results (up to `limit`).
     pub fn market_search(&self, now_ms: u64, p: SearchParams) -> Result<SearchResult, BusError> {
         let tags: Vec<String> = p.tags.iter().map(|t| t.trim().to_lowercase()).collect();
+        if let Some(near) = &p.near {
+            near.check()
+                .map_err(|e| BusError::bad_request(e.to_string()))?;
+        }
         let limit = p
             .limit
             .unwrap_or(SEARCH_LIMIT_DEFAULT)
             .min(SEARCH_LIMIT_MAX);
-        let hits = self.keyword_search(
-            now_ms,
-            &p.query,
-            |post| {
-                p.category.is_none_or(|c| post.content.category == c)
-                    && tags.iter().all(|t| post.content.tags.contains(t))
-            },
-            limit,
-        )?;
+        let hits = self.keyword_search(now_ms, &p.query, |post| p.admits(&tags, post), limit)?;
         let membership = &self.views().membership;
         Ok(SearchResult {
             mode: "keyword".into(),
@@ -855,16 +975,12 @@ impl<S: EventStore> Node<S> {
         }
         let market = &self.views().market;
         let wanted = |post: &Post| post.is_live(now_ms) && accept(post);
-        let (q, scored) = market.with_search(|index| {
+        let (scored, substring) = market.with_search(|index| {
             let q = index.query(query);
             let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
-            (q, scored)
+            let substring = index.containing(&q.needle, |key| market.get(key).is_some_and(&wanted));
+            (scored, substring)
         });
-        let substring: BTreeSet<PostKey> = market
-            .all_active(now_ms)
-            .filter(|post| accept(post) && Document::of(&post.content).contains(&q.needle))
-            .map(Post::key)
-            .collect();
         Ok(rank(scored, &substring, limit)
             .into_iter()
             .filter_map(|h| market.get(&h.key).map(|post| (post, h.score)))

@@ -1,5 +1,6 @@
 //! Calls the driver serves off its loop: `market.search` for the local user
-//! (the [`Searcher`] awaits peers and models), `embed.text` (CPU-bound, on
+//! (the [`Searcher`] awaits peers and models) and `market.list` with `q`
+//! (the listing of the same search, by relevance), `embed.text` (CPU-bound, on
 //! a blocking thread, at most its descriptor's `max_concurrent` at once,
 //! for the local user and for member peers), and `node.capabilities` (what
 //! this node serves, so peers can find an embedding provider).
@@ -16,7 +17,7 @@ use tracing::{info_span, Instrument};
 
 use super::{Driver, Handle};
 use crate::core::bus::{level_satisfies, BusError};
-use crate::core::services::market::SEARCH;
+use crate::core::services::market::{LIST, SEARCH};
 use crate::core::ErrorCode;
 use crate::net::identity;
 use crate::net::wire::{BusRequest, BusResponse};
@@ -145,6 +146,15 @@ impl OffLoop {
     }
 }
 
+/// Whether `market.list` params carry a search (`q`): that listing is
+/// served by the searcher, by meaning where a model is reachable.
+fn has_q(params: &ciborium::Value) -> bool {
+    params.as_map().is_some_and(|m| {
+        m.iter()
+            .any(|(k, v)| k.as_text() == Some("q") && !v.is_null())
+    })
+}
+
 fn encode(result: Result<Capabilities, BusError>) -> Result<ciborium::Value, BusError> {
     result.and_then(|c| ciborium::Value::serialized(&c).map_err(BusError::internal))
 }
@@ -166,6 +176,15 @@ impl<S: EventStore> Driver<S> {
                         let _ = reply.send(searcher.serve(params).await);
                     }
                     .instrument(info_span!("market.search")),
+                );
+            }
+            LIST if has_q(&params) => {
+                let searcher = self.offloop.searcher.clone();
+                tokio::spawn(
+                    async move {
+                        let _ = reply.send(searcher.list(params).await);
+                    }
+                    .instrument(info_span!("market.list")),
                 );
             }
             EMBED_TEXT => match self.offloop.embed(params) {

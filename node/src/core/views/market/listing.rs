@@ -700,7 +700,7 @@ pub fn haversine_km(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
 }
 
 impl Near {
-    fn check(&self) -> Result<(), ListError> {
+    pub fn check(&self) -> Result<(), ListError> {
         if !self.lat.is_finite() || !(-90.0..=90.0).contains(&self.lat) {
             return Err(ListError::Near(format!(
                 "latitude {} is not a number from -90 to 90 (decimal degrees)",
