@@ -320,8 +320,10 @@ impl Sim {
                     why: e.to_string(),
                 }),
             }
+            let now = self.node_now(s.to);
             let inbox = self.slots[s.to].core.as_ref().map(|c| {
                 c.conversation_get(
+                    now,
                     Caller::Local,
                     GetParams {
                         post: None,
