@@ -141,20 +141,28 @@ fn removed_member_posts_disappear_everywhere() {
 
 /// Two anchors mark one stale post at once, each unaware of the other:
 /// both expiries reach every log, and every view reports the same one.
+/// The author's own sweeper may also mark it (in its own part of the
+/// partition, so neither anchor knows before it acts): then three
+/// concurrent expiries, and still one outcome everywhere.
 #[test]
 fn concurrent_stale_expiry_by_two_anchors() {
     let mut sim = Sim::new(quiet(15, 10)).unwrap();
     let author = 5;
     let id = sim.post(author, Some(60)).unwrap();
     sim.run_for(2_000).unwrap();
-    // Anchors 0 and 1 apart, each with part of the rest; sweepers would
-    // beat the scripted expiries, so expire just after the TTL passes.
-    sim.partition((0..10).map(|i| (i % 2) as u32).collect());
+    // Anchors 0 and 1 apart, each with part of the rest, the author alone;
+    // sweepers would beat the scripted expiries, so expire just after the
+    // TTL passes.
+    sim.partition(
+        (0..10)
+            .map(|i| if i == author { 2 } else { (i % 2) as u32 })
+            .collect(),
+    );
     sim.run_for(61_000 - 2_000 + 2_500).unwrap();
     let author_id = sim.node_id(author);
     for anchor in [0, 1] {
-        // The sweeper may have done it already; either way one expiry each.
-        let _ = sim.expire(anchor, author_id, id, ExpiryReason::Stale);
+        sim.expire(anchor, author_id, id, ExpiryReason::Stale)
+            .expect("neither anchor knows of another expiry");
     }
     sim.heal().unwrap();
     assert_converged(&mut sim);
@@ -172,8 +180,13 @@ fn concurrent_stale_expiry_by_two_anchors() {
         by.insert(post.expired.unwrap().by);
     }
     assert_eq!(by.len(), 1);
-    assert!(anchors.contains(by.iter().next().unwrap()));
-    // Both anchors' expiries are in the log.
+    let winner = *by.iter().next().unwrap();
+    assert!(
+        anchors.contains(&winner) || winner == author_id,
+        "ended by {winner:?}, who did not expire it"
+    );
+    // Both anchors' expiries are in the log (and the author's, if its
+    // sweeper ran).
     let store = sim.node(3).unwrap().log().store();
     let authors: std::collections::BTreeSet<_> = store
         .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
@@ -183,7 +196,13 @@ fn concurrent_stale_expiry_by_two_anchors() {
         })
         .map(|e| e.event().author)
         .collect();
-    assert_eq!(authors.len(), 2, "both anchors' expiries should be stored");
+    assert!(
+        anchors.iter().all(|a| authors.contains(a)),
+        "both anchors' expiries should be stored: {authors:?}"
+    );
+    assert!(authors
+        .iter()
+        .all(|a| anchors.contains(a) || *a == author_id));
 }
 
 /// A member publishing Lamport values near 2^53 gets its events stored and
