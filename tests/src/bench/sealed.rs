@@ -86,6 +86,10 @@ pub fn sealed(messages: usize) -> anyhow::Result<()> {
             "seal_us": seal_us,
             "open_us": open_us,
             "sign_event_us_ceiling": sign_us,
+            // How many event signatures one seal or open costs (DESIGN §7's
+            // same-run ratio).
+            "seal_ratio": seal_us / sign_us,
+            "open_ratio": open_us / sign_us,
             "log_bytes_by_length": per_length,
             "log_bytes_per_100_chars": per_100_chars,
         }),
