@@ -169,6 +169,11 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Status>,
     },
+    /// The connected peers alone: what a search needs to pick a provider,
+    /// without the status's store probe and metrics walk.
+    Peers {
+        reply: oneshot::Sender<Vec<PeerStatus>>,
+    },
     Dial {
         addr: Multiaddr,
     },
@@ -554,6 +559,13 @@ impl Handle {
             reply,
         };
         self.send(cmd, rx).await
+    }
+
+    /// The connected peers, as `status` lists them (cheap: no store probe).
+    pub async fn peers(&self) -> Option<Vec<PeerStatus>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Peers { reply }).await.ok()?;
+        rx.await.ok()
     }
 
     pub async fn status(&self) -> Option<Status> {
@@ -1171,6 +1183,9 @@ impl<S: EventStore> Driver<S> {
                 );
                 self.pending_bus.insert(id, reply);
             }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_statuses());
+            }
             Command::Status { reply } => {
                 // The storage probe: a store that refused writes may take
                 // them again now; the status then says so.
@@ -1210,6 +1225,24 @@ impl<S: EventStore> Driver<S> {
         }
     }
 
+    /// Every connected peer as `node.status` lists it.
+    fn peer_statuses(&self) -> Vec<PeerStatus> {
+        self.swarm
+            .connected_peers()
+            .map(|p| PeerStatus {
+                node_id: identity::node_id(p),
+                peer_id: p.to_string(),
+                last_sync_ms: self.last_sync.get(p).copied(),
+                score: self.swarm.behaviour().gossipsub.peer_score(p),
+                connection: self.reach.kind(p),
+                address: self.reach.address(p).map(|a| a.to_string()),
+                connected_since_ms: self.traffic.get(p).map(|t| t.since_ms),
+                events_received: self.traffic.get(p).map_or(0, |t| t.received),
+                events_sent: self.traffic.get(p).map_or(0, |t| t.sent),
+            })
+            .collect()
+    }
+
     fn status(&mut self) -> Status {
         let views = self.node.views();
         let me = self.node.node_id();
@@ -1225,21 +1258,7 @@ impl<S: EventStore> Driver<S> {
             pending: self.node.log().pending_len(),
             posts: views.market.post_count(),
             listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
-            peers: self
-                .swarm
-                .connected_peers()
-                .map(|p| PeerStatus {
-                    node_id: identity::node_id(p),
-                    peer_id: p.to_string(),
-                    last_sync_ms: self.last_sync.get(p).copied(),
-                    score: self.swarm.behaviour().gossipsub.peer_score(p),
-                    connection: self.reach.kind(p),
-                    address: self.reach.address(p).map(|a| a.to_string()),
-                    connected_since_ms: self.traffic.get(p).map(|t| t.since_ms),
-                    events_received: self.traffic.get(p).map_or(0, |t| t.received),
-                    events_sent: self.traffic.get(p).map_or(0, |t| t.sent),
-                })
-                .collect(),
+            peers: self.peer_statuses(),
             digest: hex::encode(views.digest()),
             gossip: self.gossip_counts(),
             storage: self.node.log().write_state(),

@@ -426,11 +426,11 @@ impl Searcher {
         if let Some(local) = &self.local {
             return vec![Provider::Local(local.clone())];
         }
-        let Some(status) = self.handle.status().await else {
+        // Not `status()`: that probes the store (a write) on every call.
+        let Some(peers) = self.handle.peers().await else {
             return Vec::new();
         };
-        let members: Vec<(PeerId, NodeId)> = status
-            .peers
+        let members: Vec<(PeerId, NodeId)> = peers
             .iter()
             .filter_map(|p| Some((p.peer_id.parse::<PeerId>().ok()?, p.node_id?)))
             .collect();
