@@ -491,9 +491,26 @@ function replyForm(art, p, base) {
     h('label', { for: area.id, text: t('yourReply') }),
     area, err,
     h('div', { class: 'inline' }, h('button', { type: 'submit', class: 'btn small primary', text: t('sendReply') })));
+  onTextSubmit(form, area, err, REPLY_MAX, async () => {
+    await api.rpc('market.reply', { post: { author: p.author, id: p.id }, body: area.value });
+    state.drafts.delete(k);
+    state.replying.delete(base);
+    toast(t('replySent'));
+    await refresh(p);
+    art.querySelector('.reply-toggle')?.focus();
+  });
+  return form;
+}
+
+/**
+ * Sends a text form: checks the text (at most `max` characters) and says
+ * what is wrong before anything is sent; the button is off while `send`
+ * runs; a refusal is shown under the field in plain words.
+ */
+function onTextSubmit(form, area, err, max, send) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const bad = checkText(area.value, REPLY_MAX);
+    const bad = checkText(area.value, max);
     showError(area, err, bad);
     if (bad) {
       area.focus();
@@ -502,19 +519,13 @@ function replyForm(art, p, base) {
     const btn = form.querySelector('button[type="submit"]');
     btn.disabled = true;
     try {
-      await api.rpc('market.reply', { post: { author: p.author, id: p.id }, body: area.value });
-      state.drafts.delete(k);
-      state.replying.delete(base);
-      toast(t('replySent'));
-      await refresh(p);
-      art.querySelector('.reply-toggle')?.focus();
+      await send();
     } catch (ex) {
       showError(area, err, plain(ex));
     } finally {
       btn.disabled = false;
     }
   });
-  return form;
 }
 
 function showError(input, el, text) {
@@ -776,32 +787,17 @@ function renderThread() {
     h('label', { for: 'dm-text', text: t('messageTo', { name: who }) }),
     area, err,
     h('div', { class: 'inline' }, h('button', { type: 'submit', class: 'btn primary', text: t('send') })));
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const bad = checkText(area.value, DM_MAX);
-    showError(area, err, bad);
-    if (bad) {
-      area.focus();
-      return;
-    }
-    const btn = form.querySelector('button[type="submit"]');
-    btn.disabled = true;
-    try {
-      const params = { to: o.with, body: area.value };
-      if (state.about) params.post = { author: state.about.author, id: state.about.id };
-      await api.rpc('dm.send', params);
-      area.value = '';
-      state.about = null;
-      toast(t('sent', { name: who }));
-      renderThread();
-      await loadThread(false);
-      await loadInbox();
-      $('#dm-text')?.focus();
-    } catch (ex) {
-      showError(area, err, plain(ex));
-    } finally {
-      btn.disabled = false;
-    }
+  onTextSubmit(form, area, err, DM_MAX, async () => {
+    const params = { to: o.with, body: area.value };
+    if (state.about) params.post = { author: state.about.author, id: state.about.id };
+    await api.rpc('dm.send', params);
+    area.value = '';
+    state.about = null;
+    toast(t('sent', { name: who }));
+    renderThread();
+    await loadThread(false);
+    await loadInbox();
+    $('#dm-text')?.focus();
   });
   replace(box,
     h('h2', { id: 'thread-h', text: who }),

@@ -192,15 +192,8 @@ pub struct WithdrawParams {
 }
 
 /// `conversation.mark_read`: every item a conversation shows now is read.
-#[cfg_attr(feature = "runtime", derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarkReadParams {
-    #[serde(default)]
-    pub with: Option<NodeId>,
-    #[serde(default)]
-    pub post: Option<EventRef>,
-}
+/// It names a conversation as `conversation.get` does.
+pub type MarkReadParams = GetParams;
 
 /// What `conversation.mark_read` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +224,25 @@ pub struct GetParams {
     pub post: Option<EventRef>,
     #[serde(default)]
     pub with: Option<NodeId>,
+}
+
+/// The conversation a [`GetParams`] names.
+enum Named {
+    Post(EventRef),
+    With(NodeId),
+}
+
+impl GetParams {
+    /// Exactly one of `post` and `with`, or a refusal that says so.
+    fn named(&self) -> Result<Named, BusError> {
+        match (self.post, self.with) {
+            (Some(post), None) => Ok(Named::Post(post)),
+            (None, Some(with)) => Ok(Named::With(with)),
+            _ => Err(BusError::bad_request(
+                "give exactly one of `post` (a post's thread) or `with` (messages with a member)",
+            )),
+        }
+    }
 }
 
 /// What a write made.
@@ -774,8 +786,8 @@ impl<S: EventStore> Node<S> {
         p: GetParams,
         inbox: &dyn LocalInbox,
     ) -> Result<ConversationView, BusError> {
-        match (p.post, p.with) {
-            (Some(post), None) => {
+        match p.named()? {
+            Named::Post(post) => {
                 let shown = self.conversation_post(&post)?;
                 let v = self.views();
                 let mut thread = v.conversations.thread(&post, &v.membership);
@@ -805,16 +817,13 @@ impl<S: EventStore> Node<S> {
                     withheld,
                 })
             }
-            (None, Some(with)) => {
+            Named::With(with) => {
                 only_local(caller)?;
                 Ok(ConversationView::Messages {
                     with,
                     messages: self.messages_with(with, inbox),
                 })
             }
-            _ => Err(BusError::bad_request(
-                "give exactly one of `post` (a post's thread) or `with` (messages with a member)",
-            )),
         }
     }
 
@@ -851,8 +860,8 @@ impl<S: EventStore> Node<S> {
             ));
         }
         let me = self.node_id();
-        let (conversation, items) = match (p.with, p.post) {
-            (Some(with), None) => (
+        let (conversation, items) = match p.named()? {
+            Named::With(with) => (
                 ConversationKey::With(with),
                 self.views()
                     .conversations
@@ -860,7 +869,7 @@ impl<S: EventStore> Node<S> {
                     .map(|s| s.key)
                     .collect::<Vec<_>>(),
             ),
-            (None, Some(post)) => {
+            Named::Post(post) => {
                 self.conversation_post(&post)?;
                 let v = self.views();
                 let thread = v.conversations.thread(&post, &v.membership);
@@ -870,11 +879,6 @@ impl<S: EventStore> Node<S> {
                     .map(|i| i.key)
                     .collect();
                 (ConversationKey::Post(post), items)
-            }
-            _ => {
-                return Err(BusError::bad_request(
-                    "give exactly one of `with` (a member) or `post` (a post's thread)",
-                ))
             }
         };
         let marked = items
