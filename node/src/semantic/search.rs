@@ -301,6 +301,10 @@ impl Searcher {
     /// The candidates ranked by cosine, best first (at most
     /// [`SEMANTIC_DEPTH`]), or why no provider could embed the query.
     async fn semantic(&self, r: &SearchParams) -> Result<Vec<(PostKey, f32)>, BusError> {
+        // Before the candidates: with no provider, copying every live
+        // post out of the driver (and looking each up in the cache) would
+        // be the whole cost of a search that then falls back anyway.
+        let providers = self.providers_or_partition().await?;
         let tags: Vec<String> = r.tags.iter().map(|t| t.trim().to_lowercase()).collect();
         let mut candidates = self
             .handle
@@ -319,7 +323,7 @@ impl Searcher {
                 .iter()
                 .map(|c| post_text(&c.content.title, &c.content.body)),
         );
-        let (model, vectors) = self.embed_anywhere(texts.clone()).await?;
+        let (model, vectors) = self.embed_anywhere(providers, texts.clone()).await?;
         let mut vectors = vectors.into_iter();
         let query = vectors
             .next()
@@ -358,13 +362,11 @@ impl Searcher {
     /// provider that answers: this node's model, else peers by round trip.
     async fn embed_anywhere(
         &self,
+        providers: Vec<Provider>,
         texts: Vec<String>,
     ) -> Result<(String, Vec<Vec<f32>>), BusError> {
-        let mut last = BusError::new(
-            ErrorCode::Partition,
-            "no member peer that offers embed.text is connected",
-        );
-        for provider in self.providers().await {
+        let mut last = no_provider();
+        for provider in providers {
             match self.embed_with(&provider, &texts).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) => {
@@ -422,6 +424,15 @@ impl Searcher {
 
     /// This node's model, then member peers offering `embed.text`, closest
     /// first. Peers not asked lately are asked (a few per search).
+    /// [`Self::providers`], or `partition` when there is none.
+    async fn providers_or_partition(&self) -> Result<Vec<Provider>, BusError> {
+        let providers = self.providers().await;
+        if providers.is_empty() {
+            return Err(no_provider());
+        }
+        Ok(providers)
+    }
+
     async fn providers(&self) -> Vec<Provider> {
         if let Some(local) = &self.local {
             return vec![Provider::Local(local.clone())];
@@ -495,6 +506,7 @@ impl Searcher {
     /// One round of background warming: embeds up to [`WARM_BATCH_MAX`]
     /// live posts that have no vector yet. Returns how many it embedded.
     pub async fn warm_once(&self) -> Result<usize, BusError> {
+        let providers = self.providers_or_partition().await?;
         let candidates = self.handle.search_candidates(None, Vec::new()).await?;
         let missing: Vec<Candidate> = {
             let (_, missing) = self.split_cached(&candidates);
@@ -507,7 +519,7 @@ impl Searcher {
             .iter()
             .map(|c| post_text(&c.content.title, &c.content.body))
             .collect();
-        let (model, vectors) = self.embed_anywhere(texts.clone()).await?;
+        let (model, vectors) = self.embed_anywhere(providers, texts.clone()).await?;
         let mut cache = lock(&self.cache);
         cache.use_model(&model);
         for ((c, v), text) in missing.iter().zip(vectors).zip(&texts) {
@@ -528,6 +540,13 @@ impl Searcher {
             }
         }
     }
+}
+
+fn no_provider() -> BusError {
+    BusError::new(
+        ErrorCode::Partition,
+        "no member peer that offers embed.text is connected",
+    )
 }
 
 /// What `node.capabilities` answers.

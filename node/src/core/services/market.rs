@@ -16,7 +16,6 @@ use tracing::{info, warn};
 
 use crate::core::bus::{BusError, Caller, Descriptor};
 use crate::core::log::AppendError;
-use crate::core::search::rank;
 use crate::core::views::market::{
     haversine_km, Facets, ListError, ListQuery, Near, Post, PostKey, LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
@@ -975,13 +974,11 @@ impl<S: EventStore> Node<S> {
         }
         let market = &self.views().market;
         let wanted = |post: &Post| post.is_live(now_ms) && accept(post);
-        let (scored, substring) = market.with_search(|index| {
+        let hits = market.with_search(|index| {
             let q = index.query(query);
-            let scored = index.scores(&q, |key| market.get(key).is_some_and(&wanted));
-            let substring = index.containing(&q.needle, |key| market.get(key).is_some_and(&wanted));
-            (scored, substring)
+            index.search(&q, |key| market.get(key).is_some_and(&wanted), limit)
         });
-        Ok(rank(scored, &substring, limit)
+        Ok(hits
             .into_iter()
             .filter_map(|h| market.get(&h.key).map(|post| (post, h.score)))
             .collect())
