@@ -3,7 +3,7 @@
 //! backed by a sled tree keyed by model id and the hash of the embedded
 //! text, so a restart does not embed every post again.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hearth_proto::{EventHash, EventId};
@@ -15,6 +15,10 @@ pub const MEMORY_ENTRIES_DEFAULT: usize = 5_000;
 /// it the tree is emptied and refills with what searches need: rare, and
 /// simpler and cheaper than keeping an order on disk.
 pub const DISK_ENTRIES_MAX: usize = 50_000;
+
+/// Eviction frees this fraction of the capacity at once (1/16: 312 of
+/// 5,000 entries).
+const EVICT_SLACK: usize = 16;
 
 /// Which post content a vector belongs to.
 pub type VectorKey = (EventId, EventHash);
@@ -32,9 +36,13 @@ pub struct CacheStats {
 pub struct VectorCache {
     model: String,
     capacity: usize,
-    entries: BTreeMap<VectorKey, (Arc<[f32]>, u64)>,
-    /// Last use tick -> key: the smallest tick is the least recently used.
-    by_use: BTreeMap<u64, VectorKey>,
+    /// Vector and last use tick (unique; the smallest is the least
+    /// recently used). A hash map with the tick stored in place: a search
+    /// reads every candidate's vector, and keeping an ordered index of
+    /// uses costs two B-tree updates per read. Order is needed only to
+    /// evict, which [`Self::evict`] does in batches. Not core: nothing here
+    /// decides what a view shows, and eviction reads no iteration order.
+    entries: HashMap<VectorKey, (Arc<[f32]>, u64)>,
     tick: u64,
     disk: Option<sled::Tree>,
     stats: CacheStats,
@@ -45,8 +53,7 @@ impl VectorCache {
         VectorCache {
             model: model.to_owned(),
             capacity: capacity.max(1),
-            entries: BTreeMap::new(),
-            by_use: BTreeMap::new(),
+            entries: HashMap::new(),
             tick: 0,
             disk,
             stats: CacheStats::default(),
@@ -63,7 +70,6 @@ impl VectorCache {
         if self.model != model {
             self.model = model.to_owned();
             self.entries.clear();
-            self.by_use.clear();
         }
     }
 
@@ -84,9 +90,7 @@ impl VectorCache {
     pub fn get(&mut self, key: &VectorKey, text: impl FnOnce() -> String) -> Option<Arc<[f32]>> {
         if let Some((v, used)) = self.entries.get_mut(key) {
             self.tick += 1;
-            self.by_use.remove(used);
             *used = self.tick;
-            self.by_use.insert(self.tick, *key);
             self.stats.memory_hits += 1;
             return Some(v.clone());
         }
@@ -124,15 +128,29 @@ impl VectorCache {
 
     fn remember(&mut self, key: VectorKey, vector: Arc<[f32]>) {
         self.tick += 1;
-        if let Some((_, used)) = self.entries.insert(key, (vector, self.tick)) {
-            self.by_use.remove(&used);
+        self.entries.insert(key, (vector, self.tick));
+        if self.entries.len() > self.capacity {
+            self.evict();
         }
-        self.by_use.insert(self.tick, key);
-        while self.entries.len() > self.capacity {
-            let Some((_, oldest)) = self.by_use.pop_first() else {
-                break;
-            };
-            self.entries.remove(&oldest);
+    }
+
+    /// Drops the least recently used entries down to the capacity less
+    /// 1/[`EVICT_SLACK`] of it: one pass over the entries pays for that
+    /// many later inserts, instead of a pass per insert.
+    fn evict(&mut self) {
+        let keep = self.capacity - self.capacity / EVICT_SLACK;
+        let excess = self.entries.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        let mut uses: Vec<(u64, VectorKey)> = self
+            .entries
+            .iter()
+            .map(|(k, (_, used))| (*used, *k))
+            .collect();
+        uses.select_nth_unstable(excess - 1);
+        for (_, key) in &uses[..excess] {
+            self.entries.remove(key);
         }
     }
 }
@@ -190,6 +208,35 @@ mod tests {
         assert!(c.get(&key(1), String::new).is_some());
         assert!(c.get(&key(3), String::new).is_some());
         assert_eq!(c.stats().misses, 1);
+    }
+
+    /// At a larger capacity eviction frees a batch, never exceeds the
+    /// bound, and takes only the least recently used.
+    #[test]
+    fn eviction_in_batches_keeps_the_recently_used() {
+        let mut c = VectorCache::new("m", 64, None);
+        let key_n = |n: u16| (EventId::from_parts(2, u128::from(n)), EventHash([0; 32]));
+        for n in 0..64 {
+            c.put(key_n(n), "", v(0.5));
+        }
+        // 0..8 read again: the least recently used are now 8..16.
+        for n in 0..8 {
+            assert!(c.get(&key_n(n), String::new).is_some());
+        }
+        c.put(key_n(100), "", v(0.5));
+        assert_eq!(c.len(), 64 - 64 / EVICT_SLACK);
+        for n in 0..8 {
+            assert!(c.get(&key_n(n), String::new).is_some(), "{n} was read");
+        }
+        for n in 8..13 {
+            assert!(c.get(&key_n(n), String::new).is_none(), "{n} was oldest");
+        }
+        assert!(c.get(&key_n(13), String::new).is_some());
+        assert!(c.get(&key_n(100), String::new).is_some());
+        for n in 200..400 {
+            c.put(key_n(n), "", v(0.5));
+            assert!(c.len() <= 64);
+        }
     }
 
     /// A vector kept on disk comes back in a new cache by its text, but

@@ -237,6 +237,10 @@ pub struct SearchIndex<K> {
     ids: BTreeMap<K, u32>,
     /// By document number; `None` for a free number.
     docs: Vec<Option<Doc<K>>>,
+    /// By document number: `[word_len, gram_len]` of `docs` (zero for a
+    /// free number), kept dense beside it because scoring reads one per
+    /// posting: a few bytes each instead of a cache line of `Doc`.
+    lens: Vec<[u32; 2]>,
     /// Free document numbers, lowest reused first so numbers stay dense.
     free_docs: BTreeSet<u32>,
     dictionary: BTreeMap<Term, u32>,
@@ -360,6 +364,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
             stemmers: Stemmers::default(),
             ids: BTreeMap::new(),
             docs: Vec::new(),
+            lens: Vec::new(),
             free_docs: BTreeSet::new(),
             dictionary: BTreeMap::new(),
             postings: Vec::new(),
@@ -396,6 +401,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
             Some(n) => n,
             None => {
                 self.docs.push(None);
+                self.lens.push([0, 0]);
                 u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
             }
         };
@@ -407,6 +413,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
         }
         self.word_len_total += u64::from(a.word_len);
         self.gram_len_total += u64::from(a.gram_len);
+        self.lens[n as usize] = [a.word_len, a.gram_len];
         self.docs[n as usize] = Some(Doc {
             key,
             word_len: a.word_len,
@@ -435,6 +442,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
         }
         self.word_len_total -= u64::from(doc.word_len);
         self.gram_len_total -= u64::from(doc.gram_len);
+        self.lens[n as usize] = [0, 0];
         if n as usize + 1 == self.docs.len() {
             self.docs.pop();
             // Trailing free numbers go too, so `docs` shrinks back.
@@ -443,6 +451,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
                 let last = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
                 self.free_docs.remove(&last);
             }
+            self.lens.truncate(self.docs.len());
         } else {
             self.free_docs.insert(n);
         }
@@ -631,7 +640,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
                 };
                 let w = idf(p.docs.len());
                 for (d, tf) in p.iter() {
-                    let len = self.docs[d as usize].as_ref().map_or(0, |x| x.word_len);
+                    let len = self.lens[d as usize][0];
                     let s = w * bm25_tf(tf, len, word_avg);
                     let best = &mut stem_best[d as usize];
                     if *best == 0.0 {
@@ -647,7 +656,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
                 };
                 let w = idf(p.docs.len());
                 for (d, tf) in p.iter() {
-                    let len = self.docs[d as usize].as_ref().map_or(0, |x| x.gram_len);
+                    let len = self.lens[d as usize][1];
                     if gram_hits[d as usize] == 0 && stem_best[d as usize] == 0.0 {
                         touched.push(d);
                     }
@@ -680,6 +689,60 @@ impl<K: Ord + Copy> SearchIndex<K> {
             .collect()
     }
 
+    /// Takes the `take` best of `items` out, in rank order (score
+    /// descending, ties by key), leaving the rest (unordered) in `items`.
+    ///
+    /// Selects by score alone first (no key is read), then orders runs of
+    /// equal scores by key with the keys copied out once: many posts share
+    /// a score (same words, same length), and comparing their keys in
+    /// place would read a document per comparison.
+    fn take_best(&self, items: &mut Vec<(u32, f32)>, take: usize) -> Vec<(u32, f32)> {
+        let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        let mut end = items.len();
+        if take > 0 && take < items.len() {
+            items.select_nth_unstable_by(take - 1, by_score);
+            // Every item scoring the same as the last one taken joins the
+            // window: which of them go first is decided by key below.
+            let last = items[take - 1].1;
+            end = take;
+            for i in take..items.len() {
+                if items[i].1.total_cmp(&last).is_eq() {
+                    items.swap(i, end);
+                    end += 1;
+                }
+            }
+        }
+        let mut window: Vec<(u32, f32)> = items.drain(..end).collect();
+        window.sort_unstable_by(by_score);
+        let mut start = 0;
+        while start < window.len() {
+            let score = window[start].1;
+            let run = window[start..]
+                .iter()
+                .take_while(|x| x.1.total_cmp(&score).is_eq())
+                .count();
+            if run > 1 {
+                let needed = take.saturating_sub(start).min(run);
+                let mut keyed: Vec<(Option<K>, u32)> = window[start..start + run]
+                    .iter()
+                    .map(|&(d, _)| (self.key_of(d), d))
+                    .collect();
+                if needed > 0 && needed < run {
+                    keyed.select_nth_unstable(needed - 1);
+                }
+                keyed[..needed.max(1).min(run)].sort_unstable();
+                for (slot, (_, d)) in window[start..start + run].iter_mut().zip(keyed) {
+                    slot.0 = d;
+                }
+            }
+            start += run;
+        }
+        if window.len() > take {
+            items.extend(window.drain(take..));
+        }
+        window
+    }
+
     /// The ranked answer to `query` over the documents `accept` lets
     /// through: exactly `rank(self.scores(query, accept),
     /// &self.containing(&query.needle, accept), limit)`, at a fraction of
@@ -707,24 +770,13 @@ impl<K: Ord + Copy> SearchIndex<K> {
         for &(d, _) in &matches {
             scored_docs[d as usize] = true;
         }
-        let order = |a: &(u32, f32), b: &(u32, f32)| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| self.key_of(a.0).cmp(&self.key_of(b.0)))
-        };
         // The scored hits kept so far, in rank order: every accepted
         // substring hit, and the first `limit` accepted others.
         let mut kept: Vec<Hit<K>> = Vec::new();
         let (mut subs, mut others) = (0usize, 0usize);
         let mut window = limit.saturating_mul(4).max(16);
-        let mut rest: &mut [(u32, f32)] = &mut matches;
-        'walk: while !rest.is_empty() {
-            let take = window.min(rest.len());
-            if take < rest.len() {
-                rest.select_nth_unstable_by(take - 1, order);
-            }
-            let (head, tail) = rest.split_at_mut(take);
-            head.sort_unstable_by(order);
-            for &(d, score) in head.iter() {
+        'walk: while !matches.is_empty() {
+            for (d, score) in self.take_best(&mut matches, window) {
                 let Some(doc) = self.docs[d as usize].as_ref() else {
                     continue;
                 };
@@ -745,7 +797,6 @@ impl<K: Ord + Copy> SearchIndex<K> {
                     }
                 }
             }
-            rest = tail;
             window = window.saturating_mul(2);
         }
         let unscored: Vec<K> = if subs == limit {
