@@ -621,6 +621,13 @@ impl<K: Ord + Copy> SearchIndex<K> {
         let n = n_docs as f32;
         let word_avg = (self.word_len_total as f32 / n).max(1.0);
         let gram_avg = (self.gram_len_total as f32 / n).max(1.0);
+        // Each document's length norm, once per query: a common trigram's
+        // postings name most documents, once per query word.
+        let (word_norm, gram_norm): (Vec<f32>, Vec<f32>) = self
+            .lens
+            .iter()
+            .map(|&[w, g]| (length_norm(w, word_avg), length_norm(g, gram_avg)))
+            .unzip();
         let idf = |df: usize| (1.0 + (n - df as f32 + 0.5) / (df as f32 + 0.5)).ln();
         let slots = self.docs.len();
         let mut total = vec![0f32; slots];
@@ -640,8 +647,7 @@ impl<K: Ord + Copy> SearchIndex<K> {
                 };
                 let w = idf(p.docs.len());
                 for (d, tf) in p.iter() {
-                    let len = self.lens[d as usize][0];
-                    let s = w * bm25_tf(tf, len, word_avg);
+                    let s = w * bm25_tf(tf, word_norm[d as usize]);
                     let best = &mut stem_best[d as usize];
                     if *best == 0.0 {
                         touched.push(d);
@@ -656,12 +662,11 @@ impl<K: Ord + Copy> SearchIndex<K> {
                 };
                 let w = idf(p.docs.len());
                 for (d, tf) in p.iter() {
-                    let len = self.lens[d as usize][1];
                     if gram_hits[d as usize] == 0 && stem_best[d as usize] == 0.0 {
                         touched.push(d);
                     }
                     gram_hits[d as usize] += 1;
-                    gram_sum[d as usize] += w * bm25_tf(tf, len, gram_avg) / grams;
+                    gram_sum[d as usize] += w * bm25_tf(tf, gram_norm[d as usize]) / grams;
                 }
             }
             for &d in &touched {
@@ -836,11 +841,17 @@ impl<K: Ord + Copy> SearchIndex<K> {
     }
 }
 
-/// BM25's saturating, length-normalised term frequency.
-fn bm25_tf(tf: u32, len: u32, avg: f32) -> f32 {
+/// BM25's length part for a document of `len` against the mean `avg`:
+/// `K1 * (1 - B + B * len / avg)`.
+fn length_norm(len: u32, avg: f32) -> f32 {
+    K1 * (1.0 - B + B * (len as f32 / avg))
+}
+
+/// BM25's saturating, length-normalised term frequency, given the
+/// document's [`length_norm`].
+fn bm25_tf(tf: u32, norm: f32) -> f32 {
     let tf = tf as f32;
-    let norm = 1.0 - B + B * (len as f32 / avg);
-    tf * (K1 + 1.0) / (tf + K1 * norm)
+    tf * (K1 + 1.0) / (tf + norm)
 }
 
 /// The final list: BM25 hits and substring hits together, best score
