@@ -449,3 +449,96 @@ fn post_past_ttl_is_not_listed() {
         0
     );
 }
+
+/// Opening a store that holds another community is refused and names both
+/// communities; the store keeps its own community.
+#[test]
+fn opening_another_communitys_store_is_refused() {
+    use hearth_node::core::log::{EventLog, OpenError};
+    use hearth_node::store::MemoryStore;
+    let f = Fixture::new();
+    let foreign = Event {
+        author: key(4).node_id(),
+        payload: Payload::Genesis(hearth_proto::Genesis {
+            name: "Elsewhere".into(),
+            anchors: vec![key(4).node_id()],
+        }),
+        ..f.genesis.event().clone()
+    }
+    .sign(&key(4))
+    .unwrap();
+    let elsewhere = foreign.founded_community().unwrap();
+    assert_eq!(
+        EventLog::stored_community(&MemoryStore::new()).unwrap(),
+        None
+    );
+    let (log, _) = EventLog::open(MemoryStore::new(), &foreign).unwrap();
+    assert_eq!(log.community(), elsewhere);
+    let store = log.into_store().unwrap();
+    assert_eq!(EventLog::stored_community(&store).unwrap(), Some(elsewhere));
+    match EventLog::open(store, &f.genesis) {
+        Err(OpenError::OtherCommunity { stored, wanted }) => {
+            assert_eq!((stored, wanted), (elsewhere, f.community));
+        }
+        Err(e) => panic!("wrong refusal: {e}"),
+        Ok(_) => panic!("opened another community's store"),
+    }
+}
+
+/// A replay counts every stored event once; a snapshot that covers more
+/// than the store holds (copied from a fuller store) is not used: the log
+/// replays everything and shows what the store holds.
+#[test]
+fn replay_counts_events_and_ignores_a_snapshot_ahead_of_the_store() {
+    use hearth_node::core::log::EventLog;
+    use hearth_node::store::MemoryStore;
+    let f = Fixture::new();
+    let alice = key(2);
+    let mut node = f.admitted_node(&f.anchor, Level::Anchor);
+    node.set_member(NOW, alice.node_id(), Level::Member)
+        .unwrap();
+    for i in 0..5u128 {
+        node.log_mut()
+            .append_received(f.post(&alice, 10 + i as u64, i, &format!("post {i}")))
+            .unwrap();
+    }
+    let stored = node.log().store().len() as u64;
+    let report = node.log_mut().replay_all().unwrap();
+    assert_eq!(report.replayed, stored);
+    node.log_mut().snapshot().unwrap();
+    let full = node.into_store().unwrap();
+    let snapshot = full.get_meta("snapshot").unwrap().expect("a snapshot");
+
+    // A store with the genesis only, and the fuller store's snapshot.
+    let (log, _) = EventLog::open(MemoryStore::new(), &f.genesis).unwrap();
+    let mut small = log.into_store().unwrap();
+    small.put_meta("snapshot", &snapshot).unwrap();
+    let (log, report) = EventLog::open(small, &f.genesis).unwrap();
+    assert_eq!(report.snapshot_arrival, None, "the snapshot is ahead");
+    assert_eq!(report.replayed, 1);
+    assert_eq!(log.views().market.post_count(), 0);
+}
+
+/// A store refusing writes becomes the refusal callers see: `storage_full`
+/// for a full disk, `unavailable` for a read-only one, nothing for other
+/// faults (the service maps those).
+#[test]
+fn store_refusals_map_to_their_wire_codes() {
+    use hearth_node::core::bus::ErrorCode;
+    use hearth_node::core::log::AppendError;
+    use hearth_node::store::StoreError;
+    let full = AppendError::Store(StoreError::Full("disk".into()));
+    assert_eq!(
+        full.storage_refusal().map(|e| e.code),
+        Some(ErrorCode::StorageFull)
+    );
+    let read_only = AppendError::Store(StoreError::ReadOnly("dir".into()));
+    assert_eq!(
+        read_only.storage_refusal().map(|e| e.code),
+        Some(ErrorCode::Unavailable)
+    );
+    assert!(AppendError::Store(StoreError::Io("x".into()))
+        .storage_refusal()
+        .is_none());
+    assert!(AppendError::ClockExhausted.storage_refusal().is_none());
+}
