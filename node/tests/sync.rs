@@ -123,7 +123,7 @@ fn converge(
         x.bytes += reply_bytes.len();
         let next = sa.handle(a, &reply_bytes).unwrap();
         admit(a, sa.take_received());
-        if next.is_empty() && reply.is_empty() && sa.is_done() {
+        if sa.finished(&next) {
             assert!(sb.is_done(), "the responder is done too");
             let (ta, tb) = (sa.stats(), sb.stats());
             // A's last (empty) answer is counted but never sent.

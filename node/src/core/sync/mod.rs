@@ -56,11 +56,13 @@
 //! synced.
 
 mod fingerprint;
+mod index;
 mod message;
 mod session;
 mod sketch;
 
-pub use fingerprint::{short_id, Accumulator};
+pub use fingerprint::{short_id, Accumulator, LogDigest};
+pub use index::FingerprintIndex;
 pub use message::{KeyBound, Mode, Range, SyncMessage};
 pub use session::{SyncSession, SyncStats};
 
