@@ -210,6 +210,34 @@ mod tests {
         assert_ne!(x.fingerprint(7), x.fingerprint(8), "salted per session");
     }
 
+    /// Two sets whose 256-bit sums (and counts) collide, as a crafted pair
+    /// would, still have different log digests and opening fingerprints;
+    /// the digest is order-free and its fingerprint salted and apart from
+    /// the accumulator's.
+    #[test]
+    fn log_digest_separates_sets_whose_sums_collide() {
+        // {a, b} and {c, d} with a + b = c + d mod 2^256.
+        let word = |v: u64| {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&v.to_le_bytes());
+            h[31] = 0x80;
+            EventHash(h)
+        };
+        let (a, b, c, d) = (word(10), word(20), word(5), word(25));
+        let (mut x, mut y) = (Accumulator::default(), Accumulator::default());
+        x.add(&a);
+        x.add(&b);
+        y.add(&c);
+        y.add(&d);
+        assert_eq!(x, y, "the 256-bit sums collide");
+        let (dx, dy) = (LogDigest::of([&a, &b]), LogDigest::of([&c, &d]));
+        assert_ne!(dx, dy);
+        assert_ne!(dx.fingerprint(7), dy.fingerprint(7));
+        assert_eq!(dx, LogDigest::of([&b, &a]), "order-free");
+        assert_ne!(dx.fingerprint(7), dx.fingerprint(8), "salted per session");
+        assert_ne!(dx.fingerprint(7), x.fingerprint(7), "apart from sums");
+    }
+
     /// Short ids differ per salt and are never zero.
     #[test]
     fn short_ids_are_salted() {
