@@ -127,6 +127,16 @@ impl FingerprintIndex {
         self.len() == 0
     }
 
+    /// Approximate heap bytes held: the blocks' key vectors and map nodes
+    /// (for the memory figure of `scripts/bench`).
+    pub fn heap_bytes(&self) -> usize {
+        let per_block = std::mem::size_of::<EventKey>() + std::mem::size_of::<Block>() + 16;
+        self.blocks
+            .values()
+            .map(|b| per_block + b.keys.capacity() * std::mem::size_of::<EventKey>())
+            .sum()
+    }
+
     /// The digest of every key, for a session's opening fingerprint.
     pub fn digest(&self) -> &LogDigest {
         &self.digest
