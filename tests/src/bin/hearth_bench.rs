@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         sync::sync(scale(100_000, 10_000), 0)?;
         sync::sync(scale(100_000, 10_000), 1)?;
         sync::sync(scale(100_000, 10_000), 5_000)?;
+        sync::sync_tail(scale(100_000, 10_000), 5_000)?;
         // Equal logs at a million events (issue 15's 2 ms target): a
         // minute or two of signing, so only when sync is asked for.
         if only.iter().any(|o| o == "sync") {

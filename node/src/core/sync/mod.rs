@@ -22,8 +22,9 @@
 //!    (~20 bytes). Equal logs settle on it in one round trip, and neither
 //!    side reads a key: the responder compares with its own cached digest.
 //!    Otherwise the responder answers with a salted sketch of everything
-//!    (capacity sized by the difference of the counts, at most
-//!    [`SKETCH_CAPACITY_MAX`]) with estimation levels.
+//!    with estimation levels; or, when the counts differ by
+//!    [`OPENING_CAPACITY`] or more, with a partition sized for that
+//!    difference (step 3) at once.
 //! 2. XOR-ing two sketches gives the sketch of the difference. If it has
 //!    fewer than `capacity` elements it decodes. The receiver finds which
 //!    elements are its own (the peer lacks them: pushed at once) and asks

@@ -488,13 +488,21 @@ fn assess<S: EventStore>(
     let mut ids = Vec::new();
     let outcome = match &range.mode {
         Mode::Skip => Outcome::Settled,
-        // Known to differ (compared above).
-        Mode::Fingerprint { count, .. } => Outcome::Differs {
-            theirs: *count,
-            floor: count.abs_diff(n_m).max(1),
-            estimate: None,
-            answered_fingerprint: true,
-        },
+        // Known to differ (compared above). A big difference of the
+        // counts is itself the estimate: a node back from offline lacks
+        // the newest events, and we answer at once with a partition of
+        // our items sized for them, instead of estimation levels first
+        // (one round trip less). If there are more differences than that,
+        // the sketches that fail are answered with bigger ones.
+        Mode::Fingerprint { count, .. } => {
+            let delta = count.abs_diff(n_m);
+            Outcome::Differs {
+                theirs: *count,
+                floor: delta.max(1),
+                estimate: (delta >= OPENING_CAPACITY as u64).then_some(delta as f64),
+                answered_fingerprint: true,
+            }
+        }
         Mode::Sketch {
             count,
             syndromes,
