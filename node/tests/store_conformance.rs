@@ -264,7 +264,11 @@ fn fingerprints_follow_every_insert(mut store: impl EventStore) {
         for from in &bounds {
             for to in &bounds {
                 let (acc, _) = fresh_fingerprints(held, from, to);
-                assert_eq!(store.fingerprint(*from, *to).unwrap(), acc, "{from:?}..{to:?}");
+                assert_eq!(
+                    store.fingerprint(*from, *to).unwrap(),
+                    acc,
+                    "{from:?}..{to:?}"
+                );
             }
         }
     }

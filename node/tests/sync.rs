@@ -18,9 +18,7 @@ use hearth_node::core::sync::{
 use hearth_node::core::Node;
 use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::cbor::Value;
-use hearth_proto::{
-    Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent,
-};
+use hearth_proto::{Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent};
 use proptest::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};

@@ -88,7 +88,8 @@ fn run(n: usize, k: usize, tail: bool) -> anyhow::Result<()> {
     let mut sb = SyncSession::default();
     let mut msg = first.encode();
     let mut msg_open = open(&first);
-    let (mut sent_a, mut sent_b, mut rounds, mut reconcile_rounds) = (msg.len(), 0usize, 0u32, 0u32);
+    let (mut sent_a, mut sent_b, mut rounds, mut reconcile_rounds) =
+        (msg.len(), 0usize, 0u32, 0u32);
     loop {
         rounds += 1;
         let reply = timed(&mut cpu_b, || sb.handle(&b, &msg))?;

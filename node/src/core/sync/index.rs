@@ -86,9 +86,7 @@ impl FingerprintIndex {
             .next_back()
             .or_else(|| self.blocks.iter().next())
             .map(|(k, _)| *k);
-        let mut block = at
-            .and_then(|k| self.blocks.remove(&k))
-            .unwrap_or_default();
+        let mut block = at.and_then(|k| self.blocks.remove(&k)).unwrap_or_default();
         let fresh = match block.keys.binary_search(&key) {
             Ok(_) => false,
             Err(i) => {
@@ -218,7 +216,11 @@ mod tests {
         }
     }
 
-    fn fresh(set: &BTreeSet<EventKey>, from: Bound<&EventKey>, to: Bound<&EventKey>) -> Accumulator {
+    fn fresh(
+        set: &BTreeSet<EventKey>,
+        from: Bound<&EventKey>,
+        to: Bound<&EventKey>,
+    ) -> Accumulator {
         let mut acc = Accumulator::default();
         for k in set.iter().filter(|k| above(k, from) && below(k, to)) {
             acc.add(&k.hash);
@@ -281,7 +283,10 @@ mod tests {
         for i in 0..(5 * BLOCK_KEYS_MAX as u64) {
             index.insert(key(i % 7, i));
         }
-        assert!(index.blocks.values().all(|b| b.keys.len() <= BLOCK_KEYS_MAX));
+        assert!(index
+            .blocks
+            .values()
+            .all(|b| b.keys.len() <= BLOCK_KEYS_MAX));
         assert!(index.blocks.len() >= 5);
         assert_eq!(index.len(), 5 * BLOCK_KEYS_MAX as u64);
     }
