@@ -80,9 +80,11 @@ pub const LOG_DIGEST_WORDS: usize = 64;
 /// would not: a member who finds two sets of events with equal sums could
 /// hide one from the other in every session. For a 256-bit sum
 /// Wagner's generalised birthday search finds such sets in about 2^32
-/// work; for a 4,096-bit group it takes about 2^(2*sqrt(4096)) = 2^128, and
-/// the lattice (SIS) view of the same problem is harder still. So a
-/// difference still cannot be hidden twice, as with per-item salting.
+/// work; for a 4,096-bit group it takes about 2^(2*sqrt(4096)) = 2^128
+/// (and a lattice (SIS) attack on 64 words mod 2^64 would need a basis
+/// reduction far beyond reach). So a difference still cannot be hidden
+/// twice, as with per-item salting; the assumption is now the collision
+/// resistance of this additive hash rather than a per-session salt.
 ///
 /// Updated per insert (one 512-byte ChaCha20 block run, well under a
 /// microsecond) so the opening costs O(1) whatever the log size.
