@@ -5,6 +5,7 @@
 
 use std::ops::Bound;
 
+use hearth_node::core::sync::{Accumulator, LogDigest};
 use hearth_node::store::{EventStore, MemoryStore, SledStore, StoreError};
 use hearth_proto::cbor::Value;
 use hearth_proto::{CommunityId, Event, EventId, EventKey, Identity, Payload, VerifiedEvent};
@@ -226,6 +227,53 @@ fn meta_values_are_stored_and_overwritten(mut store: impl EventStore) {
     assert!(store.is_empty(), "meta is not an event");
 }
 
+/// The accumulator and log digest computed from scratch over `events`.
+fn fresh_fingerprints(
+    events: &[VerifiedEvent],
+    from: &Bound<EventKey>,
+    to: &Bound<EventKey>,
+) -> (Accumulator, LogDigest) {
+    let mut acc = Accumulator::default();
+    for e in events.iter().filter(|e| in_range(&e.key(), from, to)) {
+        acc.add(&e.key().hash);
+    }
+    (acc, LogDigest::of(events.iter().map(|e| e.hash())))
+}
+
+fn fingerprints_follow_every_insert(mut store: impl EventStore) {
+    let events = sample();
+    let keys = keys_of(&events);
+    let bounds = [
+        Bound::Unbounded,
+        Bound::Included(keys[7]),
+        Bound::Excluded(keys[7]),
+        Bound::Included(keys[30]),
+        Bound::Excluded(keys[30]),
+    ];
+    // Before any insert, halfway (the first query may build a cache), and
+    // after the rest (which a built cache must follow), for every range.
+    for upto in [0, 20, events.len()] {
+        for e in &events[..upto] {
+            store.insert(e).unwrap();
+        }
+        let held = &events[..upto];
+        assert_eq!(
+            store.log_digest().unwrap(),
+            fresh_fingerprints(held, &Bound::Unbounded, &Bound::Unbounded).1
+        );
+        for from in &bounds {
+            for to in &bounds {
+                let (acc, _) = fresh_fingerprints(held, from, to);
+                assert_eq!(
+                    store.fingerprint(*from, *to).unwrap(),
+                    acc,
+                    "{from:?}..{to:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Runs each suite function against a fresh store of every kind.
 macro_rules! conformance {
     ($($(#[doc = $doc:literal])* $name:ident;)*) => {
@@ -266,6 +314,8 @@ conformance! {
     empty_store_reports_nothing;
     /// Meta values can be read back and overwritten, and do not count as events.
     meta_values_are_stored_and_overwritten;
+    /// Range fingerprints and the log digest equal a fresh computation before and after further inserts.
+    fingerprints_follow_every_insert;
 }
 
 // ---- sled only: reopening and corruption ----

@@ -9,14 +9,17 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
+use std::ops::Bound;
+
 use hearth_node::core::sync::{
-    short_id, KeyBound, Mode, Range, SyncError, SyncMessage, SyncSession, EVENTS_MAX,
-    EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGE_BYTES_MAX, ROUNDS_MAX,
+    short_id, Accumulator, KeyBound, LogDigest, Mode, Range, SyncError, SyncMessage, SyncSession,
+    EVENTS_MAX, EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGE_BYTES_MAX, ROUNDS_MAX,
 };
 use hearth_node::core::Node;
-use hearth_node::store::{EventStore, MemoryStore};
+use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::cbor::Value;
-use hearth_proto::{Category, Event, EventId, EventKey, Level, Payload, VerifiedEvent};
+use hearth_proto::{Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent};
+use proptest::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -123,7 +126,7 @@ fn converge(
         x.bytes += reply_bytes.len();
         let next = sa.handle(a, &reply_bytes).unwrap();
         admit(a, sa.take_received());
-        if next.is_empty() && reply.is_empty() && sa.is_done() {
+        if sa.finished(&next) {
             assert!(sb.is_done(), "the responder is done too");
             let (ta, tb) = (sa.stats(), sb.stats());
             // A's last (empty) answer is counted but never sent.
@@ -201,6 +204,189 @@ fn equal_logs_settle_in_one_round_trip() {
         let (x, _) = case(n, 0);
         assert_eq!(x.round_trips, 1, "n={n}");
         assert!(x.bytes < 1024, "n={n}: {} bytes", x.bytes);
+    }
+}
+
+/// A store that counts how often the log's keys are read, and answers
+/// fingerprints with the trait's default (a scan), not a cache.
+struct Scanning {
+    inner: MemoryStore,
+    key_reads: std::cell::Cell<u64>,
+}
+
+impl Scanning {
+    fn new(inner: MemoryStore) -> Self {
+        Scanning {
+            inner,
+            key_reads: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl EventStore for Scanning {
+    fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
+        self.inner.insert(event)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
+        self.inner.contains(hash)
+    }
+    fn get(&self, hash: &EventHash) -> Result<Option<VerifiedEvent>, StoreError> {
+        self.inner.get(hash)
+    }
+    fn get_by_id(&self, id: &EventId) -> Result<Vec<VerifiedEvent>, StoreError> {
+        self.inner.get_by_id(id)
+    }
+    fn range(&self, from: Bound<EventKey>, to: Bound<EventKey>) -> EventIter<'_> {
+        self.inner.range(from, to)
+    }
+    fn keys(
+        &self,
+        from: Bound<EventKey>,
+        to: Bound<EventKey>,
+    ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
+        self.key_reads.set(self.key_reads.get() + 1);
+        self.inner.keys(from, to)
+    }
+    fn since_arrival(
+        &self,
+        seq: u64,
+    ) -> Box<dyn Iterator<Item = Result<(u64, VerifiedEvent), StoreError>> + '_> {
+        self.inner.since_arrival(seq)
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn last_arrival(&self) -> u64 {
+        self.inner.last_arrival()
+    }
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_meta(key, value)
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_meta(key)
+    }
+}
+
+/// Equal logs settle from the stores' cached fingerprints: neither side
+/// reads a single key of its log.
+#[test]
+fn equal_logs_settle_without_reading_the_log() {
+    let (a, b, _, _) = build(10_000, |_| Place::Both);
+    let (a, b) = (CountingKeys::new(a), CountingKeys::new(b));
+    let (sa, first) = SyncSession::initiate(&a, 0x5eed).unwrap();
+    let mut sb = SyncSession::default();
+    let reply = sb.handle(&b, &first.encode()).unwrap();
+    assert!(reply.is_empty(), "equal logs settle on the opening");
+    let mut sa = sa;
+    let next = sa.handle(&a, &reply.encode()).unwrap();
+    assert!(sa.finished(&next), "and the session is over");
+    assert_eq!((a.reads(), b.reads()), (0, 0), "no key was read");
+}
+
+/// A [`MemoryStore`] (which keeps cached fingerprints) that counts reads
+/// of its keys.
+struct CountingKeys(Scanning);
+
+impl CountingKeys {
+    fn new(inner: MemoryStore) -> Self {
+        CountingKeys(Scanning::new(inner))
+    }
+    fn reads(&self) -> u64 {
+        self.0.key_reads.get()
+    }
+}
+
+impl EventStore for CountingKeys {
+    fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
+        self.0.insert(event)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.0.flush()
+    }
+    fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
+        self.0.contains(hash)
+    }
+    fn get(&self, hash: &EventHash) -> Result<Option<VerifiedEvent>, StoreError> {
+        self.0.get(hash)
+    }
+    fn get_by_id(&self, id: &EventId) -> Result<Vec<VerifiedEvent>, StoreError> {
+        self.0.get_by_id(id)
+    }
+    fn range(&self, from: Bound<EventKey>, to: Bound<EventKey>) -> EventIter<'_> {
+        self.0.range(from, to)
+    }
+    fn keys(
+        &self,
+        from: Bound<EventKey>,
+        to: Bound<EventKey>,
+    ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
+        self.0.keys(from, to)
+    }
+    fn fingerprint(
+        &self,
+        from: Bound<EventKey>,
+        to: Bound<EventKey>,
+    ) -> Result<Accumulator, StoreError> {
+        self.0.inner.fingerprint(from, to)
+    }
+    fn log_digest(&self) -> Result<LogDigest, StoreError> {
+        self.0.inner.log_digest()
+    }
+    fn since_arrival(
+        &self,
+        seq: u64,
+    ) -> Box<dyn Iterator<Item = Result<(u64, VerifiedEvent), StoreError>> + '_> {
+        self.0.since_arrival(seq)
+    }
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn last_arrival(&self) -> u64 {
+        self.0.last_arrival()
+    }
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.put_meta(key, value)
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_meta(key)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// After random inserts in random order, the memory store's cached
+    /// range fingerprints and log digest equal the ones computed by
+    /// scanning its keys (the trait's defaults), for random ranges.
+    #[test]
+    fn cached_store_fingerprints_equal_a_scan(
+        picks in proptest::collection::vec(0usize..3_000, 0..2_500),
+        ranges in proptest::collection::vec((0usize..3_000, 0usize..3_000, 0u8..3, 0u8..3), 1..30),
+    ) {
+        let mut cached = MemoryStore::new();
+        for &i in &picks {
+            cached.insert(&pool()[i]).unwrap();
+        }
+        let scanning = Scanning::new(cached.clone());
+        prop_assert_eq!(cached.log_digest().unwrap(), scanning.log_digest().unwrap());
+        let bound = |kind: u8, i: usize| {
+            let k = pool()[i].key();
+            match kind {
+                0 => Bound::Unbounded,
+                1 => Bound::Included(k),
+                _ => Bound::Excluded(k),
+            }
+        };
+        for (i, j, ki, kj) in ranges {
+            let (from, to) = (bound(ki, i), bound(kj, j));
+            prop_assert_eq!(
+                cached.fingerprint(from, to).unwrap(),
+                scanning.fingerprint(from, to).unwrap()
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+use hearth_node::core::sync::{Accumulator, LogDigest};
 use hearth_node::core::VerifiedMemo;
 use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::{EventHash, EventId, EventKey, NodeId, VerifiedEvent};
@@ -190,6 +191,16 @@ impl EventStore for SimStore {
     ) -> Box<dyn Iterator<Item = Result<EventKey, StoreError>> + '_> {
         self.inner.store().keys(from, to)
     }
+    fn fingerprint(
+        &self,
+        from: Bound<EventKey>,
+        to: Bound<EventKey>,
+    ) -> Result<Accumulator, StoreError> {
+        self.inner.store().fingerprint(from, to)
+    }
+    fn log_digest(&self) -> Result<LogDigest, StoreError> {
+        self.inner.store().log_digest()
+    }
     fn since_arrival(
         &self,
         seq: u64,
@@ -289,6 +300,11 @@ pub struct CompactStore {
     /// Arrival `n` (from 1) is table event `arrivals[n - 1]`.
     arrivals: Vec<u32>,
     meta: BTreeMap<String, Vec<u8>>,
+    /// The sync log digest, kept on insert as the real stores keep it
+    /// (520 bytes a node). Range fingerprints scan `events` (the trait's
+    /// default): a simulated log is small, and an index would cost ~50
+    /// bytes per event per node.
+    digest: LogDigest,
 }
 
 impl CompactStore {
@@ -299,6 +315,7 @@ impl CompactStore {
             held: Vec::new(),
             arrivals: Vec::new(),
             meta: BTreeMap::new(),
+            digest: LogDigest::default(),
         }
     }
 
@@ -333,6 +350,7 @@ impl EventStore for CompactStore {
         self.held[word] |= 1 << (gid % 64);
         self.events.insert(event.key(), event.clone());
         self.arrivals.push(gid);
+        self.digest.add(&event.key().hash);
         Ok(Some(self.arrivals.len() as u64))
     }
 
@@ -387,6 +405,10 @@ impl EventStore for CompactStore {
             return Box::new(std::iter::empty());
         }
         Box::new(self.events.range((from, to)).map(|(k, _)| Ok(*k)))
+    }
+
+    fn log_digest(&self) -> Result<LogDigest, StoreError> {
+        Ok(self.digest.clone())
     }
 
     fn since_arrival(

@@ -46,13 +46,15 @@ fn same_run_without_the_bug_converges() {
 /// workload actions, against 5-60 ms links), so that some nodes receive a
 /// post's updates out of order, under every fault.
 ///
-/// The liveness bound is two minutes: with issue 10's workload (settings,
-/// names, moderation) seed 3 has node 0 miss one post through the safety
-/// phase's losses until its third sync, 95 s into the liveness phase.
+/// The liveness bound is two and a half minutes: with issue 10's workload
+/// (settings, names, moderation) seed 3 has node 0 miss one post through
+/// the safety phase's losses until its third sync, 95 s into the liveness
+/// phase; with issue 15's sync (no closing round trip, so other timings)
+/// the bugged run's logs catch up between 120 and 150 s.
 fn arrival_order_cfg() -> SimConfig {
     SimConfig {
         event_interval_ms: 5,
-        liveness_ms_max: 120_000,
+        liveness_ms_max: 150_000,
         ..SimConfig::all_faults(3, 30, 300)
     }
 }

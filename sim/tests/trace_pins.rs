@@ -10,15 +10,15 @@ use hearth_sim::{run, SimConfig};
 const PINS: [(u64, &str); 3] = [
     (
         1,
-        "d5e3c83faf9f327814a606923c4bd32be69fd3fdf975fcd2b2a0e0449157317c",
+        "791bbcbc9fe1f05b0f0148525a420fd2c493483d27602d2140c5d60d31184e4a",
     ),
     (
         2,
-        "2d35db34f3970d1a41468c1f90063102605c1758bd394d8e85d5b87307ca27aa",
+        "e3e984e451d95c90870c6eaf83feafa82530294e79b131fcf8806a6c143cca27",
     ),
     (
         3,
-        "677c9541ab7ba4bf2c00870897140bfde2c9114a687f1cf5e44717910cd87c5a",
+        "57a72de57aa12646dfa1226aae65de8e3d3424c54d382b54707437e853be12df",
     ),
 ];
 

@@ -132,13 +132,14 @@ impl<S: EventStore> Node<S> {
             return Ok(None); // a late answer to a sync we gave up on
         };
         let msg = SyncMessage::decode(bytes)?;
-        let reply_was_empty = msg.is_empty();
         // An answer of another session fails this one (`OtherSession`):
         // each request gets one answer, so this session's own is lost.
         let result = session.handle_message(self.log.store(), msg, bytes.len());
         self.admit(peer, &mut session);
         let next = result?;
-        if next.is_empty() && reply_was_empty && session.is_done() {
+        // Over when neither side has anything left: no closing round trip
+        // of two empty messages (see `SyncSession::finished`).
+        if session.finished(&next) {
             debug!(stats = ?session.stats(), "sync complete");
             self.last_sync = Some(SyncReport {
                 peer,

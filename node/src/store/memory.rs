@@ -7,6 +7,7 @@ use std::ops::Bound;
 use hearth_proto::{EventHash, EventId, EventKey, VerifiedEvent};
 
 use super::{EventIter, EventStore, StoreError};
+use crate::core::sync::{Accumulator, FingerprintIndex, LogDigest};
 
 /// Keeps the verified events themselves: a read is a reference count, not a
 /// decode, and a simulator's nodes share one copy of each event. (What can
@@ -18,6 +19,8 @@ pub struct MemoryStore {
     by_id: BTreeMap<(EventId, EventHash), ()>,
     arrivals: BTreeMap<u64, EventKey>,
     meta: BTreeMap<String, Vec<u8>>,
+    /// Sync fingerprints, updated on every insert (~50 bytes a key).
+    fingerprints: FingerprintIndex,
 }
 
 impl MemoryStore {
@@ -51,6 +54,7 @@ impl EventStore for MemoryStore {
         self.by_hash.insert(key.hash, key);
         self.by_id.insert((event.event().id, key.hash), ());
         self.arrivals.insert(seq, key);
+        self.fingerprints.insert(key);
         Ok(Some(seq))
     }
 
@@ -107,6 +111,18 @@ impl EventStore for MemoryStore {
             return Box::new(std::iter::empty());
         }
         Box::new(self.events.range((from, to)).map(|(key, _)| Ok(*key)))
+    }
+
+    fn fingerprint(
+        &self,
+        from: Bound<EventKey>,
+        to: Bound<EventKey>,
+    ) -> Result<Accumulator, StoreError> {
+        Ok(self.fingerprints.fingerprint(from.as_ref(), to.as_ref()))
+    }
+
+    fn log_digest(&self) -> Result<LogDigest, StoreError> {
+        Ok(self.fingerprints.digest().clone())
     }
 
     fn since_arrival(

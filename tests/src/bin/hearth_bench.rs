@@ -73,8 +73,15 @@ fn main() -> anyhow::Result<()> {
         sealed::sealed(scale(10_000, 1_000))?;
     }
     if want("sync") {
+        sync::sync(scale(100_000, 10_000), 0)?;
         sync::sync(scale(100_000, 10_000), 1)?;
         sync::sync(scale(100_000, 10_000), 5_000)?;
+        sync::sync_tail(scale(100_000, 10_000), 5_000)?;
+        // Equal logs at a million events (issue 15's 2 ms target): a
+        // minute or two of signing, so only when sync is asked for.
+        if only.iter().any(|o| o == "sync") {
+            sync::sync(scale(1_000_000, 100_000), 0)?;
+        }
     }
     if want("gossip") || want("throughput") || want("sse") {
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -7,7 +7,8 @@
 //! upper bound), and says one thing per range ([`Mode`]):
 //! - `Skip`: settled;
 //! - `Fingerprint`: count and DESIGN.md fingerprint (truncated salted
-//!   SHA-256 of the sum of the item hashes): equal or not;
+//!   SHA-256 of the sum of the item hashes; for the whole key space, of
+//!   the wide [`LogDigest`] instead): equal or not;
 //! - `Sketch`: count and a set sketch (PinSketch over GF(2^64), see
 //!   `sketch.rs`) of the items' 64-bit salted short ids, optionally with
 //!   estimation levels (sketches of 4^-j samples);
@@ -16,13 +17,18 @@
 //!   ids" / "whose short ids are roots of this polynomial".
 //!
 //! How a reconciliation runs:
-//! 1. The initiator opens with one range: a sketch of capacity
-//!    [`OPENING_CAPACITY`] of everything, with estimation levels (~600
-//!    bytes for 100k events). Equal logs settle on it in one round trip.
+//! 1. The initiator opens with one range: the fingerprint of its whole
+//!    log, from the [`LogDigest`] its store keeps up to date on insert
+//!    (~20 bytes). Equal logs settle on it in one round trip, and neither
+//!    side reads a key: the responder compares with its own cached digest.
+//!    Otherwise the responder answers with a salted sketch of everything
+//!    with estimation levels; or, when the counts differ by
+//!    [`OPENING_CAPACITY`] or more, with a partition sized for that
+//!    difference (step 3) at once.
 //! 2. XOR-ing two sketches gives the sketch of the difference. If it has
 //!    fewer than `capacity` elements it decodes. The receiver finds which
 //!    elements are its own (the peer lacks them: pushed at once) and asks
-//!    for the rest with `Roots`. So up to 7 differences settle in 2 round
+//!    for the rest with `Roots`. So a few differences settle in 2 round
 //!    trips, whatever the log size.
 //! 3. Otherwise the estimation levels give the size `d` of the difference
 //!    within a factor of about two. The receiver answers with one sketch
@@ -40,8 +46,19 @@
 //!    everything there.
 //!
 //! Each side learns what the other lacks, so sync is two-way. Events travel
-//! in bounded batches. A session ends when a message with no open range and
-//! no events is answered by one.
+//! in bounded batches. The initiator ends the session when it has nothing
+//! to send or await and the peer's last message left no range open and
+//! carried a batch that was not full ([`SyncSession::finished`]): no
+//! closing exchange of empty messages.
+//!
+//! Range fingerprints come from the store
+//! ([`EventStore::fingerprint`](crate::store::EventStore::fingerprint),
+//! [`EventStore::log_digest`](crate::store::EventStore::log_digest)),
+//! which answers from a [`FingerprintIndex`] instead of re-hashing the log.
+//! The session salt is applied to the cached sum at the end, not to each
+//! item; the whole-log digest is 4,096 bits wide so that a crafted
+//! collision cannot hide a difference in every session (see
+//! [`LogDigest`]).
 //!
 //! This goes beyond the fingerprint tree that DESIGN.md §5 describes, as
 //! that section suggests ("sketches for small leftover ranges"). With 8-byte
@@ -56,11 +73,13 @@
 //! synced.
 
 mod fingerprint;
+mod index;
 mod message;
 mod session;
 mod sketch;
 
-pub use fingerprint::{short_id, Accumulator};
+pub use fingerprint::{short_id, Accumulator, LogDigest};
+pub use index::FingerprintIndex;
 pub use message::{KeyBound, Mode, Range, SyncMessage};
 pub use session::{SyncSession, SyncStats};
 

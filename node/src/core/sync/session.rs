@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 
-use hearth_proto::{EventHash, EventKey};
+use hearth_proto::{EventHash, EventKey, EVENT_BYTES_MAX};
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::{short_id, Accumulator};
@@ -52,29 +52,27 @@ pub struct SyncSession {
     awaiting: u64,
     /// Received event bytes for the caller to verify and admit.
     received: Vec<Vec<u8>>,
+    /// The peer's last message left nothing open: no range to answer and
+    /// a batch of events that was not full, so the peer had none left.
+    peer_finished: bool,
 }
 
 impl SyncSession {
-    /// Starts a reconciliation: one range covering everything, as a sketch
-    /// of capacity [`OPENING_CAPACITY`] with estimation levels (or the id
-    /// list of a tiny log). Equal logs settle on it in one round trip, up
-    /// to `OPENING_CAPACITY - 1` differences are decoded from it directly,
-    /// and for more the responder sizes its answer from the estimate.
+    /// Starts a reconciliation: one range covering everything, with the
+    /// fingerprint of the store's cached [`LogDigest`](super::LogDigest)
+    /// (or the id list of a tiny log). Equal logs settle on it in one round
+    /// trip without hashing a single item. For unequal ones the responder
+    /// answers with a salted sketch and estimation levels, from which up to
+    /// a few differences decode directly and more are sized.
     /// `salt` comes from the node's seeded generator, fresh per session.
     pub fn initiate<S: EventStore>(
         store: &S,
         salt: u64,
     ) -> Result<(SyncSession, SyncMessage), SyncError> {
-        let keys = keys_in(store, None, None)?;
-        let ids = short_ids(salt, &keys);
-        let mode = if ids.len() <= OPENING_CAPACITY {
-            Mode::Ids(ids)
+        let mode = if store.len() <= OPENING_CAPACITY as u64 {
+            Mode::Ids(short_ids(salt, &keys_in(store, None, None)?))
         } else {
-            Mode::Sketch {
-                count: keys.len() as u64,
-                syndromes: sketch::sketch(&ids, OPENING_CAPACITY),
-                strata: sketch::strata(&ids, strata_levels(2 * keys.len() as u64)),
-            }
+            own_fingerprint(store, salt, true, &[])?
         };
         let msg = SyncMessage {
             salt,
@@ -164,6 +162,7 @@ impl SyncSession {
         s.bytes_sent += sent as u64;
         s.events_received += msg.events.len() as u64;
         s.events_sent += reply.events.len() as u64;
+        self.peer_finished = !open && !batch_full(&msg.events);
         self.received.extend(msg.events);
         Ok(reply)
     }
@@ -206,9 +205,27 @@ impl SyncSession {
         self.outbox.is_empty() && self.awaiting == 0
     }
 
+    /// Whether the session is over when `next`, our answer to the peer's
+    /// last message, is not sent: it is empty, we await nothing, and the
+    /// peer's message left no range open and carried a batch of events
+    /// that was not full (a batch stops only at an event that does not
+    /// fit, so the peer had no more to push). Ending here saves the empty
+    /// closing round trip that "answer an empty message with one" costs.
+    pub fn finished(&self, next: &SyncMessage) -> bool {
+        next.is_empty() && self.is_done() && self.peer_finished
+    }
+
     pub fn stats(&self) -> SyncStats {
         self.stats
     }
+}
+
+/// Whether a batch of events may have stopped short of the sender's queue:
+/// it has the most events a message may carry, or so many bytes that an
+/// event of the largest size might not have fit.
+fn batch_full(events: &[Vec<u8>]) -> bool {
+    let bytes: usize = events.iter().map(Vec::len).sum();
+    events.len() >= EVENTS_MAX || bytes + EVENT_BYTES_MAX > EVENT_BATCH_BYTES_MAX
 }
 
 #[derive(Debug)]
@@ -264,6 +281,9 @@ struct Assessed {
     /// Short ids of `mine`, when they were needed.
     ids: Vec<u64>,
     outcome: Outcome,
+    /// Our fingerprint of the range (a `Mode::Fingerprint`), for answers
+    /// that leave it open; `Skip` for a settled range, which needs none.
+    fingerprint: Mode,
 }
 
 /// Upper bound of an encoded fingerprint range with this bound. Every
@@ -337,7 +357,10 @@ fn plan<S: EventStore>(store: &S, msg: &SyncMessage) -> Result<Plan, SyncError> 
                         mode: Mode::Ids(a.ids.clone()),
                     }]
                 } else {
-                    vec![fingerprint_range(salt, &a.upper, &a.mine)]
+                    vec![Range {
+                        upper: a.upper.clone(),
+                        mode: a.fingerprint.clone(),
+                    }]
                 }
             }
             Outcome::Differs {
@@ -346,10 +369,10 @@ fn plan<S: EventStore>(store: &S, msg: &SyncMessage) -> Result<Plan, SyncError> 
                 estimate,
                 answered_fingerprint,
             } => respond(
-                salt,
                 &a.upper,
                 &a.mine,
                 &a.ids,
+                &a.fingerprint,
                 theirs,
                 floor,
                 estimate,
@@ -361,7 +384,10 @@ fn plan<S: EventStore>(store: &S, msg: &SyncMessage) -> Result<Plan, SyncError> 
         } else {
             // Out of budget: our fingerprint keeps the range open for the
             // next round (the peer answers it like any other).
-            plan.add(vec![fingerprint_range(salt, &a.upper, &a.mine)]);
+            plan.add(vec![Range {
+                upper: a.upper,
+                mode: a.fingerprint,
+            }]);
         }
     }
     while plan.ranges.last().is_some_and(|r| r.mode == Mode::Skip) {
@@ -434,33 +460,47 @@ fn assess<S: EventStore>(
     range: &Range,
 ) -> Result<Assessed, SyncError> {
     let upper = range.upper.clone();
+    let whole = lower.is_none() && upper.is_none();
+    let settled = |upper| Assessed {
+        upper,
+        mine: Vec::new(),
+        ids: Vec::new(),
+        outcome: Outcome::Settled,
+        fingerprint: Mode::Skip,
+    };
     if range.mode == Mode::Skip {
-        return Ok(Assessed {
-            upper,
-            mine: Vec::new(),
-            ids: Vec::new(),
-            outcome: Outcome::Settled,
-        });
+        return Ok(settled(upper));
     }
+    // A fingerprint is compared with the store's cached one before any
+    // key is read: equal ranges (and equal logs) cost no scan.
+    let cached = match range.mode {
+        Mode::Fingerprint { .. } => {
+            let ours = cached_fingerprint(store, salt, whole, lower, upper.as_ref())?;
+            if ours == range.mode {
+                return Ok(settled(upper));
+            }
+            Some(ours)
+        }
+        _ => None,
+    };
     let mine = keys_in(store, lower, upper.as_ref())?;
     let n_m = mine.len() as u64;
     let mut ids = Vec::new();
     let outcome = match &range.mode {
         Mode::Skip => Outcome::Settled,
-        Mode::Fingerprint { count, fp } => {
-            let mut acc = Accumulator::default();
-            for k in &mine {
-                acc.add(&k.hash);
-            }
-            if acc.count() == *count && acc.fingerprint(salt) == *fp {
-                Outcome::Settled
-            } else {
-                Outcome::Differs {
-                    theirs: *count,
-                    floor: count.abs_diff(n_m).max(1),
-                    estimate: None,
-                    answered_fingerprint: true,
-                }
+        // Known to differ (compared above). A big difference of the
+        // counts is itself the estimate: a node back from offline lacks
+        // the newest events, and we answer at once with a partition of
+        // our items sized for them, instead of estimation levels first
+        // (one round trip less). If there are more differences than that,
+        // the sketches that fail are answered with bigger ones.
+        Mode::Fingerprint { count, .. } => {
+            let delta = count.abs_diff(n_m);
+            Outcome::Differs {
+                theirs: *count,
+                floor: delta.max(1),
+                estimate: (delta >= OPENING_CAPACITY as u64).then_some(delta as f64),
+                answered_fingerprint: true,
             }
         }
         Mode::Sketch {
@@ -536,12 +576,68 @@ fn assess<S: EventStore>(
             }
         }
     };
+    let fingerprint = match (&outcome, cached) {
+        (Outcome::Settled, _) => Mode::Skip,
+        (_, Some(ours)) => ours,
+        (_, None) => own_fingerprint(store, salt, whole, &mine)?,
+    };
     Ok(Assessed {
         upper,
         mine,
         ids,
         outcome,
+        fingerprint,
     })
+}
+
+/// Our fingerprint of a range from the store's cache: the log digest for
+/// the whole key space, the range's accumulator otherwise.
+fn cached_fingerprint<S: EventStore>(
+    store: &S,
+    salt: u64,
+    whole: bool,
+    lower: Option<&KeyBound>,
+    upper: Option<&KeyBound>,
+) -> Result<Mode, SyncError> {
+    if whole {
+        return own_fingerprint(store, salt, true, &[]);
+    }
+    let from = lower.map_or(Bound::Unbounded, |b| Bound::Included(b.as_key()));
+    let to = upper.map_or(Bound::Unbounded, |b| Bound::Excluded(b.as_key()));
+    let acc = store.fingerprint(from, to)?;
+    Ok(Mode::Fingerprint {
+        count: acc.count(),
+        fp: acc.fingerprint(salt),
+    })
+}
+
+/// Our fingerprint of a range whose keys `mine` we hold: the log digest's
+/// for the whole key space (a cached value, so `mine` is not read), the
+/// sum of `mine` otherwise.
+///
+/// The whole key space is the one range fingerprinted with the wide
+/// digest: it opens every session, where a crafted collision would
+/// otherwise hide a difference in every session (see
+/// [`LogDigest`](super::LogDigest)). Deeper ranges keep the 256-bit sum:
+/// they are reached only after the opening found a difference, and the
+/// salted sketches and id lists that follow find it.
+fn own_fingerprint<S: EventStore>(
+    store: &S,
+    salt: u64,
+    whole: bool,
+    mine: &[EventKey],
+) -> Result<Mode, SyncError> {
+    let (count, fp) = if whole {
+        let digest = store.log_digest()?;
+        (digest.count(), digest.fingerprint(salt))
+    } else {
+        let mut acc = Accumulator::default();
+        for k in mine {
+            acc.add(&k.hash);
+        }
+        (acc.count(), acc.fingerprint(salt))
+    };
+    Ok(Mode::Fingerprint { count, fp })
 }
 
 /// Decodes the sketch of the difference and splits it: roots among our
@@ -589,10 +685,10 @@ fn resolve_sketch(diff: &[u64], mine: &[EventKey], ids: &[u64], theirs: u64) -> 
 /// partitioned into at least two parts, and small parts are listed.
 #[allow(clippy::too_many_arguments)]
 fn respond(
-    salt: u64,
     upper: &Option<KeyBound>,
     mine: &[EventKey],
     ids: &[u64],
+    fingerprint: &Mode,
     theirs: u64,
     floor: u64,
     estimate: Option<f64>,
@@ -622,7 +718,7 @@ fn respond(
         return one(Mode::Ids(ids.to_vec()));
     }
     if !answering_fingerprint && theirs <= listable as u64 {
-        return vec![fingerprint_range(salt, upper, mine)];
+        return one(fingerprint.clone());
     }
     match estimate {
         Some(d) if capacity(d) <= SKETCH_CAPACITY_MAX => one(Mode::Sketch {
@@ -705,20 +801,6 @@ fn strata_levels(items: u64) -> usize {
         levels += 1;
     }
     levels
-}
-
-fn fingerprint_range(salt: u64, upper: &Option<KeyBound>, mine: &[EventKey]) -> Range {
-    let mut acc = Accumulator::default();
-    for k in mine {
-        acc.add(&k.hash);
-    }
-    Range {
-        upper: upper.clone(),
-        mode: Mode::Fingerprint {
-            count: acc.count(),
-            fp: acc.fingerprint(salt),
-        },
-    }
 }
 
 fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
