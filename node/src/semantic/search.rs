@@ -62,6 +62,9 @@ pub const NODE_CAPABILITIES: &str = "node.capabilities";
 pub struct Candidate {
     pub key: PostKey,
     pub vector_key: VectorKey,
+    /// Lamport time of its content: the newest are embedded first when
+    /// not all missing vectors can be made at once.
+    pub lamport: u64,
     pub content: Arc<PostContent>,
 }
 
@@ -74,12 +77,13 @@ pub fn candidates(
     tags: &[String],
 ) -> Vec<Candidate> {
     market
-        .all_active(now_ms)
+        .live_posts(now_ms)
         .filter(|p| category.is_none_or(|c| p.content.category == c))
         .filter(|p| tags.iter().all(|t| p.content.tags.contains(t)))
         .map(|p| Candidate {
             key: p.key(),
             vector_key: (p.id, p.content_event.hash),
+            lamport: p.content_event.lamport,
             content: p.content.clone(),
         })
         .collect()
@@ -342,11 +346,12 @@ impl Searcher {
         Ok(top_k(scored, SEMANTIC_DEPTH))
     }
 
-    /// Candidates with a cached vector (memory or disk), and the rest.
+    /// Candidates with a cached vector (memory or disk), and the rest,
+    /// newest first.
     fn split_cached<'a>(&self, candidates: &'a [Candidate]) -> (Vec<Scored>, Vec<&'a Candidate>) {
         let mut cache = lock(&self.cache);
         let mut known = Vec::with_capacity(candidates.len());
-        let mut missing = Vec::new();
+        let mut missing: Vec<&Candidate> = Vec::new();
         for c in candidates {
             match cache.get(&c.vector_key, || {
                 post_text(&c.content.title, &c.content.body)
@@ -355,6 +360,7 @@ impl Searcher {
                 None => missing.push(c),
             }
         }
+        missing.sort_by_key(|c| (std::cmp::Reverse(c.lamport), c.key));
         (known, missing)
     }
 

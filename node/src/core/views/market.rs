@@ -765,6 +765,13 @@ impl MarketView {
             .filter(move |p| p.is_live(now_ms))
     }
 
+    /// Shown posts live at `now_ms`, in key order: what a semantic search
+    /// ranks (its order does not matter). Reads the posts in place rather
+    /// than through the Lamport index, which costs a lookup per post.
+    pub fn live_posts(&self, now_ms: u64) -> impl Iterator<Item = &Post> {
+        self.posts.values().filter(move |p| p.is_live(now_ms))
+    }
+
     /// Shown posts whose TTL has passed: what the sweeper marks stale.
     pub fn past_ttl(&self, now_ms: u64) -> impl Iterator<Item = &Post> {
         self.by_lamport
