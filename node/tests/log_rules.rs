@@ -502,7 +502,7 @@ fn replay_counts_events_and_ignores_a_snapshot_ahead_of_the_store() {
             .append_received(f.post(&alice, 10 + i as u64, i, &format!("post {i}")))
             .unwrap();
     }
-    let stored = node.log().store().len() as u64;
+    let stored = node.log().store().len();
     let report = node.log_mut().replay_all().unwrap();
     assert_eq!(report.replayed, stored);
     node.log_mut().snapshot().unwrap();
