@@ -88,8 +88,9 @@ fn content_of(
 /// their updates and expiries).
 const LAMPORT_STRIDE: u64 = 347;
 
-/// A node (the anchor) holding the posts of `specs` by three members.
-fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
+/// A node (the anchor) holding the posts of `specs` by three members, and
+/// the next free Lamport time.
+fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>, u64) {
     let f = Fixture::new();
     let mut node = f.admitted_node(&f.anchor, Level::Anchor);
     let authors = [key(2), key(3), key(4)];
@@ -148,7 +149,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
             node.log_mut().append_received(e).unwrap();
         }
     }
-    (node, names)
+    (node, names, lamport)
 }
 
 #[derive(Debug, Clone)]
@@ -196,13 +197,23 @@ fn point(a: i64, b: i64) -> (f64, f64) {
 /// The naive answer: every shown post (live, past its TTL, or both, as
 /// `past_ttl` asks), filtered and sorted by hand.
 fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> Vec<&'a Post> {
+    naive_at(node, names, q, NOW)
+}
+
+/// [`naive`] at the time `now`.
+fn naive_at<'a>(
+    node: &'a Node<MemoryStore>,
+    names: &[PostKey],
+    q: &ListQuery,
+    now: u64,
+) -> Vec<&'a Post> {
     let market = &node.views().market;
     let shown = |p: &Post| p.author_active && p.expired.is_none() && !p.over_limit;
     let mut v: Vec<&Post> = names
         .iter()
         .filter_map(|n| market.get(n))
         .filter(|p| {
-            let past = p.expires_at <= NOW;
+            let past = p.expires_at <= now;
             shown(p)
                 && match q.past_ttl.unwrap_or_default() {
                     PastTtl::Exclude => !past,
@@ -303,7 +314,7 @@ proptest! {
         specs in proptest::collection::vec(spec(), 0..50),
         qs in proptest::collection::vec(query_spec(), 1..6),
     ) {
-        let (node, names) = market_of(&specs);
+        let (node, names, _) = market_of(&specs);
         // The same store reopened: a full replay builds the indexes in
         // bulk, and must list the same.
         let f = Fixture::new();
@@ -353,6 +364,93 @@ proptest! {
     }
 }
 
+const HOUR_MS: u64 = 3_600_000;
+
+/// `NOW` moved by `h` hours.
+fn hours(h: i64) -> u64 {
+    NOW.checked_add_signed(h * HOUR_MS as i64).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The counts `total` and the facets read follow the clock: posts
+    /// expiring at many times, queried at times that jump forward and
+    /// back, with posts added (expiring before, at and after the last
+    /// query's time) and updated between queries, list and count exactly
+    /// the naive filtered set at each query's own time.
+    #[test]
+    fn counts_follow_the_clock(
+        specs in proptest::collection::vec((spec(), -4i64..8), 0..30),
+        steps in proptest::collection::vec(
+            (
+                -5i64..9,
+                proptest::collection::vec((spec(), -4i64..8), 0..4),
+                proptest::option::weighted(0.3, (0usize..64, -4i64..8)),
+                query_spec(),
+            ),
+            1..8,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        let add = |node: &mut Node<MemoryStore>, names: &mut Vec<PostKey>, lamport: &mut u64, s: &Spec, h: i64| {
+            let who = &authors[s.author as usize];
+            let id = 5000 + names.len() as u128;
+            let mut c = content_of(&format!("p{id}"), s.cat, s.tags, s.loc, false);
+            c.expires_at = hours(h);
+            node.log_mut()
+                .append_received(f.post_with(who, *lamport, id, c))
+                .unwrap();
+            *lamport += LAMPORT_STRIDE;
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        };
+        for (s, h) in &specs {
+            add(&mut node, &mut names, &mut lamport, s, *h);
+        }
+        for (at, new_posts, update, qs) in &steps {
+            for (s, h) in new_posts {
+                add(&mut node, &mut names, &mut lamport, s, *h);
+            }
+            // Move one post's expiry (an update re-indexes it).
+            if let Some((i, h)) = update {
+                if !names.is_empty() {
+                    let name = names[i % names.len()];
+                    let who = authors.iter().find(|a| a.node_id() == name.author).unwrap();
+                    let old = node.views().market.get(&name).unwrap().content.clone();
+                    let mut c = (*old).clone();
+                    c.expires_at = hours(*h);
+                    node.log_mut()
+                        .append_received(f.event(
+                            who,
+                            lamport,
+                            (u128::from(lamport) << 40) | 7,
+                            Payload::PostUpdated(PostUpdated { target: name.id, content: c.into() }),
+                        ))
+                        .unwrap();
+                    lamport += LAMPORT_STRIDE;
+                }
+            }
+            let now = hours(*at);
+            let mut q = to_query(qs, &node);
+            q.limit = Some(200);
+            let want = naive_at(&node, &names, &q, now);
+            let (cats, tags) = naive_facets(&want);
+            let page = node.market_list(now, q.clone()).unwrap();
+            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, at);
+            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, at);
+            let got_tags: Vec<(String, u64)> =
+                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, at);
+            let got: Vec<PostKey> =
+                page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }).collect();
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?} at {}", q, at);
+        }
+    }
+}
+
 /// The list of the REST examples: Berlin to Paris is about 878 km by
 /// haversine, and a point is 0 km from itself.
 #[test]
@@ -378,7 +476,7 @@ fn bad_queries_are_refused_with_reasons() {
             expire: false,
         })
         .collect();
-    let (node, _) = market_of(&specs);
+    let (node, _, _) = market_of(&specs);
     let first = node
         .market_list(
             NOW,

@@ -3,9 +3,10 @@
 //! [`MarketView`].
 //!
 //! What it owns: the listing indexes (by `created` key, category, tag,
-//! author, location, expiry) and the counts the facets read, kept in step
-//! with the shown posts by [`MarketView::list_index`] and
-//! [`MarketView::list_unindex`].
+//! author, location, expiry) of the shown posts, kept in step with them by
+//! [`MarketView::list_index`] and [`MarketView::list_unindex`], and the
+//! counts the facets read ([`LiveCounts`]), of the posts live at a time
+//! that each query moves to its `now`.
 //!
 //! Order: every sort ends on the post's `created` key, which no update
 //! changes, and a cursor is the position of the last post of a page. So
@@ -17,17 +18,18 @@
 //!
 //! Cost: the page is found by walking the smallest index that must hold
 //! every match. Facets and `total` count the whole filtered set: for the
-//! common filters (categories and at most one tag) from counts kept per
-//! tag and category, corrected by the few posts past their TTL that the
-//! sweeper has not marked yet; for the rest by walking the smallest
-//! candidate set once.
+//! common filters (categories with at most one of a tag, an author,
+//! `since_lamport` or `near`) from counts of the live posts kept per tag,
+//! author, Lamport bucket and grid cell; for the rest by walking the
+//! smallest candidate set once.
 //!
 //! `near` uses floats (haversine): it is a question a caller asks, not a
 //! rule of the view, so no view state depends on it.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hearth_proto::{Category, EventHash, EventKey, NodeId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -54,15 +56,27 @@ const CURSOR_VERSION: u8 = 1;
 /// its name (the key alone is unique; the name finds the post).
 pub(super) type CreatedKey = (EventKey, PostKey);
 
-/// One tag's posts and the counts the facets read, kept as posts enter and
-/// leave the shown set.
+/// One tag's shown posts, in created order (the counts the facets read
+/// are in [`LiveCounts::by_tag`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TagIndex {
     pub(super) posts: BTreeSet<CreatedKey>,
-    /// Shown posts with this tag, by category ([`cat_slot`]).
+}
+
+/// One tag's live posts counted: by category, and by the other tags they
+/// carry (what the facets of a one-tag filter read).
+#[derive(Debug, Clone, Default)]
+struct TagCounts {
+    /// Live posts with this tag, by category ([`cat_slot`]).
     by_category: [u64; 4],
-    /// Shown posts with this tag and another, by the other tag and category.
+    /// Live posts with this tag and another, by the other tag and category.
     with: BTreeMap<String, [u64; 4]>,
+}
+
+impl TagCounts {
+    fn is_empty(&self) -> bool {
+        self.by_category == [0; 4]
+    }
 }
 
 fn cat_slot(c: Category) -> usize {
@@ -74,7 +88,7 @@ fn cat_slot(c: Category) -> usize {
     }
 }
 
-/// Facet counts of a group of shown posts (one author's, one Lamport
+/// Facet counts of a group of live posts (one author's, one Lamport
 /// bucket's): per category, and per tag by category. Entries that reach
 /// zero are removed, so a group holds only what it counts.
 #[derive(Debug, Clone, Default)]
@@ -125,21 +139,75 @@ impl Counts {
 const SINCE_SMALL_SHIFT: u32 = 8;
 const SINCE_BIG_SHIFT: u32 = 14;
 
-/// Counts the facets read for filters other than categories and one tag,
-/// kept as posts enter and leave the shown set.
+/// The counts the facets and `total` read, of the shown posts that are
+/// live at [`LiveCounts::at`] (effective expiry after it): overall, per
+/// tag, per author, per Lamport bucket and per location-grid cell.
+///
+/// Why "live at a time" and not "shown": a listing counts live posts, and
+/// subtracting the shown posts past their TTL on every query cost a post
+/// lookup each (~3,200 at 100k posts when no sweeper runs, most of a
+/// millisecond). Instead the counts follow the clock: a query at `now`
+/// first moves them from `at` to `now`, removing the posts whose expiry
+/// lies in `(at, now]` (or adding them back when `now` is earlier), so
+/// each post leaves the counts once as time passes. The result is the
+/// same function of the shown posts and `now` whatever time the counts
+/// were at before: `at` is a cache position, not state a rule reads.
+///
+/// The counts are made on the first listing (a view that is never listed,
+/// like the simulator's, never makes them), then kept in step with the
+/// shown posts.
 #[derive(Debug, Clone, Default)]
-pub(super) struct ListCounts {
+pub(super) struct LiveCounts {
+    /// The counts are of the shown posts with effective expiry after this;
+    /// `None`: not made yet, or a move between times did not finish (a
+    /// panic part way): the next listing counts from scratch.
+    at: Option<u64>,
+    /// All live posts, by category.
+    cat: [u64; 4],
+    /// Per tag (a one-tag filter, and the tag facets of no filter).
+    by_tag: BTreeMap<String, TagCounts>,
     /// Per author (`author` alone).
     by_author: BTreeMap<NodeId, Counts>,
     /// By content Lamport time >> [`SINCE_SMALL_SHIFT`].
     since_small: BTreeMap<u64, Counts>,
     /// By content Lamport time >> [`SINCE_BIG_SHIFT`].
     since_big: BTreeMap<u64, Counts>,
-    grid: Grid,
+    /// Per location-grid cell ([`Grid`]), tags by [`Grid::tag_ids`].
+    cells: BTreeMap<(i64, i64), CellCounts>,
 }
 
-impl ListCounts {
-    fn add(&mut self, post: &Post) {
+/// One grid cell's live posts counted.
+#[derive(Debug, Clone, Default)]
+struct CellCounts {
+    cat: [u64; 4],
+    /// By tag id, then category slot.
+    tags: BTreeMap<u32, [u64; 4]>,
+}
+
+impl LiveCounts {
+    /// Counts a post live at `at`. Its tags must be in `grid`'s table if
+    /// it has a location ([`Grid::add`] comes first).
+    fn add(&mut self, post: &Post, grid: &Grid) {
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] += 1;
+        let tags = &post.content.tags;
+        for t in tags {
+            let tc = match self.by_tag.get_mut(t) {
+                Some(tc) => tc,
+                None => self.by_tag.entry(t.clone()).or_default(),
+            };
+            tc.by_category[slot] += 1;
+            for other in tags.iter().filter(|o| *o != t) {
+                match tc.with.get_mut(other) {
+                    Some(c) => c[slot] += 1,
+                    None => {
+                        let mut c = [0; 4];
+                        c[slot] = 1;
+                        tc.with.insert(other.clone(), c);
+                    }
+                }
+            }
+        }
         let l = post.content_event.lamport;
         self.by_author.entry(post.author).or_default().add(post);
         self.since_small
@@ -150,10 +218,19 @@ impl ListCounts {
             .entry(l >> SINCE_BIG_SHIFT)
             .or_default()
             .add(post);
-        self.grid.add(post, (post.created, post.key()));
+        if let Some(loc) = &post.content.location {
+            let cell = self.cells.entry(cell_of(loc.lat, loc.lng)).or_default();
+            cell.cat[slot] += 1;
+            for t in tags {
+                if let Some(id) = grid.tag_ids.get(t) {
+                    cell.tags.entry(*id).or_default()[slot] += 1;
+                }
+            }
+        }
     }
 
-    fn sub(&mut self, post: &Post) {
+    /// Uncounts a post [`LiveCounts::add`] counted (the same content).
+    fn sub(&mut self, post: &Post, grid: &Grid) {
         fn sub_in<K: Ord>(map: &mut BTreeMap<K, Counts>, k: K, post: &Post) {
             if let Some(c) = map.get_mut(&k) {
                 c.sub(post);
@@ -162,11 +239,74 @@ impl ListCounts {
                 }
             }
         }
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] = self.cat[slot].saturating_sub(1);
+        let tags = &post.content.tags;
+        for t in tags {
+            let Some(tc) = self.by_tag.get_mut(t) else {
+                continue;
+            };
+            tc.by_category[slot] = tc.by_category[slot].saturating_sub(1);
+            for other in tags.iter().filter(|o| *o != t) {
+                if let Some(c) = tc.with.get_mut(other) {
+                    c[slot] = c[slot].saturating_sub(1);
+                    if *c == [0; 4] {
+                        tc.with.remove(other);
+                    }
+                }
+            }
+            if tc.is_empty() {
+                self.by_tag.remove(t);
+            }
+        }
         let l = post.content_event.lamport;
         sub_in(&mut self.by_author, post.author, post);
         sub_in(&mut self.since_small, l >> SINCE_SMALL_SHIFT, post);
         sub_in(&mut self.since_big, l >> SINCE_BIG_SHIFT, post);
-        self.grid.sub(post, &(post.created, post.key()));
+        if let Some(loc) = &post.content.location {
+            let at = cell_of(loc.lat, loc.lng);
+            if let Some(cell) = self.cells.get_mut(&at) {
+                cell.cat[slot] = cell.cat[slot].saturating_sub(1);
+                for t in tags {
+                    let Some(id) = grid.tag_ids.get(t) else {
+                        continue;
+                    };
+                    if let Some(c) = cell.tags.get_mut(id) {
+                        c[slot] = c[slot].saturating_sub(1);
+                        if *c == [0; 4] {
+                            cell.tags.remove(id);
+                        }
+                    }
+                }
+                if cell.cat == [0; 4] {
+                    self.cells.remove(&at);
+                }
+            }
+        }
+    }
+}
+
+/// The listing's location grid and its live counts.
+#[derive(Debug, Default)]
+pub(super) struct ListCounts {
+    grid: Grid,
+    /// Behind a lock because a query (`&self`) moves them to its `now`
+    /// ([`MarketView::live_at`]); queries come one at a time from the
+    /// node's driver, so it is never contended.
+    live: Mutex<LiveCounts>,
+}
+
+impl Clone for ListCounts {
+    fn clone(&self) -> Self {
+        ListCounts {
+            grid: self.grid.clone(),
+            live: Mutex::new(
+                self.live
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+        }
     }
 }
 
@@ -192,17 +332,16 @@ struct Spot {
     /// `cos` of the latitude in radians, for the quick distance test.
     cos_lat: f64,
     slot: u8,
+    /// Effective expiry (the post is live before it).
+    expires_at: u64,
     /// Interned tag ids ([`Grid::tag_ids`]).
     tags: Box<[u32]>,
 }
 
-/// One cell's shown posts and their counts.
+/// One cell's shown posts.
 #[derive(Debug, Clone, Default)]
 struct Cell {
     spots: BTreeMap<CreatedKey, Spot>,
-    cat: [u64; 4],
-    /// By tag id, then category slot.
-    tags: BTreeMap<u32, [u64; 4]>,
 }
 
 /// Shown posts with a location, by grid cell (`near`).
@@ -240,10 +379,6 @@ impl Grid {
             tags.push(id);
         }
         let cell = self.cells.entry(cell_of(l.lat, l.lng)).or_default();
-        cell.cat[slot] += 1;
-        for id in &tags {
-            cell.tags.entry(*id).or_default()[slot] += 1;
-        }
         let lat = l.lat as f64 / 1e6;
         cell.spots.insert(
             k,
@@ -252,6 +387,7 @@ impl Grid {
                 lng: l.lng as f64 / 1e6,
                 cos_lat: lat.to_radians().cos(),
                 slot: slot as u8,
+                expires_at: post.expires_at,
                 tags: tags.into(),
             },
         );
@@ -265,74 +401,72 @@ impl Grid {
         let Some(cell) = self.cells.get_mut(&at) else {
             return;
         };
-        let Some(spot) = cell.spots.remove(k) else {
-            return;
-        };
-        let slot = usize::from(spot.slot);
-        cell.cat[slot] = cell.cat[slot].saturating_sub(1);
-        for id in spot.tags.iter() {
-            if let Some(c) = cell.tags.get_mut(id) {
-                c[slot] = c[slot].saturating_sub(1);
-                if *c == [0; 4] {
-                    cell.tags.remove(id);
-                }
-            }
-        }
+        cell.spots.remove(k);
         if cell.spots.is_empty() {
             self.cells.remove(&at);
         }
     }
 
-    /// Calls `f(cell, inside, nearest_km)` on every cell that may hold a
-    /// post within `n`: `inside` when every point of the cell is within
-    /// it; no post of the cell is closer than `nearest_km`. `None`
-    /// when the grid does not answer this circle (too wide, or its box
-    /// reaches a pole or the antimeridian).
-    fn cells_near<'g>(&'g self, n: &Near, mut f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
-        let r = n.radius_km;
-        let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
-        let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
-        if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
-            return None;
-        }
-        let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
-        let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
-        let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
-        if lng_lo < -180.0 || lng_hi > 180.0 {
-            return None;
-        }
-        let udeg = |d: f64| (d * 1e6).floor() as i64;
-        let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
-        let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
-        let q = Quick::new(n);
-        // Every point of the cell is within `half` of its centre (the
-        // corner nearer the equator is the farthest; 0.1% spare).
-        let side = CELL_UDEG as f64 / 1e6;
-        // Slack for the quick distance (relative error < 1e-4) and the
-        // rounding of haversine.
-        let slack = r * 1e-3 + 1e-3;
-        for row in row_lo..=row_hi {
-            let c_lat = (row as f64 + 0.5) * side;
-            let c_cos = c_lat.to_radians().cos();
-            let toward_equator = if c_lat >= 0.0 {
-                -side / 2.0
-            } else {
-                side / 2.0
-            };
-            let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
-            for (&(_, col), cell) in self.cells.range((row, col_lo)..=(row, col_hi)) {
-                let c_lng = (col as f64 + 0.5) * side;
-                let d = q.km(c_lat, c_cos, c_lng);
-                let nearest = (d - half - slack).max(0.0);
-                if d + half < r - slack {
-                    f(cell, true, nearest);
-                } else if d - half <= r + slack {
-                    f(cell, false, nearest);
-                }
+    /// [`cells_near`] over the grid's cells of posts.
+    fn cells_near<'g>(&'g self, n: &Near, f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
+        cells_near(&self.cells, n, f)
+    }
+}
+
+/// Calls `f(cell, inside, nearest_km)` on every cell of `cells` that may
+/// hold a post within `n`: `inside` when every point of the cell is within
+/// it; no post of the cell is closer than `nearest_km`. `None` when the
+/// grid does not answer this circle (too wide, or its box reaches a pole
+/// or the antimeridian). The same for the cells of posts and of counts:
+/// whether a cell is inside depends on its place alone.
+fn cells_near<'g, V>(
+    cells: &'g BTreeMap<(i64, i64), V>,
+    n: &Near,
+    mut f: impl FnMut(&'g V, bool, f64),
+) -> Option<()> {
+    let r = n.radius_km;
+    let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
+    let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
+    if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
+        return None;
+    }
+    let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
+    let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
+    let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
+    if lng_lo < -180.0 || lng_hi > 180.0 {
+        return None;
+    }
+    let udeg = |d: f64| (d * 1e6).floor() as i64;
+    let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
+    let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
+    let q = Quick::new(n);
+    // Every point of the cell is within `half` of its centre (the
+    // corner nearer the equator is the farthest; 0.1% spare).
+    let side = CELL_UDEG as f64 / 1e6;
+    // Slack for the quick distance (relative error < 1e-4) and the
+    // rounding of haversine.
+    let slack = r * 1e-3 + 1e-3;
+    for row in row_lo..=row_hi {
+        let c_lat = (row as f64 + 0.5) * side;
+        let c_cos = c_lat.to_radians().cos();
+        let toward_equator = if c_lat >= 0.0 {
+            -side / 2.0
+        } else {
+            side / 2.0
+        };
+        let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
+        for (&(_, col), cell) in cells.range((row, col_lo)..=(row, col_hi)) {
+            let c_lng = (col as f64 + 0.5) * side;
+            let d = q.km(c_lat, c_cos, c_lng);
+            let nearest = (d - half - slack).max(0.0);
+            if d + half < r - slack {
+                f(cell, true, nearest);
+            } else if d - half <= r + slack {
+                f(cell, false, nearest);
             }
         }
-        Some(())
     }
+    Some(())
 }
 
 /// A quick great-circle distance for points a few km apart: haversine
@@ -400,16 +534,6 @@ impl<'a> Acc<'a> {
         self.cat[cat_slot(p.content.category)] += 1;
         for t in &p.content.tags {
             *self.tags.entry(t.as_str()).or_default() += 1;
-        }
-    }
-
-    fn sub_post(&mut self, p: &Post) {
-        let slot = cat_slot(p.content.category);
-        self.cat[slot] = self.cat[slot].saturating_sub(1);
-        for t in &p.content.tags {
-            if let Some(n) = self.tags.get_mut(t.as_str()) {
-                *n = n.saturating_sub(1);
-            }
         }
     }
 
@@ -753,7 +877,7 @@ impl Plan<'_> {
     }
 
     /// [`Plan::admits`] but for the post's state (shown, past its TTL or
-    /// not): what the counts of shown posts are filtered by.
+    /// not).
     fn admits_shown(&self, p: &Post) -> bool {
         (self.cats.is_empty() || self.cats.contains(&p.content.category))
             && self.tags.iter().all(|t| p.content.tags.contains(t))
@@ -794,7 +918,8 @@ impl Plan<'_> {
 }
 
 impl MarketView {
-    /// Adds a shown post to the listing indexes and counts.
+    /// Adds a shown post to the listing indexes, and to the counts when
+    /// it is live at their time.
     pub(super) fn list_index(&mut self, post: &Post) {
         let k = (post.created, post.key());
         self.by_created.insert(k);
@@ -807,28 +932,22 @@ impl MarketView {
             self.located.insert(k);
         }
         self.by_expiry.insert((post.expires_at, k));
-        self.list_counts.add(post);
-        let slot = cat_slot(post.content.category);
-        let tags = &post.content.tags;
-        for t in tags {
-            let ti = self.by_tag.entry(t.clone()).or_default();
-            ti.posts.insert(k);
-            ti.by_category[slot] += 1;
-            for other in tags.iter().filter(|o| *o != t) {
-                match ti.with.get_mut(other) {
-                    Some(c) => c[slot] += 1,
-                    None => {
-                        let mut c = [0; 4];
-                        c[slot] = 1;
-                        ti.with.insert(other.clone(), c);
-                    }
-                }
-            }
+        for t in &post.content.tags {
+            match self.by_tag.get_mut(t) {
+                Some(ti) => ti.posts.insert(k),
+                None => self.by_tag.entry(t.clone()).or_default().posts.insert(k),
+            };
+        }
+        let lc = &mut self.list_counts;
+        lc.grid.add(post, k);
+        let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if live.at.is_some_and(|at| post.expires_at > at) {
+            live.add(post, &lc.grid);
         }
     }
 
     /// Removes a post from the listing indexes and counts (a no-op for a
-    /// post that was not shown).
+    /// post that was not shown). `post` is as it was indexed.
     pub(super) fn list_unindex(&mut self, post: &Post) {
         let k = (post.created, post.key());
         if !self.by_created.remove(&k) {
@@ -845,62 +964,52 @@ impl MarketView {
         }
         self.located.remove(&k);
         self.by_expiry.remove(&(post.expires_at, k));
-        self.list_counts.sub(post);
-        let slot = cat_slot(post.content.category);
-        let tags = &post.content.tags;
-        for t in tags {
+        for t in &post.content.tags {
             let Some(ti) = self.by_tag.get_mut(t) else {
                 continue;
             };
             ti.posts.remove(&k);
-            ti.by_category[slot] = ti.by_category[slot].saturating_sub(1);
-            for other in tags.iter().filter(|o| *o != t) {
-                if let Some(c) = ti.with.get_mut(other) {
-                    c[slot] = c[slot].saturating_sub(1);
-                    if *c == [0; 4] {
-                        ti.with.remove(other);
-                    }
-                }
-            }
             if ti.posts.is_empty() {
                 self.by_tag.remove(t);
             }
         }
+        let lc = &mut self.list_counts;
+        let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if live.at.is_some_and(|at| post.expires_at > at) {
+            live.sub(post, &lc.grid);
+        }
+        lc.grid.sub(post, &k);
     }
 
     /// Builds the listing indexes from scratch (after a full replay): from
     /// vectors, each collected into its set in one bulk build rather than
-    /// one ordered insert per post.
+    /// one ordered insert per post. The counts are left to the first
+    /// listing ([`LiveCounts`]).
     pub(super) fn build_list_indexes(&mut self, posts: &BTreeMap<PostKey, Post>) {
         let shown = || posts.values().filter(|p| p.is_shown());
         let key = |p: &Post| (p.created, p.key());
         let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
         let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<String, (Vec<CreatedKey>, TagIndex)> = BTreeMap::new();
-        let mut counts = ListCounts::default();
+        let mut by_tag: BTreeMap<String, Vec<CreatedKey>> = BTreeMap::new();
+        let mut grid = Grid::default();
         for p in shown() {
             let k = key(p);
-            counts.add(p);
+            grid.add(p, k);
             by_category.entry(p.content.category).or_default().push(k);
             by_author.entry(p.author).or_default().push(k);
-            let slot = cat_slot(p.content.category);
             for t in &p.content.tags {
-                let (keys, ti) = by_tag.entry(t.clone()).or_default();
-                keys.push(k);
-                ti.by_category[slot] += 1;
-                for other in p.content.tags.iter().filter(|o| *o != t) {
-                    match ti.with.get_mut(other) {
-                        Some(c) => c[slot] += 1,
-                        None => {
-                            let mut c = [0; 4];
-                            c[slot] = 1;
-                            ti.with.insert(other.clone(), c);
-                        }
+                match by_tag.get_mut(t) {
+                    Some(keys) => keys.push(k),
+                    None => {
+                        by_tag.insert(t.clone(), vec![k]);
                     }
                 }
             }
         }
-        self.list_counts = counts;
+        self.list_counts = ListCounts {
+            grid,
+            live: Mutex::default(),
+        };
         self.by_created = shown().map(key).collect();
         self.located = shown()
             .filter(|p| p.content.location.is_some())
@@ -917,11 +1026,74 @@ impl MarketView {
             .collect();
         self.by_tag = by_tag
             .into_iter()
-            .map(|(t, (keys, mut ti))| {
-                ti.posts = keys.into_iter().collect();
-                (t, ti)
+            .map(|(t, keys)| {
+                (
+                    t,
+                    TagIndex {
+                        posts: keys.into_iter().collect(),
+                    },
+                )
             })
             .collect();
+    }
+
+    /// The live counts, moved to `now_ms` (see [`LiveCounts`]): the posts
+    /// whose expiry lies between their time and `now_ms` leave them (or
+    /// come back, when `now_ms` is earlier); made from scratch when there
+    /// are none yet.
+    fn live_at(&self, now_ms: u64) -> MutexGuard<'_, LiveCounts> {
+        // A panic while the lock was held leaves `at` unset when it
+        // matters (below), so a poisoned lock is safe to take over.
+        let mut live = self
+            .list_counts
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = live.at else {
+            *live = self.count_live(now_ms);
+            return live;
+        };
+        // Unset while moving: a panic part way leaves them to be recounted.
+        live.at = None;
+        let grid = &self.list_counts.grid;
+        // Every key of expiry `e` lies between these two.
+        let last_of = |e: u64| (e, (KEY_MAX, NAME_MAX));
+        if now_ms > at {
+            let moved = self
+                .by_expiry
+                .range((Excluded(last_of(at)), Included(last_of(now_ms))));
+            for (_, (_, name)) in moved {
+                if let Some(p) = self.posts.get(name) {
+                    live.sub(p, grid);
+                }
+            }
+        } else if now_ms < at {
+            let moved = self
+                .by_expiry
+                .range((Excluded(last_of(now_ms)), Included(last_of(at))));
+            for (_, (_, name)) in moved {
+                if let Some(p) = self.posts.get(name) {
+                    live.add(p, grid);
+                }
+            }
+        }
+        live.at = Some(now_ms);
+        live
+    }
+
+    /// The counts of the shown posts live at `now_ms`, from scratch.
+    fn count_live(&self, now_ms: u64) -> LiveCounts {
+        let mut live = LiveCounts {
+            at: Some(now_ms),
+            ..LiveCounts::default()
+        };
+        let after = (now_ms, (KEY_MAX, NAME_MAX));
+        for (_, (_, name)) in self.by_expiry.range((Excluded(after), Unbounded)) {
+            if let Some(p) = self.posts.get(name) {
+                live.add(p, &self.list_counts.grid);
+            }
+        }
+        live
     }
 
     /// Live posts matching `query`, first page only: a convenience for
@@ -1147,24 +1319,27 @@ impl MarketView {
         n
     }
 
-    /// `total` and facets from the kept counts (categories with at most
-    /// one of a tag, an author, `since_lamport`), less the shown posts past
-    /// their TTL that match.
+    /// `total` and facets from the counts of the posts live at `now_ms`
+    /// (categories with at most one of a tag, an author, `since_lamport`
+    /// or `near`): sums of kept counts, and the few posts of a Lamport
+    /// bucket or of the cells on a circle's edge counted one by one.
     fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> Option<(u64, Facets)> {
         let in_cats =
             |slot: usize| plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot);
+        let live = self.live_at(now_ms);
+        let live = &*live;
         let mut acc = Acc::default();
         match (plan.tags.first(), plan.author, plan.since) {
             (Some(t0), _, _) => {
-                if let Some(ti) = self.by_tag.get(t0) {
+                if let Some(tc) = live.by_tag.get(t0) {
                     for s in (0..4).filter(|s| in_cats(*s)) {
-                        acc.cat[s] = ti.by_category[s];
+                        acc.cat[s] = tc.by_category[s];
                     }
                     let own: u64 = acc.cat.iter().sum();
                     if own > 0 {
                         acc.tags.insert(t0, own);
                     }
-                    for (t, c) in &ti.with {
+                    for (t, c) in &tc.with {
                         let n: u64 = (0..4).filter(|s| in_cats(*s)).map(|s| c[s]).sum();
                         if n > 0 {
                             acc.tags.insert(t, n);
@@ -1173,26 +1348,23 @@ impl MarketView {
                 }
             }
             (None, Some(a), _) => {
-                if let Some(c) = self.list_counts.by_author.get(&a) {
+                if let Some(c) = live.by_author.get(&a) {
                     acc.add_counts(c, &in_cats);
                 }
             }
-            (None, None, Some(since)) => self.since_counts(since, &in_cats, &mut acc),
+            (None, None, Some(since)) => self.since_counts(live, since, now_ms, &in_cats, &mut acc),
             (None, None, None) if plan.near.is_some() => {
                 let n = plan.near?;
-                self.near_counts(&n, &in_cats, &mut acc)?;
+                self.near_counts(live, &n, now_ms, &in_cats, &mut acc)?;
             }
             (None, None, None) => {
-                for c in Category::ALL {
-                    if in_cats(cat_slot(c)) {
-                        acc.cat[cat_slot(c)] =
-                            self.by_category.get(&c).map_or(0, |s| s.len() as u64);
-                    }
+                for s in (0..4).filter(|s| in_cats(*s)) {
+                    acc.cat[s] = live.cat[s];
                 }
-                for (t, ti) in &self.by_tag {
+                for (t, tc) in &live.by_tag {
                     let n: u64 = (0..4)
                         .filter(|s| in_cats(*s))
-                        .map(|s| ti.by_category[s])
+                        .map(|s| tc.by_category[s])
                         .sum();
                     if n > 0 {
                         acc.tags.insert(t, n);
@@ -1200,22 +1372,18 @@ impl MarketView {
                 }
             }
         }
-        // Shown but past their TTL: counted above, not live.
-        for (_, (_, name)) in self.by_expiry.iter().take_while(|(e, _)| *e <= now_ms) {
-            if let Some(p) = self.posts.get(name) {
-                if plan.admits_shown(p) && plan.near.is_none_or(|n| n.distance(p).is_some()) {
-                    acc.sub_post(p);
-                }
-            }
-        }
         Some(acc.done())
     }
 
-    /// Adds the counts of the shown posts within `n` from the location
-    /// grid; `None` when the grid does not answer this circle.
+    /// Adds the counts of the posts live at `now_ms` within `n`: the
+    /// kept counts of the grid cells wholly inside, the posts of the cells
+    /// on its edge one by one. `None` when the grid does not answer this
+    /// circle.
     fn near_counts<'a>(
         &'a self,
+        live: &LiveCounts,
         n: &Near,
+        now_ms: u64,
         in_cats: &impl Fn(usize) -> bool,
         acc: &mut Acc<'a>,
     ) -> Option<()> {
@@ -1223,7 +1391,7 @@ impl MarketView {
         let q = Quick::new(n);
         let mut cat = [0u64; 4];
         let mut tags = vec![0u64; grid.tag_names.len()];
-        grid.cells_near(n, |cell, inside, _| {
+        cells_near(&live.cells, n, |cell, inside, _| {
             if inside {
                 for s in (0..4).filter(|s| in_cats(*s)) {
                     cat[s] += cell.cat[s];
@@ -1233,15 +1401,19 @@ impl MarketView {
                         *t += (0..4).filter(|s| in_cats(*s)).map(|s| by[s]).sum::<u64>();
                     }
                 }
-            } else {
-                for spot in cell.spots.values() {
-                    let slot = usize::from(spot.slot);
-                    if in_cats(slot) && q.within(n, spot) {
-                        cat[slot] += 1;
-                        for id in spot.tags.iter() {
-                            if let Some(t) = tags.get_mut(*id as usize) {
-                                *t += 1;
-                            }
+            }
+        })?;
+        grid.cells_near(n, |cell, inside, _| {
+            if inside {
+                return;
+            }
+            for spot in cell.spots.values() {
+                let slot = usize::from(spot.slot);
+                if spot.expires_at > now_ms && in_cats(slot) && q.within(n, spot) {
+                    cat[slot] += 1;
+                    for id in spot.tags.iter() {
+                        if let Some(t) = tags.get_mut(*id as usize) {
+                            *t += 1;
                         }
                     }
                 }
@@ -1258,24 +1430,30 @@ impl MarketView {
         Some(())
     }
 
-    /// Adds the counts of the shown posts whose content is newer than
-    /// `since` (see [`SINCE_SMALL_SHIFT`]).
-    fn since_counts<'a>(&'a self, since: u64, in_cats: &impl Fn(usize) -> bool, acc: &mut Acc<'a>) {
+    /// Adds the counts of the posts live at `now_ms` whose content is
+    /// newer than `since` (see [`SINCE_SMALL_SHIFT`]).
+    fn since_counts<'a>(
+        &'a self,
+        live: &'a LiveCounts,
+        since: u64,
+        now_ms: u64,
+        in_cats: &impl Fn(usize) -> bool,
+        acc: &mut Acc<'a>,
+    ) {
         let small = since >> SINCE_SMALL_SHIFT;
         let big = since >> SINCE_BIG_SHIFT;
         let per_big = SINCE_BIG_SHIFT - SINCE_SMALL_SHIFT;
-        for (_, c) in self.list_counts.since_big.range((Excluded(big), Unbounded)) {
+        for (_, c) in live.since_big.range((Excluded(big), Unbounded)) {
             acc.add_counts(c, in_cats);
         }
         let small_end = (big + 1) << per_big;
-        for (_, c) in self
-            .list_counts
+        for (_, c) in live
             .since_small
             .range((Excluded(small), Excluded(small_end)))
         {
             acc.add_counts(c, in_cats);
         }
-        // The posts of `since`'s own small bucket above it.
+        // The live posts of `since`'s own small bucket above it.
         let top = ((small + 1) << SINCE_SMALL_SHIFT).saturating_sub(1);
         let from = (
             std::cmp::Reverse(EventKey {
@@ -1289,7 +1467,7 @@ impl MarketView {
                 break;
             }
             if let Some(p) = self.posts.get(name) {
-                if in_cats(cat_slot(p.content.category)) {
+                if p.expires_at > now_ms && in_cats(cat_slot(p.content.category)) {
                     acc.add_post(p);
                 }
             }
