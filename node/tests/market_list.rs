@@ -82,11 +82,13 @@ fn content_of(
     }
 }
 
-/// Lamport times between the generated posts, updates and expiries: the
-/// `since_lamport` counts are kept in buckets of 256 and 16,384 Lamport
-/// times, so the events straddle both (50 posts reach ~17k, more with
-/// their updates and expiries).
-const LAMPORT_STRIDE: u64 = 347;
+/// The Lamport time after `lamport` for the next generated event: the
+/// `since_lamport` counts are kept in buckets of 2^6, 2^10, 2^14 and 2^18
+/// Lamport times, so the events mix short steps (several in one smallest
+/// bucket) with long ones (50 posts reach ~330k, across every level).
+fn next_lamport(lamport: u64) -> u64 {
+    lamport + if lamport % 3 == 0 { 20_011 } else { 37 }
+}
 
 /// A node (the anchor) holding the posts of `specs` by three members, and
 /// the next free Lamport time.
@@ -111,7 +113,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>, u64) {
             id,
             content_of(&format!("p{i}"), s.cat, s.tags, s.loc, s.lapsed),
         );
-        lamport += LAMPORT_STRIDE;
+        lamport = next_lamport(lamport);
         node.log_mut().append_received(e).unwrap();
         names.push(PostKey {
             author: who.node_id(),
@@ -132,7 +134,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>, u64) {
                     content: content_of(&format!("p{i}u"), cat, tags, s.loc, s.lapsed).into(),
                 }),
             );
-            lamport += LAMPORT_STRIDE;
+            lamport = next_lamport(lamport);
             node.log_mut().append_received(e).unwrap();
         }
         if s.expire {
@@ -145,7 +147,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>, u64) {
                     reason: hearth_proto::ExpiryReason::Fulfilled,
                 }),
             );
-            lamport += LAMPORT_STRIDE;
+            lamport = next_lamport(lamport);
             node.log_mut().append_received(e).unwrap();
         }
     }
@@ -170,7 +172,7 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         proptest::collection::vec(0usize..4, 0..3),
         prop_oneof![3 => Just(0u8), 2 => 0u8..32],
         proptest::option::weighted(0.2, 0u8..3),
-        proptest::option::weighted(0.2, 0u64..40_000),
+        proptest::option::weighted(0.2, 0u64..400_000),
         proptest::option::weighted(0.3, (-20i64..20, -20i64..20, 0.5f64..15.0)),
         0usize..4,
         1usize..9,
@@ -403,7 +405,7 @@ proptest! {
             node.log_mut()
                 .append_received(f.post_with(who, *lamport, id, c))
                 .unwrap();
-            *lamport += LAMPORT_STRIDE;
+            *lamport = next_lamport(*lamport);
             names.push(PostKey { author: who.node_id(), id: post_id(id) });
         };
         for (s, h) in &specs {
@@ -429,7 +431,7 @@ proptest! {
                             Payload::PostUpdated(PostUpdated { target: name.id, content: c.into() }),
                         ))
                         .unwrap();
-                    lamport += LAMPORT_STRIDE;
+                    lamport = next_lamport(lamport);
                 }
             }
             let now = hours(*at);

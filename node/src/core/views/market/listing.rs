@@ -28,7 +28,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hearth_proto::{Category, EventHash, EventKey, NodeId};
@@ -56,11 +56,13 @@ const CURSOR_VERSION: u8 = 1;
 /// its name (the key alone is unique; the name finds the post).
 pub(super) type CreatedKey = (EventKey, PostKey);
 
-/// One tag's shown posts, in created order (the counts the facets read
-/// are in [`LiveCounts::by_tag`]).
+/// One tag's shown posts, in created order, each with its category slot
+/// ([`cat_slot`]): a walk of a tag and a category skips the posts of other
+/// categories without looking them up. (The counts the facets read are in
+/// [`LiveCounts::by_tag`].)
 #[derive(Debug, Clone, Default)]
 pub(super) struct TagIndex {
-    pub(super) posts: BTreeSet<CreatedKey>,
+    pub(super) posts: BTreeMap<CreatedKey, u8>,
 }
 
 /// One tag's live posts counted: by category, and by the other tags they
@@ -131,13 +133,16 @@ impl Counts {
     }
 }
 
-/// Lamport buckets of the `since_lamport` counts: small ones of
-/// 2^[`SINCE_SMALL_SHIFT`] Lamport times, inside big ones of
-/// 2^[`SINCE_BIG_SHIFT`]. A query sums the big buckets above `since`, the
-/// small ones above it in its big bucket, and walks the posts of its small
-/// bucket: at 100k events about 6 + 64 sums and 128 posts, not 50k posts.
-const SINCE_SMALL_SHIFT: u32 = 8;
-const SINCE_BIG_SHIFT: u32 = 14;
+/// Lamport buckets of the `since_lamport` counts, one level per shift:
+/// buckets of 2^6 Lamport times inside buckets of 2^10, inside 2^14,
+/// inside 2^18 (the last level unbounded). A query walks the posts of
+/// `since`'s own smallest bucket above it (at most 64 Lamport times), then
+/// at each level sums the buckets above `since`'s inside its bucket of the
+/// next level (at most 15 each), and at the last level every bucket above
+/// it: at 1M events about 30 sums and a few dozen posts, not 500k posts.
+/// Smaller buckets walk fewer posts (each a lookup by name) but keep more
+/// counts: 64 Lamport times keeps one group per ~64 posts.
+const SINCE_SHIFTS: [u32; 4] = [6, 10, 14, 18];
 
 /// The counts the facets and `total` read, of the shown posts that are
 /// live at [`LiveCounts::at`] (effective expiry after it): overall, per
@@ -168,10 +173,8 @@ pub(super) struct LiveCounts {
     by_tag: BTreeMap<String, TagCounts>,
     /// Per author (`author` alone).
     by_author: BTreeMap<NodeId, Counts>,
-    /// By content Lamport time >> [`SINCE_SMALL_SHIFT`].
-    since_small: BTreeMap<u64, Counts>,
-    /// By content Lamport time >> [`SINCE_BIG_SHIFT`].
-    since_big: BTreeMap<u64, Counts>,
+    /// By content Lamport time >> each of [`SINCE_SHIFTS`].
+    since: [BTreeMap<u64, Counts>; SINCE_SHIFTS.len()],
     /// Per location-grid cell ([`Grid`]), tags by [`Grid::tag_ids`].
     cells: BTreeMap<(i64, i64), CellCounts>,
 }
@@ -210,14 +213,9 @@ impl LiveCounts {
         }
         let l = post.content_event.lamport;
         self.by_author.entry(post.author).or_default().add(post);
-        self.since_small
-            .entry(l >> SINCE_SMALL_SHIFT)
-            .or_default()
-            .add(post);
-        self.since_big
-            .entry(l >> SINCE_BIG_SHIFT)
-            .or_default()
-            .add(post);
+        for (level, shift) in self.since.iter_mut().zip(SINCE_SHIFTS) {
+            level.entry(l >> shift).or_default().add(post);
+        }
         if let Some(loc) = &post.content.location {
             let cell = self.cells.entry(cell_of(loc.lat, loc.lng)).or_default();
             cell.cat[slot] += 1;
@@ -261,8 +259,9 @@ impl LiveCounts {
         }
         let l = post.content_event.lamport;
         sub_in(&mut self.by_author, post.author, post);
-        sub_in(&mut self.since_small, l >> SINCE_SMALL_SHIFT, post);
-        sub_in(&mut self.since_big, l >> SINCE_BIG_SHIFT, post);
+        for (level, shift) in self.since.iter_mut().zip(SINCE_SHIFTS) {
+            sub_in(level, l >> shift, post);
+        }
         if let Some(loc) = &post.content.location {
             let at = cell_of(loc.lat, loc.lng);
             if let Some(cell) = self.cells.get_mut(&at) {
@@ -760,16 +759,17 @@ struct Pos {
 
 impl Pos {
     fn of(sort: Sort, post: &Post, distance_km: Option<f64>) -> Pos {
+        Pos::new(sort, post.expires_at, post.created, distance_km)
+    }
+
+    fn new(sort: Sort, expires_at: u64, created: EventKey, distance_km: Option<f64>) -> Pos {
         let primary = match sort {
             Sort::Newest | Sort::Oldest => 0,
-            Sort::Expiring => post.expires_at,
+            Sort::Expiring => expires_at,
             // Non-negative floats order as their bits do.
             Sort::Nearest => distance_km.unwrap_or(f64::MAX).to_bits(),
         };
-        Pos {
-            primary,
-            created: post.created,
-        }
+        Pos { primary, created }
     }
 
     /// Listing order under `sort`: `Less` comes first.
@@ -885,6 +885,11 @@ impl Plan<'_> {
             && self.since.is_none_or(|s| p.content_event.lamport > s)
     }
 
+    /// Whether a post of this category slot may match.
+    fn in_cats(&self, slot: usize) -> bool {
+        self.cats.is_empty() || self.cats.iter().any(|c| cat_slot(*c) == slot)
+    }
+
     /// `Some(distance)` (`None` inside when `near` is not set) if `p`
     /// matches the whole query.
     fn matches(&self, p: &Post, now_ms: u64) -> Option<Option<f64>> {
@@ -932,10 +937,16 @@ impl MarketView {
             self.located.insert(k);
         }
         self.by_expiry.insert((post.expires_at, k));
+        let slot = cat_slot(post.content.category) as u8;
         for t in &post.content.tags {
             match self.by_tag.get_mut(t) {
-                Some(ti) => ti.posts.insert(k),
-                None => self.by_tag.entry(t.clone()).or_default().posts.insert(k),
+                Some(ti) => ti.posts.insert(k, slot),
+                None => self
+                    .by_tag
+                    .entry(t.clone())
+                    .or_default()
+                    .posts
+                    .insert(k, slot),
             };
         }
         let lc = &mut self.list_counts;
@@ -990,18 +1001,19 @@ impl MarketView {
         let key = |p: &Post| (p.created, p.key());
         let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
         let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<String, Vec<CreatedKey>> = BTreeMap::new();
+        let mut by_tag: BTreeMap<String, Vec<(CreatedKey, u8)>> = BTreeMap::new();
         let mut grid = Grid::default();
         for p in shown() {
             let k = key(p);
             grid.add(p, k);
             by_category.entry(p.content.category).or_default().push(k);
             by_author.entry(p.author).or_default().push(k);
+            let slot = cat_slot(p.content.category) as u8;
             for t in &p.content.tags {
                 match by_tag.get_mut(t) {
-                    Some(keys) => keys.push(k),
+                    Some(keys) => keys.push((k, slot)),
                     None => {
-                        by_tag.insert(t.clone(), vec![k]);
+                        by_tag.insert(t.clone(), vec![(k, slot)]);
                     }
                 }
             }
@@ -1219,8 +1231,8 @@ impl MarketView {
             consider(set.len(), Source::Keys(set));
         }
         for t in plan.tags {
-            let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(empty);
-            consider(set.len(), Source::Keys(set));
+            let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(&EMPTY_TAG);
+            consider(set.len(), Source::Tag(set));
         }
         if !plan.cats.is_empty() {
             let n = self.category_sizes(plan.cats);
@@ -1264,6 +1276,11 @@ impl MarketView {
         match source {
             Source::Names(h) => h.iter().filter_map(get).for_each(f),
             Source::Keys(set) => set.iter().filter_map(|(_, n)| get(n)).for_each(f),
+            Source::Tag(set) => set
+                .iter()
+                .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
+                .filter_map(|((_, n), _)| get(n))
+                .for_each(f),
             Source::Categories(cats) => {
                 let mut seen: Vec<Category> = Vec::new();
                 for c in cats {
@@ -1431,7 +1448,7 @@ impl MarketView {
     }
 
     /// Adds the counts of the posts live at `now_ms` whose content is
-    /// newer than `since` (see [`SINCE_SMALL_SHIFT`]).
+    /// newer than `since` (see [`SINCE_SHIFTS`]).
     fn since_counts<'a>(
         &'a self,
         live: &'a LiveCounts,
@@ -1440,21 +1457,23 @@ impl MarketView {
         in_cats: &impl Fn(usize) -> bool,
         acc: &mut Acc<'a>,
     ) {
-        let small = since >> SINCE_SMALL_SHIFT;
-        let big = since >> SINCE_BIG_SHIFT;
-        let per_big = SINCE_BIG_SHIFT - SINCE_SMALL_SHIFT;
-        for (_, c) in live.since_big.range((Excluded(big), Unbounded)) {
-            acc.add_counts(c, in_cats);
+        let levels = live.since.iter().zip(SINCE_SHIFTS).enumerate();
+        for (i, (level, shift)) in levels {
+            let own = since >> shift;
+            let buckets = match SINCE_SHIFTS.get(i + 1) {
+                // Up to the end of `since`'s bucket of the next level.
+                Some(next) => level.range((
+                    Excluded(own),
+                    Excluded(((since >> next) + 1) << (next - shift)),
+                )),
+                None => level.range((Excluded(own), Unbounded)),
+            };
+            for (_, c) in buckets {
+                acc.add_counts(c, in_cats);
+            }
         }
-        let small_end = (big + 1) << per_big;
-        for (_, c) in live
-            .since_small
-            .range((Excluded(small), Excluded(small_end)))
-        {
-            acc.add_counts(c, in_cats);
-        }
-        // The live posts of `since`'s own small bucket above it.
-        let top = ((small + 1) << SINCE_SMALL_SHIFT).saturating_sub(1);
+        // The live posts of `since`'s own smallest bucket above it.
+        let top = since | ((1 << SINCE_SHIFTS[0]) - 1);
         let from = (
             std::cmp::Reverse(EventKey {
                 lamport: top,
@@ -1490,19 +1509,21 @@ impl MarketView {
             return (Vec::new(), false);
         }
         // The smallest index that holds every match, in created order.
-        let mut set: &BTreeSet<CreatedKey> = &self.by_created;
-        let mut narrower: Vec<&BTreeSet<CreatedKey>> = Vec::new();
+        let mut set = Walk::Keys(&self.by_created);
+        let mut narrower: Vec<Walk<'a>> = Vec::new();
         if let [c] = plan.cats {
-            narrower.push(self.by_category.get(c).unwrap_or(&EMPTY));
+            narrower.push(Walk::Keys(self.by_category.get(c).unwrap_or(&EMPTY)));
         }
         for t in plan.tags {
-            narrower.push(self.by_tag.get(t).map_or(&EMPTY, |ti| &ti.posts));
+            narrower.push(Walk::Tag(
+                self.by_tag.get(t).map_or(&EMPTY_TAG, |ti| &ti.posts),
+            ));
         }
         if let Some(a) = plan.author {
-            narrower.push(self.by_author.get(&a).unwrap_or(&EMPTY));
+            narrower.push(Walk::Keys(self.by_author.get(&a).unwrap_or(&EMPTY)));
         }
         if plan.near.is_some() {
-            narrower.push(&self.located);
+            narrower.push(Walk::Keys(&self.located));
         }
         for s in narrower {
             if s.len() < set.len() {
@@ -1525,7 +1546,12 @@ impl MarketView {
             }
         }
         let (candidates, source) = self.source(plan, None, Some(total), now_ms);
-        if candidates < walk {
+        if let Source::Grid(n) = source {
+            // A spot is read in place, a walk looks each post up.
+            if candidates / SPOT_READS_PER_LOOKUP < walk {
+                return self.grid_page(plan, &n, now_ms);
+            }
+        } else if candidates < walk {
             let mut v: Vec<(Pos, Listed<'_>)> = Vec::new();
             self.for_each_in(source, plan, |post| {
                 if let Some(distance_km) = plan.matches(post, now_ms) {
@@ -1555,11 +1581,12 @@ impl MarketView {
         };
         let posts: Vec<Listed<'a>> = match plan.sort {
             Sort::Newest | Sort::Oldest => {
-                let range = match (plan.after, plan.sort) {
-                    (None, _) => set.range(..),
-                    (Some(a), Sort::Newest) => set.range(..(a.created, NAME_MIN)),
-                    (Some(a), _) => set.range((Excluded((a.created, NAME_MAX)), Unbounded)),
+                let bounds = match (plan.after, plan.sort) {
+                    (None, _) => (Unbounded, Unbounded),
+                    (Some(a), Sort::Newest) => (Unbounded, Excluded((a.created, NAME_MIN))),
+                    (Some(a), _) => (Excluded((a.created, NAME_MAX)), Unbounded),
                 };
+                let range = set.range(bounds, plan);
                 if plan.sort == Sort::Newest {
                     range
                         .rev()
@@ -1595,7 +1622,122 @@ impl MarketView {
     }
 }
 
+/// An index walked in created order.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    Keys(&'a BTreeSet<CreatedKey>),
+    /// A tag's posts with their category slots.
+    Tag(&'a BTreeMap<CreatedKey, u8>),
+}
+
+impl<'a> Walk<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Walk::Keys(s) => s.len(),
+            Walk::Tag(m) => m.len(),
+        }
+    }
+
+    /// The keys within `bounds`, of the categories `plan` admits when the
+    /// index knows them (a tag's); others are checked on the post.
+    fn range(
+        self,
+        bounds: (Bound<CreatedKey>, Bound<CreatedKey>),
+        plan: &'a Plan<'a>,
+    ) -> Box<dyn DoubleEndedIterator<Item = &'a CreatedKey> + 'a> {
+        match self {
+            Walk::Keys(s) => Box::new(s.range(bounds)),
+            Walk::Tag(m) => Box::new(
+                m.range(bounds)
+                    .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
+                    .map(|(k, _)| k),
+            ),
+        }
+    }
+}
+
+/// A match found in the location grid: its place in the sort, its name
+/// and its distance (the post is looked up only if it makes the page).
+type SpotHit<'a> = (Pos, &'a PostKey, f64);
+
+/// How many spots are read in the time one post is looked up by name
+/// (a tree search over every post's 48-byte name), roughly, for choosing
+/// between reading a circle's spots and walking an index.
+const SPOT_READS_PER_LOOKUP: usize = 8;
+
 impl MarketView {
+    /// The distance of a located post if it matches `plan`: its spot
+    /// answers the TTL state, the category and the distance (exactly as
+    /// [`Near::distance`]); the post is looked up only when the plan also
+    /// filters by tags, author or `since_lamport`.
+    fn spot_matches(
+        &self,
+        plan: &Plan<'_>,
+        n: &Near,
+        q: &Quick,
+        name: &PostKey,
+        spot: &Spot,
+        now_ms: u64,
+    ) -> Option<f64> {
+        let slot = usize::from(spot.slot);
+        if !plan.past_ttl.admits(spot.expires_at <= now_ms)
+            || !(plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot))
+            || !q.within(n, spot)
+        {
+            return None;
+        }
+        if !plan.tags.is_empty() || plan.author.is_some() || plan.since.is_some() {
+            let p = self.posts.get(name)?;
+            if !plan.admits_shown(p) {
+                return None;
+            }
+        }
+        Some(haversine_km(n.lat, n.lng, spot.lat, spot.lng))
+    }
+
+    /// The page from the best `want` hits: only those posts are looked up.
+    fn page_of_hits<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        mut hits: Vec<SpotHit<'a>>,
+    ) -> (Vec<Listed<'a>>, bool) {
+        let want = plan.limit + 1;
+        let order = |a: &SpotHit<'a>, b: &SpotHit<'a>| a.0.cmp_in(&b.0, plan.sort);
+        if hits.len() > want {
+            hits.select_nth_unstable_by(want, order);
+            hits.truncate(want);
+        }
+        hits.sort_unstable_by(order);
+        let posts = hits
+            .into_iter()
+            .filter_map(|(_, name, d)| {
+                self.posts.get(name).map(|post| Listed {
+                    post,
+                    distance_km: Some(d),
+                })
+            })
+            .collect();
+        listed(posts, plan.limit)
+    }
+
+    /// A page of a `near` query in any sort from the spots of the cells
+    /// the circle touches.
+    fn grid_page<'a>(&'a self, plan: &Plan<'_>, n: &Near, now_ms: u64) -> (Vec<Listed<'a>>, bool) {
+        let q = Quick::new(n);
+        let mut hits: Vec<SpotHit<'a>> = Vec::new();
+        self.list_counts.grid.cells_near(n, |cell, _, _| {
+            for ((created, name), spot) in &cell.spots {
+                if let Some(d) = self.spot_matches(plan, n, &q, name, spot, now_ms) {
+                    let pos = Pos::new(plan.sort, spot.expires_at, *created, Some(d));
+                    if plan.is_after(&pos) {
+                        hits.push((pos, name, d));
+                    }
+                }
+            }
+        });
+        self.page_of_hits(plan, hits)
+    }
+
     /// A `sort=nearest` page from the location grid: cells in order of the
     /// nearest any of their posts can be, stopping once the page is full
     /// and the next cell cannot hold a post as near as its farthest.
@@ -1612,39 +1754,30 @@ impl MarketView {
             .grid
             .cells_near(n, |cell, _, nearest| cells.push((nearest, cell)))?;
         cells.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let order = |a: &(Pos, Listed<'a>), b: &(Pos, Listed<'a>)| a.0.cmp_in(&b.0, Sort::Nearest);
-        let mut best: Vec<(Pos, Listed<'a>)> = Vec::new();
+        let order = |a: &SpotHit<'a>, b: &SpotHit<'a>| a.0.cmp_in(&b.0, Sort::Nearest);
+        let q = Quick::new(n);
+        let mut best: Vec<SpotHit<'a>> = Vec::new();
         // The farthest distance among the best `want` so far.
         let mut kth = f64::INFINITY;
         for (nearest, cell) in cells {
             if best.len() >= want && nearest > kth {
                 break;
             }
-            for (_, name) in cell.spots.keys() {
-                let Some(post) = self.posts.get(name) else {
-                    continue;
-                };
-                if let Some(distance_km) = plan.matches(post, now_ms) {
-                    let pos = Pos::of(Sort::Nearest, post, distance_km);
+            for ((created, name), spot) in &cell.spots {
+                if let Some(d) = self.spot_matches(plan, n, &q, name, spot, now_ms) {
+                    let pos = Pos::new(Sort::Nearest, spot.expires_at, *created, Some(d));
                     if plan.is_after(&pos) {
-                        best.push((pos, Listed { post, distance_km }));
+                        best.push((pos, name, d));
                     }
                 }
             }
             if best.len() >= want {
                 best.select_nth_unstable_by(want - 1, order);
                 best.truncate(want);
-                kth = best
-                    .iter()
-                    .filter_map(|(_, l)| l.distance_km)
-                    .fold(0.0, f64::max);
+                kth = best.iter().map(|(_, _, d)| *d).fold(0.0, f64::max);
             }
         }
-        best.sort_unstable_by(order);
-        Some(listed(
-            best.into_iter().map(|(_, l)| l).collect(),
-            plan.limit,
-        ))
+        Some(self.page_of_hits(plan, best))
     }
 }
 
@@ -1656,6 +1789,7 @@ fn listed(mut posts: Vec<Listed<'_>>, limit: usize) -> (Vec<Listed<'_>>, bool) {
 }
 
 static EMPTY: BTreeSet<CreatedKey> = BTreeSet::new();
+static EMPTY_TAG: BTreeMap<CreatedKey, u8> = BTreeMap::new();
 /// The lowest and highest names and keys, for range bounds.
 const NAME_MIN: PostKey = PostKey {
     author: NodeId([0; 32]),
@@ -1675,6 +1809,8 @@ const KEY_MAX: EventKey = EventKey {
 enum Source<'a> {
     Names(&'a BTreeSet<PostKey>),
     Keys(&'a BTreeSet<CreatedKey>),
+    /// A tag's posts: those of other categories are skipped unread.
+    Tag(&'a BTreeMap<CreatedKey, u8>),
     Categories(&'a [Category]),
     /// The grid cells that may hold posts within the circle.
     Grid(Near),
