@@ -366,6 +366,90 @@ proptest! {
     }
 }
 
+/// A point within ±0.03° of 52.5N 13.4E, in microdegrees offsets.
+fn dense_point() -> impl Strategy<Value = (i64, i64)> {
+    (-30_000i64..30_000, -30_000i64..30_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// `near` over a dense cloud (posts every few metres to hundreds of
+    /// metres apart, so circles cut through grid cells that hold posts on
+    /// both sides of their edge): every sort, categories and `past_ttl`,
+    /// walked page by page, lists exactly the naive set in the naive
+    /// order with the naive distances, `total` and facets.
+    #[test]
+    fn near_pages_equal_the_naive_listing_in_a_dense_cloud(
+        posts in proptest::collection::vec((spec(), dense_point()), 1..120),
+        qs in proptest::collection::vec(
+            (dense_point(), 0.05f64..3.0, proptest::collection::vec(0usize..4, 0..3), 0usize..4, 1usize..30, proptest::option::weighted(0.4, 0usize..3)),
+            1..6,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        for (i, (s, (dlat, dlng))) in posts.iter().enumerate() {
+            let who = &authors[s.author as usize];
+            let id = 7000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), s.cat, s.tags, None, s.lapsed);
+            c.location = Some(Location {
+                lat: 52_500_000 + dlat,
+                lng: 13_400_000 + dlng,
+                label: String::new(),
+            });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        }
+        for ((dlat, dlng), r, cats, sort, limit, past_ttl) in &qs {
+            let n = Near {
+                lat: 52.5 + *dlat as f64 / 1e6,
+                lng: 13.4 + *dlng as f64 / 1e6,
+                radius_km: *r,
+            };
+            let q = ListQuery {
+                category: cats.iter().map(|c| Category::ALL[*c]).collect(),
+                near: Some(n),
+                sort: Some([Sort::Newest, Sort::Oldest, Sort::Expiring, Sort::Nearest][*sort]),
+                limit: Some(*limit),
+                past_ttl: past_ttl.map(|i| [PastTtl::Exclude, PastTtl::Include, PastTtl::Only][i]),
+                ..ListQuery::default()
+            };
+            let want = naive(&node, &names, &q);
+            let (cats, tags) = naive_facets(&want);
+            let mut got: Vec<PostKey> = Vec::new();
+            let mut cursor = None;
+            for _ in 0..=want.len() {
+                let page = node
+                    .market_list(NOW, ListQuery { cursor: cursor.clone(), ..q.clone() })
+                    .unwrap();
+                prop_assert_eq!(page.total, want.len() as u64, "{:?}", q);
+                prop_assert_eq!(&page.facets.category, &cats, "{:?}", q);
+                let got_tags: Vec<(String, u64)> =
+                    page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+                prop_assert_eq!(&got_tags, &tags, "{:?}", q);
+                for p in &page.posts {
+                    let post = node.views().market.get(&PostKey { author: p.author, id: p.id }).unwrap();
+                    let d = dist(&n, post).unwrap();
+                    prop_assert_eq!(p.distance_km.map(|k| k.0), Some((d * 1000.0).round() / 1000.0));
+                }
+                got.extend(page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }));
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            prop_assert!(cursor.is_none(), "the walk did not end");
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?}", q);
+        }
+    }
+}
+
 const HOUR_MS: u64 = 3_600_000;
 
 /// `NOW` moved by `h` hours.
