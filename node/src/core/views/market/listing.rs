@@ -1657,48 +1657,57 @@ impl<'a> Walk<'a> {
 }
 
 /// A match found in the location grid: its place in the sort, its name
-/// and its distance (the post is looked up only if it makes the page).
-type SpotHit<'a> = (Pos, &'a PostKey, f64);
+/// and its spot (the post is looked up, and its exact distance computed,
+/// only if it makes the page).
+type SpotHit<'a> = (Pos, &'a PostKey, &'a Spot);
 
 /// How many spots are read in the time one post is looked up by name
-/// (a tree search over every post's 48-byte name), roughly, for choosing
-/// between reading a circle's spots and walking an index.
-const SPOT_READS_PER_LOOKUP: usize = 8;
+/// (a tree search over every post's 48-byte name, and its distance),
+/// roughly, for choosing between reading a circle's spots and walking an
+/// index.
+const SPOT_READS_PER_LOOKUP: usize = 16;
 
 impl MarketView {
-    /// The distance of a located post if it matches `plan`: its spot
-    /// answers the TTL state, the category and the distance (exactly as
-    /// [`Near::distance`]); the post is looked up only when the plan also
-    /// filters by tags, author or `since_lamport`.
+    /// Whether a located post matches `plan`: its spot answers the TTL
+    /// state, the category and whether it is within `n` (exactly as
+    /// [`Near::distance`]; `inside` when its cell is wholly within); the
+    /// post is looked up only when the plan also filters by tags, author
+    /// or `since_lamport`.
+    #[allow(clippy::too_many_arguments)]
     fn spot_matches(
         &self,
         plan: &Plan<'_>,
         n: &Near,
         q: &Quick,
+        inside: bool,
         name: &PostKey,
         spot: &Spot,
         now_ms: u64,
-    ) -> Option<f64> {
-        let slot = usize::from(spot.slot);
+    ) -> bool {
         if !plan.past_ttl.admits(spot.expires_at <= now_ms)
-            || !(plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot))
-            || !q.within(n, spot)
+            || !plan.in_cats(usize::from(spot.slot))
+            || !(inside || q.within(n, spot))
         {
-            return None;
+            return false;
         }
         if !plan.tags.is_empty() || plan.author.is_some() || plan.since.is_some() {
-            let p = self.posts.get(name)?;
-            if !plan.admits_shown(p) {
-                return None;
-            }
+            return self.posts.get(name).is_some_and(|p| plan.admits_shown(p));
         }
-        Some(haversine_km(n.lat, n.lng, spot.lat, spot.lng))
+        true
+    }
+
+    /// A spot's place in `sort`, computing its distance only for
+    /// `nearest`.
+    fn spot_pos(sort: Sort, n: &Near, created: EventKey, spot: &Spot) -> Pos {
+        let d = (sort == Sort::Nearest).then(|| spot_distance(n, spot));
+        Pos::new(sort, spot.expires_at, created, d)
     }
 
     /// The page from the best `want` hits: only those posts are looked up.
     fn page_of_hits<'a>(
         &'a self,
         plan: &Plan<'_>,
+        n: &Near,
         mut hits: Vec<SpotHit<'a>>,
     ) -> (Vec<Listed<'a>>, bool) {
         let want = plan.limit + 1;
@@ -1710,10 +1719,10 @@ impl MarketView {
         hits.sort_unstable_by(order);
         let posts = hits
             .into_iter()
-            .filter_map(|(_, name, d)| {
+            .filter_map(|(_, name, spot)| {
                 self.posts.get(name).map(|post| Listed {
                     post,
-                    distance_km: Some(d),
+                    distance_km: Some(spot_distance(n, spot)),
                 })
             })
             .collect();
@@ -1725,17 +1734,17 @@ impl MarketView {
     fn grid_page<'a>(&'a self, plan: &Plan<'_>, n: &Near, now_ms: u64) -> (Vec<Listed<'a>>, bool) {
         let q = Quick::new(n);
         let mut hits: Vec<SpotHit<'a>> = Vec::new();
-        self.list_counts.grid.cells_near(n, |cell, _, _| {
+        self.list_counts.grid.cells_near(n, |cell, inside, _| {
             for ((created, name), spot) in &cell.spots {
-                if let Some(d) = self.spot_matches(plan, n, &q, name, spot, now_ms) {
-                    let pos = Pos::new(plan.sort, spot.expires_at, *created, Some(d));
+                if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
+                    let pos = Self::spot_pos(plan.sort, n, *created, spot);
                     if plan.is_after(&pos) {
-                        hits.push((pos, name, d));
+                        hits.push((pos, name, spot));
                     }
                 }
             }
         });
-        self.page_of_hits(plan, hits)
+        self.page_of_hits(plan, n, hits)
     }
 
     /// A `sort=nearest` page from the location grid: cells in order of the
@@ -1749,36 +1758,47 @@ impl MarketView {
         now_ms: u64,
     ) -> Option<(Vec<Listed<'a>>, bool)> {
         let want = plan.limit + 1;
-        let mut cells: Vec<(f64, &Cell)> = Vec::new();
+        let mut cells: Vec<(f64, bool, &Cell)> = Vec::new();
         self.list_counts
             .grid
-            .cells_near(n, |cell, _, nearest| cells.push((nearest, cell)))?;
+            .cells_near(n, |cell, inside, nearest| {
+                cells.push((nearest, inside, cell))
+            })?;
         cells.sort_by(|a, b| a.0.total_cmp(&b.0));
         let order = |a: &SpotHit<'a>, b: &SpotHit<'a>| a.0.cmp_in(&b.0, Sort::Nearest);
         let q = Quick::new(n);
         let mut best: Vec<SpotHit<'a>> = Vec::new();
         // The farthest distance among the best `want` so far.
         let mut kth = f64::INFINITY;
-        for (nearest, cell) in cells {
+        for (nearest, inside, cell) in cells {
             if best.len() >= want && nearest > kth {
                 break;
             }
             for ((created, name), spot) in &cell.spots {
-                if let Some(d) = self.spot_matches(plan, n, &q, name, spot, now_ms) {
-                    let pos = Pos::new(Sort::Nearest, spot.expires_at, *created, Some(d));
+                if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
+                    let pos = Self::spot_pos(Sort::Nearest, n, *created, spot);
                     if plan.is_after(&pos) {
-                        best.push((pos, name, d));
+                        best.push((pos, name, spot));
                     }
                 }
             }
             if best.len() >= want {
                 best.select_nth_unstable_by(want - 1, order);
                 best.truncate(want);
-                kth = best.iter().map(|(_, _, d)| *d).fold(0.0, f64::max);
+                kth = best
+                    .iter()
+                    .map(|(pos, _, _)| f64::from_bits(pos.primary))
+                    .fold(0.0, f64::max);
             }
         }
-        Some(self.page_of_hits(plan, best))
+        Some(self.page_of_hits(plan, n, best))
     }
+}
+
+/// A spot's distance from the centre of `n`, exactly as
+/// [`Near::distance`] computes a post's.
+fn spot_distance(n: &Near, spot: &Spot) -> f64 {
+    haversine_km(n.lat, n.lng, spot.lat, spot.lng)
 }
 
 /// The first `limit` of `posts` as a page's items, and whether more follow.
