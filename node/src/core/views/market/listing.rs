@@ -1205,7 +1205,8 @@ impl MarketView {
         self.for_each_in(source, plan, f);
     }
 
-    /// The smallest set that must hold every match, and its size.
+    /// The smallest set that must hold every match, and its size (for a
+    /// tag's, the cost of reading it in lookups: [`MarketView::tag_cost`]).
     /// `since_size`: the size of the `since_lamport` set when known (it is
     /// otherwise the source only when nothing else narrows).
     fn source<'a: 's, 's>(
@@ -1232,7 +1233,7 @@ impl MarketView {
         }
         for t in plan.tags {
             let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(&EMPTY_TAG);
-            consider(set.len(), Source::Tag(set));
+            consider(self.tag_cost(set.len(), plan), Source::Tag(set));
         }
         if !plan.cats.is_empty() {
             let n = self.category_sizes(plan.cats);
@@ -1263,6 +1264,19 @@ impl MarketView {
             None if plan.since.is_some() => (self.by_created.len(), Source::Since),
             None => (self.by_created.len(), Source::Keys(&self.by_created)),
         }
+    }
+
+    /// The cost, in post lookups, of reading `entries` of a tag's index
+    /// for `plan`: each entry is read in place (its category is there), and
+    /// only those of the plan's categories are looked up (about their
+    /// share of all shown posts).
+    fn tag_cost(&self, entries: usize, plan: &Plan<'_>) -> usize {
+        if plan.cats.is_empty() {
+            return entries;
+        }
+        let in_cats = self.category_sizes(plan.cats);
+        let all = self.by_created.len().max(1);
+        entries / SPOT_READS_PER_LOOKUP + entries.saturating_mul(in_cats) / all
     }
 
     /// Calls `f` on every post of `source`.
@@ -1537,7 +1551,13 @@ impl MarketView {
             // No index in distance order: the matches are sorted.
             Sort::Nearest => usize::MAX,
             Sort::Newest if plan.since.is_some() => want,
-            Sort::Newest | Sort::Oldest => want.saturating_mul(set.len()) / total,
+            Sort::Newest | Sort::Oldest => {
+                let visited = want.saturating_mul(set.len()) / total;
+                match set {
+                    Walk::Tag(_) => self.tag_cost(visited, plan),
+                    Walk::Keys(_) => visited,
+                }
+            }
             _ => want.saturating_mul(self.by_created.len()) / total,
         };
         if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
