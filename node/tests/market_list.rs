@@ -87,7 +87,11 @@ fn content_of(
 /// Lamport times, so the events mix short steps (several in one smallest
 /// bucket) with long ones (50 posts reach ~330k, across every level).
 fn next_lamport(lamport: u64) -> u64 {
-    lamport + if lamport % 3 == 0 { 20_011 } else { 37 }
+    lamport
+        + match lamport % 3 {
+            0 => 20_011,
+            _ => 37,
+        }
 }
 
 /// A node (the anchor) holding the posts of `specs` by three members, and
