@@ -82,14 +82,21 @@ fn content_of(
     }
 }
 
-/// Lamport times between the generated posts, updates and expiries: the
-/// `since_lamport` counts are kept in buckets of 256 and 16,384 Lamport
-/// times, so the events straddle both (50 posts reach ~17k, more with
-/// their updates and expiries).
-const LAMPORT_STRIDE: u64 = 347;
+/// The Lamport time after `lamport` for the next generated event: the
+/// `since_lamport` counts are kept in buckets of 2^6, 2^10, 2^14 and 2^18
+/// Lamport times, so the events mix short steps (several in one smallest
+/// bucket) with long ones (50 posts reach ~330k, across every level).
+fn next_lamport(lamport: u64) -> u64 {
+    lamport
+        + match lamport % 3 {
+            0 => 20_011,
+            _ => 37,
+        }
+}
 
-/// A node (the anchor) holding the posts of `specs` by three members.
-fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
+/// A node (the anchor) holding the posts of `specs` by three members, and
+/// the next free Lamport time.
+fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>, u64) {
     let f = Fixture::new();
     let mut node = f.admitted_node(&f.anchor, Level::Anchor);
     let authors = [key(2), key(3), key(4)];
@@ -110,7 +117,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
             id,
             content_of(&format!("p{i}"), s.cat, s.tags, s.loc, s.lapsed),
         );
-        lamport += LAMPORT_STRIDE;
+        lamport = next_lamport(lamport);
         node.log_mut().append_received(e).unwrap();
         names.push(PostKey {
             author: who.node_id(),
@@ -131,7 +138,7 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
                     content: content_of(&format!("p{i}u"), cat, tags, s.loc, s.lapsed).into(),
                 }),
             );
-            lamport += LAMPORT_STRIDE;
+            lamport = next_lamport(lamport);
             node.log_mut().append_received(e).unwrap();
         }
         if s.expire {
@@ -144,11 +151,11 @@ fn market_of(specs: &[Spec]) -> (Node<MemoryStore>, Vec<PostKey>) {
                     reason: hearth_proto::ExpiryReason::Fulfilled,
                 }),
             );
-            lamport += LAMPORT_STRIDE;
+            lamport = next_lamport(lamport);
             node.log_mut().append_received(e).unwrap();
         }
     }
-    (node, names)
+    (node, names, lamport)
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +176,7 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         proptest::collection::vec(0usize..4, 0..3),
         prop_oneof![3 => Just(0u8), 2 => 0u8..32],
         proptest::option::weighted(0.2, 0u8..3),
-        proptest::option::weighted(0.2, 0u64..40_000),
+        proptest::option::weighted(0.2, 0u64..400_000),
         proptest::option::weighted(0.3, (-20i64..20, -20i64..20, 0.5f64..15.0)),
         0usize..4,
         1usize..9,
@@ -196,13 +203,23 @@ fn point(a: i64, b: i64) -> (f64, f64) {
 /// The naive answer: every shown post (live, past its TTL, or both, as
 /// `past_ttl` asks), filtered and sorted by hand.
 fn naive<'a>(node: &'a Node<MemoryStore>, names: &[PostKey], q: &ListQuery) -> Vec<&'a Post> {
+    naive_at(node, names, q, NOW)
+}
+
+/// [`naive`] at the time `now`.
+fn naive_at<'a>(
+    node: &'a Node<MemoryStore>,
+    names: &[PostKey],
+    q: &ListQuery,
+    now: u64,
+) -> Vec<&'a Post> {
     let market = &node.views().market;
     let shown = |p: &Post| p.author_active && p.expired.is_none() && !p.over_limit;
     let mut v: Vec<&Post> = names
         .iter()
         .filter_map(|n| market.get(n))
         .filter(|p| {
-            let past = p.expires_at <= NOW;
+            let past = p.expires_at <= now;
             shown(p)
                 && match q.past_ttl.unwrap_or_default() {
                     PastTtl::Exclude => !past,
@@ -303,7 +320,7 @@ proptest! {
         specs in proptest::collection::vec(spec(), 0..50),
         qs in proptest::collection::vec(query_spec(), 1..6),
     ) {
-        let (node, names) = market_of(&specs);
+        let (node, names, _) = market_of(&specs);
         // The same store reopened: a full replay builds the indexes in
         // bulk, and must list the same.
         let f = Fixture::new();
@@ -353,6 +370,177 @@ proptest! {
     }
 }
 
+/// A point within ±0.03° of 52.5N 13.4E, in microdegrees offsets.
+fn dense_point() -> impl Strategy<Value = (i64, i64)> {
+    (-30_000i64..30_000, -30_000i64..30_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// `near` over a dense cloud (posts every few metres to hundreds of
+    /// metres apart, so circles cut through grid cells that hold posts on
+    /// both sides of their edge): every sort, categories and `past_ttl`,
+    /// walked page by page, lists exactly the naive set in the naive
+    /// order with the naive distances, `total` and facets.
+    #[test]
+    fn near_pages_equal_the_naive_listing_in_a_dense_cloud(
+        posts in proptest::collection::vec((spec(), dense_point()), 1..120),
+        qs in proptest::collection::vec(
+            (dense_point(), 0.05f64..3.0, proptest::collection::vec(0usize..4, 0..3), 0usize..4, 1usize..30, proptest::option::weighted(0.4, 0usize..3)),
+            1..6,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        for (i, (s, (dlat, dlng))) in posts.iter().enumerate() {
+            let who = &authors[s.author as usize];
+            let id = 7000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), s.cat, s.tags, None, s.lapsed);
+            c.location = Some(Location {
+                lat: 52_500_000 + dlat,
+                lng: 13_400_000 + dlng,
+                label: String::new(),
+            });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        }
+        for ((dlat, dlng), r, cats, sort, limit, past_ttl) in &qs {
+            let n = Near {
+                lat: 52.5 + *dlat as f64 / 1e6,
+                lng: 13.4 + *dlng as f64 / 1e6,
+                radius_km: *r,
+            };
+            let q = ListQuery {
+                category: cats.iter().map(|c| Category::ALL[*c]).collect(),
+                near: Some(n),
+                sort: Some([Sort::Newest, Sort::Oldest, Sort::Expiring, Sort::Nearest][*sort]),
+                limit: Some(*limit),
+                past_ttl: past_ttl.map(|i| [PastTtl::Exclude, PastTtl::Include, PastTtl::Only][i]),
+                ..ListQuery::default()
+            };
+            let want = naive(&node, &names, &q);
+            let (cats, tags) = naive_facets(&want);
+            let mut got: Vec<PostKey> = Vec::new();
+            let mut cursor = None;
+            for _ in 0..=want.len() {
+                let page = node
+                    .market_list(NOW, ListQuery { cursor: cursor.clone(), ..q.clone() })
+                    .unwrap();
+                prop_assert_eq!(page.total, want.len() as u64, "{:?}", q);
+                prop_assert_eq!(&page.facets.category, &cats, "{:?}", q);
+                let got_tags: Vec<(String, u64)> =
+                    page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+                prop_assert_eq!(&got_tags, &tags, "{:?}", q);
+                for p in &page.posts {
+                    let post = node.views().market.get(&PostKey { author: p.author, id: p.id }).unwrap();
+                    let d = dist(&n, post).unwrap();
+                    prop_assert_eq!(p.distance_km.map(|k| k.0), Some((d * 1000.0).round() / 1000.0));
+                }
+                got.extend(page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }));
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            prop_assert!(cursor.is_none(), "the walk did not end");
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?}", q);
+        }
+    }
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// `NOW` moved by `h` hours.
+fn hours(h: i64) -> u64 {
+    NOW.checked_add_signed(h * HOUR_MS as i64).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The counts `total` and the facets read follow the clock: posts
+    /// expiring at many times, queried at times that jump forward and
+    /// back, with posts added (expiring before, at and after the last
+    /// query's time) and updated between queries, list and count exactly
+    /// the naive filtered set at each query's own time.
+    #[test]
+    fn counts_follow_the_clock(
+        specs in proptest::collection::vec((spec(), -4i64..8), 0..30),
+        steps in proptest::collection::vec(
+            (
+                -5i64..9,
+                proptest::collection::vec((spec(), -4i64..8), 0..4),
+                proptest::option::weighted(0.3, (0usize..64, -4i64..8)),
+                query_spec(),
+            ),
+            1..8,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        let add = |node: &mut Node<MemoryStore>, names: &mut Vec<PostKey>, lamport: &mut u64, s: &Spec, h: i64| {
+            let who = &authors[s.author as usize];
+            let id = 5000 + names.len() as u128;
+            let mut c = content_of(&format!("p{id}"), s.cat, s.tags, s.loc, false);
+            c.expires_at = hours(h);
+            node.log_mut()
+                .append_received(f.post_with(who, *lamport, id, c))
+                .unwrap();
+            *lamport = next_lamport(*lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        };
+        for (s, h) in &specs {
+            add(&mut node, &mut names, &mut lamport, s, *h);
+        }
+        for (at, new_posts, update, qs) in &steps {
+            for (s, h) in new_posts {
+                add(&mut node, &mut names, &mut lamport, s, *h);
+            }
+            // Move one post's expiry (an update re-indexes it).
+            if let Some((i, h)) = update {
+                if !names.is_empty() {
+                    let name = names[i % names.len()];
+                    let who = authors.iter().find(|a| a.node_id() == name.author).unwrap();
+                    let old = node.views().market.get(&name).unwrap().content.clone();
+                    let mut c = (*old).clone();
+                    c.expires_at = hours(*h);
+                    node.log_mut()
+                        .append_received(f.event(
+                            who,
+                            lamport,
+                            (u128::from(lamport) << 40) | 7,
+                            Payload::PostUpdated(PostUpdated { target: name.id, content: c.into() }),
+                        ))
+                        .unwrap();
+                    lamport = next_lamport(lamport);
+                }
+            }
+            let now = hours(*at);
+            let mut q = to_query(qs, &node);
+            q.limit = Some(200);
+            let want = naive_at(&node, &names, &q, now);
+            let (cats, tags) = naive_facets(&want);
+            let page = node.market_list(now, q.clone()).unwrap();
+            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, at);
+            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, at);
+            let got_tags: Vec<(String, u64)> =
+                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, at);
+            let got: Vec<PostKey> =
+                page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }).collect();
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?} at {}", q, at);
+        }
+    }
+}
+
 /// The list of the REST examples: Berlin to Paris is about 878 km by
 /// haversine, and a point is 0 km from itself.
 #[test]
@@ -378,7 +566,7 @@ fn bad_queries_are_refused_with_reasons() {
             expire: false,
         })
         .collect();
-    let (node, _) = market_of(&specs);
+    let (node, _, _) = market_of(&specs);
     let first = node
         .market_list(
             NOW,

@@ -6,6 +6,14 @@
 //!   one, limit 50. Mixes: none, category+tag, author, since_lamport, near,
 //!   sort=expiring (issue 15 target 3: p99 <= 200 µs each), and `q` (the
 //!   market's search, whose cost is the search's: reported, no target here).
+//!   On a shared machine the scheduler sometimes takes the core from the
+//!   bench in the middle of a query (a time slice is milliseconds, a query
+//!   tens of microseconds), and those few queries set the p99 whatever the
+//!   code does. So each query also reads the thread's context-switch count
+//!   before and after (`/proc/thread-self/status`, outside the timed part):
+//!   `preempted` says how many queries were switched away from, and
+//!   `p50/p99_unpreempted_us` are over the others. `pass` stays on the
+//!   plain p99; `pass_unpreempted` is the same target on the others.
 //! - `list_p99`: all the targeted mixes together, beside the ceiling of a
 //!   raw `BTreeMap` range walk of 50 entries over `n` keys (same run).
 //! - `http_list` (one line per mix: none, category+tag, q, near):
@@ -138,6 +146,22 @@ fn query_string(q: &ListQuery) -> String {
     s
 }
 
+/// Times this thread has been switched away from its core so far
+/// (voluntary and not); `None` where `/proc/thread-self/status` is absent.
+fn switches() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let mut n = 0;
+    for line in status.lines() {
+        let count = line
+            .strip_prefix("voluntary_ctxt_switches:")
+            .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
+        if let Some(c) = count {
+            n += c.trim().parse::<u64>().ok()?;
+        }
+    }
+    Some(n)
+}
+
 fn stats(mut s: Vec<f64>) -> (f64, f64, f64) {
     s.sort_by(f64::total_cmp);
     (
@@ -196,6 +220,7 @@ pub fn list(n: usize) -> anyhow::Result<()> {
     let mut rng = Rng::new(0x9e77);
     let mut in_process: BTreeMap<&str, (f64, f64, f64, f64)> = BTreeMap::new();
     let mut targeted: Vec<f64> = Vec::new();
+    let mut targeted_calm: Vec<f64> = Vec::new();
     for kind in KINDS {
         let count = if kind == "q" {
             QUERIES_Q
@@ -206,23 +231,35 @@ pub fn list(n: usize) -> anyhow::Result<()> {
             "list: {count} {kind} queries over {live} live posts"
         ));
         let mut samples = Vec::with_capacity(count);
+        // The queries the scheduler did not switch away from.
+        let mut calm = Vec::with_capacity(count);
         let mut returned = 0usize;
         for i in 0..WARMUP.min(count) + count {
             let q = query(kind, &mut rng, &members, lamports);
+            let before = switches();
             let t = Instant::now();
             let got = node.market_list(now, q);
             let us = t.elapsed().as_secs_f64() * 1e6;
+            let switched = switches() != before;
             let got = got.map_err(|e| anyhow!("market.list ({kind}): {e}"))?;
             if i >= WARMUP.min(count) {
                 returned += got.posts.len();
                 samples.push(us);
+                if !switched {
+                    calm.push(us);
+                }
             }
             std::hint::black_box(got);
         }
         if kind != "q" {
             targeted.extend(&samples);
+            targeted_calm.extend(&calm);
         }
         let avg_returned = returned as f64 / samples.len().max(1) as f64;
+        let preempted = samples.len() - calm.len();
+        // None when every query was switched away from.
+        let calm = (!calm.is_empty()).then(|| stats(calm));
+        let (calm_p50, calm_p99) = (calm.map(|c| round(c.0, 1)), calm.map(|c| c.1));
         let (p50, p99, max) = stats(samples);
         in_process.insert(kind, (p50, p99, max, avg_returned));
         let target = (kind != "q").then_some(TARGET_P99_US);
@@ -239,6 +276,10 @@ pub fn list(n: usize) -> anyhow::Result<()> {
                 "target_p99_us": target,
                 "ratio_to_target": target.map(|t| round(p99 / t, 3)),
                 "pass": target.map(|t| p99 <= t),
+                "preempted": preempted,
+                "p50_unpreempted_us": calm_p50,
+                "p99_unpreempted_us": calm_p99.map(|p| round(p, 1)),
+                "pass_unpreempted": target.zip(calm_p99).map(|(t, p)| p <= t),
             }),
         ));
     }
@@ -257,6 +298,8 @@ pub fn list(n: usize) -> anyhow::Result<()> {
         }
     }
     let (raw_p50, raw_p99, _) = stats(raw);
+    let preempted = targeted.len() - targeted_calm.len();
+    let calm_p99 = (!targeted_calm.is_empty()).then(|| stats(targeted_calm).1);
     let (p50, p99, max) = stats(targeted.clone());
     emit(figure(
         "list_p99",
@@ -272,6 +315,9 @@ pub fn list(n: usize) -> anyhow::Result<()> {
             "target_p99_us": TARGET_P99_US,
             "ratio_to_target": round(p99 / TARGET_P99_US, 3),
             "pass": p99 <= TARGET_P99_US,
+            "preempted": preempted,
+            "p99_unpreempted_us": calm_p99.map(|p| round(p, 1)),
+            "pass_unpreempted": calm_p99.map(|p| p <= TARGET_P99_US),
             "ceiling": "btreemap_range_50_p99_us (raw BTreeMap walk of 50 entries, same run)",
             "ceiling_value": round(raw_p99, 2),
             "ceiling_p50_us": round(raw_p50, 2),

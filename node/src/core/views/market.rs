@@ -284,15 +284,17 @@ pub struct MarketView {
     /// Shown posts by their `created` key: the listing's stable order.
     by_created: BTreeSet<CreatedKey>,
     by_category: BTreeMap<Category, BTreeSet<CreatedKey>>,
-    /// Per tag: its posts and the counts the facets read.
+    /// Per tag: its shown posts.
     by_tag: BTreeMap<String, TagIndex>,
     by_author: BTreeMap<NodeId, BTreeSet<CreatedKey>>,
     /// Shown posts with a location (the candidates of `near`).
     located: BTreeSet<CreatedKey>,
-    /// Shown posts by effective expiry (`sort=expiring`, and the posts past
-    /// their TTL that the sweeper has not marked yet).
+    /// Shown posts by effective expiry (`sort=expiring`, the posts past
+    /// their TTL that the sweeper has not marked yet, and the posts that
+    /// leave the live counts as time passes).
     by_expiry: BTreeSet<(u64, CreatedKey)>,
-    /// Facet counts per author and Lamport bucket (`listing::ListCounts`).
+    /// The location grid and the facet counts of the live posts
+    /// (`listing::ListCounts`).
     list_counts: listing::ListCounts,
     /// Keyword search over the shown posts (issue 13), kept with the other
     /// indexes once built: every post that enters or leaves them enters or

@@ -3,9 +3,10 @@
 //! [`MarketView`].
 //!
 //! What it owns: the listing indexes (by `created` key, category, tag,
-//! author, location, expiry) and the counts the facets read, kept in step
-//! with the shown posts by [`MarketView::list_index`] and
-//! [`MarketView::list_unindex`].
+//! author, location, expiry) of the shown posts, kept in step with them by
+//! [`MarketView::list_index`] and [`MarketView::list_unindex`], and the
+//! counts the facets read ([`LiveCounts`]), of the posts live at a time
+//! that each query moves to its `now`.
 //!
 //! Order: every sort ends on the post's `created` key, which no update
 //! changes, and a cursor is the position of the last post of a page. So
@@ -17,17 +18,18 @@
 //!
 //! Cost: the page is found by walking the smallest index that must hold
 //! every match. Facets and `total` count the whole filtered set: for the
-//! common filters (categories and at most one tag) from counts kept per
-//! tag and category, corrected by the few posts past their TTL that the
-//! sweeper has not marked yet; for the rest by walking the smallest
-//! candidate set once.
+//! common filters (categories with at most one of a tag, an author,
+//! `since_lamport` or `near`) from counts of the live posts kept per tag,
+//! author, Lamport bucket and grid cell; for the rest by walking the
+//! smallest candidate set once.
 //!
 //! `near` uses floats (haversine): it is a question a caller asks, not a
 //! rule of the view, so no view state depends on it.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hearth_proto::{Category, EventHash, EventKey, NodeId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -54,15 +56,29 @@ const CURSOR_VERSION: u8 = 1;
 /// its name (the key alone is unique; the name finds the post).
 pub(super) type CreatedKey = (EventKey, PostKey);
 
-/// One tag's posts and the counts the facets read, kept as posts enter and
-/// leave the shown set.
+/// One tag's shown posts, in created order, each with its category slot
+/// ([`cat_slot`]): a walk of a tag and a category skips the posts of other
+/// categories without looking them up. (The counts the facets read are in
+/// [`LiveCounts::by_tag`].)
 #[derive(Debug, Clone, Default)]
 pub(super) struct TagIndex {
-    pub(super) posts: BTreeSet<CreatedKey>,
-    /// Shown posts with this tag, by category ([`cat_slot`]).
+    pub(super) posts: BTreeMap<CreatedKey, u8>,
+}
+
+/// One tag's live posts counted: by category, and by the other tags they
+/// carry (what the facets of a one-tag filter read).
+#[derive(Debug, Clone, Default)]
+struct TagCounts {
+    /// Live posts with this tag, by category ([`cat_slot`]).
     by_category: [u64; 4],
-    /// Shown posts with this tag and another, by the other tag and category.
+    /// Live posts with this tag and another, by the other tag and category.
     with: BTreeMap<String, [u64; 4]>,
+}
+
+impl TagCounts {
+    fn is_empty(&self) -> bool {
+        self.by_category == [0; 4]
+    }
 }
 
 fn cat_slot(c: Category) -> usize {
@@ -74,7 +90,7 @@ fn cat_slot(c: Category) -> usize {
     }
 }
 
-/// Facet counts of a group of shown posts (one author's, one Lamport
+/// Facet counts of a group of live posts (one author's, one Lamport
 /// bucket's): per category, and per tag by category. Entries that reach
 /// zero are removed, so a group holds only what it counts.
 #[derive(Debug, Clone, Default)]
@@ -117,43 +133,102 @@ impl Counts {
     }
 }
 
-/// Lamport buckets of the `since_lamport` counts: small ones of
-/// 2^[`SINCE_SMALL_SHIFT`] Lamport times, inside big ones of
-/// 2^[`SINCE_BIG_SHIFT`]. A query sums the big buckets above `since`, the
-/// small ones above it in its big bucket, and walks the posts of its small
-/// bucket: at 100k events about 6 + 64 sums and 128 posts, not 50k posts.
-const SINCE_SMALL_SHIFT: u32 = 8;
-const SINCE_BIG_SHIFT: u32 = 14;
+/// Lamport buckets of the `since_lamport` counts, one level per shift:
+/// buckets of 2^6 Lamport times inside buckets of 2^10, inside 2^14,
+/// inside 2^18 (the last level unbounded). A query walks the posts of
+/// `since`'s own smallest bucket above it (at most 64 Lamport times), then
+/// at each level sums the buckets above `since`'s inside its bucket of the
+/// next level (at most 15 each), and at the last level every bucket above
+/// it: at 1M events about 30 sums and a few dozen posts, not 500k posts.
+/// Smaller buckets walk fewer posts (each a lookup by name) but keep more
+/// counts: 64 Lamport times keeps one group per ~64 posts.
+const SINCE_SHIFTS: [u32; 4] = [6, 10, 14, 18];
 
-/// Counts the facets read for filters other than categories and one tag,
-/// kept as posts enter and leave the shown set.
+/// The counts the facets and `total` read, of the shown posts that are
+/// live at [`LiveCounts::at`] (effective expiry after it): overall, per
+/// tag, per author, per Lamport bucket and per location-grid cell.
+///
+/// Why "live at a time" and not "shown": a listing counts live posts, and
+/// subtracting the shown posts past their TTL on every query cost a post
+/// lookup each (~3,200 at 100k posts when no sweeper runs: 2-3 ms).
+/// Instead the counts follow the clock: a query at `now`
+/// first moves them from `at` to `now`, removing the posts whose expiry
+/// lies in `(at, now]` (or adding them back when `now` is earlier), so
+/// each post leaves the counts once as time passes. The result is the
+/// same function of the shown posts and `now` whatever time the counts
+/// were at before: `at` is a cache position, not state a rule reads.
+///
+/// The counts are made on the first listing (a view that is never listed,
+/// like the simulator's, never makes them), then kept in step with the
+/// shown posts.
 #[derive(Debug, Clone, Default)]
-pub(super) struct ListCounts {
+pub(super) struct LiveCounts {
+    /// The counts are of the shown posts with effective expiry after this;
+    /// `None`: not made yet, or a move between times did not finish (a
+    /// panic part way): the next listing counts from scratch.
+    at: Option<u64>,
+    /// All live posts, by category.
+    cat: [u64; 4],
+    /// Per tag (a one-tag filter, and the tag facets of no filter).
+    by_tag: BTreeMap<String, TagCounts>,
     /// Per author (`author` alone).
     by_author: BTreeMap<NodeId, Counts>,
-    /// By content Lamport time >> [`SINCE_SMALL_SHIFT`].
-    since_small: BTreeMap<u64, Counts>,
-    /// By content Lamport time >> [`SINCE_BIG_SHIFT`].
-    since_big: BTreeMap<u64, Counts>,
-    grid: Grid,
+    /// By content Lamport time >> each of [`SINCE_SHIFTS`].
+    since: [BTreeMap<u64, Counts>; SINCE_SHIFTS.len()],
+    /// Per location-grid cell ([`Grid`]), tags by [`Grid::tag_ids`].
+    cells: BTreeMap<(i64, i64), CellCounts>,
 }
 
-impl ListCounts {
-    fn add(&mut self, post: &Post) {
+/// One grid cell's live posts counted.
+#[derive(Debug, Clone, Default)]
+struct CellCounts {
+    cat: [u64; 4],
+    /// By tag id, then category slot.
+    tags: BTreeMap<u32, [u64; 4]>,
+}
+
+impl LiveCounts {
+    /// Counts a post live at `at`. Its tags must be in `grid`'s table if
+    /// it has a location ([`Grid::add`] comes first).
+    fn add(&mut self, post: &Post, grid: &Grid) {
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] += 1;
+        let tags = &post.content.tags;
+        for t in tags {
+            let tc = match self.by_tag.get_mut(t) {
+                Some(tc) => tc,
+                None => self.by_tag.entry(t.clone()).or_default(),
+            };
+            tc.by_category[slot] += 1;
+            for other in tags.iter().filter(|o| *o != t) {
+                match tc.with.get_mut(other) {
+                    Some(c) => c[slot] += 1,
+                    None => {
+                        let mut c = [0; 4];
+                        c[slot] = 1;
+                        tc.with.insert(other.clone(), c);
+                    }
+                }
+            }
+        }
         let l = post.content_event.lamport;
         self.by_author.entry(post.author).or_default().add(post);
-        self.since_small
-            .entry(l >> SINCE_SMALL_SHIFT)
-            .or_default()
-            .add(post);
-        self.since_big
-            .entry(l >> SINCE_BIG_SHIFT)
-            .or_default()
-            .add(post);
-        self.grid.add(post, (post.created, post.key()));
+        for (level, shift) in self.since.iter_mut().zip(SINCE_SHIFTS) {
+            level.entry(l >> shift).or_default().add(post);
+        }
+        if let Some(loc) = &post.content.location {
+            let cell = self.cells.entry(cell_of(loc.lat, loc.lng)).or_default();
+            cell.cat[slot] += 1;
+            for t in tags {
+                if let Some(id) = grid.tag_ids.get(t) {
+                    cell.tags.entry(*id).or_default()[slot] += 1;
+                }
+            }
+        }
     }
 
-    fn sub(&mut self, post: &Post) {
+    /// Uncounts a post [`LiveCounts::add`] counted (the same content).
+    fn sub(&mut self, post: &Post, grid: &Grid) {
         fn sub_in<K: Ord>(map: &mut BTreeMap<K, Counts>, k: K, post: &Post) {
             if let Some(c) = map.get_mut(&k) {
                 c.sub(post);
@@ -162,11 +237,75 @@ impl ListCounts {
                 }
             }
         }
+        let slot = cat_slot(post.content.category);
+        self.cat[slot] = self.cat[slot].saturating_sub(1);
+        let tags = &post.content.tags;
+        for t in tags {
+            let Some(tc) = self.by_tag.get_mut(t) else {
+                continue;
+            };
+            tc.by_category[slot] = tc.by_category[slot].saturating_sub(1);
+            for other in tags.iter().filter(|o| *o != t) {
+                if let Some(c) = tc.with.get_mut(other) {
+                    c[slot] = c[slot].saturating_sub(1);
+                    if *c == [0; 4] {
+                        tc.with.remove(other);
+                    }
+                }
+            }
+            if tc.is_empty() {
+                self.by_tag.remove(t);
+            }
+        }
         let l = post.content_event.lamport;
         sub_in(&mut self.by_author, post.author, post);
-        sub_in(&mut self.since_small, l >> SINCE_SMALL_SHIFT, post);
-        sub_in(&mut self.since_big, l >> SINCE_BIG_SHIFT, post);
-        self.grid.sub(post, &(post.created, post.key()));
+        for (level, shift) in self.since.iter_mut().zip(SINCE_SHIFTS) {
+            sub_in(level, l >> shift, post);
+        }
+        if let Some(loc) = &post.content.location {
+            let at = cell_of(loc.lat, loc.lng);
+            if let Some(cell) = self.cells.get_mut(&at) {
+                cell.cat[slot] = cell.cat[slot].saturating_sub(1);
+                for t in tags {
+                    let Some(id) = grid.tag_ids.get(t) else {
+                        continue;
+                    };
+                    if let Some(c) = cell.tags.get_mut(id) {
+                        c[slot] = c[slot].saturating_sub(1);
+                        if *c == [0; 4] {
+                            cell.tags.remove(id);
+                        }
+                    }
+                }
+                if cell.cat == [0; 4] {
+                    self.cells.remove(&at);
+                }
+            }
+        }
+    }
+}
+
+/// The listing's location grid and its live counts.
+#[derive(Debug, Default)]
+pub(super) struct ListCounts {
+    grid: Grid,
+    /// Behind a lock because a query (`&self`) moves them to its `now`
+    /// ([`MarketView::live_at`]); queries come one at a time from the
+    /// node's driver, so it is never contended.
+    live: Mutex<LiveCounts>,
+}
+
+impl Clone for ListCounts {
+    fn clone(&self) -> Self {
+        ListCounts {
+            grid: self.grid.clone(),
+            live: Mutex::new(
+                self.live
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+        }
     }
 }
 
@@ -192,17 +331,16 @@ struct Spot {
     /// `cos` of the latitude in radians, for the quick distance test.
     cos_lat: f64,
     slot: u8,
+    /// Effective expiry (the post is live before it).
+    expires_at: u64,
     /// Interned tag ids ([`Grid::tag_ids`]).
     tags: Box<[u32]>,
 }
 
-/// One cell's shown posts and their counts.
+/// One cell's shown posts.
 #[derive(Debug, Clone, Default)]
 struct Cell {
     spots: BTreeMap<CreatedKey, Spot>,
-    cat: [u64; 4],
-    /// By tag id, then category slot.
-    tags: BTreeMap<u32, [u64; 4]>,
 }
 
 /// Shown posts with a location, by grid cell (`near`).
@@ -240,10 +378,6 @@ impl Grid {
             tags.push(id);
         }
         let cell = self.cells.entry(cell_of(l.lat, l.lng)).or_default();
-        cell.cat[slot] += 1;
-        for id in &tags {
-            cell.tags.entry(*id).or_default()[slot] += 1;
-        }
         let lat = l.lat as f64 / 1e6;
         cell.spots.insert(
             k,
@@ -252,6 +386,7 @@ impl Grid {
                 lng: l.lng as f64 / 1e6,
                 cos_lat: lat.to_radians().cos(),
                 slot: slot as u8,
+                expires_at: post.expires_at,
                 tags: tags.into(),
             },
         );
@@ -265,74 +400,72 @@ impl Grid {
         let Some(cell) = self.cells.get_mut(&at) else {
             return;
         };
-        let Some(spot) = cell.spots.remove(k) else {
-            return;
-        };
-        let slot = usize::from(spot.slot);
-        cell.cat[slot] = cell.cat[slot].saturating_sub(1);
-        for id in spot.tags.iter() {
-            if let Some(c) = cell.tags.get_mut(id) {
-                c[slot] = c[slot].saturating_sub(1);
-                if *c == [0; 4] {
-                    cell.tags.remove(id);
-                }
-            }
-        }
+        cell.spots.remove(k);
         if cell.spots.is_empty() {
             self.cells.remove(&at);
         }
     }
 
-    /// Calls `f(cell, inside, nearest_km)` on every cell that may hold a
-    /// post within `n`: `inside` when every point of the cell is within
-    /// it; no post of the cell is closer than `nearest_km`. `None`
-    /// when the grid does not answer this circle (too wide, or its box
-    /// reaches a pole or the antimeridian).
-    fn cells_near<'g>(&'g self, n: &Near, mut f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
-        let r = n.radius_km;
-        let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
-        let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
-        if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
-            return None;
-        }
-        let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
-        let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
-        let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
-        if lng_lo < -180.0 || lng_hi > 180.0 {
-            return None;
-        }
-        let udeg = |d: f64| (d * 1e6).floor() as i64;
-        let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
-        let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
-        let q = Quick::new(n);
-        // Every point of the cell is within `half` of its centre (the
-        // corner nearer the equator is the farthest; 0.1% spare).
-        let side = CELL_UDEG as f64 / 1e6;
-        // Slack for the quick distance (relative error < 1e-4) and the
-        // rounding of haversine.
-        let slack = r * 1e-3 + 1e-3;
-        for row in row_lo..=row_hi {
-            let c_lat = (row as f64 + 0.5) * side;
-            let c_cos = c_lat.to_radians().cos();
-            let toward_equator = if c_lat >= 0.0 {
-                -side / 2.0
-            } else {
-                side / 2.0
-            };
-            let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
-            for (&(_, col), cell) in self.cells.range((row, col_lo)..=(row, col_hi)) {
-                let c_lng = (col as f64 + 0.5) * side;
-                let d = q.km(c_lat, c_cos, c_lng);
-                let nearest = (d - half - slack).max(0.0);
-                if d + half < r - slack {
-                    f(cell, true, nearest);
-                } else if d - half <= r + slack {
-                    f(cell, false, nearest);
-                }
+    /// [`cells_near`] over the grid's cells of posts.
+    fn cells_near<'g>(&'g self, n: &Near, f: impl FnMut(&'g Cell, bool, f64)) -> Option<()> {
+        cells_near(&self.cells, n, f)
+    }
+}
+
+/// Calls `f(cell, inside, nearest_km)` on every cell of `cells` that may
+/// hold a post within `n`: `inside` when every point of the cell is within
+/// it; no post of the cell is closer than `nearest_km`. `None` when the
+/// grid does not answer this circle (too wide, or its box reaches a pole
+/// or the antimeridian). The same for the cells of posts and of counts:
+/// whether a cell is inside depends on its place alone.
+fn cells_near<'g, V>(
+    cells: &'g BTreeMap<(i64, i64), V>,
+    n: &Near,
+    mut f: impl FnMut(&'g V, bool, f64),
+) -> Option<()> {
+    let r = n.radius_km;
+    let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
+    let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
+    if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
+        return None;
+    }
+    let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
+    let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
+    let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
+    if lng_lo < -180.0 || lng_hi > 180.0 {
+        return None;
+    }
+    let udeg = |d: f64| (d * 1e6).floor() as i64;
+    let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
+    let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
+    let q = Quick::new(n);
+    // Every point of the cell is within `half` of its centre (the
+    // corner nearer the equator is the farthest; 0.1% spare).
+    let side = CELL_UDEG as f64 / 1e6;
+    // Slack for the quick distance (relative error < 1e-4) and the
+    // rounding of haversine.
+    let slack = r * 1e-3 + 1e-3;
+    for row in row_lo..=row_hi {
+        let c_lat = (row as f64 + 0.5) * side;
+        let c_cos = c_lat.to_radians().cos();
+        let toward_equator = if c_lat >= 0.0 {
+            -side / 2.0
+        } else {
+            side / 2.0
+        };
+        let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
+        for (&(_, col), cell) in cells.range((row, col_lo)..=(row, col_hi)) {
+            let c_lng = (col as f64 + 0.5) * side;
+            let d = q.km(c_lat, c_cos, c_lng);
+            let nearest = (d - half - slack).max(0.0);
+            if d + half < r - slack {
+                f(cell, true, nearest);
+            } else if d - half <= r + slack {
+                f(cell, false, nearest);
             }
         }
-        Some(())
     }
+    Some(())
 }
 
 /// A quick great-circle distance for points a few km apart: haversine
@@ -400,16 +533,6 @@ impl<'a> Acc<'a> {
         self.cat[cat_slot(p.content.category)] += 1;
         for t in &p.content.tags {
             *self.tags.entry(t.as_str()).or_default() += 1;
-        }
-    }
-
-    fn sub_post(&mut self, p: &Post) {
-        let slot = cat_slot(p.content.category);
-        self.cat[slot] = self.cat[slot].saturating_sub(1);
-        for t in &p.content.tags {
-            if let Some(n) = self.tags.get_mut(t.as_str()) {
-                *n = n.saturating_sub(1);
-            }
         }
     }
 
@@ -636,16 +759,17 @@ struct Pos {
 
 impl Pos {
     fn of(sort: Sort, post: &Post, distance_km: Option<f64>) -> Pos {
+        Pos::new(sort, post.expires_at, post.created, distance_km)
+    }
+
+    fn new(sort: Sort, expires_at: u64, created: EventKey, distance_km: Option<f64>) -> Pos {
         let primary = match sort {
             Sort::Newest | Sort::Oldest => 0,
-            Sort::Expiring => post.expires_at,
+            Sort::Expiring => expires_at,
             // Non-negative floats order as their bits do.
             Sort::Nearest => distance_km.unwrap_or(f64::MAX).to_bits(),
         };
-        Pos {
-            primary,
-            created: post.created,
-        }
+        Pos { primary, created }
     }
 
     /// Listing order under `sort`: `Less` comes first.
@@ -753,12 +877,17 @@ impl Plan<'_> {
     }
 
     /// [`Plan::admits`] but for the post's state (shown, past its TTL or
-    /// not): what the counts of shown posts are filtered by.
+    /// not).
     fn admits_shown(&self, p: &Post) -> bool {
         (self.cats.is_empty() || self.cats.contains(&p.content.category))
             && self.tags.iter().all(|t| p.content.tags.contains(t))
             && self.author.is_none_or(|a| p.author == a)
             && self.since.is_none_or(|s| p.content_event.lamport > s)
+    }
+
+    /// Whether a post of this category slot may match.
+    fn in_cats(&self, slot: usize) -> bool {
+        self.cats.is_empty() || self.cats.iter().any(|c| cat_slot(*c) == slot)
     }
 
     /// `Some(distance)` (`None` inside when `near` is not set) if `p`
@@ -794,7 +923,8 @@ impl Plan<'_> {
 }
 
 impl MarketView {
-    /// Adds a shown post to the listing indexes and counts.
+    /// Adds a shown post to the listing indexes, and to the counts when
+    /// it is live at their time.
     pub(super) fn list_index(&mut self, post: &Post) {
         let k = (post.created, post.key());
         self.by_created.insert(k);
@@ -807,28 +937,28 @@ impl MarketView {
             self.located.insert(k);
         }
         self.by_expiry.insert((post.expires_at, k));
-        self.list_counts.add(post);
-        let slot = cat_slot(post.content.category);
-        let tags = &post.content.tags;
-        for t in tags {
-            let ti = self.by_tag.entry(t.clone()).or_default();
-            ti.posts.insert(k);
-            ti.by_category[slot] += 1;
-            for other in tags.iter().filter(|o| *o != t) {
-                match ti.with.get_mut(other) {
-                    Some(c) => c[slot] += 1,
-                    None => {
-                        let mut c = [0; 4];
-                        c[slot] = 1;
-                        ti.with.insert(other.clone(), c);
-                    }
-                }
-            }
+        let slot = cat_slot(post.content.category) as u8;
+        for t in &post.content.tags {
+            match self.by_tag.get_mut(t) {
+                Some(ti) => ti.posts.insert(k, slot),
+                None => self
+                    .by_tag
+                    .entry(t.clone())
+                    .or_default()
+                    .posts
+                    .insert(k, slot),
+            };
+        }
+        let lc = &mut self.list_counts;
+        lc.grid.add(post, k);
+        let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if live.at.is_some_and(|at| post.expires_at > at) {
+            live.add(post, &lc.grid);
         }
     }
 
     /// Removes a post from the listing indexes and counts (a no-op for a
-    /// post that was not shown).
+    /// post that was not shown). `post` is as it was indexed.
     pub(super) fn list_unindex(&mut self, post: &Post) {
         let k = (post.created, post.key());
         if !self.by_created.remove(&k) {
@@ -845,62 +975,53 @@ impl MarketView {
         }
         self.located.remove(&k);
         self.by_expiry.remove(&(post.expires_at, k));
-        self.list_counts.sub(post);
-        let slot = cat_slot(post.content.category);
-        let tags = &post.content.tags;
-        for t in tags {
+        for t in &post.content.tags {
             let Some(ti) = self.by_tag.get_mut(t) else {
                 continue;
             };
             ti.posts.remove(&k);
-            ti.by_category[slot] = ti.by_category[slot].saturating_sub(1);
-            for other in tags.iter().filter(|o| *o != t) {
-                if let Some(c) = ti.with.get_mut(other) {
-                    c[slot] = c[slot].saturating_sub(1);
-                    if *c == [0; 4] {
-                        ti.with.remove(other);
-                    }
-                }
-            }
             if ti.posts.is_empty() {
                 self.by_tag.remove(t);
             }
         }
+        let lc = &mut self.list_counts;
+        let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if live.at.is_some_and(|at| post.expires_at > at) {
+            live.sub(post, &lc.grid);
+        }
+        lc.grid.sub(post, &k);
     }
 
     /// Builds the listing indexes from scratch (after a full replay): from
     /// vectors, each collected into its set in one bulk build rather than
-    /// one ordered insert per post.
+    /// one ordered insert per post. The counts are left to the first
+    /// listing ([`LiveCounts`]).
     pub(super) fn build_list_indexes(&mut self, posts: &BTreeMap<PostKey, Post>) {
         let shown = || posts.values().filter(|p| p.is_shown());
         let key = |p: &Post| (p.created, p.key());
         let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
         let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<String, (Vec<CreatedKey>, TagIndex)> = BTreeMap::new();
-        let mut counts = ListCounts::default();
+        let mut by_tag: BTreeMap<String, Vec<(CreatedKey, u8)>> = BTreeMap::new();
+        let mut grid = Grid::default();
         for p in shown() {
             let k = key(p);
-            counts.add(p);
+            grid.add(p, k);
             by_category.entry(p.content.category).or_default().push(k);
             by_author.entry(p.author).or_default().push(k);
-            let slot = cat_slot(p.content.category);
+            let slot = cat_slot(p.content.category) as u8;
             for t in &p.content.tags {
-                let (keys, ti) = by_tag.entry(t.clone()).or_default();
-                keys.push(k);
-                ti.by_category[slot] += 1;
-                for other in p.content.tags.iter().filter(|o| *o != t) {
-                    match ti.with.get_mut(other) {
-                        Some(c) => c[slot] += 1,
-                        None => {
-                            let mut c = [0; 4];
-                            c[slot] = 1;
-                            ti.with.insert(other.clone(), c);
-                        }
+                match by_tag.get_mut(t) {
+                    Some(keys) => keys.push((k, slot)),
+                    None => {
+                        by_tag.insert(t.clone(), vec![(k, slot)]);
                     }
                 }
             }
         }
-        self.list_counts = counts;
+        self.list_counts = ListCounts {
+            grid,
+            live: Mutex::default(),
+        };
         self.by_created = shown().map(key).collect();
         self.located = shown()
             .filter(|p| p.content.location.is_some())
@@ -917,11 +1038,74 @@ impl MarketView {
             .collect();
         self.by_tag = by_tag
             .into_iter()
-            .map(|(t, (keys, mut ti))| {
-                ti.posts = keys.into_iter().collect();
-                (t, ti)
+            .map(|(t, keys)| {
+                (
+                    t,
+                    TagIndex {
+                        posts: keys.into_iter().collect(),
+                    },
+                )
             })
             .collect();
+    }
+
+    /// The live counts, moved to `now_ms` (see [`LiveCounts`]): the posts
+    /// whose expiry lies between their time and `now_ms` leave them (or
+    /// come back, when `now_ms` is earlier); made from scratch when there
+    /// are none yet.
+    fn live_at(&self, now_ms: u64) -> MutexGuard<'_, LiveCounts> {
+        // A panic while the lock was held leaves `at` unset when it
+        // matters (below), so a poisoned lock is safe to take over.
+        let mut live = self
+            .list_counts
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = live.at else {
+            *live = self.count_live(now_ms);
+            return live;
+        };
+        // Unset while moving: a panic part way leaves them to be recounted.
+        live.at = None;
+        let grid = &self.list_counts.grid;
+        // Every key of expiry `e` lies between these two.
+        let last_of = |e: u64| (e, (KEY_MAX, NAME_MAX));
+        if now_ms > at {
+            let moved = self
+                .by_expiry
+                .range((Excluded(last_of(at)), Included(last_of(now_ms))));
+            for (_, (_, name)) in moved {
+                if let Some(p) = self.posts.get(name) {
+                    live.sub(p, grid);
+                }
+            }
+        } else if now_ms < at {
+            let moved = self
+                .by_expiry
+                .range((Excluded(last_of(now_ms)), Included(last_of(at))));
+            for (_, (_, name)) in moved {
+                if let Some(p) = self.posts.get(name) {
+                    live.add(p, grid);
+                }
+            }
+        }
+        live.at = Some(now_ms);
+        live
+    }
+
+    /// The counts of the shown posts live at `now_ms`, from scratch.
+    fn count_live(&self, now_ms: u64) -> LiveCounts {
+        let mut live = LiveCounts {
+            at: Some(now_ms),
+            ..LiveCounts::default()
+        };
+        let after = (now_ms, (KEY_MAX, NAME_MAX));
+        for (_, (_, name)) in self.by_expiry.range((Excluded(after), Unbounded)) {
+            if let Some(p) = self.posts.get(name) {
+                live.add(p, &self.list_counts.grid);
+            }
+        }
+        live
     }
 
     /// Live posts matching `query`, first page only: a convenience for
@@ -1021,7 +1205,8 @@ impl MarketView {
         self.for_each_in(source, plan, f);
     }
 
-    /// The smallest set that must hold every match, and its size.
+    /// The smallest set that must hold every match, and its size (for a
+    /// tag's, the cost of reading it in lookups: [`MarketView::tag_cost`]).
     /// `since_size`: the size of the `since_lamport` set when known (it is
     /// otherwise the source only when nothing else narrows).
     fn source<'a: 's, 's>(
@@ -1047,8 +1232,8 @@ impl MarketView {
             consider(set.len(), Source::Keys(set));
         }
         for t in plan.tags {
-            let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(empty);
-            consider(set.len(), Source::Keys(set));
+            let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(&EMPTY_TAG);
+            consider(self.tag_cost(set.len(), plan), Source::Tag(set));
         }
         if !plan.cats.is_empty() {
             let n = self.category_sizes(plan.cats);
@@ -1081,6 +1266,19 @@ impl MarketView {
         }
     }
 
+    /// The cost, in post lookups, of reading `entries` of a tag's index
+    /// for `plan`: each entry is read in place (its category is there), and
+    /// only those of the plan's categories are looked up (about their
+    /// share of all shown posts).
+    fn tag_cost(&self, entries: usize, plan: &Plan<'_>) -> usize {
+        if plan.cats.is_empty() {
+            return entries;
+        }
+        let in_cats = self.category_sizes(plan.cats);
+        let all = self.by_created.len().max(1);
+        entries / SPOT_READS_PER_LOOKUP + entries.saturating_mul(in_cats) / all
+    }
+
     /// Calls `f` on every post of `source`.
     fn for_each_in<'a: 's, 's>(
         &'a self,
@@ -1092,6 +1290,11 @@ impl MarketView {
         match source {
             Source::Names(h) => h.iter().filter_map(get).for_each(f),
             Source::Keys(set) => set.iter().filter_map(|(_, n)| get(n)).for_each(f),
+            Source::Tag(set) => set
+                .iter()
+                .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
+                .filter_map(|((_, n), _)| get(n))
+                .for_each(f),
             Source::Categories(cats) => {
                 let mut seen: Vec<Category> = Vec::new();
                 for c in cats {
@@ -1147,24 +1350,27 @@ impl MarketView {
         n
     }
 
-    /// `total` and facets from the kept counts (categories with at most
-    /// one of a tag, an author, `since_lamport`), less the shown posts past
-    /// their TTL that match.
+    /// `total` and facets from the counts of the posts live at `now_ms`
+    /// (categories with at most one of a tag, an author, `since_lamport`
+    /// or `near`): sums of kept counts, and the few posts of a Lamport
+    /// bucket or of the cells on a circle's edge counted one by one.
     fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> Option<(u64, Facets)> {
         let in_cats =
             |slot: usize| plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot);
+        let live = self.live_at(now_ms);
+        let live = &*live;
         let mut acc = Acc::default();
         match (plan.tags.first(), plan.author, plan.since) {
             (Some(t0), _, _) => {
-                if let Some(ti) = self.by_tag.get(t0) {
+                if let Some(tc) = live.by_tag.get(t0) {
                     for s in (0..4).filter(|s| in_cats(*s)) {
-                        acc.cat[s] = ti.by_category[s];
+                        acc.cat[s] = tc.by_category[s];
                     }
                     let own: u64 = acc.cat.iter().sum();
                     if own > 0 {
                         acc.tags.insert(t0, own);
                     }
-                    for (t, c) in &ti.with {
+                    for (t, c) in &tc.with {
                         let n: u64 = (0..4).filter(|s| in_cats(*s)).map(|s| c[s]).sum();
                         if n > 0 {
                             acc.tags.insert(t, n);
@@ -1173,26 +1379,23 @@ impl MarketView {
                 }
             }
             (None, Some(a), _) => {
-                if let Some(c) = self.list_counts.by_author.get(&a) {
+                if let Some(c) = live.by_author.get(&a) {
                     acc.add_counts(c, &in_cats);
                 }
             }
-            (None, None, Some(since)) => self.since_counts(since, &in_cats, &mut acc),
+            (None, None, Some(since)) => self.since_counts(live, since, now_ms, &in_cats, &mut acc),
             (None, None, None) if plan.near.is_some() => {
                 let n = plan.near?;
-                self.near_counts(&n, &in_cats, &mut acc)?;
+                self.near_counts(live, &n, now_ms, &in_cats, &mut acc)?;
             }
             (None, None, None) => {
-                for c in Category::ALL {
-                    if in_cats(cat_slot(c)) {
-                        acc.cat[cat_slot(c)] =
-                            self.by_category.get(&c).map_or(0, |s| s.len() as u64);
-                    }
+                for s in (0..4).filter(|s| in_cats(*s)) {
+                    acc.cat[s] = live.cat[s];
                 }
-                for (t, ti) in &self.by_tag {
+                for (t, tc) in &live.by_tag {
                     let n: u64 = (0..4)
                         .filter(|s| in_cats(*s))
-                        .map(|s| ti.by_category[s])
+                        .map(|s| tc.by_category[s])
                         .sum();
                     if n > 0 {
                         acc.tags.insert(t, n);
@@ -1200,22 +1403,18 @@ impl MarketView {
                 }
             }
         }
-        // Shown but past their TTL: counted above, not live.
-        for (_, (_, name)) in self.by_expiry.iter().take_while(|(e, _)| *e <= now_ms) {
-            if let Some(p) = self.posts.get(name) {
-                if plan.admits_shown(p) && plan.near.is_none_or(|n| n.distance(p).is_some()) {
-                    acc.sub_post(p);
-                }
-            }
-        }
         Some(acc.done())
     }
 
-    /// Adds the counts of the shown posts within `n` from the location
-    /// grid; `None` when the grid does not answer this circle.
+    /// Adds the counts of the posts live at `now_ms` within `n`: the
+    /// kept counts of the grid cells wholly inside, the posts of the cells
+    /// on its edge one by one. `None` when the grid does not answer this
+    /// circle.
     fn near_counts<'a>(
         &'a self,
+        live: &LiveCounts,
         n: &Near,
+        now_ms: u64,
         in_cats: &impl Fn(usize) -> bool,
         acc: &mut Acc<'a>,
     ) -> Option<()> {
@@ -1223,7 +1422,7 @@ impl MarketView {
         let q = Quick::new(n);
         let mut cat = [0u64; 4];
         let mut tags = vec![0u64; grid.tag_names.len()];
-        grid.cells_near(n, |cell, inside, _| {
+        cells_near(&live.cells, n, |cell, inside, _| {
             if inside {
                 for s in (0..4).filter(|s| in_cats(*s)) {
                     cat[s] += cell.cat[s];
@@ -1233,15 +1432,19 @@ impl MarketView {
                         *t += (0..4).filter(|s| in_cats(*s)).map(|s| by[s]).sum::<u64>();
                     }
                 }
-            } else {
-                for spot in cell.spots.values() {
-                    let slot = usize::from(spot.slot);
-                    if in_cats(slot) && q.within(n, spot) {
-                        cat[slot] += 1;
-                        for id in spot.tags.iter() {
-                            if let Some(t) = tags.get_mut(*id as usize) {
-                                *t += 1;
-                            }
+            }
+        })?;
+        grid.cells_near(n, |cell, inside, _| {
+            if inside {
+                return;
+            }
+            for spot in cell.spots.values() {
+                let slot = usize::from(spot.slot);
+                if spot.expires_at > now_ms && in_cats(slot) && q.within(n, spot) {
+                    cat[slot] += 1;
+                    for id in spot.tags.iter() {
+                        if let Some(t) = tags.get_mut(*id as usize) {
+                            *t += 1;
                         }
                     }
                 }
@@ -1258,25 +1461,33 @@ impl MarketView {
         Some(())
     }
 
-    /// Adds the counts of the shown posts whose content is newer than
-    /// `since` (see [`SINCE_SMALL_SHIFT`]).
-    fn since_counts<'a>(&'a self, since: u64, in_cats: &impl Fn(usize) -> bool, acc: &mut Acc<'a>) {
-        let small = since >> SINCE_SMALL_SHIFT;
-        let big = since >> SINCE_BIG_SHIFT;
-        let per_big = SINCE_BIG_SHIFT - SINCE_SMALL_SHIFT;
-        for (_, c) in self.list_counts.since_big.range((Excluded(big), Unbounded)) {
-            acc.add_counts(c, in_cats);
+    /// Adds the counts of the posts live at `now_ms` whose content is
+    /// newer than `since` (see [`SINCE_SHIFTS`]).
+    fn since_counts<'a>(
+        &'a self,
+        live: &'a LiveCounts,
+        since: u64,
+        now_ms: u64,
+        in_cats: &impl Fn(usize) -> bool,
+        acc: &mut Acc<'a>,
+    ) {
+        let levels = live.since.iter().zip(SINCE_SHIFTS).enumerate();
+        for (i, (level, shift)) in levels {
+            let own = since >> shift;
+            let buckets = match SINCE_SHIFTS.get(i + 1) {
+                // Up to the end of `since`'s bucket of the next level.
+                Some(next) => level.range((
+                    Excluded(own),
+                    Excluded(((since >> next) + 1) << (next - shift)),
+                )),
+                None => level.range((Excluded(own), Unbounded)),
+            };
+            for (_, c) in buckets {
+                acc.add_counts(c, in_cats);
+            }
         }
-        let small_end = (big + 1) << per_big;
-        for (_, c) in self
-            .list_counts
-            .since_small
-            .range((Excluded(small), Excluded(small_end)))
-        {
-            acc.add_counts(c, in_cats);
-        }
-        // The posts of `since`'s own small bucket above it.
-        let top = ((small + 1) << SINCE_SMALL_SHIFT).saturating_sub(1);
+        // The live posts of `since`'s own smallest bucket above it.
+        let top = since | ((1 << SINCE_SHIFTS[0]) - 1);
         let from = (
             std::cmp::Reverse(EventKey {
                 lamport: top,
@@ -1289,7 +1500,7 @@ impl MarketView {
                 break;
             }
             if let Some(p) = self.posts.get(name) {
-                if in_cats(cat_slot(p.content.category)) {
+                if p.expires_at > now_ms && in_cats(cat_slot(p.content.category)) {
                     acc.add_post(p);
                 }
             }
@@ -1312,19 +1523,21 @@ impl MarketView {
             return (Vec::new(), false);
         }
         // The smallest index that holds every match, in created order.
-        let mut set: &BTreeSet<CreatedKey> = &self.by_created;
-        let mut narrower: Vec<&BTreeSet<CreatedKey>> = Vec::new();
+        let mut set = Walk::Keys(&self.by_created);
+        let mut narrower: Vec<Walk<'a>> = Vec::new();
         if let [c] = plan.cats {
-            narrower.push(self.by_category.get(c).unwrap_or(&EMPTY));
+            narrower.push(Walk::Keys(self.by_category.get(c).unwrap_or(&EMPTY)));
         }
         for t in plan.tags {
-            narrower.push(self.by_tag.get(t).map_or(&EMPTY, |ti| &ti.posts));
+            narrower.push(Walk::Tag(
+                self.by_tag.get(t).map_or(&EMPTY_TAG, |ti| &ti.posts),
+            ));
         }
         if let Some(a) = plan.author {
-            narrower.push(self.by_author.get(&a).unwrap_or(&EMPTY));
+            narrower.push(Walk::Keys(self.by_author.get(&a).unwrap_or(&EMPTY)));
         }
         if plan.near.is_some() {
-            narrower.push(&self.located);
+            narrower.push(Walk::Keys(&self.located));
         }
         for s in narrower {
             if s.len() < set.len() {
@@ -1338,7 +1551,13 @@ impl MarketView {
             // No index in distance order: the matches are sorted.
             Sort::Nearest => usize::MAX,
             Sort::Newest if plan.since.is_some() => want,
-            Sort::Newest | Sort::Oldest => want.saturating_mul(set.len()) / total,
+            Sort::Newest | Sort::Oldest => {
+                let visited = want.saturating_mul(set.len()) / total;
+                match set {
+                    Walk::Tag(_) => self.tag_cost(visited, plan),
+                    Walk::Keys(_) => visited,
+                }
+            }
             _ => want.saturating_mul(self.by_created.len()) / total,
         };
         if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
@@ -1347,7 +1566,12 @@ impl MarketView {
             }
         }
         let (candidates, source) = self.source(plan, None, Some(total), now_ms);
-        if candidates < walk {
+        if let Source::Grid(n) = source {
+            // A spot is read in place, a walk looks each post up.
+            if candidates / SPOT_READS_PER_LOOKUP < walk {
+                return self.grid_page(plan, &n, now_ms);
+            }
+        } else if candidates < walk {
             let mut v: Vec<(Pos, Listed<'_>)> = Vec::new();
             self.for_each_in(source, plan, |post| {
                 if let Some(distance_km) = plan.matches(post, now_ms) {
@@ -1377,11 +1601,12 @@ impl MarketView {
         };
         let posts: Vec<Listed<'a>> = match plan.sort {
             Sort::Newest | Sort::Oldest => {
-                let range = match (plan.after, plan.sort) {
-                    (None, _) => set.range(..),
-                    (Some(a), Sort::Newest) => set.range(..(a.created, NAME_MIN)),
-                    (Some(a), _) => set.range((Excluded((a.created, NAME_MAX)), Unbounded)),
+                let bounds = match (plan.after, plan.sort) {
+                    (None, _) => (Unbounded, Unbounded),
+                    (Some(a), Sort::Newest) => (Unbounded, Excluded((a.created, NAME_MIN))),
+                    (Some(a), _) => (Excluded((a.created, NAME_MAX)), Unbounded),
                 };
+                let range = set.range(bounds, plan);
                 if plan.sort == Sort::Newest {
                     range
                         .rev()
@@ -1417,7 +1642,131 @@ impl MarketView {
     }
 }
 
+/// An index walked in created order.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    Keys(&'a BTreeSet<CreatedKey>),
+    /// A tag's posts with their category slots.
+    Tag(&'a BTreeMap<CreatedKey, u8>),
+}
+
+impl<'a> Walk<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Walk::Keys(s) => s.len(),
+            Walk::Tag(m) => m.len(),
+        }
+    }
+
+    /// The keys within `bounds`, of the categories `plan` admits when the
+    /// index knows them (a tag's); others are checked on the post.
+    fn range(
+        self,
+        bounds: (Bound<CreatedKey>, Bound<CreatedKey>),
+        plan: &'a Plan<'a>,
+    ) -> Box<dyn DoubleEndedIterator<Item = &'a CreatedKey> + 'a> {
+        match self {
+            Walk::Keys(s) => Box::new(s.range(bounds)),
+            Walk::Tag(m) => Box::new(
+                m.range(bounds)
+                    .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
+                    .map(|(k, _)| k),
+            ),
+        }
+    }
+}
+
+/// A match found in the location grid: its place in the sort, its name
+/// and its spot (the post is looked up, and its exact distance computed,
+/// only if it makes the page).
+type SpotHit<'a> = (Pos, &'a PostKey, &'a Spot);
+
+/// How many spots are read in the time one post is looked up by name
+/// (a tree search over every post's 48-byte name, and its distance),
+/// roughly, for choosing between reading a circle's spots and walking an
+/// index.
+const SPOT_READS_PER_LOOKUP: usize = 16;
+
 impl MarketView {
+    /// Whether a located post matches `plan`: its spot answers the TTL
+    /// state, the category and whether it is within `n` (exactly as
+    /// [`Near::distance`]; `inside` when its cell is wholly within); the
+    /// post is looked up only when the plan also filters by tags, author
+    /// or `since_lamport`.
+    #[allow(clippy::too_many_arguments)]
+    fn spot_matches(
+        &self,
+        plan: &Plan<'_>,
+        n: &Near,
+        q: &Quick,
+        inside: bool,
+        name: &PostKey,
+        spot: &Spot,
+        now_ms: u64,
+    ) -> bool {
+        if !plan.past_ttl.admits(spot.expires_at <= now_ms)
+            || !plan.in_cats(usize::from(spot.slot))
+            || !(inside || q.within(n, spot))
+        {
+            return false;
+        }
+        if !plan.tags.is_empty() || plan.author.is_some() || plan.since.is_some() {
+            return self.posts.get(name).is_some_and(|p| plan.admits_shown(p));
+        }
+        true
+    }
+
+    /// A spot's place in `sort`, computing its distance only for
+    /// `nearest`.
+    fn spot_pos(sort: Sort, n: &Near, created: EventKey, spot: &Spot) -> Pos {
+        let d = (sort == Sort::Nearest).then(|| spot_distance(n, spot));
+        Pos::new(sort, spot.expires_at, created, d)
+    }
+
+    /// The page from the best `want` hits: only those posts are looked up.
+    fn page_of_hits<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        n: &Near,
+        mut hits: Vec<SpotHit<'a>>,
+    ) -> (Vec<Listed<'a>>, bool) {
+        let want = plan.limit + 1;
+        let order = |a: &SpotHit<'a>, b: &SpotHit<'a>| a.0.cmp_in(&b.0, plan.sort);
+        if hits.len() > want {
+            hits.select_nth_unstable_by(want, order);
+            hits.truncate(want);
+        }
+        hits.sort_unstable_by(order);
+        let posts = hits
+            .into_iter()
+            .filter_map(|(_, name, spot)| {
+                self.posts.get(name).map(|post| Listed {
+                    post,
+                    distance_km: Some(spot_distance(n, spot)),
+                })
+            })
+            .collect();
+        listed(posts, plan.limit)
+    }
+
+    /// A page of a `near` query in any sort from the spots of the cells
+    /// the circle touches.
+    fn grid_page<'a>(&'a self, plan: &Plan<'_>, n: &Near, now_ms: u64) -> (Vec<Listed<'a>>, bool) {
+        let q = Quick::new(n);
+        let mut hits: Vec<SpotHit<'a>> = Vec::new();
+        self.list_counts.grid.cells_near(n, |cell, inside, _| {
+            for ((created, name), spot) in &cell.spots {
+                if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
+                    let pos = Self::spot_pos(plan.sort, n, *created, spot);
+                    if plan.is_after(&pos) {
+                        hits.push((pos, name, spot));
+                    }
+                }
+            }
+        });
+        self.page_of_hits(plan, n, hits)
+    }
+
     /// A `sort=nearest` page from the location grid: cells in order of the
     /// nearest any of their posts can be, stopping once the page is full
     /// and the next cell cannot hold a post as near as its farthest.
@@ -1429,27 +1778,27 @@ impl MarketView {
         now_ms: u64,
     ) -> Option<(Vec<Listed<'a>>, bool)> {
         let want = plan.limit + 1;
-        let mut cells: Vec<(f64, &Cell)> = Vec::new();
+        let mut cells: Vec<(f64, bool, &Cell)> = Vec::new();
         self.list_counts
             .grid
-            .cells_near(n, |cell, _, nearest| cells.push((nearest, cell)))?;
+            .cells_near(n, |cell, inside, nearest| {
+                cells.push((nearest, inside, cell))
+            })?;
         cells.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let order = |a: &(Pos, Listed<'a>), b: &(Pos, Listed<'a>)| a.0.cmp_in(&b.0, Sort::Nearest);
-        let mut best: Vec<(Pos, Listed<'a>)> = Vec::new();
+        let order = |a: &SpotHit<'a>, b: &SpotHit<'a>| a.0.cmp_in(&b.0, Sort::Nearest);
+        let q = Quick::new(n);
+        let mut best: Vec<SpotHit<'a>> = Vec::new();
         // The farthest distance among the best `want` so far.
         let mut kth = f64::INFINITY;
-        for (nearest, cell) in cells {
+        for (nearest, inside, cell) in cells {
             if best.len() >= want && nearest > kth {
                 break;
             }
-            for (_, name) in cell.spots.keys() {
-                let Some(post) = self.posts.get(name) else {
-                    continue;
-                };
-                if let Some(distance_km) = plan.matches(post, now_ms) {
-                    let pos = Pos::of(Sort::Nearest, post, distance_km);
+            for ((created, name), spot) in &cell.spots {
+                if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
+                    let pos = Self::spot_pos(Sort::Nearest, n, *created, spot);
                     if plan.is_after(&pos) {
-                        best.push((pos, Listed { post, distance_km }));
+                        best.push((pos, name, spot));
                     }
                 }
             }
@@ -1458,16 +1807,18 @@ impl MarketView {
                 best.truncate(want);
                 kth = best
                     .iter()
-                    .filter_map(|(_, l)| l.distance_km)
+                    .map(|(pos, _, _)| f64::from_bits(pos.primary))
                     .fold(0.0, f64::max);
             }
         }
-        best.sort_unstable_by(order);
-        Some(listed(
-            best.into_iter().map(|(_, l)| l).collect(),
-            plan.limit,
-        ))
+        Some(self.page_of_hits(plan, n, best))
     }
+}
+
+/// A spot's distance from the centre of `n`, exactly as
+/// [`Near::distance`] computes a post's.
+fn spot_distance(n: &Near, spot: &Spot) -> f64 {
+    haversine_km(n.lat, n.lng, spot.lat, spot.lng)
 }
 
 /// The first `limit` of `posts` as a page's items, and whether more follow.
@@ -1478,6 +1829,7 @@ fn listed(mut posts: Vec<Listed<'_>>, limit: usize) -> (Vec<Listed<'_>>, bool) {
 }
 
 static EMPTY: BTreeSet<CreatedKey> = BTreeSet::new();
+static EMPTY_TAG: BTreeMap<CreatedKey, u8> = BTreeMap::new();
 /// The lowest and highest names and keys, for range bounds.
 const NAME_MIN: PostKey = PostKey {
     author: NodeId([0; 32]),
@@ -1497,6 +1849,8 @@ const KEY_MAX: EventKey = EventKey {
 enum Source<'a> {
     Names(&'a BTreeSet<PostKey>),
     Keys(&'a BTreeSet<CreatedKey>),
+    /// A tag's posts: those of other categories are skipped unread.
+    Tag(&'a BTreeMap<CreatedKey, u8>),
     Categories(&'a [Category]),
     /// The grid cells that may hold posts within the circle.
     Grid(Near),
