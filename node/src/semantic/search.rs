@@ -34,7 +34,8 @@ use super::{
 use crate::core::bus::BusError;
 use crate::core::search::Document;
 use crate::core::services::market::{
-    ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST, SEARCH_LIMIT_MAX,
+    ListResult, ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST,
+    SEARCH_LIMIT_MAX,
 };
 use crate::core::views::market::{ListQuery, MarketView, PostKey};
 use crate::core::ErrorCode;
@@ -201,6 +202,22 @@ impl Searcher {
         let Some(text) = query.q.clone() else {
             return self.handle.call_core(LIST, params).await;
         };
+        if self.providers().await.is_empty() {
+            // Keyword only: the core searches and pages in one call (no
+            // views of every hit made, encoded and decoded in between),
+            // and the answer says why it is not by meaning.
+            self.note_degraded(true, &no_provider().message);
+            let mut page: ListResult = self
+                .handle
+                .call_core(LIST, params)
+                .await?
+                .deserialized()
+                .map_err(BusError::internal)?;
+            if let Some(search) = page.search.as_mut() {
+                search.degraded = Some(ErrorCode::Partition.as_str().into());
+            }
+            return ciborium::Value::serialized(&page).map_err(BusError::internal);
+        }
         let found = self
             .search(SearchParams {
                 query: text,

@@ -880,26 +880,16 @@ impl<S: EventStore> Node<S> {
     /// [`SEARCH_LIMIT_MAX`]). A running node replaces it with its hybrid
     /// search ([`Node::market_list_ranked`]).
     fn list_search(&self, now_ms: u64, text: &str) -> Result<(Vec<PostKey>, ListSearch), BusError> {
-        let found = self.market_search(
-            now_ms,
-            SearchParams {
-                query: text.to_owned(),
-                limit: Some(SEARCH_LIMIT_MAX),
-                ..SearchParams::default()
-            },
-        )?;
-        let hits = found
-            .results
-            .iter()
-            .map(|p| PostKey {
-                author: p.author,
-                id: p.id,
-            })
+        // Keys only: the listing makes the views of its page itself.
+        let hits = self
+            .keyword_search(now_ms, text, |_| true, SEARCH_LIMIT_MAX)?
+            .into_iter()
+            .map(|(post, _)| post.key())
             .collect();
         Ok((
             hits,
             ListSearch {
-                mode: found.mode,
+                mode: "keyword".into(),
                 degraded: None,
             },
         ))
