@@ -34,8 +34,7 @@ use super::{
 use crate::core::bus::BusError;
 use crate::core::search::Document;
 use crate::core::services::market::{
-    ListResult, ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST,
-    SEARCH_LIMIT_MAX,
+    ListSearch, PostView, SearchHit, SearchMode, SearchParams, SearchResult, LIST, SEARCH_LIMIT_MAX,
 };
 use crate::core::views::market::{ListQuery, MarketView, PostKey};
 use crate::core::ErrorCode;
@@ -207,16 +206,9 @@ impl Searcher {
             // views of every hit made, encoded and decoded in between),
             // and the answer says why it is not by meaning.
             self.note_degraded(true, &no_provider().message);
-            let mut page: ListResult = self
-                .handle
-                .call_core(LIST, params)
-                .await?
-                .deserialized()
-                .map_err(BusError::internal)?;
-            if let Some(search) = page.search.as_mut() {
-                search.degraded = Some(ErrorCode::Partition.as_str().into());
-            }
-            return ciborium::Value::serialized(&page).map_err(BusError::internal);
+            let mut page = self.handle.call_core(LIST, params).await?;
+            mark_partition(&mut page);
+            return Ok(page);
         }
         let found = self
             .search(SearchParams {
@@ -565,6 +557,29 @@ impl Searcher {
     }
 }
 
+/// Sets `search.degraded` of an encoded [`ListResult`] to `partition`, in
+/// place: decoding and re-encoding a page of posts to change one field
+/// costs more than the keyword search it reports on.
+fn mark_partition(page: &mut ciborium::Value) {
+    let ciborium::Value::Map(entries) = page else {
+        return;
+    };
+    let Some((_, ciborium::Value::Map(search))) = entries
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("search"))
+    else {
+        return;
+    };
+    let partition = ciborium::Value::Text(ErrorCode::Partition.as_str().into());
+    match search
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("degraded"))
+    {
+        Some((_, v)) => *v = partition,
+        None => search.push((ciborium::Value::Text("degraded".into()), partition)),
+    }
+}
+
 fn no_provider() -> BusError {
     BusError::new(
         ErrorCode::Partition,
@@ -605,4 +620,44 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::services::market::ListResult;
+    use crate::core::views::market::Facets;
+
+    fn page(search: Option<ListSearch>) -> ciborium::Value {
+        let page = ListResult {
+            posts: Vec::new(),
+            max_lamport: 7,
+            next_cursor: None,
+            total: 0,
+            facets: Facets::default(),
+            search,
+        };
+        ciborium::Value::serialized(&page).unwrap()
+    }
+
+    /// A keyword page gets `degraded: partition` and nothing else changes;
+    /// a page without a search is left as it is.
+    #[test]
+    fn mark_partition_sets_only_the_search_degraded_field() {
+        let mut v = page(Some(ListSearch {
+            mode: "keyword".into(),
+            degraded: None,
+        }));
+        mark_partition(&mut v);
+        let got: ListResult = v.deserialized().unwrap();
+        let search = got.search.unwrap();
+        assert_eq!(search.mode, "keyword");
+        assert_eq!(search.degraded.as_deref(), Some("partition"));
+        assert_eq!(got.max_lamport, 7);
+
+        let mut plain = page(None);
+        let before = plain.clone();
+        mark_partition(&mut plain);
+        assert_eq!(plain, before);
+    }
 }

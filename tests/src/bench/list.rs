@@ -45,12 +45,12 @@ use crate::FIXED_NOW_MS;
 
 /// Timed queries per in-process mix (after [`WARMUP`] untimed ones).
 const QUERIES_PER_KIND: usize = 2_000;
-/// The search walks every post: fewer of those.
-const QUERIES_Q: usize = 100;
+/// A search costs more than a page: fewer of those (enough for a p99).
+const QUERIES_Q: usize = 1_000;
 const WARMUP: usize = 200;
 /// Timed requests per HTTP mix.
 const REQUESTS_PER_KIND: usize = 300;
-const REQUESTS_Q: usize = 50;
+const REQUESTS_Q: usize = 300;
 const LIMIT: usize = 50;
 const TARGET_P99_US: f64 = 200.0;
 const HTTP_TARGET_P99_US: f64 = 5_000.0;
