@@ -503,8 +503,10 @@ fn replay_counts_events_and_ignores_a_snapshot_ahead_of_the_store() {
             .unwrap();
     }
     let stored = node.log().store().len();
+    assert!(node.log().clock() >= 14, "the clock saw Lamport 14");
     let report = node.log_mut().replay_all().unwrap();
     assert_eq!(report.replayed, stored);
+    assert!(node.log().clock() >= 14, "replay restores the clock");
     node.log_mut().snapshot().unwrap();
     let full = node.into_store().unwrap();
     let snapshot = full.get_meta("snapshot").unwrap().expect("a snapshot");
