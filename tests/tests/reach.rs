@@ -323,15 +323,29 @@ async fn test_relay_closes_a_circuit_past_its_data_limit() {
             }
         }
     });
-    let closed = relay
-        .wait_for("the circuit to close", |e| {
-            matches!(e, NetEvent::CircuitClosed { src, dst, .. } if *src == y_peer && *dst == x_peer)
-        })
-        .await
-        .unwrap();
-    y.wait_for("y to lose x", |e| *e == NetEvent::PeerDisconnected(x_peer))
-        .await
-        .unwrap();
+    // Either end may have opened the circuit the posts travel on (x can
+    // dial y back through the relay while y dials x), and the relay shows
+    // other events meanwhile: any circuit between the two, within a bound.
+    let between = |src: &PeerId, dst: &PeerId| {
+        (*src == y_peer && *dst == x_peer) || (*src == x_peer && *dst == y_peer)
+    };
+    let closed = tokio::time::timeout(
+        GUARD,
+        relay.wait_for(
+            "the circuit to close",
+            |e| matches!(e, NetEvent::CircuitClosed { src, dst, .. } if between(src, dst)),
+        ),
+    )
+    .await
+    .expect("the relay closed no circuit between x and y within 60 s")
+    .unwrap();
+    tokio::time::timeout(
+        GUARD,
+        y.wait_for("y to lose x", |e| *e == NetEvent::PeerDisconnected(x_peer)),
+    )
+    .await
+    .expect("y still connected to x 60 s after the circuit closed")
+    .unwrap();
     posting.await.unwrap();
     let NetEvent::CircuitClosed { error, .. } = closed else {
         unreachable!()
