@@ -125,11 +125,9 @@ fn wrong_community_is_rejected() {
     assert_eq!(node.views().digest(), digest);
 }
 
-/// Another community's genesis is also a wrong-community event.
-#[test]
-fn foreign_genesis_is_rejected() {
-    let f = Fixture::new();
-    let foreign = Event {
+/// The genesis of another community ("Elsewhere", founded by key 4).
+fn foreign_genesis(f: &Fixture) -> hearth_proto::VerifiedEvent {
+    Event {
         author: key(4).node_id(),
         payload: Payload::Genesis(hearth_proto::Genesis {
             name: "Elsewhere".into(),
@@ -138,7 +136,14 @@ fn foreign_genesis_is_rejected() {
         ..f.genesis.event().clone()
     }
     .sign(&key(4))
-    .unwrap();
+    .unwrap()
+}
+
+/// Another community's genesis is also a wrong-community event.
+#[test]
+fn foreign_genesis_is_rejected() {
+    let f = Fixture::new();
+    let foreign = foreign_genesis(&f);
     let mut node = f.node(&f.anchor);
     let err = node.log_mut().append_received(foreign).unwrap_err();
     assert!(matches!(err, IngestError::WrongCommunity { .. }));
@@ -457,16 +462,7 @@ fn opening_another_communitys_store_is_refused() {
     use hearth_node::core::log::{EventLog, OpenError};
     use hearth_node::store::MemoryStore;
     let f = Fixture::new();
-    let foreign = Event {
-        author: key(4).node_id(),
-        payload: Payload::Genesis(hearth_proto::Genesis {
-            name: "Elsewhere".into(),
-            anchors: vec![key(4).node_id()],
-        }),
-        ..f.genesis.event().clone()
-    }
-    .sign(&key(4))
-    .unwrap();
+    let foreign = foreign_genesis(&f);
     let elsewhere = foreign.founded_community().unwrap();
     assert_eq!(
         EventLog::stored_community(&MemoryStore::new()).unwrap(),

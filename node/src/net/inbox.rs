@@ -92,7 +92,8 @@ impl Inbox {
             path: path.clone(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(err)?;
+        let db =
+            crate::store::open_waiting_for_lock(&sled::Config::new().path(dir)).map_err(err)?;
         let read = db.open_tree("read").map_err(err)?;
         let sent = db.open_tree("sent").map_err(err)?;
         let mut state = State::default();

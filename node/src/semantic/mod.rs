@@ -175,11 +175,11 @@ pub fn setup(
     model_dir: Option<&str>,
 ) -> Result<crate::net::driver::SearchSetup, SetupError> {
     let path = root.join(VECTORS_DIR);
-    let db = sled::Config::new()
+    let config = sled::Config::new()
         .path(&path)
-        .cache_capacity(VECTORS_CACHE_BYTES)
-        .open()
-        .map_err(|source| SetupError::Vectors {
+        .cache_capacity(VECTORS_CACHE_BYTES);
+    let db =
+        crate::store::open_waiting_for_lock(&config).map_err(|source| SetupError::Vectors {
             path: path.clone(),
             source,
         })?;

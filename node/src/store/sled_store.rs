@@ -119,6 +119,24 @@ fn is_lock_busy(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
+/// Opens a sled database of `config`, waiting up to [`LOCK_WAIT_MS`] for
+/// its lock while another handle in this process is letting go of it
+/// (sled's background threads hold it a moment after the handle drops):
+/// for the node's other sled trees (the inbox, the vector cache), which a
+/// restart in the same process reopens at once.
+pub fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut waited_ms = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if is_lock_busy(&e) && waited_ms < LOCK_WAIT_MS => {
+                std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+                waited_ms += LOCK_RETRY_MS;
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// `ENOSPC` or `EDQUOT`. sled hands a stored error back as a copy that keeps
 /// the kind but not the OS code, so the kind is what counts.
 fn is_full(e: &std::io::Error) -> bool {
