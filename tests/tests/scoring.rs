@@ -14,6 +14,7 @@ use hearth_node::core::services::market::PostParams;
 use hearth_node::core::{Source, Verdict};
 use hearth_node::net::driver::{NetConfig, NetEvent, PeerStatus, Status};
 use hearth_node::net::gossip::GRAYLIST_THRESHOLD;
+use hearth_node::net::local_api::{LogAnswer, LogRequest};
 use hearth_proto::{
     hash_bytes, Category, Event, EventHash, EventId, Identity, Payload, PostContent, PostCreated,
     VerifiedEvent,
@@ -277,24 +278,37 @@ async fn a_flood_does_not_hold_up_other_members_posts() {
         sync_interval: Duration::from_secs(2),
         ..test_net_config(boot)
     };
-    // The flood: valid posts by the flooder, already in its log (as if
-    // posted offline), published raw in one burst.
+    // The flood: valid posts by the flooder, published raw in one burst.
     let flood: Vec<VerifiedEvent> = (0..FLOOD).map(|i| flood_post(flooder_id, &c, i)).collect();
     let flood_hashes: BTreeSet<EventHash> = flood.iter().map(|e| *e.hash()).collect();
-    let mut flooder_core = c.node(flooder_id, 2).unwrap();
-    for e in &flood {
-        flooder_core.log_mut().append_received(e.clone()).unwrap();
-    }
     let mut receiver = start(&c, receiver_id, 1, cfg(vec![])).await;
-    let mut flooder = TestNode::start(flooder_core, cfg(vec![receiver.addr.clone()]))
-        .await
-        .unwrap();
+    let mut flooder = start(&c, flooder_id, 2, cfg(vec![receiver.addr.clone()])).await;
     let mut other = start(&c, other_id, 3, cfg(vec![receiver.addr.clone()])).await;
     wait_subscribed(
         &mut receiver,
         &[flooder.handle.peer_id, other.handle.peer_id],
     )
     .await;
+    // Into the flooder's log only once the sync on connecting has ended
+    // (sync carries a log's events in a few round trips, so events already
+    // held would arrive that way, not as a gossip flood); held there, the
+    // periodic sync brings whatever the receiver's rate limit turns away.
+    let flooder_peer = flooder.handle.peer_id;
+    receiver
+        .wait_for(
+            "the first sync with the flooder",
+            |e| matches!(e, NetEvent::SyncDone { peer } if *peer == flooder_peer),
+        )
+        .await
+        .unwrap();
+    let imported = flooder
+        .handle
+        .log(LogRequest::Import {
+            events: flood.iter().map(|e| hex::encode(e.bytes())).collect(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(imported, LogAnswer::Imported { .. }));
 
     let handle = flooder.handle.clone();
     let bytes: Vec<Vec<u8>> = flood.iter().map(|e| e.bytes().to_vec()).collect();

@@ -561,6 +561,16 @@ impl Handle {
         self.send(cmd, rx).await
     }
 
+    /// A log page in or out, as the local API serves `log.export`,
+    /// `log.import` and `log.contains`.
+    pub async fn log(
+        &self,
+        request: super::local_api::LogRequest,
+    ) -> Result<super::local_api::LogAnswer, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Log { request, reply }, rx).await
+    }
+
     /// The connected peers, as `status` lists them (cheap: no store probe).
     pub async fn peers(&self) -> Option<Vec<PeerStatus>> {
         let (reply, rx) = oneshot::channel();

@@ -732,10 +732,12 @@ impl<K: Ord + Copy> SearchIndex<K> {
                     .iter()
                     .map(|&(d, _)| (self.key_of(d), d))
                     .collect();
+                // Only the run that straddles `take` is cut: its first
+                // `needed` by key are kept in order, the rest go back.
                 if needed > 0 && needed < run {
                     keyed.select_nth_unstable(needed - 1);
                 }
-                keyed[..needed.max(1).min(run)].sort_unstable();
+                keyed[..needed].sort_unstable();
                 for (slot, (_, d)) in window[start..start + run].iter_mut().zip(keyed) {
                     slot.0 = d;
                 }
