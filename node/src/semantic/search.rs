@@ -437,8 +437,6 @@ impl Searcher {
         Ok((model, out))
     }
 
-    /// This node's model, then member peers offering `embed.text`, closest
-    /// first. Peers not asked lately are asked (a few per search).
     /// [`Self::providers`], or `partition` when there is none.
     async fn providers_or_partition(&self) -> Result<Vec<Provider>, BusError> {
         let providers = self.providers().await;
@@ -448,6 +446,8 @@ impl Searcher {
         Ok(providers)
     }
 
+    /// This node's model, then member peers offering `embed.text`, closest
+    /// first. Peers not asked lately are asked (a few per search).
     async fn providers(&self) -> Vec<Provider> {
         if let Some(local) = &self.local {
             return vec![Provider::Local(local.clone())];
@@ -557,7 +557,8 @@ impl Searcher {
     }
 }
 
-/// Sets `search.degraded` of an encoded [`ListResult`] to `partition`, in
+/// Sets `search.degraded` of an encoded
+/// [`ListResult`](crate::core::services::market::ListResult) to `partition`, in
 /// place: decoding and re-encoding a page of posts to change one field
 /// costs more than the keyword search it reports on.
 fn mark_partition(page: &mut ciborium::Value) {
