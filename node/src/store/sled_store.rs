@@ -119,22 +119,34 @@ fn is_lock_busy(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
-/// Opens a sled database of `config`, waiting up to [`LOCK_WAIT_MS`] for
-/// its lock while another handle in this process is letting go of it
-/// (sled's background threads hold it a moment after the handle drops):
-/// for the node's other sled trees (the inbox, the vector cache), which a
-/// restart in the same process reopens at once.
-pub fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+/// Runs `attempt` again while `busy` says its error is a lock another
+/// handle is still letting go of, for up to [`LOCK_WAIT_MS`]: sled's
+/// background threads hold the lock a moment after the handle drops.
+fn retry_while_locked<T, E>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+    busy: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     let mut waited_ms = 0;
     loop {
-        match config.open() {
-            Err(sled::Error::Io(e)) if is_lock_busy(&e) && waited_ms < LOCK_WAIT_MS => {
+        match attempt() {
+            Err(e) if busy(&e) && waited_ms < LOCK_WAIT_MS => {
                 std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
                 waited_ms += LOCK_RETRY_MS;
             }
-            opened => return opened,
+            done => return done,
         }
     }
+}
+
+/// Opens a sled database of `config`, waiting for a lock another handle in
+/// this process is releasing ([`retry_while_locked`]): for the node's other
+/// sled trees (the inbox, the vector cache), which a restart in the same
+/// process reopens at once.
+pub fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    retry_while_locked(
+        || config.open(),
+        |e| matches!(e, sled::Error::Io(io) if is_lock_busy(io)),
+    )
 }
 
 /// `ENOSPC` or `EDQUOT`. sled hands a stored error back as a copy that keeps
@@ -337,19 +349,13 @@ impl SledStore {
         let config = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(FLUSH_EVERY_MS));
-        let mut waited_ms = 0;
-        let db = loop {
-            let opened = remove_unfinished_snapshots(path, &location)
-                .and_then(|()| config.open().map_err(|e| classify(&location, "open", e)));
-            match opened {
-                Ok(db) => break db,
-                Err(StoreError::Locked(_)) if waited_ms < LOCK_WAIT_MS => {
-                    std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
-                    waited_ms += LOCK_RETRY_MS;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let db = retry_while_locked(
+            || {
+                remove_unfinished_snapshots(path, &location)
+                    .and_then(|()| config.open().map_err(|e| classify(&location, "open", e)))
+            },
+            |e| matches!(e, StoreError::Locked(_)),
+        )?;
         Self::from_db(db, location, Some(path.to_owned()))
     }
 
