@@ -42,8 +42,12 @@ use super::views::{SnapshotCover, ViewChange, Views};
 use crate::store::{EventStore, StoreError, WriteState};
 
 /// Received events stored between forced flushes: bounds the crash window
-/// by count when events arrive faster than ticks.
-pub const FLUSH_BATCH_EVENTS: usize = 256;
+/// by count when events arrive faster than ticks and sled's own 500 ms
+/// flusher. 4,096 events are ~2 MB and a third of a second of ingest at
+/// full speed; a crash loses at most those, which sync fetches again. It
+/// was 256, which made a sync burst fsync-bound (40 fsyncs a second; the
+/// ingest bench fell from 28k to 9.5k stores a second): issue 15 item 1.
+pub const FLUSH_BATCH_EVENTS: usize = 4096;
 
 const META_COMMUNITY: &str = "community";
 const META_SNAPSHOT: &str = "snapshot";

@@ -128,18 +128,24 @@ pub struct Node<S: EventStore> {
     verified: Option<Arc<dyn VerifiedMemo>>,
 }
 
-/// Events already decoded and verified by another core in this process,
-/// by hash of their bytes.
+/// Events already decoded and verified elsewhere in this process, by hash
+/// of their bytes.
 ///
 /// Decoding and verifying are pure functions of the bytes, so sharing their
-/// result changes no outcome, only the cost: the simulator runs a thousand
-/// cores that each receive the same events, and with a memo each distinct
-/// byte string is verified once and held in memory once. Bytes that fail
-/// are never remembered, so every core rejects them on its own. A real node
-/// has no memo.
+/// result changes no outcome, only the cost. The simulator runs a thousand
+/// cores that each receive the same events: with a memo each distinct byte
+/// string is verified once and held in memory once. A running node's memo
+/// (`net::verify_ahead`) verifies a sync message's events on a second
+/// thread while this core stores them. Bytes that fail are never handed
+/// out, so every core rejects them on its own.
 pub trait VerifiedMemo: std::fmt::Debug + Send + Sync {
     fn get(&self, hash: &EventHash) -> Option<VerifiedEvent>;
     fn put(&self, event: &VerifiedEvent);
+    /// A hint: these bytes are about to be decoded, in this order, so the
+    /// memo may start on them elsewhere.
+    fn ahead(&self, _batch: &[Vec<u8>]) {}
+    /// The batch given to [`VerifiedMemo::ahead`] is done with.
+    fn done(&self) {}
 }
 
 /// The 32 bytes that seed a node's random generator (ChaCha20). The
@@ -326,6 +332,21 @@ impl<S: EventStore> Node<S> {
     /// [`Input::Received`] for callers that want the reason (import).
     pub fn receive(&mut self, bytes: &[u8], source: Source) -> Result<Ingested, IngestError> {
         self.receive_hashed(bytes, None, source)
+    }
+
+    /// [`Node::receive`] for a batch from one source, in order (a sync
+    /// message's events): the memo, if any, may verify ahead of the store.
+    /// Refusals are logged by `receive`; the rest of the batch goes on.
+    pub fn receive_batch(&mut self, batch: &[Vec<u8>], source: Source) {
+        if let Some(memo) = &self.verified {
+            memo.ahead(batch);
+        }
+        for bytes in batch {
+            let _ = self.receive(bytes, source);
+        }
+        if let Some(memo) = &self.verified {
+            memo.done();
+        }
     }
 
     /// [`Node::receive`], with the bytes' hash if the caller has it.

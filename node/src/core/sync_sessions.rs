@@ -175,9 +175,9 @@ impl<S: EventStore> Node<S> {
     }
 
     fn admit(&mut self, peer: NodeId, session: &mut SyncSession) {
-        for bytes in session.take_received() {
-            // Refusals are logged by `receive`; sync carries on with the rest.
-            let _ = self.receive(&bytes, Source::Sync(peer));
+        let received = session.take_received();
+        if !received.is_empty() {
+            self.receive_batch(&received, Source::Sync(peer));
         }
     }
 }

@@ -686,7 +686,13 @@ pub struct Running<S: EventStore> {
 }
 
 /// Starts the driver on the current tokio runtime.
-pub fn spawn<S: EventStore + 'static>(node: Node<S>, cfg: NetConfig) -> anyhow::Result<Running<S>> {
+pub fn spawn<S: EventStore + 'static>(
+    mut node: Node<S>,
+    cfg: NetConfig,
+) -> anyhow::Result<Running<S>> {
+    // A sync message's events are verified on a second thread while the
+    // core stores them (issue 15 item 1).
+    node.share_verified(super::verify_ahead::VerifyAhead::spawn().context("start the verifier")?);
     let mut metrics = Registry::default();
     let mut swarm = build_swarm(&node, &cfg, &mut metrics)?;
     let gauges = Gauges::default();

@@ -11,4 +11,5 @@ pub mod identity;
 pub mod inbox;
 pub mod local_api;
 pub mod reach;
+pub mod verify_ahead;
 pub mod wire;

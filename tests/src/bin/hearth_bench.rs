@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             .build()
             .context("tokio runtime")?;
         if want("gossip") {
-            rt.block_on(mesh::gossip(scale(50, 10), scale(100, 20)))?;
+            rt.block_on(mesh::gossip(scale(100, 10), scale(200, 20), scale(5, 1)))?;
         }
         if want("throughput") {
             let verify = verify_rate()?;
