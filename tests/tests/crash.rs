@@ -9,10 +9,21 @@ use hearth_node::store::{EventStore, SledStore};
 use hearth_proto::EventId;
 use hearth_tests::{genesis, identity};
 
-/// A child appending in a loop is killed mid-stream; the store reopens
-/// cleanly and holds every event whose append had returned.
+/// A child taking received batches and appending local posts between
+/// them is killed mid-stream, at several points; each time the store
+/// reopens cleanly and holds every post whose append had returned, and
+/// received events stored before it.
 #[test]
 fn killed_writer_loses_no_returned_append() {
+    // Kill points spread over the first few flush batches of received
+    // events (40 received per post, a flush every 4,096): before the first
+    // batch flush, around it, and after several.
+    for (run, kill_after) in [7_usize, 95, 101, 230, 333].into_iter().enumerate() {
+        kill_and_check(run, kill_after);
+    }
+}
+
+fn kill_and_check(run: usize, kill_after: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
         .arg(dir.path())
@@ -22,8 +33,8 @@ fn killed_writer_loses_no_returned_append() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked: Vec<EventId> = Vec::new();
-    // Wait (on the child's own output, not a timer) for 300 returned appends.
-    while acked.len() < 300 {
+    // Wait (on the child's own output, not a timer) for the returned appends.
+    while acked.len() < kill_after {
         let line = lines.next().expect("child ended early").unwrap();
         acked.push(line.parse().unwrap());
     }
@@ -35,6 +46,7 @@ fn killed_writer_loses_no_returned_append() {
             .map_while(Result::ok)
             .filter_map(|l| l.parse::<EventId>().ok()),
     );
+    eprintln!("run {run}: killed after {} acknowledged posts", acked.len());
 
     let anchor = identity(1);
     let genesis = genesis(&anchor, "Crash Street").unwrap();
@@ -47,9 +59,11 @@ fn killed_writer_loses_no_returned_append() {
         );
     }
     let node = Node::new(anchor, &genesis, store, Config::default(), 1).unwrap();
+    // Each local append flushes the store, so the received events taken
+    // before the last acknowledged post are durable too: 40 per post.
     assert!(
-        node.log().store().len() as usize > acked.len(),
-        "genesis and every acked post"
+        node.log().store().len() as usize > acked.len() * 41,
+        "genesis, every acked post and the received events before each"
     );
     for id in &acked {
         assert!(
