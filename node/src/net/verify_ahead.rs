@@ -17,10 +17,8 @@
 //! verify (the core then decodes those itself and reports its own error),
 //! and anything the core does not ask for is dropped when the batch ends.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hearth_proto::{EventHash, VerifiedEvent};
@@ -33,36 +31,58 @@ use crate::core::VerifiedMemo;
 /// normal: the core announces a batch and consumes it before the next.
 const BATCHES_QUEUED_MAX: usize = 2;
 
-/// How long the core waits for the worker's answer on one event before it
-/// verifies the event itself: a worker that died or stalls costs speed,
-/// never correctness. Verifying one event takes ~70 µs.
+/// How long the core waits for the worker to finish the one event it is
+/// verifying before it verifies that event itself: a worker that died or
+/// stalls costs speed, never correctness. Verifying one event takes ~70 µs.
 const WAIT_MAX: Duration = Duration::from_millis(500);
 
+/// One event of the batch.
+#[derive(Debug)]
+enum Slot {
+    /// Nobody has started on it.
+    Waiting,
+    /// The worker is verifying it.
+    Started,
+    /// The worker's result: `None` if the bytes did not verify.
+    Done(Option<VerifiedEvent>),
+    /// Handed to the core, or taken by the core to verify itself.
+    Taken,
+}
+
+/// The batch the core announced last, and where each side is in it.
 #[derive(Debug, Default)]
-struct State {
-    /// The worker's results not yet taken by the core, by hash. At most
-    /// one batch: entries the core never asks for go at [`VerifiedMemo::done`].
-    verified: BTreeMap<EventHash, VerifiedEvent>,
-    /// Bumped by `done`: results of a batch the core is done with are
-    /// dropped by the worker instead of kept.
+struct Batch {
+    /// Bumped by each `ahead` and `done`: the worker drops a batch it
+    /// finds replaced.
     generation: u64,
+    bytes: Arc<[Vec<u8>]>,
+    slots: Vec<Slot>,
+    /// The next slot nobody has started: both sides move it forward.
+    next: usize,
+    /// The slot of the core's next `get`: the core takes the batch in order.
+    core_at: usize,
+    /// The core sleeps on the worker's event: wake it when that is done.
+    core_waiting: bool,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
-    state: Mutex<State>,
-    /// Signalled whenever the worker finishes an event or a batch.
-    progress: Condvar,
-    /// Events handed to the worker and not finished yet. Zero means the
-    /// core need not look or wait: the fast path of a gossip message.
-    outstanding: AtomicUsize,
+    batch: Mutex<Batch>,
+    /// Signalled when the worker finishes the event the core waits for.
+    finished: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> Option<MutexGuard<'_, Batch>> {
+        self.batch.lock().ok()
+    }
 }
 
 /// The memo a running node gives its core. See the module docs.
 #[derive(Debug)]
 pub struct VerifyAhead {
     shared: Arc<Shared>,
-    jobs: Mutex<SyncSender<(u64, Vec<Vec<u8>>)>>,
+    jobs: Mutex<SyncSender<u64>>,
 }
 
 impl VerifyAhead {
@@ -81,58 +101,81 @@ impl VerifyAhead {
     }
 }
 
-/// The worker: verifies each batch in order, keeping what verified. The
-/// rest of a batch the core is done with is skipped, not verified.
-fn work(shared: &Shared, jobs: Receiver<(u64, Vec<Vec<u8>>)>) {
-    for (generation, batch) in jobs {
-        for bytes in batch {
-            let current = shared
-                .state
-                .lock()
-                .is_ok_and(|state| state.generation == generation);
-            let verified = if current {
-                VerifiedEvent::decode(&bytes).ok()
-            } else {
-                None
-            };
-            if let (Some(event), Ok(mut state)) = (verified, shared.state.lock()) {
-                if state.generation == generation {
-                    state.verified.insert(*event.hash(), event);
+/// The worker: takes the next event nobody has started, verifies it,
+/// leaves the result in its slot; until the batch is done or replaced.
+fn work(shared: &Shared, jobs: Receiver<u64>) {
+    for generation in jobs {
+        loop {
+            let (i, bytes) = {
+                let Some(mut b) = shared.lock() else { return };
+                if b.generation != generation || b.next >= b.slots.len() {
+                    break;
                 }
+                let i = b.next;
+                b.next += 1;
+                b.slots[i] = Slot::Started;
+                (i, b.bytes.clone())
+            };
+            let verified = VerifiedEvent::decode(&bytes[i]).ok();
+            let Some(mut b) = shared.lock() else { return };
+            if b.generation != generation {
+                break;
             }
-            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-            shared.progress.notify_all();
+            b.slots[i] = Slot::Done(verified);
+            if b.core_waiting && b.core_at == i {
+                b.core_waiting = false;
+                shared.finished.notify_all();
+            } else if b.next >= b.slots.len() {
+                // The whole batch is started: a test may be waiting for it.
+                shared.finished.notify_all();
+            }
         }
     }
 }
 
 impl VerifiedMemo for VerifyAhead {
-    /// The worker's result for these bytes, waiting while it is still on
-    /// the batch; `None` (the core verifies itself) if the worker has
-    /// nothing more to give or could not verify them.
+    /// The worker's result for the core's next event of the batch. If the
+    /// worker has not started on it, the core takes it to verify itself
+    /// (`None`) rather than wait; if the worker is on it, the core waits
+    /// for that one event. `None` as well when the bytes did not verify,
+    /// when no batch is announced (a gossip message), or when the core
+    /// asks for something other than the batch's next event.
     fn get(&self, hash: &EventHash) -> Option<VerifiedEvent> {
-        if self.shared.outstanding.load(Ordering::Acquire) == 0 {
-            let mut state = self.shared.state.lock().ok()?;
-            return state.verified.remove(hash);
-        }
-        let mut state = self.shared.state.lock().ok()?;
+        let mut b = self.shared.lock()?;
         loop {
-            if let Some(event) = state.verified.remove(hash) {
-                return Some(event);
+            let i = b.core_at;
+            let next = b.next;
+            let slot = b.slots.get_mut(i)?;
+            match slot {
+                Slot::Done(_) => {
+                    let Slot::Done(result) = std::mem::replace(slot, Slot::Taken) else {
+                        return None;
+                    };
+                    b.core_at += 1;
+                    return result.filter(|e| e.hash() == hash);
+                }
+                Slot::Waiting => {
+                    *slot = Slot::Taken;
+                    b.core_at += 1;
+                    if next == i {
+                        b.next += 1;
+                    }
+                    return None;
+                }
+                Slot::Started => {
+                    b.core_waiting = true;
+                    let (next, timeout) = self.shared.finished.wait_timeout(b, WAIT_MAX).ok()?;
+                    b = next;
+                    if timeout.timed_out() && matches!(b.slots.get(i), Some(Slot::Started)) {
+                        warn!("verifier stalled; verifying on the node's own thread");
+                        b.core_at += 1;
+                        return None;
+                    }
+                }
+                Slot::Taken => {
+                    b.core_at += 1;
+                }
             }
-            if self.shared.outstanding.load(Ordering::Acquire) == 0 {
-                return None;
-            }
-            let (next, timeout) = self
-                .shared
-                .progress
-                .wait_timeout(state, WAIT_MAX)
-                .ok()?;
-            if timeout.timed_out() {
-                warn!("verifier fell behind; verifying on the node's own thread");
-                return None;
-            }
-            state = next;
         }
     }
 
@@ -140,28 +183,31 @@ impl VerifiedMemo for VerifyAhead {
     fn put(&self, _event: &VerifiedEvent) {}
 
     fn ahead(&self, batch: &[Vec<u8>]) {
-        let generation = match self.shared.state.lock() {
-            Ok(state) => state.generation,
-            Err(_) => return,
+        let generation = {
+            let Some(mut b) = self.shared.lock() else {
+                return;
+            };
+            b.generation += 1;
+            b.bytes = batch.to_vec().into();
+            b.slots = batch.iter().map(|_| Slot::Waiting).collect();
+            b.next = 0;
+            b.core_at = 0;
+            b.core_waiting = false;
+            b.generation
         };
-        let Ok(jobs) = self.jobs.lock() else {
-            return;
-        };
-        self.shared
-            .outstanding
-            .fetch_add(batch.len(), Ordering::AcqRel);
-        if jobs.try_send((generation, batch.to_vec())).is_err() {
-            // The worker is gone or still busy: the core does the work.
-            self.shared
-                .outstanding
-                .fetch_sub(batch.len(), Ordering::AcqRel);
+        if let Ok(jobs) = self.jobs.lock() {
+            // A worker that is gone or still busy leaves the work to the core.
+            let _ = jobs.try_send(generation);
         }
     }
 
     fn done(&self) {
-        if let Ok(mut state) = self.shared.state.lock() {
-            state.generation += 1;
-            state.verified.clear();
+        if let Some(mut b) = self.shared.lock() {
+            b.generation += 1;
+            *b = Batch {
+                generation: b.generation,
+                ..Batch::default()
+            };
         }
     }
 }
@@ -191,14 +237,29 @@ mod tests {
             .unwrap_or_default()
     }
 
-    /// Every event of an announced batch comes back from the worker, the
-    /// same event the core would have decoded itself.
+    impl VerifyAhead {
+        /// Waits until the worker has finished every event of the batch.
+        fn settle(&self) {
+            let Some(mut b) = self.shared.lock() else { return };
+            while b.next < b.slots.len() || b.slots.iter().any(|s| matches!(s, Slot::Started)) {
+                match self.shared.finished.wait_timeout(b, WAIT_MAX) {
+                    Ok((next, _)) => b = next,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Given the time, the worker verifies a whole announced batch, and
+    /// the core gets each event, in order, exactly as it would have
+    /// decoded it itself.
     #[test]
     fn an_announced_batch_is_verified_by_the_worker() -> Result<(), Box<dyn std::error::Error>> {
         let memo = VerifyAhead::spawn()?;
         let batch = signed(50);
         assert_eq!(batch.len(), 50);
         memo.ahead(&batch);
+        memo.settle();
         for bytes in &batch {
             let own = VerifiedEvent::decode(bytes)?;
             let got = memo.get(&hash_bytes(bytes));
@@ -208,19 +269,41 @@ mod tests {
         Ok(())
     }
 
-    /// Bytes that do not verify are never handed out: the core decodes
-    /// them itself and reports its own error.
+    /// When the core is ahead of the worker it takes events to verify
+    /// itself (`None`) instead of waiting, and whatever it is handed is
+    /// the event it asked for: core and worker share the batch.
     #[test]
-    fn a_forged_event_is_not_handed_out() -> Result<(), Box<dyn std::error::Error>> {
+    fn the_core_shares_the_batch_with_the_worker() -> Result<(), Box<dyn std::error::Error>> {
         let memo = VerifyAhead::spawn()?;
-        let mut batch = signed(3);
+        let batch = signed(200);
+        memo.ahead(&batch);
+        let mut own = 0;
+        for bytes in &batch {
+            match memo.get(&hash_bytes(bytes)) {
+                Some(e) => assert_eq!(e.bytes(), &bytes[..]),
+                None => own += 1,
+            }
+        }
+        assert!(own >= 1, "the core found the worker had verified everything first");
+        memo.done();
+        Ok(())
+    }
+
+    /// Bytes that do not verify are never handed out (the core decodes
+    /// them itself and reports its own error), nor is an event the core
+    /// did not ask for.
+    #[test]
+    fn a_forged_or_other_event_is_not_handed_out() -> Result<(), Box<dyn std::error::Error>> {
+        let memo = VerifyAhead::spawn()?;
+        let mut batch = signed(4);
         let forged = batch.get_mut(1).ok_or("no event")?;
         let at = forged.len() / 2;
         forged[at] ^= 1;
         memo.ahead(&batch);
+        memo.settle();
         assert!(memo.get(&hash_bytes(&batch[0])).is_some());
         assert!(memo.get(&hash_bytes(&batch[1])).is_none());
-        assert!(memo.get(&hash_bytes(&batch[2])).is_some());
+        assert!(memo.get(&hash_bytes(&batch[3])).is_none(), "asked out of order");
         Ok(())
     }
 
@@ -243,11 +326,10 @@ mod tests {
         let memo = VerifyAhead::spawn()?;
         let batch = signed(4);
         memo.ahead(&batch);
-        // Taking the last one waits for the worker to finish the batch.
-        assert!(memo.get(&hash_bytes(&batch[3])).is_some());
+        memo.settle();
         memo.done();
         assert!(memo.get(&hash_bytes(&batch[0])).is_none());
-        assert_eq!(memo.shared.state.lock().map(|s| s.verified.len()).ok(), Some(0));
+        assert_eq!(memo.shared.lock().map(|b| b.slots.len()), Some(0));
         Ok(())
     }
 }
