@@ -33,6 +33,8 @@ pub struct Axis<'a> {
     pub label: &'a str,
     /// Logarithmic (every value must then be > 0; others are left out).
     pub log: bool,
+    /// Whole numbers only (counts such as round trips): a tick per unit.
+    pub integer: bool,
 }
 
 /// How a series is drawn.
@@ -42,13 +44,26 @@ pub enum Stroke {
     Dashed,
 }
 
-/// One line of a [`lines`] chart: its legend label, colour, stroke and
-/// points (drawn in the order given, each with a marker).
+/// The marker on each point of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    None,
+    Circle,
+    Triangle,
+}
+
+/// One line of a [`lines`] chart: its legend label, colour, stroke,
+/// marker and points (drawn in the order given). Series are drawn in
+/// order, so a later one lies on top where two coincide.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub label: String,
     pub color: RGBColor,
     pub stroke: Stroke,
+    /// Line width in pixels: a wider line under a narrower one keeps both
+    /// visible where they coincide.
+    pub width: u32,
+    pub marker: Marker,
     pub points: Vec<(f64, f64)>,
 }
 
@@ -112,28 +127,44 @@ pub fn cdf(path: &Path, title: &str, x_label: &str, samples: &[(String, Vec<f64>
         .iter()
         .enumerate()
         .map(|(i, (label, values))| {
-            let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-            v.sort_by(f64::total_cmp);
-            let n = v.len().max(1) as f64;
+            let points = cdf_points(values);
             Series {
-                label: format!("{label} ({} samples)", v.len()),
+                label: format!("{label} ({} samples)", points.len()),
                 color: COLORS[i % COLORS.len()],
                 stroke: Stroke::Solid,
-                points: v
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &x)| (x, (j + 1) as f64 / n))
-                    .collect(),
+                width: 2,
+                marker: Marker::None,
+                points,
             }
         })
         .collect();
     lines(
         path,
         title,
-        Axis { label: x_label, log: true },
-        Axis { label: "share of deliveries at or below", log: false },
+        Axis {
+            label: x_label,
+            log: true,
+            integer: false,
+        },
+        Axis {
+            label: "share at or below",
+            log: false,
+            integer: false,
+        },
         &series,
     )
+}
+
+/// The empirical CDF of the finite `values`: (value, share of values at or
+/// below it), sorted by value.
+fn cdf_points(values: &[f64]) -> Vec<(f64, f64)> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len().max(1) as f64;
+    v.iter()
+        .enumerate()
+        .map(|(j, &x)| (x, (j + 1) as f64 / n))
+        .collect()
 }
 
 /// The gossip bench's publish-to-applied latencies (ms) as a CDF in
@@ -148,6 +179,29 @@ pub fn gossip_cdf(label: &str, latencies_ms: &[f64]) -> anyhow::Result<()> {
         "latency (ms, log)",
         &[(label.to_owned(), latencies_ms.to_vec())],
     )
+}
+
+/// A tick label: whole numbers with thousands separators (`20,000`), others
+/// with up to three significant decimals (`0.05`).
+pub fn number(v: &f64) -> String {
+    let v = *v;
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let digits = format!("{}", v.abs() as u64);
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if v < 0.0 {
+            out.insert(0, '-');
+        }
+        out
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
 }
 
 /// The axis range covering `values` with a margin (a factor on a log axis).
@@ -195,35 +249,58 @@ where
         .y_label_area_size(70)
         .build_cartesian_2d(x_range, y_range)
         .map_err(|e| err(&e))?;
+    let y_ticks = if y.integer {
+        // A tick per unit, up to a dozen.
+        (chart.y_range().end.ceil().max(1.0) as usize + 1).min(12)
+    } else {
+        10
+    };
     chart
         .configure_mesh()
         .x_desc(x.label)
         .y_desc(y.label)
+        .x_label_formatter(&number)
+        .y_label_formatter(&number)
+        .y_labels(y_ticks)
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| err(&e))?;
     for s in series {
         let color = s.color;
-        let style = ShapeStyle::from(&color).stroke_width(2);
+        let style = ShapeStyle::from(&color).stroke_width(s.width);
         let points = s.points.clone();
-        let drawn = match s.stroke {
-            Stroke::Solid => chart
-                .draw_series(LineSeries::new(points.iter().copied(), style).point_size(3))
-                .map_err(|e| err(&e))?,
-            Stroke::Dashed => {
+        match s.marker {
+            Marker::None => {}
+            Marker::Circle => {
                 chart
                     .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(|e| err(&e))?;
-                chart
-                    .draw_series(DashedLineSeries::new(points.iter().copied(), 6, 4, style))
-                    .map_err(|e| err(&e))?
             }
+            Marker::Triangle => {
+                chart
+                    .draw_series(
+                        points
+                            .iter()
+                            .map(|&p| TriangleMarker::new(p, 5, color.filled())),
+                    )
+                    .map_err(|e| err(&e))?;
+            }
+        }
+        let drawn = match s.stroke {
+            Stroke::Solid => chart
+                .draw_series(LineSeries::new(points.iter().copied(), style))
+                .map_err(|e| err(&e))?,
+            Stroke::Dashed => chart
+                .draw_series(DashedLineSeries::new(points.iter().copied(), 6, 4, style))
+                .map_err(|e| err(&e))?,
         };
-        let dashed = s.stroke == Stroke::Dashed;
         // Two segments, with a gap when the line is dashed.
-        let (a, b) = if dashed { (7, 11) } else { (9, 9) };
+        let (a, b) = if s.stroke == Stroke::Dashed {
+            (7, 11)
+        } else {
+            (9, 9)
+        };
         drawn.label(s.label.clone()).legend(move |(lx, ly)| {
-            let style = ShapeStyle::from(&color).stroke_width(2);
             EmptyElement::at((lx, ly))
                 + PathElement::new(vec![(0, 0), (a, 0)], style)
                 + PathElement::new(vec![(b, 0), (18, 0)], style)
@@ -238,4 +315,75 @@ where
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tick labels read as numbers: thousands separated, no trailing
+    /// zeros, so a log axis shows `20,000` rather than `20000.0`.
+    #[test]
+    fn tick_labels_are_plain_numbers() {
+        assert_eq!(number(&20_000.0), "20,000");
+        assert_eq!(number(&1_000_000.0), "1,000,000");
+        assert_eq!(number(&100.0), "100");
+        assert_eq!(number(&-1_500.0), "-1,500");
+        assert_eq!(number(&0.5), "0.5");
+        assert_eq!(number(&0.05), "0.05");
+    }
+
+    /// A chart is a complete SVG holding every series' legend label, with
+    /// points a log axis cannot show (0) left out instead of failing.
+    #[test]
+    fn lines_writes_an_svg_with_every_series() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("chart.svg");
+        let series = |label: &str, color, stroke| Series {
+            label: label.into(),
+            color,
+            stroke,
+            width: 2,
+            marker: Marker::Circle,
+            points: vec![(0.0, 5.0), (1.0, 10.0), (100.0, 1_000.0)],
+        };
+        lines(
+            &path,
+            "title here",
+            Axis {
+                label: "x",
+                log: true,
+                integer: false,
+            },
+            Axis {
+                label: "y",
+                log: true,
+                integer: false,
+            },
+            &[
+                series("first line", BLUE, Stroke::Solid),
+                series("second line", ORANGE, Stroke::Dashed),
+            ],
+        )?;
+        let svg = std::fs::read_to_string(&path)?;
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        for text in ["title here", "first line", "second line"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        Ok(())
+    }
+
+    /// The CDF climbs from 1/n at the smallest sample to 1 at the largest,
+    /// whatever order the samples came in, leaving out non-finite ones.
+    #[test]
+    fn cdf_climbs_to_the_largest_sample() -> anyhow::Result<()> {
+        let points = cdf_points(&[30.0, 10.0, f64::NAN, 20.0, 40.0]);
+        assert_eq!(points, vec![(10.0, 0.25), (20.0, 0.5), (30.0, 0.75), (40.0, 1.0)]);
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cdf.svg");
+        cdf(&path, "latency", "ms", &[("run".into(), vec![30.0, 10.0, 20.0])])?;
+        assert!(std::fs::read_to_string(&path)?.contains("run (3 samples)"));
+        Ok(())
+    }
 }

@@ -242,6 +242,7 @@ impl<'a> Case<'a> {
             "reconcile_bytes_x_id_floor": round(beyond as f64 / (32.0 * self.k.max(1) as f64), 1),
             "cpu_ms_initiator": round(ms_a, 3),
             "cpu_ms_responder": round(ms_b, 3),
+            "largest_message_bytes": r.largest_message,
             "fingerprint_index_bytes": r.index_bytes,
             "event_bytes": self.event_bytes,
             "index_x_event_bytes": round(r.index_bytes as f64 / self.event_bytes.max(1) as f64, 3),
@@ -311,6 +312,8 @@ struct Run {
     cpu_ns: (u64, u64),
     /// Heap bytes of the per-log structure sync works from.
     index_bytes: usize,
+    /// The biggest message either side sent.
+    largest_message: usize,
     seconds: f64,
     /// Fields only this implementation has.
     extra: Value,
@@ -359,6 +362,7 @@ fn hearth(case: &Case<'_>) -> anyhow::Result<Run> {
     let mut msg_open = open(&first);
     let (mut sent_a, mut sent_b, mut rounds, mut reconcile_rounds) =
         (msg.len(), 0usize, 0u32, 0u32);
+    let mut largest = msg.len();
     loop {
         rounds += 1;
         anyhow::ensure!(rounds <= ROUND_TRIPS_MAX, "our sync did not finish");
@@ -370,6 +374,7 @@ fn hearth(case: &Case<'_>) -> anyhow::Result<Run> {
         reconcile_rounds += u32::from(msg_open || open(&reply));
         let rb = reply.encode();
         sent_b += rb.len();
+        largest = largest.max(rb.len());
         let next = timed(&mut cpu_a, || sa.handle(&a, &rb))?;
         for e in sa.take_received() {
             a.insert(&VerifiedEvent::decode(&e)?)?;
@@ -382,6 +387,7 @@ fn hearth(case: &Case<'_>) -> anyhow::Result<Run> {
         msg_open = open(&next);
         msg = next.encode();
         sent_a += msg.len();
+        largest = largest.max(msg.len());
     }
     let seconds = t.elapsed().as_secs_f64();
     anyhow::ensure!(a.len() == b.len(), "our sync did not converge");
@@ -391,6 +397,7 @@ fn hearth(case: &Case<'_>) -> anyhow::Result<Run> {
         bytes_total: sent_a + sent_b,
         cpu_ns: (cpu_a, cpu_b),
         index_bytes,
+        largest_message: largest,
         seconds,
         extra: json!({
             "negentropy_x_id_floor_design_table": match case.k { 0 | 1 => 55.0, 100 => 34.0, _ => 15.0 },
@@ -416,14 +423,17 @@ fn negentropy(case: &Case<'_>) -> anyhow::Result<Run> {
     let t = Instant::now();
     let mut msg = timed(&mut cpu_a, || a.initiate())?;
     let (mut sent_a, mut sent_b, mut messages) = (msg.len(), 0usize, 0u32);
+    let mut largest = msg.len();
     loop {
         messages += 1;
         anyhow::ensure!(messages <= ROUND_TRIPS_MAX, "negentropy did not finish");
         let reply = timed(&mut cpu_b, || b.reconcile(&msg))?;
         sent_b += reply.len();
+        largest = largest.max(reply.len());
         match timed(&mut cpu_a, || a.reconcile_with_ids(&reply, &mut have, &mut need))? {
             Some(next) => {
                 sent_a += next.len();
+                largest = largest.max(next.len());
                 msg = next;
             }
             None => break,
@@ -467,6 +477,7 @@ fn negentropy(case: &Case<'_>) -> anyhow::Result<Run> {
         bytes_total: sent_a + sent_b + fetch_request + case.diff_bytes,
         cpu_ns: (cpu_a, cpu_b),
         index_bytes: items * std::mem::size_of::<negentropy::Item>(),
+        largest_message: largest,
         seconds,
         extra: json!({
             "setup_ms_initiator": round(setup_a as f64 / 1e6, 3),
@@ -494,13 +505,15 @@ fn storage(case: &Case<'_>, who: Side) -> anyhow::Result<NegentropyStorageVector
 /// The `--plot` charts of a sweep at `n` events: round trips, bytes beyond
 /// the missing events (with the id floor) and the busier side's CPU,
 /// against the number of differences (log axis; 0 is left out).
+/// Negentropy's lines are drawn first and wider, ours on top, so both
+/// show where they coincide.
 pub fn plot(dir: &Path, n: usize, measured: &[Measured]) -> anyhow::Result<()> {
     let series = |y: &dyn Fn(&Measured) -> f64| -> Vec<Series> {
         [
-            (Impl::Hearth, Layout::Scattered, plot::BLUE, Stroke::Solid),
-            (Impl::Hearth, Layout::Tail, plot::SKY, Stroke::Dashed),
             (Impl::Negentropy, Layout::Scattered, plot::VERMILION, Stroke::Solid),
             (Impl::Negentropy, Layout::Tail, plot::ORANGE, Stroke::Dashed),
+            (Impl::Hearth, Layout::Scattered, plot::BLUE, Stroke::Solid),
+            (Impl::Hearth, Layout::Tail, plot::SKY, Stroke::Dashed),
         ]
         .into_iter()
         .map(|(imp, layout, color, stroke)| Series {
@@ -517,6 +530,12 @@ pub fn plot(dir: &Path, n: usize, measured: &[Measured]) -> anyhow::Result<()> {
             ),
             color,
             stroke,
+            width: if imp == Impl::Negentropy { 4 } else { 2 },
+            marker: if imp == Impl::Negentropy {
+                plot::Marker::Triangle
+            } else {
+                plot::Marker::Circle
+            },
             points: measured
                 .iter()
                 .filter(|m| m.imp == imp && m.layout == layout && m.differences > 0)
@@ -525,49 +544,52 @@ pub fn plot(dir: &Path, n: usize, measured: &[Measured]) -> anyhow::Result<()> {
         })
         .collect()
     };
-    let x = Axis {
-        label: "differences (log)",
+    let log = |label| Axis {
+        label,
         log: true,
+        integer: false,
     };
+    let x = log("differences (log)");
+    let size = plot::number(&(n as f64));
     plot::lines(
         &dir.join("sync_round_trips.svg"),
-        &format!("Sync round trips, {n} events per log (negentropy: + event fetches)"),
+        &format!("Sync round trips, {size} events per log (negentropy: + event fetches)"),
         x,
         Axis {
             label: "round trips",
             log: false,
+            integer: true,
         },
         &series(&|m| f64::from(m.round_trips)),
     )?;
     let mut bytes = series(&|m| m.bytes_beyond_missing as f64);
+    let mut ks: Vec<usize> = measured
+        .iter()
+        .map(|m| m.differences)
+        .filter(|&k| k > 0)
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
     bytes.push(Series {
         label: "id floor (32 B per difference)".into(),
         color: plot::GREY,
         stroke: Stroke::Dashed,
-        points: SWEEP
-            .iter()
-            .filter(|&&k| k > 0)
-            .map(|&k| (k as f64, 32.0 * k as f64))
-            .collect(),
+        width: 1,
+        marker: plot::Marker::None,
+        points: ks.iter().map(|&k| (k as f64, 32.0 * k as f64)).collect(),
     });
     plot::lines(
         &dir.join("sync_bytes.svg"),
-        &format!("Sync bytes beyond the missing events, {n} events per log"),
+        &format!("Sync bytes beyond the missing events, {size} events per log"),
         x,
-        Axis {
-            label: "bytes (log)",
-            log: true,
-        },
+        log("bytes (log)"),
         &bytes,
     )?;
     plot::lines(
         &dir.join("sync_cpu.svg"),
-        &format!("Sync CPU of the busier side, {n} events per log"),
+        &format!("Sync CPU of the busier side, {size} events per log"),
         x,
-        Axis {
-            label: "ms (log)",
-            log: true,
-        },
+        log("ms inside reconcile calls (log)"),
         &series(&|m| m.cpu_ms_max),
     )?;
     Ok(())
