@@ -217,7 +217,7 @@ fn span(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     if log {
         (lo / 1.5, hi * 1.5)
     } else {
-        let pad = ((hi - lo) * 0.05).max(0.5);
+        let pad = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
         // Counts and shares start at zero.
         (if lo >= 0.0 { 0.0 } else { lo - pad }, hi + pad)
     }

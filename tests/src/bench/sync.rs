@@ -530,7 +530,7 @@ pub fn plot(dir: &Path, n: usize, measured: &[Measured]) -> anyhow::Result<()> {
             ),
             color,
             stroke,
-            width: if imp == Impl::Negentropy { 4 } else { 2 },
+            width: if imp == Impl::Negentropy { 3 } else { 2 },
             marker: if imp == Impl::Negentropy {
                 plot::Marker::Triangle
             } else {
