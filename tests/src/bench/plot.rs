@@ -105,8 +105,24 @@ pub fn lines(
     // different types, hence the four arms.
     match (x.log, y.log) {
         (false, false) => draw(path, title, x, y, x_lo..x_hi, y_lo..y_hi, &kept),
-        (true, false) => draw(path, title, x, y, (x_lo..x_hi).log_scale(), y_lo..y_hi, &kept),
-        (false, true) => draw(path, title, x, y, x_lo..x_hi, (y_lo..y_hi).log_scale(), &kept),
+        (true, false) => draw(
+            path,
+            title,
+            x,
+            y,
+            (x_lo..x_hi).log_scale(),
+            y_lo..y_hi,
+            &kept,
+        ),
+        (false, true) => draw(
+            path,
+            title,
+            x,
+            y,
+            x_lo..x_hi,
+            (y_lo..y_hi).log_scale(),
+            &kept,
+        ),
         (true, true) => draw(
             path,
             title,
@@ -121,7 +137,12 @@ pub fn lines(
 
 /// The cumulative distribution of each sample set (e.g. latencies in ms):
 /// x the value, y the share of samples at or below it, log x.
-pub fn cdf(path: &Path, title: &str, x_label: &str, samples: &[(String, Vec<f64>)]) -> anyhow::Result<()> {
+pub fn cdf(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    samples: &[(String, Vec<f64>)],
+) -> anyhow::Result<()> {
     const COLORS: [RGBColor; 5] = [BLUE, VERMILION, GREEN, ORANGE, SKY];
     let series: Vec<Series> = samples
         .iter()
@@ -379,10 +400,18 @@ mod tests {
     #[test]
     fn cdf_climbs_to_the_largest_sample() -> anyhow::Result<()> {
         let points = cdf_points(&[30.0, 10.0, f64::NAN, 20.0, 40.0]);
-        assert_eq!(points, vec![(10.0, 0.25), (20.0, 0.5), (30.0, 0.75), (40.0, 1.0)]);
+        assert_eq!(
+            points,
+            vec![(10.0, 0.25), (20.0, 0.5), (30.0, 0.75), (40.0, 1.0)]
+        );
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("cdf.svg");
-        cdf(&path, "latency", "ms", &[("run".into(), vec![30.0, 10.0, 20.0])])?;
+        cdf(
+            &path,
+            "latency",
+            "ms",
+            &[("run".into(), vec![30.0, 10.0, 20.0])],
+        )?;
         assert!(std::fs::read_to_string(&path)?.contains("run (3 samples)"));
         Ok(())
     }

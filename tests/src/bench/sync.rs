@@ -430,7 +430,9 @@ fn negentropy(case: &Case<'_>) -> anyhow::Result<Run> {
         let reply = timed(&mut cpu_b, || b.reconcile(&msg))?;
         sent_b += reply.len();
         largest = largest.max(reply.len());
-        match timed(&mut cpu_a, || a.reconcile_with_ids(&reply, &mut have, &mut need))? {
+        match timed(&mut cpu_a, || {
+            a.reconcile_with_ids(&reply, &mut have, &mut need)
+        })? {
             Some(next) => {
                 sent_a += next.len();
                 largest = largest.max(next.len());
@@ -510,7 +512,12 @@ fn storage(case: &Case<'_>, who: Side) -> anyhow::Result<NegentropyStorageVector
 pub fn plot(dir: &Path, n: usize, measured: &[Measured]) -> anyhow::Result<()> {
     let series = |y: &dyn Fn(&Measured) -> f64| -> Vec<Series> {
         [
-            (Impl::Negentropy, Layout::Scattered, plot::VERMILION, Stroke::Solid),
+            (
+                Impl::Negentropy,
+                Layout::Scattered,
+                plot::VERMILION,
+                Stroke::Solid,
+            ),
             (Impl::Negentropy, Layout::Tail, plot::ORANGE, Stroke::Dashed),
             (Impl::Hearth, Layout::Scattered, plot::BLUE, Stroke::Solid),
             (Impl::Hearth, Layout::Tail, plot::SKY, Stroke::Dashed),
