@@ -6,8 +6,8 @@
 //! One module per figure: [`ingest`], [`replay`], [`list`], [`sync`],
 //! [`search`] (its own fixture: the relevance set's posts), [`embed`] (the
 //! embedding model), the multi-node ones in [`mesh`], and the HTTP stream's
-//! fan-out in [`sse`]. The single-node figures share one
-//! fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
+//! fan-out in [`sse`]; [`plot`] draws the `--plot` charts. The single-node
+//! figures share one fixture ([`Fixture`] and [`Mix`]): a community of 20 admitted members
 //! writing a realistic stream (mostly new posts, some updates and expiries,
 //! a few membership changes), signed on every core.
 
@@ -15,6 +15,7 @@ pub mod embed;
 pub mod ingest;
 pub mod list;
 pub mod mesh;
+pub mod plot;
 pub mod replay;
 pub mod sealed;
 pub mod search;
