@@ -243,7 +243,7 @@ pub async fn gossip(n: usize, posts: usize, restarts: usize) -> anyhow::Result<(
         .map(|a| a.values().map(Vec::len).sum())
         .unwrap_or(0);
     stop(m).await;
-    super::plot::gossip_cdf(&format!("{n} nodes"), &lat)?;
+    super::plot::gossip_cdf(&format!("{n} nodes, {} restarting", flaky.len()), &lat)?;
     let p99 = percentile(&lat, 99.0);
     let delivery = delivered as f64 / (posts * n) as f64;
     let ms = |v: f64| (v * 10.0).round() / 10.0;
