@@ -240,7 +240,9 @@ mod tests {
     impl VerifyAhead {
         /// Waits until the worker has finished every event of the batch.
         fn settle(&self) {
-            let Some(mut b) = self.shared.lock() else { return };
+            let Some(mut b) = self.shared.lock() else {
+                return;
+            };
             while b.next < b.slots.len() || b.slots.iter().any(|s| matches!(s, Slot::Started)) {
                 match self.shared.finished.wait_timeout(b, WAIT_MAX) {
                     Ok((next, _)) => b = next,
@@ -284,7 +286,10 @@ mod tests {
                 None => own += 1,
             }
         }
-        assert!(own >= 1, "the core found the worker had verified everything first");
+        assert!(
+            own >= 1,
+            "the core found the worker had verified everything first"
+        );
         memo.done();
         Ok(())
     }
@@ -303,7 +308,10 @@ mod tests {
         memo.settle();
         assert!(memo.get(&hash_bytes(&batch[0])).is_some());
         assert!(memo.get(&hash_bytes(&batch[1])).is_none());
-        assert!(memo.get(&hash_bytes(&batch[3])).is_none(), "asked out of order");
+        assert!(
+            memo.get(&hash_bytes(&batch[3])).is_none(),
+            "asked out of order"
+        );
         Ok(())
     }
 

@@ -42,7 +42,13 @@ fn sled_log(fx: &Fixture, dir: &std::path::Path) -> anyhow::Result<EventLog<Sled
 /// A node over a fresh sled store in `dir`, holding the fixture's history.
 fn sled_node(fx: &Fixture, dir: &std::path::Path) -> anyhow::Result<Node<SledStore>> {
     let store = SledStore::open(&dir.join("store"))?;
-    let mut node = Node::new(fx.members[0].clone(), fx.genesis(), store, Config::default(), 1)?;
+    let mut node = Node::new(
+        fx.members[0].clone(),
+        fx.genesis(),
+        store,
+        Config::default(),
+        1,
+    )?;
     for h in fx.history() {
         node.log_mut().append_received(h.clone())?;
     }
@@ -159,7 +165,10 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
     }
     node1.log_mut().flush()?;
     let one_thread = t0.elapsed();
-    ensure!(node1.log().store().len() == stored, "the one-thread run missed events");
+    ensure!(
+        node1.log().store().len() == stored,
+        "the one-thread run missed events"
+    );
     drop(node1);
     // The log alone on sled: store + view apply + batched flush.
     let dir2 = tempfile::tempdir()?;

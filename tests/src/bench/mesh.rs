@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use ciborium::Value;
 use hearth_node::core::services::market::{PostParams, PostReceipt};
+use hearth_node::core::Node;
 use hearth_node::net::driver::{GossipCounts, NetEvent};
 use hearth_node::store::MemoryStore;
-use hearth_node::core::Node;
 use hearth_proto::{Category, EventHash, Identity};
 use serde_json::json;
 
@@ -235,7 +235,8 @@ pub async fn gossip(n: usize, posts: usize, restarts: usize) -> anyhow::Result<(
     }
     let delivered_all = wait_everywhere(&m.arrivals, posts, n, Duration::from_secs(60)).await;
     let after = gossip_counts(&m).await;
-    let duplicates = (after.received - after.unique).saturating_sub(before.received - before.unique);
+    let duplicates =
+        (after.received - after.unique).saturating_sub(before.received - before.unique);
     let (lat, catch_up) = latencies(&m.arrivals, &downtime);
     let delivered: usize = m
         .arrivals
