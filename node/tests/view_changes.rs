@@ -7,10 +7,11 @@
 mod common;
 
 use common::{key, Fixture};
+use hearth_node::core::views::membership::{POSTS_PER_AUTHOR_MAX_DEFAULT, POST_TTL_MAX_S_DEFAULT};
 use hearth_node::core::views::{PostChange, PostKey, ViewChange};
 use hearth_node::core::{Config, Input, Node, Output, Source};
 use hearth_node::store::MemoryStore;
-use hearth_proto::{EventId, ExpiryReason, Level, VerifiedEvent};
+use hearth_proto::{CommunitySettings, EventId, ExpiryReason, Level, Payload, VerifiedEvent};
 
 /// Feeds `event` to `node` as if from a peer; returns the view changes.
 fn changes(node: &mut Node<MemoryStore>, event: &VerifiedEvent) -> Vec<ViewChange> {
@@ -97,4 +98,77 @@ fn a_restart_reports_nothing() {
     let mut again = Node::new(key(1), &f.genesis, store, Config::default(), 7).unwrap();
     assert_eq!(again.views().market.post_count(), 1);
     assert!(again.poll_output().is_none());
+}
+
+/// A settings change re-derives every post but reports one as updated
+/// only when it moves what the post shows: a rename reports nothing for
+/// it, a shorter maximum TTL that cuts its expiry reports it updated.
+#[test]
+fn a_settings_change_reports_only_the_posts_whose_expiry_it_moves() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut node = f.node(&anchor);
+    changes(&mut node, &f.member_set(&anchor, 1, &bob, Level::Member));
+    // Expires a day after NOW, inside the default 30-day maximum.
+    changes(&mut node, &f.post(&bob, 2, 10, "Ladder"));
+    let settings = |lamport: u64, name: &str, ttl_s: u64| {
+        f.event(
+            &anchor,
+            lamport,
+            u128::from(lamport) << 48,
+            Payload::Settings(CommunitySettings {
+                name: name.into(),
+                post_ttl_max_s: ttl_s,
+                posts_per_author_max: POSTS_PER_AUTHOR_MAX_DEFAULT,
+            }),
+        )
+    };
+    let posts = |cs: Vec<ViewChange>| -> Vec<ViewChange> {
+        cs.into_iter()
+            .filter(|c| matches!(c, ViewChange::Post { .. }))
+            .collect()
+    };
+    assert_eq!(
+        posts(changes(
+            &mut node,
+            &settings(3, "Lindenhof", POST_TTL_MAX_S_DEFAULT)
+        )),
+        vec![],
+        "a rename moves no post"
+    );
+    let name = PostKey {
+        author: bob.node_id(),
+        id: EventId::from_parts(common::NOW, 10),
+    };
+    assert_eq!(
+        posts(changes(&mut node, &settings(4, "Lindenhof", 3_600))),
+        vec![ViewChange::Post {
+            name,
+            change: PostChange::Updated
+        }],
+        "an hour's maximum cuts the day's expiry"
+    );
+    let post = node.views().market.get(&name).unwrap();
+    assert_eq!(post.expires_at, common::NOW + 3_600_000);
+}
+
+/// A post is live up to the millisecond before its effective expiry and
+/// not at it: the listing and the sweeper agree on the boundary.
+#[test]
+fn a_post_is_live_until_its_expiry_and_not_at_it() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut node = f.node(&anchor);
+    changes(&mut node, &f.member_set(&anchor, 1, &bob, Level::Member));
+    changes(&mut node, &f.post(&bob, 2, 10, "Ladder"));
+    let name = PostKey {
+        author: bob.node_id(),
+        id: EventId::from_parts(common::NOW, 10),
+    };
+    let post = node.views().market.get(&name).unwrap();
+    let end = post.expires_at;
+    assert!(post.is_live(end - 1));
+    assert!(!post.is_live(end));
+    let live_at = |t| node.views().market.live_posts(t).count();
+    assert_eq!((live_at(end - 1), live_at(end)), (1, 0));
 }
