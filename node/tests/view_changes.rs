@@ -7,6 +7,7 @@
 mod common;
 
 use common::{key, Fixture};
+use hearth_node::core::views::market::CHANGES_MAX;
 use hearth_node::core::views::membership::{POSTS_PER_AUTHOR_MAX_DEFAULT, POST_TTL_MAX_S_DEFAULT};
 use hearth_node::core::views::{PostChange, PostKey, ViewChange};
 use hearth_node::core::{Config, Input, Node, Output, Source};
@@ -171,4 +172,47 @@ fn a_post_is_live_until_its_expiry_and_not_at_it() {
     assert!(!post.is_live(end));
     let live_at = |t| node.views().market.live_posts(t).count();
     assert_eq!((live_at(end - 1), live_at(end)), (1, 0));
+}
+
+/// The log keeps at most `CHANGES_MAX` changes between two takes and
+/// counts the rest as lost: the first `CHANGES_MAX` are exactly the ones
+/// a reader taking after every event would have seen first, and the lost
+/// count is the remainder, so the stream can tell its readers to reload.
+#[test]
+fn changes_past_the_bound_are_counted_as_lost() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let events: Vec<VerifiedEvent> = std::iter::once(f.member_set(&anchor, 1, &bob, Level::Member))
+        .chain(
+            (0..(CHANGES_MAX as u64 + 50))
+                .map(|i| f.post(&bob, 2 + i, 10 + u128::from(i), "Ladder")),
+        )
+        .collect();
+    // One reader takes after every event: the whole sequence, nothing lost.
+    let mut each = f.node(&anchor);
+    let mut all = Vec::new();
+    for e in &events {
+        each.log_mut().append_received(e.clone()).unwrap();
+        let (changes, lost) = each.log_mut().take_changes();
+        assert_eq!(lost, 0);
+        all.extend(changes);
+    }
+    assert!(
+        all.len() > CHANGES_MAX,
+        "the workload must overflow the bound"
+    );
+    // The other takes once, after all of them.
+    let mut once = f.node(&anchor);
+    for e in &events {
+        once.log_mut().append_received(e.clone()).unwrap();
+    }
+    let (kept, lost) = once.log_mut().take_changes();
+    assert_eq!(kept.len(), CHANGES_MAX);
+    assert_eq!(kept[..], all[..CHANGES_MAX]);
+    assert_eq!(lost as usize, all.len() - CHANGES_MAX);
+    assert_eq!(
+        once.log_mut().take_changes(),
+        (vec![], 0),
+        "a take empties both"
+    );
 }
