@@ -216,3 +216,52 @@ fn changes_past_the_bound_are_counted_as_lost() {
         "a take empties both"
     );
 }
+
+/// One event that changes more posts than the bound (a settings change
+/// cutting every post's expiry) reports the first `CHANGES_MAX` of them
+/// and how many more there were, and nothing else is lost.
+#[test]
+fn one_event_changing_more_posts_than_the_bound_reports_the_rest_as_lost() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut node = f.node(&anchor);
+    let settings = |lamport: u64, ttl_s: u64| {
+        f.event(
+            &anchor,
+            lamport,
+            u128::from(lamport) << 48,
+            Payload::Settings(CommunitySettings {
+                name: "Lindenhof".into(),
+                post_ttl_max_s: ttl_s,
+                posts_per_author_max: 10_000,
+            }),
+        )
+    };
+    let posts = CHANGES_MAX as u64 + 77;
+    node.log_mut()
+        .append_received(f.member_set(&anchor, 1, &bob, Level::Member))
+        .unwrap();
+    node.log_mut()
+        .append_received(settings(2, POST_TTL_MAX_S_DEFAULT))
+        .unwrap();
+    for i in 0..posts {
+        node.log_mut()
+            .append_received(f.post(&bob, 3 + i, 10 + u128::from(i), "Ladder"))
+            .unwrap();
+        // Taken after each post, as the node does: nothing lost so far.
+        assert_eq!(node.log_mut().take_changes().1, 0);
+    }
+    node.log_mut()
+        .append_received(settings(3 + posts, 3_600))
+        .unwrap();
+    let (kept, lost) = node.log_mut().take_changes();
+    assert_eq!(kept.len(), CHANGES_MAX);
+    assert!(kept.iter().all(|c| matches!(
+        c,
+        ViewChange::Post {
+            change: PostChange::Updated,
+            ..
+        }
+    )));
+    assert_eq!(lost, posts - CHANGES_MAX as u64);
+}
