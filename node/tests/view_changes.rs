@@ -9,7 +9,7 @@ mod common;
 use common::{key, Fixture};
 use hearth_node::core::views::market::CHANGES_MAX;
 use hearth_node::core::views::membership::{POSTS_PER_AUTHOR_MAX_DEFAULT, POST_TTL_MAX_S_DEFAULT};
-use hearth_node::core::views::{PostChange, PostKey, ViewChange};
+use hearth_node::core::views::{PostChange, PostKey, ViewChange, Views};
 use hearth_node::core::{Config, Input, Node, Output, Source};
 use hearth_node::store::MemoryStore;
 use hearth_proto::{CommunitySettings, EventId, ExpiryReason, Level, Payload, VerifiedEvent};
@@ -264,4 +264,26 @@ fn one_event_changing_more_posts_than_the_bound_reports_the_rest_as_lost() {
         }
     )));
     assert_eq!(lost, posts - CHANGES_MAX as u64);
+}
+
+/// The views report a loss only when they dropped something: applying
+/// ordinary events directly to them never yields a `Lost` entry.
+#[test]
+fn ordinary_events_report_no_loss() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut views = Views::default();
+    let mut out = Vec::new();
+    for e in [
+        f.genesis.clone(),
+        f.member_set(&anchor, 1, &bob, Level::Member),
+        f.post(&bob, 2, 10, "Ladder"),
+    ] {
+        views.apply_reporting(&e, &mut out);
+    }
+    assert!(out.iter().any(|c| matches!(c, ViewChange::Post { .. })));
+    assert!(
+        !out.iter().any(|c| matches!(c, ViewChange::Lost { .. })),
+        "{out:?}"
+    );
 }
