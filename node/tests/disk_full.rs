@@ -12,15 +12,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::fillable_store::FillableStore;
 use common::*;
 use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::services::market::PostParams;
 use hearth_node::core::views::ListQuery;
 use hearth_node::core::{Config, Node};
-use hearth_node::store::{EventStore, MemoryStore, SledStore, WriteState};
+use hearth_node::store::{EventStore, SledStore, WriteState};
 use hearth_proto::Category;
-use hearth_proto::Level;
 use tempfile::TempDir;
 
 /// Posts tried before a full disk must have refused one: the disk is
@@ -606,74 +604,4 @@ fn running_node_reports_full_disk_and_resumes() {
     for t in &acked {
         assert!(shown.contains(&t.as_str()), "acknowledged {t:?} lost");
     }
-}
-
-/// Without a real disk: a store that refuses writes makes `market.post`
-/// answer `storage_full` with the view unchanged, a received event is
-/// ignored (not rejected) and not stored, a snapshot is skipped without an
-/// error; once the store recovers, posts and received events go in again
-/// and the views equal a full replay of the store.
-#[test]
-fn refused_writes_change_no_view_and_resume_after_recovery() {
-    let f = Fixture::new();
-    let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store = FillableStore {
-        inner: MemoryStore::new(),
-        full: full.clone(),
-        state: WriteState::Ok,
-    };
-    let mut node = Node::new(f.anchor.clone(), &f.genesis, store, Config::default(), 7).unwrap();
-    node.market_post(NOW, Caller::Local, params("first"))
-        .unwrap();
-    let events = node.log().store().len();
-
-    full.store(true, std::sync::atomic::Ordering::SeqCst);
-    let err = node
-        .market_post(NOW, Caller::Local, params("refused"))
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::StorageFull, "{err}");
-    assert_eq!(titles(&node), vec!["first".to_owned()]);
-    assert_eq!(node.log().store().len(), events);
-    assert_eq!(node.log().write_state(), WriteState::Full);
-    let remote = node
-        .market_post(NOW, Caller::Remote(key(8).node_id()), params("remote"))
-        .unwrap_err();
-    assert_eq!(
-        remote.code,
-        ErrorCode::Unauthorized,
-        "storage_full is local only: remote callers cannot write at all"
-    );
-
-    let member = key(9);
-    let admission = f.member_set(&f.anchor, 5, &member, Level::Member);
-    let peer = key(8).node_id();
-    node.handle(
-        NOW,
-        hearth_node::core::Input::Received {
-            bytes: admission.bytes().to_vec(),
-            source: hearth_node::core::Source::Peer(peer),
-        },
-    );
-    let verdict = std::iter::from_fn(|| node.poll_output()).find_map(|o| match o {
-        hearth_node::core::Output::Verdict { verdict, .. } => Some(verdict),
-        _ => None,
-    });
-    assert_eq!(verdict, Some(hearth_node::core::Verdict::Ignore));
-    assert!(!node.log().store().contains(admission.hash()).unwrap());
-    assert!(
-        node.shutdown().is_ok(),
-        "a skipped snapshot is not an error"
-    );
-
-    full.store(false, std::sync::atomic::Ordering::SeqCst);
-    node.market_post(NOW, Caller::Local, params("after"))
-        .expect("writes resume once the store recovers");
-    assert_eq!(node.log().write_state(), WriteState::Ok);
-    assert!(node
-        .receive(admission.bytes(), hearth_node::core::Source::Peer(peer))
-        .is_ok());
-    assert_eq!(titles(&node), vec!["after".to_owned(), "first".to_owned()]);
-    let digest = node.views().digest();
-    node.log_mut().replay_all().unwrap();
-    assert_eq!(node.views().digest(), digest, "views equal a full replay");
 }

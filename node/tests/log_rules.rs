@@ -540,3 +540,228 @@ fn store_refusals_map_to_their_wire_codes() {
         .is_none());
     assert!(AppendError::ClockExhausted.storage_refusal().is_none());
 }
+
+// ------------------------------------------------------------ durability
+
+/// A node over a store that counts its flushes, with `bob` admitted.
+fn counting_node() -> (
+    hearth_node::core::Node<common::fillable_store::FillableStore>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let f = Fixture::new();
+    let (store, _full) = common::fillable_store::FillableStore::new();
+    let flushes = store.flushes.clone();
+    let mut node = hearth_node::core::Node::new(
+        f.anchor.clone(),
+        &f.genesis,
+        store,
+        hearth_node::core::Config::default(),
+        7,
+    )
+    .unwrap();
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 1, &key(2), Level::Member))
+        .unwrap();
+    node.log_mut().flush().unwrap();
+    (node, flushes)
+}
+
+fn flushed(flushes: &std::sync::atomic::AtomicU64) -> u64 {
+    flushes.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Received events are made durable in batches: one flush per
+/// `FLUSH_BATCH_EVENTS` received, a tick's flush only when something is
+/// unflushed, and a local post flushed before it is acknowledged.
+#[test]
+fn received_events_are_flushed_in_batches_and_a_local_post_at_once() {
+    use hearth_node::core::log::FLUSH_BATCH_EVENTS;
+    let f = Fixture::new();
+    let (mut node, flushes) = counting_node();
+    let base = flushed(&flushes);
+    let bob = key(2);
+    for i in 0..FLUSH_BATCH_EVENTS as u64 - 1 {
+        node.log_mut()
+            .append_received(f.post(&bob, 10 + i, 10 + u128::from(i), "Ladder"))
+            .unwrap();
+    }
+    assert_eq!(flushed(&flushes), base, "one short of a batch: no flush");
+    node.log_mut()
+        .append_received(f.post(&bob, 5, 5, "the batch's last"))
+        .unwrap();
+    assert_eq!(flushed(&flushes), base + 1, "a full batch is flushed");
+    node.log_mut().flush().unwrap();
+    assert_eq!(flushed(&flushes), base + 1, "nothing unflushed: no flush");
+    node.log_mut()
+        .append_received(f.post(&bob, 6, 6, "one more"))
+        .unwrap();
+    node.log_mut().flush().unwrap();
+    assert_eq!(flushed(&flushes), base + 2, "a tick flushes what is left");
+    node.market_post(
+        NOW,
+        hearth_node::core::Caller::Local,
+        hearth_node::core::services::market::PostParams {
+            category: Category::Info,
+            title: "mine".into(),
+            body: String::new(),
+            tags: vec![],
+            ttl_seconds: None,
+            location: None,
+            client_id: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        flushed(&flushes),
+        base + 3,
+        "a local post is flushed at once"
+    );
+}
+
+/// Pending events an admission releases count towards the flush batch
+/// like any other received event.
+#[test]
+fn released_pending_events_count_towards_the_flush_batch() {
+    use hearth_node::core::log::FLUSH_BATCH_EVENTS;
+    let f = Fixture::new();
+    let (mut node, flushes) = counting_node();
+    let base = flushed(&flushes);
+    let (bob, carol) = (key(2), key(3));
+    let held = 199u64;
+    // The batch less the admission and carol's held posts.
+    for i in 0..FLUSH_BATCH_EVENTS as u64 - held - 1 {
+        node.log_mut()
+            .append_received(f.post(&bob, 10 + i, 10 + u128::from(i), "Ladder"))
+            .unwrap();
+    }
+    for i in 0..held {
+        let r = node
+            .log_mut()
+            .append_received(f.post(&carol, 20_000 + i, 50_000 + u128::from(i), "early"))
+            .unwrap();
+        assert!(matches!(r, Ingested::Pending));
+    }
+    assert_eq!(flushed(&flushes), base);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 2, &carol, Level::Member))
+        .unwrap();
+    assert_eq!(
+        flushed(&flushes),
+        base + 1,
+        "admission and released posts fill the batch"
+    );
+}
+
+// ------------------------------------------------------------ a full disk
+
+fn offer(title: &str) -> hearth_node::core::services::market::PostParams {
+    hearth_node::core::services::market::PostParams {
+        category: Category::Offer,
+        title: title.into(),
+        body: "a ladder".into(),
+        tags: vec!["tools".into()],
+        ttl_seconds: None,
+        location: None,
+        client_id: None,
+    }
+}
+
+fn titles_of<S: EventStore>(node: &hearth_node::core::Node<S>) -> Vec<String> {
+    let mut t: Vec<String> = node
+        .market_list(
+            NOW,
+            ListQuery {
+                limit: Some(200),
+                ..ListQuery::default()
+            },
+        )
+        .unwrap()
+        .posts
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    t.sort();
+    t
+}
+
+/// Without a real disk: a store that refuses writes makes `market.post`
+/// answer `storage_full` with the view unchanged, a received event is
+/// ignored (not rejected) and not stored, a snapshot is skipped without an
+/// error; once the store recovers, posts and received events go in again
+/// and the views equal a full replay of the store.
+#[test]
+fn refused_writes_change_no_view_and_resume_after_recovery() {
+    let f = Fixture::new();
+    let (store, full) = common::fillable_store::FillableStore::new();
+    let mut node = hearth_node::core::Node::new(
+        f.anchor.clone(),
+        &f.genesis,
+        store,
+        hearth_node::core::Config::default(),
+        7,
+    )
+    .unwrap();
+    node.market_post(NOW, hearth_node::core::Caller::Local, offer("first"))
+        .unwrap();
+    let events = node.log().store().len();
+
+    full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = node
+        .market_post(NOW, hearth_node::core::Caller::Local, offer("refused"))
+        .unwrap_err();
+    assert_eq!(err.code, hearth_node::core::ErrorCode::StorageFull, "{err}");
+    assert_eq!(titles_of(&node), vec!["first".to_owned()]);
+    assert_eq!(node.log().store().len(), events);
+    assert_eq!(
+        node.log().write_state(),
+        hearth_node::store::WriteState::Full
+    );
+    let remote = node
+        .market_post(
+            NOW,
+            hearth_node::core::Caller::Remote(key(8).node_id()),
+            offer("remote"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        remote.code,
+        hearth_node::core::ErrorCode::Unauthorized,
+        "storage_full is local only: remote callers cannot write at all"
+    );
+
+    let member = key(9);
+    let admission = f.member_set(&f.anchor, 5, &member, Level::Member);
+    let peer = key(8).node_id();
+    node.handle(
+        NOW,
+        hearth_node::core::Input::Received {
+            bytes: admission.bytes().to_vec(),
+            source: hearth_node::core::Source::Peer(peer),
+        },
+    );
+    let verdict = std::iter::from_fn(|| node.poll_output()).find_map(|o| match o {
+        hearth_node::core::Output::Verdict { verdict, .. } => Some(verdict),
+        _ => None,
+    });
+    assert_eq!(verdict, Some(hearth_node::core::Verdict::Ignore));
+    assert!(!node.log().store().contains(admission.hash()).unwrap());
+    assert!(
+        node.shutdown().is_ok(),
+        "a skipped snapshot is not an error"
+    );
+
+    full.store(false, std::sync::atomic::Ordering::SeqCst);
+    node.market_post(NOW, hearth_node::core::Caller::Local, offer("after"))
+        .expect("writes resume once the store recovers");
+    assert_eq!(node.log().write_state(), hearth_node::store::WriteState::Ok);
+    assert!(node
+        .receive(admission.bytes(), hearth_node::core::Source::Peer(peer))
+        .is_ok());
+    assert_eq!(
+        titles_of(&node),
+        vec!["after".to_owned(), "first".to_owned()]
+    );
+    let digest = node.views().digest();
+    node.log_mut().replay_all().unwrap();
+    assert_eq!(node.views().digest(), digest, "views equal a full replay");
+}

@@ -12,6 +12,9 @@ pub struct FillableStore {
     pub inner: MemoryStore,
     pub full: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub state: WriteState,
+    /// Flushes that reached the inner store: what a test of the log's
+    /// durability batches counts.
+    pub flushes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FillableStore {
@@ -34,6 +37,8 @@ impl EventStore for FillableStore {
     }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.refuse("flush")?;
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.flush()
     }
     fn contains(&self, hash: &EventHash) -> Result<bool, StoreError> {
@@ -101,6 +106,7 @@ impl FillableStore {
             inner: MemoryStore::new(),
             full: full.clone(),
             state: WriteState::Ok,
+            flushes: Default::default(),
         };
         (store, full)
     }
