@@ -765,3 +765,32 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
     node.log_mut().replay_all().unwrap();
     assert_eq!(node.views().digest(), digest, "views equal a full replay");
 }
+
+/// The log says which events it holds pending, and for how many arrivals
+/// its last view snapshot is behind the store.
+#[test]
+fn pending_and_arrivals_since_the_snapshot_are_reported() {
+    let f = Fixture::new();
+    let (bob, carol) = (key(2), key(3));
+    let mut node = f.admitted_node(&bob, Level::Member);
+    node.log_mut().snapshot().unwrap();
+    assert_eq!(node.log().arrivals_since_snapshot(), 0);
+    let early = f.post(&carol, 30, 30, "early");
+    node.log_mut().append_received(early.clone()).unwrap();
+    assert!(node.log().is_pending(early.hash()));
+    let ladder = f.post(&bob, 3, 3, "ladder");
+    assert!(!node.log().is_pending(ladder.hash()), "never seen");
+    node.log_mut().append_received(ladder).unwrap();
+    assert_eq!(
+        node.log().arrivals_since_snapshot(),
+        1,
+        "pending is not stored"
+    );
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 4, &carol, Level::Member))
+        .unwrap();
+    assert!(!node.log().is_pending(early.hash()), "released");
+    assert_eq!(node.log().arrivals_since_snapshot(), 3);
+    node.log_mut().snapshot().unwrap();
+    assert_eq!(node.log().arrivals_since_snapshot(), 0);
+}
