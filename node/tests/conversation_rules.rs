@@ -9,9 +9,10 @@ use common::*;
 use hearth_node::core::bus::Caller;
 use hearth_node::core::services::conversations::{ConversationView, GetParams};
 use hearth_node::core::views::conversations::{
-    CLAIMS_PER_AUTHOR_PER_POST_MAX, REPLIES_PER_AUTHOR_PER_POST_MAX,
+    ClaimStatus, ConversationChange, CLAIMS_PER_AUTHOR_PER_POST_MAX,
+    REPLIES_PER_AUTHOR_PER_POST_MAX,
 };
-use hearth_node::core::views::Views;
+use hearth_node::core::views::{ViewChange, Views};
 use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
 use hearth_proto::sealed::{open, seal, seal_signed_by, DirectMessage, OpenError};
@@ -631,4 +632,229 @@ fn conversation_changes_report_only_what_shows() {
         conv(changes_of(&mut node, &hidden)).is_empty(),
         "B was removed"
     );
+}
+
+// ------------------------------------------------- what each query names
+
+/// The conversation changes the core reports for `events`, fed one by one.
+fn reported(node: &mut Node<MemoryStore>, events: &[VerifiedEvent]) -> Vec<ConversationChange> {
+    let mut out = Vec::new();
+    for e in events {
+        // A duplicate is refused (`Duplicate`): it reports nothing either.
+        let _ = node.log_mut().append_received(e.clone());
+        let (changes, _) = node.log_mut().take_changes();
+        out.extend(changes.into_iter().filter_map(|c| match c {
+            ViewChange::Conversation(c) => Some(c),
+            _ => None,
+        }));
+    }
+    out
+}
+
+/// Each conversation event reports what now shows, and only that: a reply
+/// and a claim by members, a withdrawal by the claim's author, the
+/// author's latest acceptance, a sealed message; nothing for a reply by a
+/// removed member, a withdrawal by someone else, an acceptance that a
+/// later one already beat, or a claim over its author's bound.
+#[test]
+fn each_conversation_event_reports_what_now_shows() {
+    let w = World::new();
+    let mut node = w.node(&w.f.anchor, &w.base());
+    let offer = w.offer();
+    let reply = w.reply(&w.b, 10, 200, offer);
+    let claim = w.claim(&w.b, 11, 201);
+    let b_claim = World::claim_ref(&w.b, 201);
+    let c_claim_event = w.claim(&w.c, 12, 202);
+    let c_claim = World::claim_ref(&w.c, 202);
+    let later = w.accept(&w.a, 31, 301, c_claim);
+    let earlier = w.accept(&w.a, 30, 300, b_claim);
+    let got = reported(
+        &mut node,
+        &[
+            reply.clone(),
+            claim.clone(),
+            c_claim_event.clone(),
+            later.clone(),
+            earlier,
+        ],
+    );
+    assert_eq!(
+        got,
+        vec![
+            ConversationChange::Reply {
+                post: offer,
+                author: w.b.node_id(),
+                id: post_id(200),
+                key: reply.key(),
+            },
+            ConversationChange::Claim {
+                post: offer,
+                author: w.b.node_id(),
+                id: post_id(201),
+                key: claim.key(),
+                state: ClaimStatus::Open,
+            },
+            ConversationChange::Claim {
+                post: offer,
+                author: w.c.node_id(),
+                id: post_id(202),
+                key: c_claim_event.key(),
+                state: ClaimStatus::Open,
+            },
+            ConversationChange::Accepted {
+                post: offer,
+                claim: c_claim,
+                key: later.key(),
+            },
+        ],
+        "the earlier acceptance, beaten already, reports nothing"
+    );
+    assert_eq!(
+        views(&node).conversations.accepted(&offer).map(|a| a.claim),
+        Some(c_claim)
+    );
+
+    // A withdrawal by someone else reports nothing; by the author, the claim.
+    let foreign = w.withdraw(&w.c, 40, 400, b_claim);
+    assert_eq!(reported(&mut node, &[foreign]), vec![]);
+    let own = w.withdraw(&w.b, 41, 401, b_claim);
+    assert_eq!(
+        reported(&mut node, std::slice::from_ref(&own)),
+        vec![ConversationChange::Claim {
+            post: offer,
+            author: w.b.node_id(),
+            id: post_id(201),
+            key: own.key(),
+            state: ClaimStatus::Withdrawn,
+        }]
+    );
+    assert_eq!(reported(&mut node, &[own]), vec![], "a duplicate");
+
+    // Past C's bound of claims on the offer, a newer claim reports nothing.
+    let claims: Vec<VerifiedEvent> = (0..CLAIMS_PER_AUTHOR_PER_POST_MAX as u64)
+        .map(|i| w.claim(&w.c, 50 + i, 500 + u128::from(i)))
+        .collect();
+    let got = reported(&mut node, &claims);
+    assert_eq!(
+        got.len(),
+        CLAIMS_PER_AUTHOR_PER_POST_MAX - 1,
+        "C had one already"
+    );
+
+    // A removed member's reply is stored but reports nothing.
+    let removal = w.f.member_set(&w.f.anchor, 60, &w.b, Level::Removed);
+    let _ = reported(&mut node, &[removal]);
+    let hidden = w.reply(&w.b, 61, 600, offer);
+    assert_eq!(reported(&mut node, std::slice::from_ref(&hidden)), vec![]);
+    assert!(node.log().store().contains(hidden.hash()).unwrap());
+
+    // A sealed message reports its pair.
+    let dm = w.sealed(&w.a, &w.c, 70, 700, "Gern, komm vorbei");
+    assert_eq!(
+        reported(&mut node, std::slice::from_ref(&dm)),
+        vec![ConversationChange::Sealed {
+            from: w.a.node_id(),
+            to: w.c.node_id(),
+            id: post_id(700),
+            key: dm.key(),
+        }]
+    );
+}
+
+/// A node follows the threads of its own posts that have replies or
+/// claims, and of the posts it replied to or claimed; no others.
+#[test]
+fn threads_of_are_own_posts_with_activity_and_posts_taken_part_in() {
+    let w = World::new();
+    let mut events = w.base();
+    let quiet = w.f.post(&w.c, 5, 101, "Niemand antwortet");
+    let b_offer = w.f.post(&w.b, 6, 102, "Leiter");
+    let b_ref = EventRef {
+        author: w.b.node_id(),
+        id: post_id(102),
+    };
+    events.extend([
+        quiet,
+        b_offer,
+        w.reply(&w.b, 10, 200, w.offer()),
+        w.claim(&w.c, 11, 201),
+        w.reply(&w.a, 12, 202, b_ref),
+    ]);
+    let node = w.node(&w.f.anchor, &events);
+    let conv = &views(&node).conversations;
+    let set = |refs: &[EventRef]| {
+        refs.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(conv.threads_of(&w.a.node_id()), set(&[w.offer(), b_ref]));
+    assert_eq!(conv.threads_of(&w.b.node_id()), set(&[w.offer(), b_ref]));
+    assert_eq!(conv.threads_of(&w.c.node_id()), set(&[w.offer()]));
+    assert_eq!(conv.threads_of(&w.f.anchor.node_id()), set(&[]));
+}
+
+/// Sealed messages are found by sender, by recipient and by pair, and
+/// counted; claim states read as the API names them.
+#[test]
+fn sealed_messages_are_found_by_sender_recipient_and_pair() {
+    let w = World::new();
+    let mut events = w.base();
+    events.extend([
+        w.sealed(&w.a, &w.b, 10, 200, "1"),
+        w.sealed(&w.a, &w.c, 11, 201, "2"),
+        w.sealed(&w.b, &w.a, 12, 202, "3"),
+        w.sealed(&w.a, &w.b, 13, 203, "4"),
+    ]);
+    let node = w.node(&w.f.anchor, &events);
+    let conv = &views(&node).conversations;
+    let ids = |it: &mut dyn Iterator<Item = &hearth_node::core::views::conversations::Sealed>| {
+        it.map(|s| s.id).collect::<Vec<_>>()
+    };
+    let mut from_a = ids(&mut conv.sealed_from(w.a.node_id()));
+    from_a.sort();
+    assert_eq!(from_a, vec![post_id(200), post_id(201), post_id(203)]);
+    assert_eq!(ids(&mut conv.sealed_to(w.a.node_id())), vec![post_id(202)]);
+    assert_eq!(
+        ids(&mut conv.sealed_between(&w.a.node_id(), &w.b.node_id())),
+        vec![post_id(200), post_id(203)],
+        "oldest first"
+    );
+    assert_eq!(ids(&mut conv.sealed_from(w.c.node_id())), vec![]);
+    assert_eq!(conv.sealed_count(), 4);
+    assert_eq!(
+        [
+            ClaimStatus::Open,
+            ClaimStatus::Withdrawn,
+            ClaimStatus::Accepted
+        ]
+        .map(ClaimStatus::as_str),
+        ["open", "withdrawn", "accepted"]
+    );
+}
+
+/// The digest tells different conversations apart, and a reset view
+/// holds nothing.
+#[test]
+fn digest_tells_conversations_apart_and_reset_empties() {
+    let w = World::new();
+    let empty = Views::default().conversations.digest();
+    let mut node = w.node(&w.f.anchor, &w.base());
+    assert_eq!(
+        views(&node).conversations.digest(),
+        empty,
+        "no conversation yet"
+    );
+    node.log_mut()
+        .append_received(w.reply(&w.b, 10, 200, w.offer()))
+        .unwrap();
+    let one = views(&node).conversations.digest();
+    assert_ne!(one, empty);
+    node.log_mut()
+        .append_received(w.sealed(&w.a, &w.b, 11, 201, "hi"))
+        .unwrap();
+    assert_ne!(views(&node).conversations.digest(), one);
+    let mut conv = views(&node).conversations.clone();
+    conv.reset();
+    assert_eq!(conv.digest(), empty);
+    assert_eq!(conv.sealed_count(), 0);
 }
