@@ -15,10 +15,8 @@ use std::process::{Command, Output};
 use common::*;
 use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::services::market::PostParams;
-use hearth_node::core::views::ListQuery;
 use hearth_node::core::{Config, Node};
-use hearth_node::store::{EventStore, SledStore, WriteState};
-use hearth_proto::Category;
+use hearth_node::store::{SledStore, WriteState};
 use tempfile::TempDir;
 
 /// Posts tried before a full disk must have refused one: the disk is
@@ -109,33 +107,7 @@ fn fill(dir: &Path) -> PathBuf {
 }
 
 fn params(title: &str) -> PostParams {
-    PostParams {
-        category: Category::Offer,
-        title: title.into(),
-        body: big_body(),
-        tags: vec!["tools".into()],
-        ttl_seconds: None,
-        location: None,
-        client_id: None,
-    }
-}
-
-fn titles<S: EventStore>(node: &Node<S>) -> Vec<String> {
-    let mut t: Vec<String> = node
-        .market_list(
-            NOW,
-            ListQuery {
-                limit: Some(200),
-                ..ListQuery::default()
-            },
-        )
-        .unwrap()
-        .posts
-        .into_iter()
-        .map(|p| p.title)
-        .collect();
-    t.sort();
-    t
+    offer_params(title, big_body())
 }
 
 fn sled_node(f: &Fixture, store: SledStore) -> Node<SledStore> {

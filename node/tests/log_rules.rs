@@ -600,15 +600,7 @@ fn received_events_are_flushed_in_batches_and_a_local_post_at_once() {
     node.market_post(
         NOW,
         hearth_node::core::Caller::Local,
-        hearth_node::core::services::market::PostParams {
-            category: Category::Info,
-            title: "mine".into(),
-            body: String::new(),
-            tags: vec![],
-            ttl_seconds: None,
-            location: None,
-            client_id: None,
-        },
+        offer_params("mine", String::new()),
     )
     .unwrap();
     assert_eq!(
@@ -654,36 +646,6 @@ fn released_pending_events_count_towards_the_flush_batch() {
 
 // ------------------------------------------------------------ a full disk
 
-fn offer(title: &str) -> hearth_node::core::services::market::PostParams {
-    hearth_node::core::services::market::PostParams {
-        category: Category::Offer,
-        title: title.into(),
-        body: "a ladder".into(),
-        tags: vec!["tools".into()],
-        ttl_seconds: None,
-        location: None,
-        client_id: None,
-    }
-}
-
-fn titles_of<S: EventStore>(node: &hearth_node::core::Node<S>) -> Vec<String> {
-    let mut t: Vec<String> = node
-        .market_list(
-            NOW,
-            ListQuery {
-                limit: Some(200),
-                ..ListQuery::default()
-            },
-        )
-        .unwrap()
-        .posts
-        .into_iter()
-        .map(|p| p.title)
-        .collect();
-    t.sort();
-    t
-}
-
 /// Without a real disk: a store that refuses writes makes `market.post`
 /// answer `storage_full` with the view unchanged, a received event is
 /// ignored (not rejected) and not stored, a snapshot is skipped without an
@@ -701,16 +663,24 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
         7,
     )
     .unwrap();
-    node.market_post(NOW, hearth_node::core::Caller::Local, offer("first"))
-        .unwrap();
+    node.market_post(
+        NOW,
+        hearth_node::core::Caller::Local,
+        offer_params("first", String::new()),
+    )
+    .unwrap();
     let events = node.log().store().len();
 
     full.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = node
-        .market_post(NOW, hearth_node::core::Caller::Local, offer("refused"))
+        .market_post(
+            NOW,
+            hearth_node::core::Caller::Local,
+            offer_params("refused", String::new()),
+        )
         .unwrap_err();
     assert_eq!(err.code, hearth_node::core::ErrorCode::StorageFull, "{err}");
-    assert_eq!(titles_of(&node), vec!["first".to_owned()]);
+    assert_eq!(titles(&node), vec!["first".to_owned()]);
     assert_eq!(node.log().store().len(), events);
     assert_eq!(
         node.log().write_state(),
@@ -720,7 +690,7 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
         .market_post(
             NOW,
             hearth_node::core::Caller::Remote(key(8).node_id()),
-            offer("remote"),
+            offer_params("remote", String::new()),
         )
         .unwrap_err();
     assert_eq!(
@@ -751,16 +721,17 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
     );
 
     full.store(false, std::sync::atomic::Ordering::SeqCst);
-    node.market_post(NOW, hearth_node::core::Caller::Local, offer("after"))
-        .expect("writes resume once the store recovers");
+    node.market_post(
+        NOW,
+        hearth_node::core::Caller::Local,
+        offer_params("after", String::new()),
+    )
+    .expect("writes resume once the store recovers");
     assert_eq!(node.log().write_state(), hearth_node::store::WriteState::Ok);
     assert!(node
         .receive(admission.bytes(), hearth_node::core::Source::Peer(peer))
         .is_ok());
-    assert_eq!(
-        titles_of(&node),
-        vec!["after".to_owned(), "first".to_owned()]
-    );
+    assert_eq!(titles(&node), vec!["after".to_owned(), "first".to_owned()]);
     let digest = node.views().digest();
     node.log_mut().replay_all().unwrap();
     assert_eq!(node.views().digest(), digest, "views equal a full replay");

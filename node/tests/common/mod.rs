@@ -184,3 +184,35 @@ pub fn content(title: &str, category: Category, tags: &[&str], expires_at: u64) 
 pub fn post_id(n: u128) -> EventId {
     EventId::from_parts(NOW, n)
 }
+
+/// The titles of the posts `node` lists at `NOW` (up to 200), sorted.
+pub fn titles<S: hearth_node::store::EventStore>(node: &Node<S>) -> Vec<String> {
+    let mut t: Vec<String> = node
+        .market_list(
+            NOW,
+            hearth_node::core::views::ListQuery {
+                limit: Some(200),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .posts
+        .into_iter()
+        .map(|p| p.title)
+        .collect();
+    t.sort();
+    t
+}
+
+/// What a local `market.post` of an offer with this title and body sends.
+pub fn offer_params(title: &str, body: String) -> hearth_node::core::services::market::PostParams {
+    hearth_node::core::services::market::PostParams {
+        category: Category::Offer,
+        title: title.into(),
+        body,
+        tags: vec!["tools".into()],
+        ttl_seconds: None,
+        location: None,
+        client_id: None,
+    }
+}
