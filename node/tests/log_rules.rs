@@ -765,3 +765,25 @@ fn pending_and_arrivals_since_the_snapshot_are_reported() {
     node.log_mut().snapshot().unwrap();
     assert_eq!(node.log().arrivals_since_snapshot(), 0);
 }
+
+/// A snapshot the store refuses (full, read-only) is skipped without an
+/// error, but a store fault while writing it is reported: only the first
+/// is a condition the node waits out.
+#[test]
+fn a_snapshot_store_fault_is_an_error_unlike_a_refusal() {
+    let f = Fixture::new();
+    let (store, _full) = common::fillable_store::FillableStore::new();
+    let broken = store.meta_broken.clone();
+    let mut node = hearth_node::core::Node::new(
+        f.anchor.clone(),
+        &f.genesis,
+        store,
+        hearth_node::core::Config::default(),
+        7,
+    )
+    .unwrap();
+    node.log_mut().snapshot().unwrap();
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = node.log_mut().snapshot().unwrap_err();
+    assert!(err.to_string().contains("device error"), "{err}");
+}

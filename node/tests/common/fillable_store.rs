@@ -15,6 +15,9 @@ pub struct FillableStore {
     /// Flushes that reached the inner store: what a test of the log's
     /// durability batches counts.
     pub flushes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While set, meta writes (the view snapshot) fail with an I/O error:
+    /// a fault, not a refusal.
+    pub meta_broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FillableStore {
@@ -78,6 +81,11 @@ impl EventStore for FillableStore {
     }
     fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.refuse("put_meta")?;
+        if self.meta_broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Io(format!(
+                "put_meta {key}: device error (simulated)"
+            )));
+        }
         self.inner.put_meta(key, value)
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -107,6 +115,7 @@ impl FillableStore {
             full: full.clone(),
             state: WriteState::Ok,
             flushes: Default::default(),
+            meta_broken: Default::default(),
         };
         (store, full)
     }
