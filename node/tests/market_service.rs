@@ -580,3 +580,38 @@ fn update_replaces_content_and_keeps_client_id() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
 }
+
+/// The market view's Lamport high-water mark is the highest Lamport time
+/// of a marketplace event (post, update, expiry) it applied, not of other
+/// events; its live posts are the shown, unexpired ones, newest first.
+#[test]
+fn max_lamport_and_live_posts_follow_the_market_events() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut node = f.node(&anchor);
+    let mut add = |e| node.log_mut().append_received(e).map(drop).unwrap();
+    add(f.member_set(&anchor, 1, &bob, Level::Member));
+    add(f.post(&bob, 5, 10, "Ladder"));
+    add(f.post(&bob, 7, 11, "Drill"));
+    add(f.post(&bob, 6, 12, "Saw"));
+    add(f.update(&bob, 8, 10, "Tall ladder"));
+    add(f.expire(&bob, 9, 12, ExpiryReason::Fulfilled));
+    add(f.member_set(&anchor, 40, &key(3), Level::Member));
+    let market = &node.views().market;
+    assert_eq!(
+        market.max_lamport(),
+        9,
+        "the expiry, not the later admission"
+    );
+    let live: Vec<&str> = market
+        .all_active(NOW)
+        .map(|p| p.content.title.as_str())
+        .collect();
+    assert_eq!(live, vec!["Tall ladder", "Drill"], "newest content first");
+    assert_eq!(market.live_posts(NOW).count(), 2);
+    assert_eq!(
+        market.all_active(NOW + 2 * DAY_MS).count(),
+        0,
+        "past their expiry"
+    );
+}
