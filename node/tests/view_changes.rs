@@ -287,3 +287,27 @@ fn ordinary_events_report_no_loss() {
         "{out:?}"
     );
 }
+
+/// Resetting the views (before a full replay, or after a snapshot that
+/// cannot be restored) forgets every level and post: what was shown is
+/// rebuilt only from the events replayed after it.
+#[test]
+fn reset_views_forget_levels_and_posts() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut views = Views::default();
+    for e in [
+        f.genesis.clone(),
+        f.member_set(&anchor, 1, &bob, Level::Member),
+        f.post(&bob, 2, 10, "Ladder"),
+    ] {
+        views.apply(&e);
+    }
+    let empty = Views::default().digest();
+    assert_eq!(views.membership.level(&bob.node_id()), Some(Level::Member));
+    assert_ne!(views.digest(), empty);
+    views.reset();
+    assert_eq!(views.membership.level(&bob.node_id()), None);
+    assert_eq!(views.market.post_count(), 0);
+    assert_eq!(views.digest(), empty);
+}
