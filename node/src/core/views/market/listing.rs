@@ -1749,7 +1749,18 @@ impl MarketView {
         if total == 0 {
             return (Vec::new(), false);
         }
-        // The smallest index that holds every match, in created order.
+        // The cheapest index to walk that holds every match, in created
+        // order: a walk visits about `want` in every `len / total` of its
+        // entries, and a tag's or the located posts' are read in place
+        // (only some are looked up), so a larger one can cost less.
+        let cost = |w: &Walk<'_>| {
+            let visited = want.saturating_mul(w.len()) / total;
+            match w {
+                Walk::Tag(_) => self.tag_cost(visited, plan),
+                Walk::Located(..) => visited / SPOT_READS_PER_LOOKUP + want,
+                Walk::Keys(_) => visited,
+            }
+        };
         let mut set = Walk::Keys(&self.by_created);
         let mut narrower: Vec<Walk<'a>> = Vec::new();
         if let [c] = plan.cats {
@@ -1767,7 +1778,7 @@ impl MarketView {
             narrower.push(Walk::Located(&self.list_counts.grid.located, n, now_ms));
         }
         for s in narrower {
-            if s.len() < set.len() {
+            if cost(&s) < cost(&set) {
                 set = s;
             }
         }
@@ -1778,15 +1789,7 @@ impl MarketView {
             // No index in distance order: the matches are sorted.
             Sort::Nearest => usize::MAX,
             Sort::Newest if plan.since.is_some() => want,
-            Sort::Newest | Sort::Oldest => {
-                let visited = want.saturating_mul(set.len()) / total;
-                match set {
-                    Walk::Tag(_) => self.tag_cost(visited, plan),
-                    // Read in place; only the matches are looked up.
-                    Walk::Located(..) => visited / SPOT_READS_PER_LOOKUP + want,
-                    Walk::Keys(_) => visited,
-                }
-            }
+            Sort::Newest | Sort::Oldest => cost(&set),
             _ => want.saturating_mul(self.by_created.len()) / total,
         };
         if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
