@@ -401,18 +401,26 @@ impl TagIds {
 /// without looking the post up.
 #[derive(Debug, Clone)]
 struct Spot {
-    key: CreatedKey,
     place: Place,
     tags: TagIds,
 }
 
 /// One cell's shown posts, in no order: every reader of a cell reads all
 /// of its spots (a page sorts the matches it keeps), so they sit in one
-/// array read front to back rather than in a tree. [`Grid::located`]
-/// says where each one is, for removal.
+/// array read front to back rather than in a tree. The keys are a second
+/// array beside it (`keys[i]` is `spots[i]`'s post): the facets read only
+/// the spots, one 64-byte line each, and a page reads the keys of its
+/// matches. [`Grid::located`] says where each post is, for removal.
 #[derive(Debug, Clone, Default)]
 struct Cell {
+    keys: Vec<CreatedKey>,
     spots: Vec<Spot>,
+}
+
+impl Cell {
+    fn iter(&self) -> impl Iterator<Item = (&CreatedKey, &Spot)> {
+        self.keys.iter().zip(&self.spots)
+    }
 }
 
 /// A located post in created order: its place, read in place by a walk
@@ -482,8 +490,8 @@ impl Grid {
             slot,
         };
         let at = cell.spots.len();
+        cell.keys.push(k);
         cell.spots.push(Spot {
-            key: k,
             place,
             tags: TagIds::of(tags),
         });
@@ -507,20 +515,23 @@ impl Grid {
             return;
         };
         // `at` is kept right on every move; the search is a safety net.
-        let at = match cell.spots.get(loc.at) {
-            Some(s) if s.key == *k => loc.at,
-            _ => match cell.spots.iter().position(|s| s.key == *k) {
+        let at = match cell.keys.get(loc.at) {
+            Some(key) if key == k => loc.at,
+            _ => match cell.keys.iter().position(|key| key == k) {
                 Some(at) => at,
                 None => return,
             },
         };
-        cell.spots.swap_remove(at);
-        if let Some(moved) = cell.spots.get(at) {
-            if let Some(m) = self.located.get_mut(&moved.key) {
+        cell.keys.swap_remove(at);
+        if at < cell.spots.len() {
+            cell.spots.swap_remove(at);
+        }
+        if let Some(moved) = cell.keys.get(at) {
+            if let Some(m) = self.located.get_mut(moved) {
                 m.at = at;
             }
         }
-        if cell.spots.is_empty() {
+        if cell.keys.is_empty() {
             self.cells.remove(&loc.cell);
         }
     }
@@ -1491,9 +1502,9 @@ impl MarketView {
                 .for_each(f),
             Source::Grid(n) => {
                 self.list_counts.grid.cells_near(&n, |cell, _, _| {
-                    cell.spots
+                    cell.keys
                         .iter()
-                        .filter_map(|s| get(&s.key.1))
+                        .filter_map(|(_, name)| get(name))
                         .for_each(&mut f);
                 });
             }
@@ -2004,12 +2015,7 @@ impl MarketView {
         let q = Quick::new(n);
         let mut hits: Vec<SpotHit<'a>> = Vec::new();
         self.list_counts.grid.cells_near(n, |cell, inside, _| {
-            for Spot {
-                key: (created, name),
-                place: spot,
-                ..
-            } in &cell.spots
-            {
+            for ((created, name), Spot { place: spot, .. }) in cell.iter() {
                 if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
                     let pos = Self::spot_pos(plan.sort, n, *created, spot);
                     if plan.is_after(&pos) {
@@ -2048,12 +2054,7 @@ impl MarketView {
             if best.len() >= want && nearest > kth {
                 break;
             }
-            for Spot {
-                key: (created, name),
-                place: spot,
-                ..
-            } in &cell.spots
-            {
+            for ((created, name), Spot { place: spot, .. }) in cell.iter() {
                 if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
                     let pos = Self::spot_pos(Sort::Nearest, n, *created, spot);
                     if plan.is_after(&pos) {
@@ -2253,11 +2254,12 @@ mod tests {
             }
             let spots: usize = grid.cells.values().map(|c| c.spots.len()).sum();
             prop_assert_eq!(spots, grid.located.len());
-            prop_assert!(grid.cells.values().all(|c| !c.spots.is_empty()));
+            prop_assert!(grid.cells.values().all(|c| !c.spots.is_empty() && c.keys.len() == c.spots.len()));
             prop_assert!(grid.located.keys().eq(model.keys()));
             for (k, l) in &grid.located {
-                let spot = &grid.cells[&l.cell].spots[l.at];
-                prop_assert_eq!(&spot.key, k);
+                let cell = &grid.cells[&l.cell];
+                let spot = &cell.spots[l.at];
+                prop_assert_eq!(&cell.keys[l.at], k);
                 prop_assert_eq!(cell_of(model[k].0, model[k].1), l.cell);
                 let want = u32::from(k.0.lamport as u8 % 5);
                 prop_assert!(spot.tags.as_slice().iter().all(|t| *t == want));
@@ -2274,16 +2276,16 @@ mod tests {
                 let mut got = BTreeSet::new();
                 let mut bad: Vec<String> = Vec::new();
                 let answered = grid.cells_near(&n, |cell, inside, nearest| {
-                    for s in &cell.spots {
+                    for (key, s) in cell.iter() {
                         let d = spot_distance(&n, &s.place);
                         if inside && d > n.radius_km {
-                            bad.push(format!("{:?} at {d} km in an inside cell", s.key.0.lamport));
+                            bad.push(format!("{:?} at {d} km in an inside cell", key.0.lamport));
                         }
                         if d < nearest {
-                            bad.push(format!("{:?} at {d} km, cell says >= {nearest}", s.key.0.lamport));
+                            bad.push(format!("{:?} at {d} km, cell says >= {nearest}", key.0.lamport));
                         }
                         if inside || q.within(&n, &s.place) {
-                            got.insert(s.key);
+                            got.insert(*key);
                         }
                     }
                 });
