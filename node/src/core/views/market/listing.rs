@@ -664,32 +664,47 @@ struct Quick {
     lat: f64,
     lng: f64,
     cos_lat: f64,
+    /// [`Quick::within`]'s bounds on the squared half-angle: below
+    /// `in2` a point is clearly within the circle, above `out2` clearly
+    /// not (so a spot's test takes no square root).
+    in2: f64,
+    out2: f64,
 }
 
 impl Quick {
     fn new(n: &Near) -> Quick {
+        let slack = n.radius_km * 1e-3 + 1e-6;
+        let half_angle = |km: f64| km.max(0.0) / (2.0 * EARTH_RADIUS_KM);
         Quick {
             lat: n.lat,
             lng: n.lng,
             cos_lat: n.lat.to_radians().cos(),
+            in2: half_angle(n.radius_km - slack).powi(2),
+            out2: half_angle(n.radius_km + slack).powi(2),
         }
     }
 
-    fn km(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
+    /// The square of the quick half-angle between the centre and a point
+    /// (the distance is `2 R sqrt` of it).
+    fn squared(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
         let dp = (lat - self.lat).to_radians() / 2.0;
         let dl = (lng - self.lng).to_radians() / 2.0;
-        2.0 * EARTH_RADIUS_KM * (dp * dp + self.cos_lat * cos_lat * dl * dl).sqrt()
+        dp * dp + self.cos_lat * cos_lat * dl * dl
     }
 
-    /// Whether `spot` is within `n`, exactly as [`Near::distance`] says:
-    /// the quick distance decides when it is clearly in or out, haversine
-    /// otherwise.
+    fn km(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
+        2.0 * EARTH_RADIUS_KM * self.squared(lat, cos_lat, lng).sqrt()
+    }
+
+    /// Whether `spot` is within `n` (the circle this was made for),
+    /// exactly as [`Near::distance`] says: the quick distance decides when
+    /// it is clearly in or out (more than the slack of `r * 1e-3 + 1 mm`
+    /// from the edge), haversine otherwise.
     fn within(&self, n: &Near, spot: &Place) -> bool {
-        let d = self.km(spot.lat, spot.cos_lat, spot.lng);
-        let slack = n.radius_km * 1e-3 + 1e-6;
-        if d < n.radius_km - slack {
+        let x = self.squared(spot.lat, spot.cos_lat, spot.lng);
+        if x < self.in2 {
             true
-        } else if d > n.radius_km + slack {
+        } else if x > self.out2 {
             false
         } else {
             haversine_km(n.lat, n.lng, spot.lat, spot.lng) <= n.radius_km
