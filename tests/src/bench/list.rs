@@ -21,6 +21,11 @@
 //!   the node's driver and API in this process), p50/p99, target p99 <=
 //!   5 ms, with the in-process figure of the same mix beside it.
 //!
+//! For profiling one mix: `HEARTH_BENCH_LIST_KINDS=near,category_and_tag`
+//! runs only those in-process mixes (and no HTTP), and
+//! `HEARTH_BENCH_LIST_QUERIES=N` times `N` queries per mix instead of
+//! [`QUERIES_PER_KIND`] (long enough to `perf record -p` in slices).
+//!
 //! The fixture is the shared [`Mix`], its times shifted to the wall clock
 //! (the driver reads the wall clock, and a post dated
 //! [`FIXED_NOW_MS`] would be past its TTL by now), and a settings event
@@ -217,16 +222,27 @@ pub fn list(n: usize) -> anyhow::Result<()> {
     let lamports = (fx.history().len() as u64 + 1, market.max_lamport());
     let members: Vec<hearth_proto::NodeId> = fx.members.iter().map(Identity::node_id).collect();
 
+    // Profiling knobs (module docs): a subset of the mixes, more queries.
+    let only: Option<Vec<String>> = std::env::var("HEARTH_BENCH_LIST_KINDS")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_owned()).collect());
+    let queries: Option<usize> = std::env::var("HEARTH_BENCH_LIST_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut rng = Rng::new(0x9e77);
     let mut in_process: BTreeMap<&str, (f64, f64, f64, f64)> = BTreeMap::new();
     let mut targeted: Vec<f64> = Vec::new();
     let mut targeted_calm: Vec<f64> = Vec::new();
     for kind in KINDS {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|k| k == kind)) {
+            continue;
+        }
         let count = if kind == "q" {
             QUERIES_Q
         } else {
             QUERIES_PER_KIND
         };
+        let count = queries.unwrap_or(count);
         progress(format_args!(
             "list: {count} {kind} queries over {live} live posts"
         ));
@@ -284,6 +300,10 @@ pub fn list(n: usize) -> anyhow::Result<()> {
         ));
     }
 
+    if only.is_some() {
+        // A subset: the all-mixes figure and HTTP would not be comparable.
+        return Ok(());
+    }
     // Ceiling: 50 entries from a random start in a BTreeMap of n keys.
     let map: BTreeMap<u64, u64> = (0..n as u64).map(|i| (i * 3, i)).collect();
     let mut raw = Vec::with_capacity(QUERIES_PER_KIND);

@@ -287,8 +287,6 @@ pub struct MarketView {
     /// Per tag: its shown posts.
     by_tag: BTreeMap<String, TagIndex>,
     by_author: BTreeMap<NodeId, BTreeSet<CreatedKey>>,
-    /// Shown posts with a location (the candidates of `near`).
-    located: BTreeSet<CreatedKey>,
     /// Shown posts by effective expiry (`sort=expiring`, the posts past
     /// their TTL that the sweeper has not marked yet, and the posts that
     /// leave the live counts as time passes).

@@ -177,14 +177,65 @@ pub(super) struct LiveCounts {
     since: [BTreeMap<u64, Counts>; SINCE_SHIFTS.len()],
     /// Per location-grid cell ([`Grid`]), tags by [`Grid::tag_ids`].
     cells: BTreeMap<(i64, i64), CellCounts>,
+    /// Per block of [`BLOCK`] x [`BLOCK`] cells (keyed by the cell key
+    /// divided by [`BLOCK`]): a circle adds a block wholly inside it in
+    /// one sum instead of sixteen.
+    blocks: BTreeMap<(i64, i64), CellCounts>,
 }
 
-/// One grid cell's live posts counted.
+/// Side of a block of grid cells, in cells (0.008°: ~890 m by ~540 m at
+/// 50°N). A `near` circle of 3 km holds ~40 whole blocks, whose ~640 cells
+/// would otherwise each be a sum; larger blocks would fit whole in fewer
+/// circles, smaller ones save less.
+const BLOCK: i64 = 4;
+
+fn block_of(cell: (i64, i64)) -> (i64, i64) {
+    (cell.0.div_euclid(BLOCK), cell.1.div_euclid(BLOCK))
+}
+
+/// One grid cell's (or block's) live posts counted.
 #[derive(Debug, Clone, Default)]
 struct CellCounts {
     cat: [u64; 4],
     /// By tag id, then category slot.
     tags: BTreeMap<u32, [u64; 4]>,
+}
+
+impl CellCounts {
+    fn add(&mut self, slot: usize, ids: &[u32]) {
+        self.cat[slot] += 1;
+        for id in ids {
+            self.tags.entry(*id).or_default()[slot] += 1;
+        }
+    }
+
+    fn sub(&mut self, slot: usize, ids: &[u32]) {
+        self.cat[slot] = self.cat[slot].saturating_sub(1);
+        for id in ids {
+            if let Some(c) = self.tags.get_mut(id) {
+                c[slot] = c[slot].saturating_sub(1);
+                if *c == [0; 4] {
+                    self.tags.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// Counts `(slot, ids)` into the entry `k` of `map`.
+fn count_in(map: &mut BTreeMap<(i64, i64), CellCounts>, k: (i64, i64), slot: usize, ids: &[u32]) {
+    map.entry(k).or_default().add(slot, ids);
+}
+
+/// Uncounts `(slot, ids)` from the entry `k` of `map`, removing it once
+/// it counts nothing.
+fn uncount_in(map: &mut BTreeMap<(i64, i64), CellCounts>, k: (i64, i64), slot: usize, ids: &[u32]) {
+    if let Some(c) = map.get_mut(&k) {
+        c.sub(slot, ids);
+        if c.cat == [0; 4] {
+            map.remove(&k);
+        }
+    }
 }
 
 impl LiveCounts {
@@ -217,13 +268,10 @@ impl LiveCounts {
             level.entry(l >> shift).or_default().add(post);
         }
         if let Some(loc) = &post.content.location {
-            let cell = self.cells.entry(cell_of(loc.lat, loc.lng)).or_default();
-            cell.cat[slot] += 1;
-            for t in tags {
-                if let Some(id) = grid.tag_ids.get(t) {
-                    cell.tags.entry(*id).or_default()[slot] += 1;
-                }
-            }
+            let ids = grid.ids_of(tags);
+            let cell = cell_of(loc.lat, loc.lng);
+            count_in(&mut self.cells, cell, slot, &ids);
+            count_in(&mut self.blocks, block_of(cell), slot, &ids);
         }
     }
 
@@ -263,24 +311,10 @@ impl LiveCounts {
             sub_in(level, l >> shift, post);
         }
         if let Some(loc) = &post.content.location {
-            let at = cell_of(loc.lat, loc.lng);
-            if let Some(cell) = self.cells.get_mut(&at) {
-                cell.cat[slot] = cell.cat[slot].saturating_sub(1);
-                for t in tags {
-                    let Some(id) = grid.tag_ids.get(t) else {
-                        continue;
-                    };
-                    if let Some(c) = cell.tags.get_mut(id) {
-                        c[slot] = c[slot].saturating_sub(1);
-                        if *c == [0; 4] {
-                            cell.tags.remove(id);
-                        }
-                    }
-                }
-                if cell.cat == [0; 4] {
-                    self.cells.remove(&at);
-                }
-            }
+            let ids = grid.ids_of(tags);
+            let cell = cell_of(loc.lat, loc.lng);
+            uncount_in(&mut self.cells, cell, slot, &ids);
+            uncount_in(&mut self.blocks, block_of(cell), slot, &ids);
         }
     }
 }
@@ -321,32 +355,92 @@ const GRID_RADIUS_KM_MAX: f64 = 50.0;
 /// Mean km per degree of latitude (for the circle's bounding box).
 const KM_PER_DEG: f64 = EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;
 
-/// A located post in its grid cell: what `near` and the facets read,
-/// without looking the post up.
-#[derive(Debug, Clone)]
-struct Spot {
+/// Where a located post is and what a `near` walk asks of it before
+/// looking it up: its place, category and expiry.
+#[derive(Debug, Clone, Copy)]
+struct Place {
     /// Decimal degrees, as [`Near::distance`] computes them.
     lat: f64,
     lng: f64,
     /// `cos` of the latitude in radians, for the quick distance test.
     cos_lat: f64,
-    slot: u8,
     /// Effective expiry (the post is live before it).
     expires_at: u64,
-    /// Interned tag ids ([`Grid::tag_ids`]).
-    tags: Box<[u32]>,
+    slot: u8,
 }
 
-/// One cell's shown posts.
+/// A post's interned tag ids ([`Grid::tag_ids`]), held in place when there
+/// are few (most posts carry 1-3 tags), so reading a cell's spots does not
+/// follow a pointer per post.
+#[derive(Debug, Clone)]
+enum TagIds {
+    Few(u8, [u32; 3]),
+    Many(Box<[u32]>),
+}
+
+impl TagIds {
+    fn of(ids: Vec<u32>) -> TagIds {
+        match ids.as_slice() {
+            [] => TagIds::Few(0, [0; 3]),
+            [a] => TagIds::Few(1, [*a, 0, 0]),
+            [a, b] => TagIds::Few(2, [*a, *b, 0]),
+            [a, b, c] => TagIds::Few(3, [*a, *b, *c]),
+            _ => TagIds::Many(ids.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            TagIds::Few(n, ids) => &ids[..usize::from(*n).min(3)],
+            TagIds::Many(ids) => ids,
+        }
+    }
+}
+
+/// A located post in its grid cell: what `near` and the facets read,
+/// without looking the post up.
+#[derive(Debug, Clone)]
+struct Spot {
+    place: Place,
+    tags: TagIds,
+}
+
+/// One cell's shown posts, in no order: every reader of a cell reads all
+/// of its spots (a page sorts the matches it keeps), so they sit in one
+/// array read front to back rather than in a tree. The keys are a second
+/// array beside it (`keys[i]` is `spots[i]`'s post): the facets read only
+/// the spots, one 64-byte line each, and a page reads the keys of its
+/// matches. [`Grid::located`] says where each post is, for removal.
 #[derive(Debug, Clone, Default)]
 struct Cell {
-    spots: BTreeMap<CreatedKey, Spot>,
+    keys: Vec<CreatedKey>,
+    spots: Vec<Spot>,
+}
+
+impl Cell {
+    fn iter(&self) -> impl Iterator<Item = (&CreatedKey, &Spot)> {
+        self.keys.iter().zip(&self.spots)
+    }
+}
+
+/// A located post in created order: its place, read in place by a walk
+/// of `near` in that order, and where its spot is.
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    place: Place,
+    cell: (i64, i64),
+    /// Index of its spot in the cell's array.
+    at: usize,
 }
 
 /// Shown posts with a location, by grid cell (`near`).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Grid {
     cells: BTreeMap<(i64, i64), Cell>,
+    /// Every located shown post in created order (the candidates of
+    /// `near` when the grid does not answer a circle, and the walk of a
+    /// wide circle's first pages).
+    located: BTreeMap<CreatedKey, Located>,
     /// Tag names as small numbers, so summing cells is array arithmetic.
     /// An id is never reused for another name; the table holds each tag
     /// any located post has shown, a few bytes per distinct tag.
@@ -377,33 +471,76 @@ impl Grid {
             };
             tags.push(id);
         }
-        let cell = self.cells.entry(cell_of(l.lat, l.lng)).or_default();
-        let lat = l.lat as f64 / 1e6;
-        cell.spots.insert(
+        self.insert(k, (l.lat, l.lng), post.expires_at, slot as u8, tags);
+    }
+
+    /// Adds the spot of the post `k` at `(lat, lng)` (microdegrees), its
+    /// tags already interned.
+    fn insert(&mut self, k: CreatedKey, at: (i64, i64), expires_at: u64, slot: u8, tags: Vec<u32>) {
+        // Indexed twice would leave a stale spot behind.
+        self.sub(&k);
+        let at_cell = cell_of(at.0, at.1);
+        let cell = self.cells.entry(at_cell).or_default();
+        let lat = at.0 as f64 / 1e6;
+        let place = Place {
+            lat,
+            lng: at.1 as f64 / 1e6,
+            cos_lat: lat.to_radians().cos(),
+            expires_at,
+            slot,
+        };
+        let at = cell.spots.len();
+        cell.keys.push(k);
+        cell.spots.push(Spot {
+            place,
+            tags: TagIds::of(tags),
+        });
+        self.located.insert(
             k,
-            Spot {
-                lat,
-                lng: l.lng as f64 / 1e6,
-                cos_lat: lat.to_radians().cos(),
-                slot: slot as u8,
-                expires_at: post.expires_at,
-                tags: tags.into(),
+            Located {
+                place,
+                cell: at_cell,
+                at,
             },
         );
     }
 
-    fn sub(&mut self, post: &Post, k: &CreatedKey) {
-        let Some(l) = &post.content.location else {
+    /// Removes a located post's spot (a no-op for another post): the
+    /// last spot of its cell takes its place in the array.
+    fn sub(&mut self, k: &CreatedKey) {
+        let Some(loc) = self.located.remove(k) else {
             return;
         };
-        let at = cell_of(l.lat, l.lng);
-        let Some(cell) = self.cells.get_mut(&at) else {
+        let Some(cell) = self.cells.get_mut(&loc.cell) else {
             return;
         };
-        cell.spots.remove(k);
-        if cell.spots.is_empty() {
-            self.cells.remove(&at);
+        // `at` is kept right on every move; the search is a safety net.
+        let at = match cell.keys.get(loc.at) {
+            Some(key) if key == k => loc.at,
+            _ => match cell.keys.iter().position(|key| key == k) {
+                Some(at) => at,
+                None => return,
+            },
+        };
+        cell.keys.swap_remove(at);
+        if at < cell.spots.len() {
+            cell.spots.swap_remove(at);
         }
+        if let Some(moved) = cell.keys.get(at) {
+            if let Some(m) = self.located.get_mut(moved) {
+                m.at = at;
+            }
+        }
+        if cell.keys.is_empty() {
+            self.cells.remove(&loc.cell);
+        }
+    }
+
+    /// The interned ids of the tags the table holds.
+    fn ids_of(&self, tags: &[String]) -> Vec<u32> {
+        tags.iter()
+            .filter_map(|t| self.tag_ids.get(t).copied())
+            .collect()
     }
 
     /// [`cells_near`] over the grid's cells of posts.
@@ -423,49 +560,101 @@ fn cells_near<'g, V>(
     n: &Near,
     mut f: impl FnMut(&'g V, bool, f64),
 ) -> Option<()> {
-    let r = n.radius_km;
-    let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
-    let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
-    if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
-        return None;
-    }
-    let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
-    let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
-    let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
-    if lng_lo < -180.0 || lng_hi > 180.0 {
-        return None;
-    }
-    let udeg = |d: f64| (d * 1e6).floor() as i64;
-    let (row_lo, col_lo) = cell_of(udeg(lat_lo), udeg(lng_lo));
-    let (row_hi, col_hi) = cell_of(udeg(lat_hi), udeg(lng_hi));
-    let q = Quick::new(n);
-    // Every point of the cell is within `half` of its centre (the
-    // corner nearer the equator is the farthest; 0.1% spare).
-    let side = CELL_UDEG as f64 / 1e6;
-    // Slack for the quick distance (relative error < 1e-4) and the
-    // rounding of haversine.
-    let slack = r * 1e-3 + 1e-3;
+    let scan = Scan::new(n)?;
+    let ((row_lo, col_lo), (row_hi, col_hi)) = scan.cells;
     for row in row_lo..=row_hi {
+        let g = scan.row(row, 1);
+        for (&(_, col), cell) in cells.range((row, col_lo)..=(row, col_hi)) {
+            if let Some((inside, nearest)) = scan.test(&g, col) {
+                f(cell, inside, nearest);
+            }
+        }
+    }
+    Some(())
+}
+
+/// A circle's box on the grid, and the test of a grid square (a cell, or
+/// a block of [`BLOCK`] x [`BLOCK`] cells) against the circle.
+struct Scan {
+    q: Quick,
+    r: f64,
+    /// Slack for the quick distance (relative error < 1e-4) and the
+    /// rounding of haversine.
+    slack: f64,
+    /// The first and last cell (row, column) of the circle's box.
+    cells: ((i64, i64), (i64, i64)),
+}
+
+/// One row of grid squares: its centre's latitude and cosine, the side,
+/// and a bound on the distance from a square's centre to its points.
+struct ScanRow {
+    c_lat: f64,
+    c_cos: f64,
+    side: f64,
+    half: f64,
+}
+
+impl Scan {
+    /// `None` when the grid does not answer `n` (see [`cells_near`]).
+    fn new(n: &Near) -> Option<Scan> {
+        let r = n.radius_km;
+        let dlat = r / KM_PER_DEG * 1.01 + CELL_UDEG as f64 / 1e6;
+        let (lat_lo, lat_hi) = (n.lat - dlat, n.lat + dlat);
+        if r > GRID_RADIUS_KM_MAX || lat_lo < -85.0 || lat_hi > 85.0 {
+            return None;
+        }
+        let cos_min = lat_lo.abs().max(lat_hi.abs()).to_radians().cos();
+        let dlng = r / (KM_PER_DEG * cos_min) * 1.01 + CELL_UDEG as f64 / 1e6;
+        let (lng_lo, lng_hi) = (n.lng - dlng, n.lng + dlng);
+        if lng_lo < -180.0 || lng_hi > 180.0 {
+            return None;
+        }
+        let udeg = |d: f64| (d * 1e6).floor() as i64;
+        Some(Scan {
+            q: Quick::new(n),
+            r,
+            slack: r * 1e-3 + 1e-3,
+            cells: (
+                cell_of(udeg(lat_lo), udeg(lng_lo)),
+                cell_of(udeg(lat_hi), udeg(lng_hi)),
+            ),
+        })
+    }
+
+    /// Row `row` of the squares `cells` cells wide.
+    fn row(&self, row: i64, cells: i64) -> ScanRow {
+        let side = (CELL_UDEG * cells) as f64 / 1e6;
         let c_lat = (row as f64 + 0.5) * side;
-        let c_cos = c_lat.to_radians().cos();
+        // Every point of the square is within `half` of its centre (the
+        // corner nearer the equator is the farthest; 0.1% spare).
         let toward_equator = if c_lat >= 0.0 {
             -side / 2.0
         } else {
             side / 2.0
         };
-        let half = haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001;
-        for (&(_, col), cell) in cells.range((row, col_lo)..=(row, col_hi)) {
-            let c_lng = (col as f64 + 0.5) * side;
-            let d = q.km(c_lat, c_cos, c_lng);
-            let nearest = (d - half - slack).max(0.0);
-            if d + half < r - slack {
-                f(cell, true, nearest);
-            } else if d - half <= r + slack {
-                f(cell, false, nearest);
-            }
+        ScanRow {
+            c_lat,
+            c_cos: c_lat.to_radians().cos(),
+            side,
+            half: haversine_km(c_lat, 0.0, c_lat + toward_equator, side / 2.0) * 1.001,
         }
     }
-    Some(())
+
+    /// `Some((inside, nearest_km))` when the square in column `col` of
+    /// `row` may hold a post within the circle: `inside` when all of it
+    /// is within; none of it is nearer than `nearest_km`.
+    fn test(&self, row: &ScanRow, col: i64) -> Option<(bool, f64)> {
+        let c_lng = (col as f64 + 0.5) * row.side;
+        let d = self.q.km(row.c_lat, row.c_cos, c_lng);
+        let nearest = (d - row.half - self.slack).max(0.0);
+        if d + row.half < self.r - self.slack {
+            Some((true, nearest))
+        } else if d - row.half <= self.r + self.slack {
+            Some((false, nearest))
+        } else {
+            None
+        }
+    }
 }
 
 /// A quick great-circle distance for points a few km apart: haversine
@@ -475,32 +664,47 @@ struct Quick {
     lat: f64,
     lng: f64,
     cos_lat: f64,
+    /// [`Quick::within`]'s bounds on the squared half-angle: below
+    /// `in2` a point is clearly within the circle, above `out2` clearly
+    /// not (so a spot's test takes no square root).
+    in2: f64,
+    out2: f64,
 }
 
 impl Quick {
     fn new(n: &Near) -> Quick {
+        let slack = n.radius_km * 1e-3 + 1e-6;
+        let half_angle = |km: f64| km.max(0.0) / (2.0 * EARTH_RADIUS_KM);
         Quick {
             lat: n.lat,
             lng: n.lng,
             cos_lat: n.lat.to_radians().cos(),
+            in2: half_angle(n.radius_km - slack).powi(2),
+            out2: half_angle(n.radius_km + slack).powi(2),
         }
     }
 
-    fn km(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
+    /// The square of the quick half-angle between the centre and a point
+    /// (the distance is `2 R sqrt` of it).
+    fn squared(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
         let dp = (lat - self.lat).to_radians() / 2.0;
         let dl = (lng - self.lng).to_radians() / 2.0;
-        2.0 * EARTH_RADIUS_KM * (dp * dp + self.cos_lat * cos_lat * dl * dl).sqrt()
+        dp * dp + self.cos_lat * cos_lat * dl * dl
     }
 
-    /// Whether `spot` is within `n`, exactly as [`Near::distance`] says:
-    /// the quick distance decides when it is clearly in or out, haversine
-    /// otherwise.
-    fn within(&self, n: &Near, spot: &Spot) -> bool {
-        let d = self.km(spot.lat, spot.cos_lat, spot.lng);
-        let slack = n.radius_km * 1e-3 + 1e-6;
-        if d < n.radius_km - slack {
+    fn km(&self, lat: f64, cos_lat: f64, lng: f64) -> f64 {
+        2.0 * EARTH_RADIUS_KM * self.squared(lat, cos_lat, lng).sqrt()
+    }
+
+    /// Whether `spot` is within `n` (the circle this was made for),
+    /// exactly as [`Near::distance`] says: the quick distance decides when
+    /// it is clearly in or out (more than the slack of `r * 1e-3 + 1 mm`
+    /// from the edge), haversine otherwise.
+    fn within(&self, n: &Near, spot: &Place) -> bool {
+        let x = self.squared(spot.lat, spot.cos_lat, spot.lng);
+        if x < self.in2 {
             true
-        } else if d > n.radius_km + slack {
+        } else if x > self.out2 {
             false
         } else {
             haversine_km(n.lat, n.lng, spot.lat, spot.lng) <= n.radius_km
@@ -933,9 +1137,6 @@ impl MarketView {
             .or_default()
             .insert(k);
         self.by_author.entry(post.author).or_default().insert(k);
-        if post.content.location.is_some() {
-            self.located.insert(k);
-        }
         self.by_expiry.insert((post.expires_at, k));
         let slot = cat_slot(post.content.category) as u8;
         for t in &post.content.tags {
@@ -973,7 +1174,6 @@ impl MarketView {
                 self.by_author.remove(&post.author);
             }
         }
-        self.located.remove(&k);
         self.by_expiry.remove(&(post.expires_at, k));
         for t in &post.content.tags {
             let Some(ti) = self.by_tag.get_mut(t) else {
@@ -989,7 +1189,7 @@ impl MarketView {
         if live.at.is_some_and(|at| post.expires_at > at) {
             live.sub(post, &lc.grid);
         }
-        lc.grid.sub(post, &k);
+        lc.grid.sub(&k);
     }
 
     /// Builds the listing indexes from scratch (after a full replay): from
@@ -1023,10 +1223,6 @@ impl MarketView {
             live: Mutex::default(),
         };
         self.by_created = shown().map(key).collect();
-        self.located = shown()
-            .filter(|p| p.content.location.is_some())
-            .map(key)
-            .collect();
         self.by_expiry = shown().map(|p| (p.expires_at, key(p))).collect();
         self.by_category = by_category
             .into_iter()
@@ -1155,8 +1351,8 @@ impl MarketView {
             limit,
         };
         if plan.counts_answer(hits) {
-            if let Some((total, facets)) = self.counted_facets(&plan, now_ms) {
-                let (items, more) = self.walk_page(&plan, total, now_ms);
+            if let Some((total, facets, reach)) = self.counted_facets(&plan, now_ms) {
+                let (items, more) = self.walk_page(&plan, total, reach, now_ms);
                 return Ok(page(&plan, items, more, total, facets));
             }
         }
@@ -1201,19 +1397,22 @@ impl MarketView {
         now_ms: u64,
         f: impl FnMut(&'a Post),
     ) {
-        let (_, source) = self.source(plan, hits, None, now_ms);
+        let (_, source) = self.source(plan, hits, None, None, now_ms);
         self.for_each_in(source, plan, f);
     }
 
     /// The smallest set that must hold every match, and its size (for a
     /// tag's, the cost of reading it in lookups: [`MarketView::tag_cost`]).
     /// `since_size`: the size of the `since_lamport` set when known (it is
-    /// otherwise the source only when nothing else narrows).
+    /// otherwise the source only when nothing else narrows); `grid_reach`:
+    /// the spots in the cells a `near` circle touches, when known (from
+    /// the counts: [`MarketView::near_counts`]).
     fn source<'a: 's, 's>(
         &'a self,
         plan: &'s Plan<'s>,
         hits: Option<&'s BTreeSet<PostKey>>,
         since_size: Option<usize>,
+        grid_reach: Option<usize>,
         now_ms: u64,
     ) -> (usize, Source<'s>) {
         let empty = &EMPTY;
@@ -1240,14 +1439,18 @@ impl MarketView {
             consider(n, Source::Categories(plan.cats));
         }
         if let Some(n) = &plan.near {
-            let mut in_grid = 0;
-            let answered = self
-                .list_counts
-                .grid
-                .cells_near(n, |cell, _, _| in_grid += cell.spots.len());
+            let grid = &self.list_counts.grid;
+            let answered = match grid_reach {
+                Some(reach) => Some(reach),
+                None => {
+                    let mut in_grid = 0;
+                    grid.cells_near(n, |cell, _, _| in_grid += cell.spots.len())
+                        .map(|()| in_grid)
+                }
+            };
             match answered {
-                Some(()) => consider(in_grid, Source::Grid(*n)),
-                None => consider(self.located.len(), Source::Keys(&self.located)),
+                Some(in_grid) => consider(in_grid, Source::Grid(*n)),
+                None => consider(grid.located.len(), Source::Located(&grid.located)),
             }
         }
         if plan.past_ttl == PastTtl::Only {
@@ -1290,6 +1493,7 @@ impl MarketView {
         match source {
             Source::Names(h) => h.iter().filter_map(get).for_each(f),
             Source::Keys(set) => set.iter().filter_map(|(_, n)| get(n)).for_each(f),
+            Source::Located(m) => m.keys().filter_map(|(_, n)| get(n)).for_each(f),
             Source::Tag(set) => set
                 .iter()
                 .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
@@ -1313,9 +1517,9 @@ impl MarketView {
                 .for_each(f),
             Source::Grid(n) => {
                 self.list_counts.grid.cells_near(&n, |cell, _, _| {
-                    cell.spots
-                        .keys()
-                        .filter_map(|(_, k)| get(k))
+                    cell.keys
+                        .iter()
+                        .filter_map(|(_, name)| get(name))
                         .for_each(&mut f);
                 });
             }
@@ -1354,12 +1558,15 @@ impl MarketView {
     /// (categories with at most one of a tag, an author, `since_lamport`
     /// or `near`): sums of kept counts, and the few posts of a Lamport
     /// bucket or of the cells on a circle's edge counted one by one.
-    fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> Option<(u64, Facets)> {
+    /// Also returns, for `near`, the spots in the cells the circle touches
+    /// (what reading them for a page costs).
+    fn counted_facets(&self, plan: &Plan<'_>, now_ms: u64) -> Option<(u64, Facets, Option<usize>)> {
         let in_cats =
             |slot: usize| plan.cats.is_empty() || plan.cats.iter().any(|c| cat_slot(*c) == slot);
         let live = self.live_at(now_ms);
         let live = &*live;
         let mut acc = Acc::default();
+        let mut reach = None;
         match (plan.tags.first(), plan.author, plan.since) {
             (Some(t0), _, _) => {
                 if let Some(tc) = live.by_tag.get(t0) {
@@ -1386,7 +1593,7 @@ impl MarketView {
             (None, None, Some(since)) => self.since_counts(live, since, now_ms, &in_cats, &mut acc),
             (None, None, None) if plan.near.is_some() => {
                 let n = plan.near?;
-                self.near_counts(live, &n, now_ms, &in_cats, &mut acc)?;
+                reach = Some(self.near_counts(live, &n, now_ms, &in_cats, &mut acc)?);
             }
             (None, None, None) => {
                 for s in (0..4).filter(|s| in_cats(*s)) {
@@ -1403,13 +1610,15 @@ impl MarketView {
                 }
             }
         }
-        Some(acc.done())
+        let (total, facets) = acc.done();
+        Some((total, facets, reach))
     }
 
     /// Adds the counts of the posts live at `now_ms` within `n`: the
     /// kept counts of the grid cells wholly inside, the posts of the cells
-    /// on its edge one by one. `None` when the grid does not answer this
-    /// circle.
+    /// on its edge one by one. Returns the number of spots in the cells
+    /// the circle touches (the live ones inside, all on the edge); `None`
+    /// when the grid does not answer this circle.
     fn near_counts<'a>(
         &'a self,
         live: &LiveCounts,
@@ -1417,39 +1626,81 @@ impl MarketView {
         now_ms: u64,
         in_cats: &impl Fn(usize) -> bool,
         acc: &mut Acc<'a>,
-    ) -> Option<()> {
+    ) -> Option<usize> {
         let grid = &self.list_counts.grid;
-        let q = Quick::new(n);
         let mut cat = [0u64; 4];
         let mut tags = vec![0u64; grid.tag_names.len()];
-        cells_near(&live.cells, n, |cell, inside, _| {
-            if inside {
-                for s in (0..4).filter(|s| in_cats(*s)) {
-                    cat[s] += cell.cat[s];
+        let mut reach = 0u64;
+        // Category slots as masks: a sum is four ands and adds.
+        let mask: [u64; 4] = std::array::from_fn(|s| if in_cats(s) { u64::MAX } else { 0 });
+        let mut add = |c: &CellCounts| {
+            reach += c.cat.iter().sum::<u64>();
+            for (sum, (by, m)) in cat.iter_mut().zip(c.cat.iter().zip(mask)) {
+                *sum += by & m;
+            }
+            for (id, by) in &c.tags {
+                if let Some(t) = tags.get_mut(*id as usize) {
+                    *t += (by[0] & mask[0])
+                        + (by[1] & mask[1])
+                        + (by[2] & mask[2])
+                        + (by[3] & mask[3]);
                 }
-                for (id, by) in &cell.tags {
-                    if let Some(t) = tags.get_mut(*id as usize) {
-                        *t += (0..4).filter(|s| in_cats(*s)).map(|s| by[s]).sum::<u64>();
+            }
+        };
+        // Blocks wholly inside add their counts; the cells of the blocks
+        // on the edge are tested one by one, and the posts of the cells on
+        // the edge one by one.
+        let scan = Scan::new(n)?;
+        let ((row_lo, col_lo), (row_hi, col_hi)) = scan.cells;
+        let (b_lo, b_hi) = (block_of((row_lo, col_lo)), block_of((row_hi, col_hi)));
+        // Block row -> the columns of its blocks on the edge, ascending.
+        let mut edge_blocks: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for brow in b_lo.0..=b_hi.0 {
+            let g = scan.row(brow, BLOCK);
+            for (&(_, bcol), block) in live.blocks.range((brow, b_lo.1)..=(brow, b_hi.1)) {
+                match scan.test(&g, bcol) {
+                    Some((true, _)) => add(block),
+                    Some((false, _)) => edge_blocks.entry(brow).or_default().push(bcol),
+                    None => {}
+                }
+            }
+        }
+        let mut edge_cells: Vec<(i64, i64)> = Vec::new();
+        for row in row_lo..=row_hi {
+            let Some(bcols) = edge_blocks.get(&row.div_euclid(BLOCK)) else {
+                continue;
+            };
+            let g = scan.row(row, 1);
+            for bcol in bcols {
+                let cols = (row, bcol * BLOCK)..=(row, bcol * BLOCK + BLOCK - 1);
+                for (&(_, col), cell) in live.cells.range(cols) {
+                    match scan.test(&g, col) {
+                        Some((true, _)) => add(cell),
+                        Some((false, _)) => edge_cells.push((row, col)),
+                        None => {}
                     }
                 }
             }
-        })?;
-        grid.cells_near(n, |cell, inside, _| {
-            if inside {
-                return;
-            }
-            for spot in cell.spots.values() {
-                let slot = usize::from(spot.slot);
-                if spot.expires_at > now_ms && in_cats(slot) && q.within(n, spot) {
+        }
+        // A cell with no live post adds nothing: only those counted are read.
+        for at in edge_cells {
+            let Some(cell) = grid.cells.get(&at) else {
+                continue;
+            };
+            reach += cell.spots.len() as u64;
+            for spot in &cell.spots {
+                let p = &spot.place;
+                let slot = usize::from(p.slot);
+                if p.expires_at > now_ms && in_cats(slot) && scan.q.within(n, p) {
                     cat[slot] += 1;
-                    for id in spot.tags.iter() {
+                    for id in spot.tags.as_slice() {
                         if let Some(t) = tags.get_mut(*id as usize) {
                             *t += 1;
                         }
                     }
                 }
             }
-        })?;
+        }
         for (s, c) in cat.iter().enumerate() {
             acc.cat[s] += c;
         }
@@ -1458,7 +1709,7 @@ impl MarketView {
                 *acc.tags.entry(name.as_str()).or_default() += t;
             }
         }
-        Some(())
+        Some(usize::try_from(reach).unwrap_or(usize::MAX))
     }
 
     /// Adds the counts of the posts live at `now_ms` whose content is
@@ -1511,10 +1762,12 @@ impl MarketView {
     /// walking one index in the sort's order from the cursor, or, when the
     /// matches are fewer than that walk would visit, by sorting the
     /// smallest candidate set. Returns the page and whether more follow.
+    /// `reach`: for `near`, the spots in the cells the circle touches.
     fn walk_page<'a>(
         &'a self,
         plan: &Plan<'_>,
         total: u64,
+        reach: Option<usize>,
         now_ms: u64,
     ) -> (Vec<Listed<'a>>, bool) {
         let want = plan.limit + 1;
@@ -1522,7 +1775,18 @@ impl MarketView {
         if total == 0 {
             return (Vec::new(), false);
         }
-        // The smallest index that holds every match, in created order.
+        // The cheapest index to walk that holds every match, in created
+        // order: a walk visits about `want` in every `len / total` of its
+        // entries, and a tag's or the located posts' are read in place
+        // (only some are looked up), so a larger one can cost less.
+        let cost = |w: &Walk<'_>| {
+            let visited = want.saturating_mul(w.len()) / total;
+            match w {
+                Walk::Tag(_) => self.tag_cost(visited, plan),
+                Walk::Located(..) => visited / SPOT_READS_PER_LOOKUP + want,
+                Walk::Keys(_) => visited,
+            }
+        };
         let mut set = Walk::Keys(&self.by_created);
         let mut narrower: Vec<Walk<'a>> = Vec::new();
         if let [c] = plan.cats {
@@ -1536,11 +1800,11 @@ impl MarketView {
         if let Some(a) = plan.author {
             narrower.push(Walk::Keys(self.by_author.get(&a).unwrap_or(&EMPTY)));
         }
-        if plan.near.is_some() {
-            narrower.push(Walk::Keys(&self.located));
+        if let Some(n) = plan.near {
+            narrower.push(Walk::Located(&self.list_counts.grid.located, n, now_ms));
         }
         for s in narrower {
-            if s.len() < set.len() {
+            if cost(&s) < cost(&set) {
                 set = s;
             }
         }
@@ -1551,13 +1815,7 @@ impl MarketView {
             // No index in distance order: the matches are sorted.
             Sort::Nearest => usize::MAX,
             Sort::Newest if plan.since.is_some() => want,
-            Sort::Newest | Sort::Oldest => {
-                let visited = want.saturating_mul(set.len()) / total;
-                match set {
-                    Walk::Tag(_) => self.tag_cost(visited, plan),
-                    Walk::Keys(_) => visited,
-                }
-            }
+            Sort::Newest | Sort::Oldest => cost(&set),
             _ => want.saturating_mul(self.by_created.len()) / total,
         };
         if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
@@ -1565,7 +1823,7 @@ impl MarketView {
                 return page;
             }
         }
-        let (candidates, source) = self.source(plan, None, Some(total), now_ms);
+        let (candidates, source) = self.source(plan, None, Some(total), reach, now_ms);
         if let Source::Grid(n) = source {
             // A spot is read in place, a walk looks each post up.
             if candidates / SPOT_READS_PER_LOOKUP < walk {
@@ -1648,6 +1906,8 @@ enum Walk<'a> {
     Keys(&'a BTreeSet<CreatedKey>),
     /// A tag's posts with their category slots.
     Tag(&'a BTreeMap<CreatedKey, u8>),
+    /// The located posts with their places, for a circle at a time.
+    Located(&'a BTreeMap<CreatedKey, Located>, Near, u64),
 }
 
 impl<'a> Walk<'a> {
@@ -1655,11 +1915,13 @@ impl<'a> Walk<'a> {
         match self {
             Walk::Keys(s) => s.len(),
             Walk::Tag(m) => m.len(),
+            Walk::Located(m, ..) => m.len(),
         }
     }
 
     /// The keys within `bounds`, of the categories `plan` admits when the
-    /// index knows them (a tag's); others are checked on the post.
+    /// index knows them (a tag's), and for the located posts, of the TTL
+    /// state and within the circle; the rest is checked on the post.
     fn range(
         self,
         bounds: (Bound<CreatedKey>, Bound<CreatedKey>),
@@ -1672,6 +1934,19 @@ impl<'a> Walk<'a> {
                     .filter(|(_, slot)| plan.in_cats(usize::from(**slot)))
                     .map(|(k, _)| k),
             ),
+            Walk::Located(m, n, now_ms) => {
+                let q = Quick::new(&n);
+                Box::new(
+                    m.range(bounds)
+                        .filter(move |(_, l)| {
+                            let p = &l.place;
+                            plan.past_ttl.admits(p.expires_at <= now_ms)
+                                && plan.in_cats(usize::from(p.slot))
+                                && q.within(&n, p)
+                        })
+                        .map(|(k, _)| k),
+                )
+            }
         }
     }
 }
@@ -1679,7 +1954,7 @@ impl<'a> Walk<'a> {
 /// A match found in the location grid: its place in the sort, its name
 /// and its spot (the post is looked up, and its exact distance computed,
 /// only if it makes the page).
-type SpotHit<'a> = (Pos, &'a PostKey, &'a Spot);
+type SpotHit<'a> = (Pos, &'a PostKey, &'a Place);
 
 /// How many spots are read in the time one post is looked up by name
 /// (a tree search over every post's 48-byte name, and its distance),
@@ -1701,7 +1976,7 @@ impl MarketView {
         q: &Quick,
         inside: bool,
         name: &PostKey,
-        spot: &Spot,
+        spot: &Place,
         now_ms: u64,
     ) -> bool {
         if !plan.past_ttl.admits(spot.expires_at <= now_ms)
@@ -1718,7 +1993,7 @@ impl MarketView {
 
     /// A spot's place in `sort`, computing its distance only for
     /// `nearest`.
-    fn spot_pos(sort: Sort, n: &Near, created: EventKey, spot: &Spot) -> Pos {
+    fn spot_pos(sort: Sort, n: &Near, created: EventKey, spot: &Place) -> Pos {
         let d = (sort == Sort::Nearest).then(|| spot_distance(n, spot));
         Pos::new(sort, spot.expires_at, created, d)
     }
@@ -1755,7 +2030,7 @@ impl MarketView {
         let q = Quick::new(n);
         let mut hits: Vec<SpotHit<'a>> = Vec::new();
         self.list_counts.grid.cells_near(n, |cell, inside, _| {
-            for ((created, name), spot) in &cell.spots {
+            for ((created, name), Spot { place: spot, .. }) in cell.iter() {
                 if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
                     let pos = Self::spot_pos(plan.sort, n, *created, spot);
                     if plan.is_after(&pos) {
@@ -1794,7 +2069,7 @@ impl MarketView {
             if best.len() >= want && nearest > kth {
                 break;
             }
-            for ((created, name), spot) in &cell.spots {
+            for ((created, name), Spot { place: spot, .. }) in cell.iter() {
                 if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
                     let pos = Self::spot_pos(Sort::Nearest, n, *created, spot);
                     if plan.is_after(&pos) {
@@ -1817,7 +2092,7 @@ impl MarketView {
 
 /// A spot's distance from the centre of `n`, exactly as
 /// [`Near::distance`] computes a post's.
-fn spot_distance(n: &Near, spot: &Spot) -> f64 {
+fn spot_distance(n: &Near, spot: &Place) -> f64 {
     haversine_km(n.lat, n.lng, spot.lat, spot.lng)
 }
 
@@ -1849,6 +2124,8 @@ const KEY_MAX: EventKey = EventKey {
 enum Source<'a> {
     Names(&'a BTreeSet<PostKey>),
     Keys(&'a BTreeSet<CreatedKey>),
+    /// Every located post.
+    Located(&'a BTreeMap<CreatedKey, Located>),
     /// A tag's posts: those of other categories are skipped unread.
     Tag(&'a BTreeMap<CreatedKey, u8>),
     Categories(&'a [Category]),
@@ -1911,4 +2188,133 @@ fn top_tags(counts: BTreeMap<&str, u64>) -> Vec<TagCount> {
             count,
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(i: u8) -> CreatedKey {
+        (
+            EventKey {
+                lamport: u64::from(i),
+                hash: EventHash([i; 32]),
+            },
+            PostKey {
+                author: NodeId([7; 32]),
+                id: ulid::Ulid(u128::from(i)),
+            },
+        )
+    }
+
+    /// Microdegrees: a town's cloud, points on and one microdegree beside
+    /// cell edges, and clusters at the north pole and astride the
+    /// antimeridian (where the grid does not answer).
+    fn point() -> impl Strategy<Value = (i64, i64)> {
+        prop_oneof![
+            (-6i64..6, -6i64..6, -2i64..=2).prop_map(|(a, b, d)| (
+                52_500_000 + a * CELL_UDEG + d,
+                13_400_000 + b * CELL_UDEG - d
+            )),
+            (-20_000i64..20_000, -20_000i64..20_000)
+                .prop_map(|(a, b)| (52_500_000 + a, 13_400_000 + b)),
+            (89_980_000i64..=90_000_000, -180_000_000i64..=180_000_000),
+            (-20_000i64..20_000, 0i64..20_000, proptest::bool::ANY).prop_map(|(a, b, east)| (
+                a,
+                if east {
+                    180_000_000 - b
+                } else {
+                    b - 180_000_000
+                }
+            )),
+        ]
+    }
+
+    fn radius() -> impl Strategy<Value = f64> {
+        prop_oneof![Just(0.0), 0.0f64..0.5, 0.0f64..4.0, 40.0f64..60.0]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// The location grid after random adds, moves and removals agrees
+        /// with a brute-force filter: every located post's entry points at
+        /// its own spot, and for random circles (radius 0, circles across
+        /// cell edges, at the pole and the antimeridian, wider than the
+        /// grid answers) the cells it visits hold exactly the posts within
+        /// the circle by haversine, a cell called inside holds only posts
+        /// within, and no post is nearer than its cell's `nearest`; when
+        /// the grid does not answer, the circle is one it should not.
+        #[test]
+        fn grid_agrees_with_a_brute_force_filter(
+            ops in proptest::collection::vec((0u8..40, proptest::option::weighted(0.8, point())), 0..160),
+            circles in proptest::collection::vec((point(), radius()), 1..8),
+        ) {
+            let mut grid = Grid::default();
+            let mut model: BTreeMap<CreatedKey, (i64, i64)> = BTreeMap::new();
+            for (i, at) in &ops {
+                let k = key(*i);
+                match at {
+                    Some(at) => {
+                        grid.insert(k, *at, u64::from(*i), *i % 4, vec![u32::from(*i % 5); usize::from(*i % 6)]);
+                        model.insert(k, *at);
+                    }
+                    None => {
+                        grid.sub(&k);
+                        model.remove(&k);
+                    }
+                }
+            }
+            let spots: usize = grid.cells.values().map(|c| c.spots.len()).sum();
+            prop_assert_eq!(spots, grid.located.len());
+            prop_assert!(grid.cells.values().all(|c| !c.spots.is_empty() && c.keys.len() == c.spots.len()));
+            prop_assert!(grid.located.keys().eq(model.keys()));
+            for (k, l) in &grid.located {
+                let cell = &grid.cells[&l.cell];
+                let spot = &cell.spots[l.at];
+                prop_assert_eq!(&cell.keys[l.at], k);
+                prop_assert_eq!(cell_of(model[k].0, model[k].1), l.cell);
+                let want = u32::from(k.0.lamport as u8 % 5);
+                prop_assert!(spot.tags.as_slice().iter().all(|t| *t == want));
+                prop_assert_eq!(spot.tags.as_slice().len(), usize::from(k.0.lamport as u8 % 6));
+            }
+            for ((lat, lng), r) in &circles {
+                let n = Near { lat: *lat as f64 / 1e6, lng: *lng as f64 / 1e6, radius_km: *r };
+                let within = |(a, b): (i64, i64)| {
+                    haversine_km(n.lat, n.lng, a as f64 / 1e6, b as f64 / 1e6) <= n.radius_km
+                };
+                let brute: BTreeSet<CreatedKey> =
+                    model.iter().filter(|(_, at)| within(**at)).map(|(k, _)| *k).collect();
+                let q = Quick::new(&n);
+                let mut got = BTreeSet::new();
+                let mut bad: Vec<String> = Vec::new();
+                let answered = grid.cells_near(&n, |cell, inside, nearest| {
+                    for (key, s) in cell.iter() {
+                        let d = spot_distance(&n, &s.place);
+                        if inside && d > n.radius_km {
+                            bad.push(format!("{:?} at {d} km in an inside cell", key.0.lamport));
+                        }
+                        if d < nearest {
+                            bad.push(format!("{:?} at {d} km, cell says >= {nearest}", key.0.lamport));
+                        }
+                        if inside || q.within(&n, &s.place) {
+                            got.insert(*key);
+                        }
+                    }
+                });
+                prop_assert!(bad.is_empty(), "{:?}: {:?}", n, bad);
+                match answered {
+                    Some(()) => prop_assert_eq!(&got, &brute, "{:?}", n),
+                    None => prop_assert!(
+                        n.radius_km > GRID_RADIUS_KM_MAX
+                            || n.lat.abs() > 84.0
+                            || n.lng.abs() > 179.0,
+                        "the grid refused {:?}", n
+                    ),
+                }
+            }
+        }
+    }
 }
