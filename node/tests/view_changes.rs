@@ -304,10 +304,13 @@ fn reset_views_forget_levels_and_posts() {
         views.apply(&e);
     }
     let empty = Views::default().digest();
+    let no_members = Views::default().membership.digest();
+    assert_ne!(views.membership.digest(), no_members, "an admission shows");
     assert_eq!(views.membership.level(&bob.node_id()), Some(Level::Member));
     assert_ne!(views.digest(), empty);
     views.reset();
     assert_eq!(views.membership.level(&bob.node_id()), None);
     assert_eq!(views.market.post_count(), 0);
     assert_eq!(views.digest(), empty);
+    assert_eq!(views.membership.digest(), no_members);
 }

@@ -90,6 +90,14 @@ mod tests {
     }
 
     #[test]
+    fn is_empty_until_the_first_insert() {
+        let mut m = SmallMap::default();
+        assert!(m.is_empty());
+        m.insert(1u8, ());
+        assert!(!m.is_empty());
+    }
+
+    #[test]
     fn serializes_exactly_as_the_btreemap_it_replaced() {
         let mut m = SmallMap::default();
         let mut b = BTreeMap::new();
