@@ -7,10 +7,12 @@
 //! at half the verify rate. [`VerifyAhead`] is the core's
 //! [`VerifiedMemo`]: when the core announces a batch
 //! ([`VerifiedMemo::ahead`]), a worker thread decodes and verifies the
-//! batch in order, and the core's own decode of each event waits for the
-//! worker's result instead of doing the work again. While the core stores
-//! event `i`, the worker verifies `i + 1`: ingest runs at the slower of
-//! the two stages instead of their sum.
+//! batch in order, and the core takes each event's result from it. While
+//! the core stores event `i`, the worker verifies the ones after it: ingest
+//! runs near the slower of the two stages instead of their sum. Both sides
+//! take the next event nobody has started, so when the core catches up it
+//! verifies that event itself rather than sleep; it waits only for the
+//! event the worker is on.
 //!
 //! It changes no outcome, only where the work runs: decoding and verifying
 //! are pure functions of the bytes, the worker keeps no event it could not
