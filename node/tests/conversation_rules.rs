@@ -729,6 +729,12 @@ fn each_conversation_event_reports_what_now_shows() {
         }]
     );
     assert_eq!(reported(&mut node, &[own]), vec![], "a duplicate");
+    let again = w.withdraw(&w.b, 42, 402, b_claim);
+    assert_eq!(
+        reported(&mut node, &[again]),
+        vec![],
+        "a second withdrawal of a withdrawn claim"
+    );
 
     // Past C's bound of claims on the offer, a newer claim reports nothing.
     let claims: Vec<VerifiedEvent> = (0..CLAIMS_PER_AUTHOR_PER_POST_MAX as u64)

@@ -229,14 +229,9 @@ impl ConversationsView {
         self.first_acceptance_bug = true;
     }
 
-    /// Records one logged event's facts. Nothing is derived here: the
+    /// Records one logged event's facts, saying what now shows differently
+    /// (levels as they are after this event). Nothing is derived here: the
     /// thread is computed when asked, from the facts and current levels.
-    pub fn apply(&mut self, event: &VerifiedEvent, membership: &MembershipView) {
-        let _ = self.apply_reporting(event, membership);
-    }
-
-    /// [`ConversationsView::apply`], saying what now shows differently
-    /// (levels as they are after this event).
     pub fn apply_reporting(
         &mut self,
         event: &VerifiedEvent,
