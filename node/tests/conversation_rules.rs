@@ -10,7 +10,7 @@ use hearth_node::core::bus::Caller;
 use hearth_node::core::services::conversations::{ConversationView, GetParams};
 use hearth_node::core::views::conversations::{
     ClaimStatus, ConversationChange, CLAIMS_PER_AUTHOR_PER_POST_MAX,
-    REPLIES_PER_AUTHOR_PER_POST_MAX,
+    REPLIES_PER_AUTHOR_PER_POST_MAX, SEALED_PER_PAIR_MAX,
 };
 use hearth_node::core::views::{ViewChange, Views};
 use hearth_node::core::Node;
@@ -746,6 +746,16 @@ fn each_conversation_event_reports_what_now_shows() {
         CLAIMS_PER_AUTHOR_PER_POST_MAX - 1,
         "C had one already"
     );
+    assert!(
+        got.iter().all(|c| matches!(
+            c,
+            ConversationChange::Claim {
+                state: ClaimStatus::Open,
+                ..
+            }
+        )),
+        "a claim after another claim was accepted is open: {got:?}"
+    );
 
     // A removed member's reply is stored but reports nothing.
     let removal = w.f.member_set(&w.f.anchor, 60, &w.b, Level::Removed);
@@ -863,4 +873,36 @@ fn digest_tells_conversations_apart_and_reset_empties() {
     conv.reset();
     assert_eq!(conv.digest(), empty);
     assert_eq!(conv.sealed_count(), 0);
+}
+
+/// Sealed messages between one sender and one recipient are bounded: past
+/// `SEALED_PER_PAIR_MAX` the oldest goes, the newest is kept and reported,
+/// and a message older than all kept ones is neither kept nor reported.
+#[test]
+fn sealed_messages_per_pair_are_bounded_newest_kept() {
+    let w = World::new();
+    let mut node = w.node(&w.f.anchor, &w.base());
+    let max = SEALED_PER_PAIR_MAX as u64;
+    let all: Vec<VerifiedEvent> = (0..=max)
+        .map(|i| w.sealed(&w.a, &w.b, 100 + i, 1_000 + u128::from(i), "hi"))
+        .collect();
+    let got = reported(&mut node, &all);
+    assert_eq!(
+        got.len() as u64,
+        max + 1,
+        "each was the newest when it came"
+    );
+    let kept: Vec<_> = views(&node)
+        .conversations
+        .sealed_between(&w.a.node_id(), &w.b.node_id())
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(kept.len(), SEALED_PER_PAIR_MAX);
+    assert_eq!(kept.first(), Some(&post_id(1_001)), "the oldest went");
+    let stale = w.sealed(&w.a, &w.b, 50, 999, "late and old");
+    assert_eq!(reported(&mut node, &[stale]), vec![]);
+    assert_eq!(
+        views(&node).conversations.sealed_count(),
+        SEALED_PER_PAIR_MAX
+    );
 }
