@@ -789,26 +789,34 @@ fn a_snapshot_store_fault_is_an_error_unlike_a_refusal() {
 }
 
 /// A `member.set` by a plain member vouches for no one: the key it names
-/// stays a stranger, and that key's events are held pending, not stored.
-/// Only an anchor's admission (here, the anchor's) releases them.
+/// stays a stranger, and that key's events are held pending (before and
+/// after the set), not stored. Only an anchor's admission releases them.
 #[test]
 fn a_plain_members_admission_vouches_for_no_one() {
     let f = Fixture::new();
     let (bob, carol) = (key(2), key(3));
     let mut node = f.admitted_node(&bob, Level::Member);
-    node.log_mut()
-        .append_received(f.member_set(&bob, 2, &carol, Level::Member))
-        .unwrap();
-    let post = f.post(&carol, 3, 3, "not yet");
-    let r = node.log_mut().append_received(post.clone()).unwrap();
+    let early = f.post(&carol, 3, 3, "before bob's set");
+    let r = node.log_mut().append_received(early.clone()).unwrap();
     assert!(matches!(r, Ingested::Pending), "{r:?}");
-    assert!(!node.log().store().contains(post.hash()).unwrap());
-    assert_eq!(node.views().membership.level(&carol.node_id()), None);
     node.log_mut()
-        .append_received(f.member_set(&f.anchor, 4, &carol, Level::Member))
+        .append_received(f.member_set(&bob, 4, &carol, Level::Member))
         .unwrap();
     assert!(
-        node.log().store().contains(post.hash()).unwrap(),
-        "released"
+        node.log().is_pending(early.hash()),
+        "bob's set released nothing"
     );
+    let later = f.post(&carol, 5, 5, "after bob's set");
+    let r = node.log_mut().append_received(later.clone()).unwrap();
+    assert!(matches!(r, Ingested::Pending), "{r:?}");
+    for p in [&early, &later] {
+        assert!(!node.log().store().contains(p.hash()).unwrap());
+    }
+    assert_eq!(node.views().membership.level(&carol.node_id()), None);
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 6, &carol, Level::Member))
+        .unwrap();
+    for p in [&early, &later] {
+        assert!(node.log().store().contains(p.hash()).unwrap(), "released");
+    }
 }

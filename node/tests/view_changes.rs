@@ -314,3 +314,40 @@ fn reset_views_forget_levels_and_posts() {
     assert_eq!(views.digest(), empty);
     assert_eq!(views.membership.digest(), no_members);
 }
+
+/// The market view itself keeps at most `CHANGES_MAX` post changes for one
+/// event and reports the rest as one `Lost` entry (the log's own bound
+/// would hide an off-by-one here, so this asks the views directly).
+#[test]
+fn the_market_view_bounds_one_events_changes() {
+    let f = Fixture::new();
+    let (anchor, bob) = (key(1), key(2));
+    let mut views = Views::default();
+    let settings = |lamport: u64, ttl_s: u64| {
+        f.event(
+            &anchor,
+            lamport,
+            u128::from(lamport) << 48,
+            Payload::Settings(CommunitySettings {
+                name: "Lindenhof".into(),
+                post_ttl_max_s: ttl_s,
+                posts_per_author_max: 10_000,
+            }),
+        )
+    };
+    let posts = CHANGES_MAX as u64 + 5;
+    views.apply(&f.genesis);
+    views.apply(&f.member_set(&anchor, 1, &bob, Level::Member));
+    views.apply(&settings(2, POST_TTL_MAX_S_DEFAULT));
+    for i in 0..posts {
+        views.apply(&f.post(&bob, 3 + i, 10 + u128::from(i), "Ladder"));
+    }
+    let mut out = Vec::new();
+    views.apply_reporting(&settings(3 + posts, 3_600), &mut out);
+    let shown = out
+        .iter()
+        .filter(|c| matches!(c, ViewChange::Post { .. }))
+        .count();
+    assert_eq!(shown, CHANGES_MAX);
+    assert_eq!(out.last(), Some(&ViewChange::Lost { count: 5 }));
+}
