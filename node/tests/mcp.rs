@@ -114,7 +114,12 @@ impl Node {
             .unwrap()
             .success());
         assert!(self.child.wait().unwrap().success());
-        let rest: Vec<String> = self.lines.try_iter().collect();
+        // The child has exited, so its stdout is at EOF: read until the
+        // reader thread hangs up (`try_iter` raced it for the last lines).
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(10)) {
+            rest.push(line);
+        }
         assert!(rest.iter().any(|l| l == "stopped cleanly"), "{rest:?}");
     }
 }
