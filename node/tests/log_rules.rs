@@ -806,7 +806,12 @@ fn a_plain_members_admission_vouches_for_no_one() {
         node.log().is_pending(early.hash()),
         "bob's set released nothing"
     );
-    let later = f.post(&carol, 5, 5, "after bob's set");
+    // A new anchor vouches for its own earlier admissions, not bob's.
+    node.log_mut()
+        .append_received(f.member_set(&f.anchor, 5, &key(4), Level::Anchor))
+        .unwrap();
+    assert!(node.log().is_pending(early.hash()), "nor did a new anchor");
+    let later = f.post(&carol, 6, 6, "after bob's set");
     let r = node.log_mut().append_received(later.clone()).unwrap();
     assert!(matches!(r, Ingested::Pending), "{r:?}");
     for p in [&early, &later] {
@@ -814,7 +819,7 @@ fn a_plain_members_admission_vouches_for_no_one() {
     }
     assert_eq!(node.views().membership.level(&carol.node_id()), None);
     node.log_mut()
-        .append_received(f.member_set(&f.anchor, 6, &carol, Level::Member))
+        .append_received(f.member_set(&f.anchor, 7, &carol, Level::Member))
         .unwrap();
     for p in [&early, &later] {
         assert!(node.log().store().contains(p.hash()).unwrap(), "released");
