@@ -551,14 +551,7 @@ fn counting_node() -> (
     let f = Fixture::new();
     let (store, _full) = common::fillable_store::FillableStore::new();
     let flushes = store.flushes.clone();
-    let mut node = hearth_node::core::Node::new(
-        f.anchor.clone(),
-        &f.genesis,
-        store,
-        hearth_node::core::Config::default(),
-        7,
-    )
-    .unwrap();
+    let mut node = f.node_on(&f.anchor, store);
     node.log_mut()
         .append_received(f.member_set(&f.anchor, 1, &key(2), Level::Member))
         .unwrap();
@@ -655,14 +648,7 @@ fn released_pending_events_count_towards_the_flush_batch() {
 fn refused_writes_change_no_view_and_resume_after_recovery() {
     let f = Fixture::new();
     let (store, full) = common::fillable_store::FillableStore::new();
-    let mut node = hearth_node::core::Node::new(
-        f.anchor.clone(),
-        &f.genesis,
-        store,
-        hearth_node::core::Config::default(),
-        7,
-    )
-    .unwrap();
+    let mut node = f.node_on(&f.anchor, store);
     node.market_post(
         NOW,
         hearth_node::core::Caller::Local,
@@ -774,14 +760,7 @@ fn a_snapshot_store_fault_is_an_error_unlike_a_refusal() {
     let f = Fixture::new();
     let (store, _full) = common::fillable_store::FillableStore::new();
     let broken = store.meta_broken.clone();
-    let mut node = hearth_node::core::Node::new(
-        f.anchor.clone(),
-        &f.genesis,
-        store,
-        hearth_node::core::Config::default(),
-        7,
-    )
-    .unwrap();
+    let mut node = f.node_on(&f.anchor, store);
     node.log_mut().snapshot().unwrap();
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = node.log_mut().snapshot().unwrap_err();

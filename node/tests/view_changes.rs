@@ -14,6 +14,26 @@ use hearth_node::core::{Config, Input, Node, Output, Source};
 use hearth_node::store::MemoryStore;
 use hearth_proto::{CommunitySettings, EventId, ExpiryReason, Level, Payload, VerifiedEvent};
 
+/// Community settings signed by the anchor (key 1) at `lamport`.
+fn settings_event(
+    f: &Fixture,
+    lamport: u64,
+    name: &str,
+    ttl_s: u64,
+    per_author: u64,
+) -> VerifiedEvent {
+    f.event(
+        &key(1),
+        lamport,
+        u128::from(lamport) << 48,
+        Payload::Settings(CommunitySettings {
+            name: name.into(),
+            post_ttl_max_s: ttl_s,
+            posts_per_author_max: per_author,
+        }),
+    )
+}
+
 /// Feeds `event` to `node` as if from a peer; returns the view changes.
 fn changes(node: &mut Node<MemoryStore>, event: &VerifiedEvent) -> Vec<ViewChange> {
     node.handle(
@@ -112,17 +132,8 @@ fn a_settings_change_reports_only_the_posts_whose_expiry_it_moves() {
     changes(&mut node, &f.member_set(&anchor, 1, &bob, Level::Member));
     // Expires a day after NOW, inside the default 30-day maximum.
     changes(&mut node, &f.post(&bob, 2, 10, "Ladder"));
-    let settings = |lamport: u64, name: &str, ttl_s: u64| {
-        f.event(
-            &anchor,
-            lamport,
-            u128::from(lamport) << 48,
-            Payload::Settings(CommunitySettings {
-                name: name.into(),
-                post_ttl_max_s: ttl_s,
-                posts_per_author_max: POSTS_PER_AUTHOR_MAX_DEFAULT,
-            }),
-        )
+    let settings = |lamport, name, ttl_s| {
+        settings_event(&f, lamport, name, ttl_s, POSTS_PER_AUTHOR_MAX_DEFAULT)
     };
     let posts = |cs: Vec<ViewChange>| -> Vec<ViewChange> {
         cs.into_iter()
@@ -225,18 +236,7 @@ fn one_event_changing_more_posts_than_the_bound_reports_the_rest_as_lost() {
     let f = Fixture::new();
     let (anchor, bob) = (key(1), key(2));
     let mut node = f.node(&anchor);
-    let settings = |lamport: u64, ttl_s: u64| {
-        f.event(
-            &anchor,
-            lamport,
-            u128::from(lamport) << 48,
-            Payload::Settings(CommunitySettings {
-                name: "Lindenhof".into(),
-                post_ttl_max_s: ttl_s,
-                posts_per_author_max: 10_000,
-            }),
-        )
-    };
+    let settings = |lamport, ttl_s| settings_event(&f, lamport, "Lindenhof", ttl_s, 10_000);
     let posts = CHANGES_MAX as u64 + 77;
     node.log_mut()
         .append_received(f.member_set(&anchor, 1, &bob, Level::Member))
@@ -323,18 +323,7 @@ fn the_market_view_bounds_one_events_changes() {
     let f = Fixture::new();
     let (anchor, bob) = (key(1), key(2));
     let mut views = Views::default();
-    let settings = |lamport: u64, ttl_s: u64| {
-        f.event(
-            &anchor,
-            lamport,
-            u128::from(lamport) << 48,
-            Payload::Settings(CommunitySettings {
-                name: "Lindenhof".into(),
-                post_ttl_max_s: ttl_s,
-                posts_per_author_max: 10_000,
-            }),
-        )
-    };
+    let settings = |lamport, ttl_s| settings_event(&f, lamport, "Lindenhof", ttl_s, 10_000);
     let posts = CHANGES_MAX as u64 + 5;
     views.apply(&f.genesis);
     views.apply(&f.member_set(&anchor, 1, &bob, Level::Member));

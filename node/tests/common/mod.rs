@@ -149,14 +149,12 @@ impl Fixture {
 
     /// A node for `who` over a fresh in-memory store.
     pub fn node(&self, who: &Identity) -> Node<MemoryStore> {
-        Node::new(
-            who.clone(),
-            &self.genesis,
-            MemoryStore::new(),
-            Config::default(),
-            7,
-        )
-        .unwrap()
+        self.node_on(who, MemoryStore::new())
+    }
+
+    /// A node for `who` over `store` (a test double, say).
+    pub fn node_on<S: hearth_node::store::EventStore>(&self, who: &Identity, store: S) -> Node<S> {
+        Node::new(who.clone(), &self.genesis, store, Config::default(), 7).unwrap()
     }
 
     /// A node for `who` on which the anchor has admitted `who` at `level`.
