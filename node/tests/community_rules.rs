@@ -73,22 +73,6 @@ fn get(node: &Node<MemoryStore>, author: &Identity, id: u128, now: u64) -> PostV
     .unwrap()
 }
 
-fn listed(node: &Node<MemoryStore>, now: u64) -> Vec<String> {
-    let q = ListQuery {
-        limit: Some(200),
-        ..ListQuery::default()
-    };
-    let mut t: Vec<String> = node
-        .market_list(now, q)
-        .unwrap()
-        .posts
-        .into_iter()
-        .map(|p| p.title)
-        .collect();
-    t.sort();
-    t
-}
-
 fn params(title: &str) -> PostParams {
     PostParams {
         category: Category::Offer,
@@ -125,8 +109,8 @@ fn a_huge_expires_at_is_capped_at_ts_plus_the_community_limit() {
     );
     let before = get(&node, &mallory, 1, NOW);
     assert_eq!(before.expires_at, NOW + CAP_MS);
-    assert_eq!(listed(&node, NOW + CAP_MS - 1), vec!["forever"]);
-    assert!(listed(&node, NOW + CAP_MS).is_empty(), "gone at the cap");
+    assert_eq!(titles(&node, NOW + CAP_MS - 1), vec!["forever"]);
+    assert!(titles(&node, NOW + CAP_MS).is_empty(), "gone at the cap");
     assert_eq!(get(&node, &mallory, 1, NOW + CAP_MS).status, "past_ttl");
 }
 
@@ -247,7 +231,7 @@ fn moderated_by_a_plain_member_is_ignored_by_the_view() {
     add(&mut node, f.post(&alice, 5, 1, "mine"));
     add(&mut node, f.expire(&bob, 6, 1, ExpiryReason::Moderated));
     assert_eq!(get(&node, &alice, 1, NOW).status, "active");
-    assert_eq!(listed(&node, NOW), vec!["mine"]);
+    assert_eq!(titles(&node, NOW), vec!["mine"]);
 }
 
 /// The service lets a trusted member moderate a post before its TTL, and
@@ -303,15 +287,15 @@ fn over_limit_posts_are_hidden_and_the_next_shows_when_a_newer_expires() {
             f.post(&alice, 10 + i as u64, i, &format!("p{i}")),
         );
     }
-    assert_eq!(listed(&node, NOW), vec!["p3", "p4"]);
+    assert_eq!(titles(&node, NOW), vec!["p3", "p4"]);
     assert_eq!(get(&node, &alice, 2, NOW).status, "over_limit");
     assert_eq!(get(&node, &alice, 1, NOW).status, "over_limit");
     add(&mut node, f.expire(&alice, 20, 4, ExpiryReason::Fulfilled));
-    assert_eq!(listed(&node, NOW), vec!["p2", "p3"]);
+    assert_eq!(titles(&node, NOW), vec!["p2", "p3"]);
     assert_eq!(get(&node, &alice, 2, NOW).status, "active");
     // A late `created` older than all of them stays hidden.
     add(&mut node, f.post(&alice, 3, 9, "p0"));
-    assert_eq!(listed(&node, NOW), vec!["p2", "p3"]);
+    assert_eq!(titles(&node, NOW), vec!["p2", "p3"]);
 }
 
 /// A flood by one member hides only the flooder's own oldest posts: the

@@ -154,14 +154,14 @@ fn node_refuses_posts_on_full_disk_and_resumes_without_restart() {
 
     // Reads go on, and the view shows exactly what was acknowledged.
     acked.sort();
-    assert_eq!(titles(&node), acked);
-    assert!(!titles(&node).contains(&refused_title));
+    assert_eq!(titles(&node, NOW), acked);
+    assert!(!titles(&node, NOW).contains(&refused_title));
     // Still full: still refused, still readable.
     let again = node
         .market_post(NOW, Caller::Local, params("still full"))
         .unwrap_err();
     assert_eq!(again.code, ErrorCode::StorageFull);
-    assert_eq!(titles(&node), acked);
+    assert_eq!(titles(&node, NOW), acked);
 
     std::fs::remove_file(&filler).unwrap();
     let receipt = node
@@ -171,12 +171,16 @@ fn node_refuses_posts_on_full_disk_and_resumes_without_restart() {
     assert_eq!(node.log().write_state(), WriteState::Ok);
     acked.push("after space returned".into());
     acked.sort();
-    assert_eq!(titles(&node), acked);
+    assert_eq!(titles(&node, NOW), acked);
 
     let store = node.into_store().unwrap();
     drop(store);
     let reopened = sled_node(&f, SledStore::open(&store_dir).unwrap());
-    assert_eq!(titles(&reopened), acked, "every acknowledged post survives");
+    assert_eq!(
+        titles(&reopened, NOW),
+        acked,
+        "every acknowledged post survives"
+    );
 }
 
 /// The probe on a tick (the log's flush) clears the full state by itself

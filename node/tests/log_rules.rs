@@ -666,7 +666,7 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
         )
         .unwrap_err();
     assert_eq!(err.code, hearth_node::core::ErrorCode::StorageFull, "{err}");
-    assert_eq!(titles(&node), vec!["first".to_owned()]);
+    assert_eq!(titles(&node, NOW), vec!["first".to_owned()]);
     assert_eq!(node.log().store().len(), events);
     assert_eq!(
         node.log().write_state(),
@@ -717,7 +717,10 @@ fn refused_writes_change_no_view_and_resume_after_recovery() {
     assert!(node
         .receive(admission.bytes(), hearth_node::core::Source::Peer(peer))
         .is_ok());
-    assert_eq!(titles(&node), vec!["after".to_owned(), "first".to_owned()]);
+    assert_eq!(
+        titles(&node, NOW),
+        vec!["after".to_owned(), "first".to_owned()]
+    );
     let digest = node.views().digest();
     node.log_mut().replay_all().unwrap();
     assert_eq!(node.views().digest(), digest, "views equal a full replay");

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
+use hearth_node::core::services::market::ListResult;
 use hearth_node::core::views::market::{haversine_km, Near, PastTtl, Sort, TAG_FACETS_MAX};
 use hearth_node::core::views::{ListQuery, Post, PostKey};
 use hearth_node::core::{ErrorCode, Node};
@@ -263,6 +264,52 @@ fn dist(n: &Near, p: &Post) -> Option<f64> {
     ))
 }
 
+/// Lists `q` at `NOW` page by page through the cursor. Every page must
+/// carry the naive `total` and facets of `want` and pass `check`, and the
+/// walk must end within `want.len() + 1` pages; returns the keys listed,
+/// in order.
+fn walk_pages(
+    node: &Node<MemoryStore>,
+    q: &ListQuery,
+    want: &[&Post],
+    mut check: impl FnMut(&ListResult) -> Result<(), TestCaseError>,
+) -> Result<Vec<PostKey>, TestCaseError> {
+    let (cats, tags) = naive_facets(want);
+    let mut got: Vec<PostKey> = Vec::new();
+    let mut cursor = None;
+    for _ in 0..=want.len() {
+        let page = node
+            .market_list(
+                NOW,
+                ListQuery {
+                    cursor: cursor.clone(),
+                    ..q.clone()
+                },
+            )
+            .unwrap();
+        prop_assert_eq!(page.total, want.len() as u64, "{:?}", q);
+        prop_assert_eq!(&page.facets.category, &cats, "{:?}", q);
+        let got_tags: Vec<(String, u64)> = page
+            .facets
+            .tags
+            .iter()
+            .map(|t| (t.tag.clone(), t.count))
+            .collect();
+        prop_assert_eq!(&got_tags, &tags, "{:?}", q);
+        check(&page)?;
+        got.extend(page.posts.iter().map(|p| PostKey {
+            author: p.author,
+            id: p.id,
+        }));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    prop_assert!(cursor.is_none(), "the walk did not end");
+    Ok(got)
+}
+
 fn naive_facets(posts: &[&Post]) -> (BTreeMap<Category, u64>, Vec<(String, u64)>) {
     let mut cats: BTreeMap<Category, u64> = Category::ALL.iter().map(|c| (*c, 0)).collect();
     let mut tags: BTreeMap<String, u64> = BTreeMap::new();
@@ -341,29 +388,13 @@ proptest! {
                 replayed.market_list(NOW, q_all).unwrap()
             );
             let want = naive(&node, &names, &q);
-            let (cats, tags) = naive_facets(&want);
-            let mut got: Vec<PostKey> = Vec::new();
-            let mut cursor = None;
-            for _ in 0..=want.len() {
-                let page = node
-                    .market_list(NOW, ListQuery { cursor: cursor.clone(), ..q.clone() })
-                    .unwrap();
-                prop_assert_eq!(page.total, want.len() as u64, "{:?}", q);
-                prop_assert_eq!(&page.facets.category, &cats, "{:?}", q);
-                let got_tags: Vec<(String, u64)> =
-                    page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
-                prop_assert_eq!(&got_tags, &tags, "{:?}", q);
+            let got = walk_pages(&node, &q, &want, |page| {
                 prop_assert!(page.posts.len() <= s.limit);
                 for p in &page.posts {
                     prop_assert_eq!(p.distance_km.is_some(), q.near.is_some());
                 }
-                got.extend(page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }));
-                cursor = page.next_cursor;
-                if cursor.is_none() {
-                    break;
-                }
-            }
-            prop_assert!(cursor.is_none(), "the walk did not end");
+                Ok(())
+            })?;
             let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
             prop_assert_eq!(got, want, "{:?}", q);
         }
@@ -424,30 +455,14 @@ proptest! {
                 ..ListQuery::default()
             };
             let want = naive(&node, &names, &q);
-            let (cats, tags) = naive_facets(&want);
-            let mut got: Vec<PostKey> = Vec::new();
-            let mut cursor = None;
-            for _ in 0..=want.len() {
-                let page = node
-                    .market_list(NOW, ListQuery { cursor: cursor.clone(), ..q.clone() })
-                    .unwrap();
-                prop_assert_eq!(page.total, want.len() as u64, "{:?}", q);
-                prop_assert_eq!(&page.facets.category, &cats, "{:?}", q);
-                let got_tags: Vec<(String, u64)> =
-                    page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
-                prop_assert_eq!(&got_tags, &tags, "{:?}", q);
+            let got = walk_pages(&node, &q, &want, |page| {
                 for p in &page.posts {
                     let post = node.views().market.get(&PostKey { author: p.author, id: p.id }).unwrap();
                     let d = dist(&n, post).unwrap();
                     prop_assert_eq!(p.distance_km.map(|k| k.0), Some((d * 1000.0).round() / 1000.0));
                 }
-                got.extend(page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }));
-                cursor = page.next_cursor;
-                if cursor.is_none() {
-                    break;
-                }
-            }
-            prop_assert!(cursor.is_none(), "the walk did not end");
+                Ok(())
+            })?;
             let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
             prop_assert_eq!(got, want, "{:?}", q);
         }

@@ -183,11 +183,11 @@ pub fn post_id(n: u128) -> EventId {
     EventId::from_parts(NOW, n)
 }
 
-/// The titles of the posts `node` lists at `NOW` (up to 200), sorted.
-pub fn titles<S: hearth_node::store::EventStore>(node: &Node<S>) -> Vec<String> {
+/// The titles of the posts `node` lists at `now` (up to 200), sorted.
+pub fn titles<S: hearth_node::store::EventStore>(node: &Node<S>, now: u64) -> Vec<String> {
     let mut t: Vec<String> = node
         .market_list(
-            NOW,
+            now,
             hearth_node::core::views::ListQuery {
                 limit: Some(200),
                 ..Default::default()
