@@ -99,19 +99,26 @@ pub(super) struct Counts {
     tags: BTreeMap<String, [u64; 4]>,
 }
 
+/// Counts one more post of category `slot` under `tag`. Looks the tag up
+/// before inserting, so a tag already counted is not cloned: the live
+/// counts move on every post that expires or arrives.
+fn count_tag(map: &mut BTreeMap<String, [u64; 4]>, tag: &str, slot: usize) {
+    match map.get_mut(tag) {
+        Some(c) => c[slot] += 1,
+        None => {
+            let mut c = [0; 4];
+            c[slot] = 1;
+            map.insert(tag.to_owned(), c);
+        }
+    }
+}
+
 impl Counts {
     fn add(&mut self, post: &Post) {
         let slot = cat_slot(post.content.category);
         self.cat[slot] += 1;
         for t in &post.content.tags {
-            match self.tags.get_mut(t) {
-                Some(c) => c[slot] += 1,
-                None => {
-                    let mut c = [0; 4];
-                    c[slot] = 1;
-                    self.tags.insert(t.clone(), c);
-                }
-            }
+            count_tag(&mut self.tags, t, slot);
         }
     }
 
@@ -252,14 +259,7 @@ impl LiveCounts {
             };
             tc.by_category[slot] += 1;
             for other in tags.iter().filter(|o| *o != t) {
-                match tc.with.get_mut(other) {
-                    Some(c) => c[slot] += 1,
-                    None => {
-                        let mut c = [0; 4];
-                        c[slot] = 1;
-                        tc.with.insert(other.clone(), c);
-                    }
-                }
+                count_tag(&mut tc.with, other, slot);
             }
         }
         let l = post.content_event.lamport;
