@@ -266,6 +266,9 @@ pub struct Reach {
     /// leave when the connection closes, so this is bounded by the
     /// swarm's open connections.
     connections: BTreeMap<ConnectionId, (PeerId, ConnKind, Multiaddr)>,
+    /// Connected peers DCUtR punched through to (bounded by
+    /// `connections`: a peer leaves with its last connection).
+    punched: BTreeSet<PeerId>,
     /// Confirmed external addresses that are not relayed (bounded by
     /// `EXTERNAL_ADDRS_MAX`).
     external: BTreeSet<Multiaddr>,
@@ -304,6 +307,8 @@ impl Reach {
     pub fn connected(&mut self, id: ConnectionId, peer: PeerId, remote: Multiaddr, relayed: bool) {
         let kind = if relayed || is_relayed(&remote) {
             ConnKind::Relayed
+        } else if self.punched.contains(&peer) {
+            ConnKind::HolePunched
         } else {
             ConnKind::Direct
         };
@@ -311,13 +316,37 @@ impl Reach {
     }
 
     pub fn closed(&mut self, id: ConnectionId) {
-        self.connections.remove(&id);
+        if let Some((peer, _, _)) = self.connections.remove(&id) {
+            if !self.connections.values().any(|(p, _, _)| *p == peer) {
+                self.punched.remove(&peer);
+            }
+        }
     }
 
-    /// DCUtR made connection `id`: it is hole-punched.
+    /// DCUtR made connection `id`: it is hole-punched, and so is every
+    /// direct connection to the same peer opened since the relayed one
+    /// the punch started from. Both ends dial at once, so a punch often
+    /// leaves two connections, each end's own dial plus the other's
+    /// arriving through the mapping just opened; DCUtR names only the
+    /// first, and which of the two outlives the other is a race. The same
+    /// holds for a direct connection that arrives later while the peer
+    /// stays connected: it rides the mapping the punch opened.
     pub fn hole_punched(&mut self, id: ConnectionId) {
-        if let Some(entry) = self.connections.get_mut(&id) {
-            entry.1 = ConnKind::HolePunched;
+        let Some((peer, _, _)) = self.connections.get(&id).cloned() else {
+            return;
+        };
+        self.punched.insert(peer);
+        let since = self
+            .connections
+            .iter()
+            .filter(|(_, (p, k, _))| *p == peer && *k == ConnKind::Relayed)
+            .map(|(c, _)| *c)
+            .min();
+        for (c, (p, k, _)) in self.connections.iter_mut() {
+            let after_relay = since.is_none_or(|s| *c > s);
+            if *p == peer && (*c == id || (*k == ConnKind::Direct && after_relay)) {
+                *k = ConnKind::HolePunched;
+            }
         }
     }
 
@@ -478,6 +507,41 @@ mod tests {
         assert_eq!(r.kind(&peer), Some(ConnKind::HolePunched));
         r.closed(ConnectionId::new_unchecked(2));
         assert_eq!(r.kind(&peer), Some(ConnKind::Relayed));
+    }
+
+    /// A punch's crossing connection (the other end's dial, arriving
+    /// through the mapping just opened) counts as hole-punched too, so
+    /// whichever of the two survives, the peer reads as punched; a direct
+    /// connection older than the relayed one does not, and a peer that
+    /// disconnected entirely starts again as direct.
+    #[test]
+    fn test_punch_marks_the_crossing_connection() {
+        let mut r = Reach::default();
+        let peer = PeerId::random();
+        let id = ConnectionId::new_unchecked;
+        let kind_of = |r: &Reach, c: usize| r.connections.get(&id(c)).map(|e| e.1);
+        let circuit = addr("/ip4/10.0.0.1/tcp/4001")
+            .with(Protocol::P2p(PeerId::random()))
+            .with(Protocol::P2pCircuit);
+        r.connected(id(1), peer, addr("/ip4/192.168.1.5/tcp/4001"), false);
+        r.connected(id(2), peer, circuit, false);
+        r.connected(id(3), peer, addr("/ip4/10.99.0.12/tcp/4001"), false);
+        r.connected(id(4), peer, addr("/ip4/10.99.0.12/udp/4001/quic-v1"), false);
+        r.hole_punched(id(3));
+        assert_eq!(kind_of(&r, 1), Some(ConnKind::Direct));
+        assert_eq!(kind_of(&r, 3), Some(ConnKind::HolePunched));
+        assert_eq!(kind_of(&r, 4), Some(ConnKind::HolePunched));
+        r.closed(id(3));
+        assert_eq!(r.kind(&peer), Some(ConnKind::HolePunched));
+        // Later, while the peer stays connected: through the same mapping.
+        r.connected(id(5), peer, addr("/ip4/10.99.0.12/tcp/4001"), false);
+        assert_eq!(kind_of(&r, 5), Some(ConnKind::HolePunched));
+        for c in [1, 2, 4, 5] {
+            r.closed(id(c));
+        }
+        assert_eq!(r.kind(&peer), None);
+        r.connected(id(6), peer, addr("/ip4/10.99.0.12/tcp/4001"), false);
+        assert_eq!(r.kind(&peer), Some(ConnKind::Direct));
     }
 
     /// An anchor listening on every interface announces its LAN/WAN
