@@ -23,3 +23,12 @@ pub mod invite;
 pub mod net;
 #[cfg(feature = "runtime")]
 pub mod semantic;
+
+/// The allocator `hearth` runs with; the bench binary installs the same
+/// one, so its figures are the node's. A listing builds its page's post
+/// views from a few hundred small strings: glibc serves only 7 chunks a
+/// size from its per-thread cache and the rest from its bins, which
+/// measured ~35 µs of a 50-post page (docs/performance.md, "Listing at
+/// 100k"); mimalloc's per-thread free lists have no such cap.
+#[cfg(feature = "runtime")]
+pub use mimalloc::MiMalloc as NodeAllocator;

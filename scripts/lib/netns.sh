@@ -72,6 +72,13 @@ netns_cleanup() {
     local rc=$?
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # No node outlives the run (a leftover keeps running in its deleted
+    # namespace, unseen, for as long as the machine is up).
+    if [ -n "$WORK" ] && pgrep -f -- "--data-dir $WORK/" >/dev/null; then
+        say "FAIL: nodes still running after the kill: $(pgrep -f -- "--data-dir $WORK/" | tr '\n' ' ')"
+        pkill -9 -f -- "--data-dir $WORK/" || true
+        rc=1
+    fi
     for ns in "${HOUSEHOLDS[@]}" "$OTHER" "$R1" "$R2" "$WAN"; do
         ip netns del "$ns" 2>/dev/null || true
     done
@@ -85,6 +92,7 @@ netns_cleanup() {
         if [ -n "${KEEP:-}" ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
     fi
     say "torn down (exit $rc)"
+    exit "$rc"
 }
 
 in_ns() {
@@ -202,7 +210,11 @@ NODE_ARGS=()
 start() {
     local name=$1 ns=$2
     shift 2
-    in_ns "$ns" "$HEARTH" --data-dir "$WORK/$name" run --no-http --no-upnp \
+    # `ip netns exec` directly, not through in_ns: a backgrounded function
+    # runs in a subshell, so $! would be that shell and killing it would
+    # leave the node running (and "the anchor goes away" untested).
+    # `ip netns exec` execs the node itself, so $! is the node.
+    ip netns exec "$ns" "$HEARTH" --data-dir "$WORK/$name" run --no-http --no-upnp \
         --sync-interval-seconds "$SYNC_INTERVAL_S" \
         --discovery-interval-seconds "$DISCOVERY_INTERVAL_S" "${NODE_ARGS[@]}" "$@" \
         >"$WORK/$name.log" 2>&1 &

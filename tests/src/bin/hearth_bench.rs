@@ -13,6 +13,11 @@ use hearth_tests::bench::{
 };
 use serde_json::json;
 
+// The node's allocator (see `hearth_node::NodeAllocator`): the figures
+// are measured with what `hearth` runs with.
+#[global_allocator]
+static ALLOCATOR: hearth_node::NodeAllocator = hearth_node::NodeAllocator;
+
 const FIGURES: [&str; 10] = [
     "embed",
     "ingest",
