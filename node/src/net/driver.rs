@@ -1550,6 +1550,19 @@ impl<S: EventStore> Driver<S> {
                     self.emit(NetEvent::PeerDisconnected(peer_id));
                 }
             }
+            SwarmEvent::ExternalAddrConfirmed { address }
+                if !self.cfg.reach.anchor
+                    && !self.cfg.reach.external.contains(&address)
+                    && reach::lan_only(
+                        &address,
+                        &self.swarm.listeners().cloned().collect::<Vec<_>>(),
+                    ) =>
+            {
+                // A neighbour on our LAN dialed us back: not reachable
+                // beyond the router, so neither public nor advertised.
+                debug!(%address, "address confirmed only on our LAN: not external");
+                self.swarm.remove_external_address(&address);
+            }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 info!(%address, "external address confirmed");
                 self.reach.external_confirmed(address.clone());

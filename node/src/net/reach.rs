@@ -201,6 +201,23 @@ fn lan_ip(addr: &Multiaddr) -> Option<[u8; 8]> {
     }
 }
 
+/// Whether a confirmed external address `addr` proves only that this node
+/// is reachable on its own LAN: a private address (see [`lan_ip`]) of an
+/// interface it listens on (`ours`). AutoNAT's dial-back from a neighbour
+/// in the same home reaches it there, but nobody beyond the home router
+/// can; counted as public, the node would stop asking relays for a slot
+/// and advertise an address other homes cannot dial. A router's mapped
+/// address (UPnP) is not an interface address, and a public interface
+/// address is not private: both still count.
+pub fn lan_only(addr: &Multiaddr, ours: &[Multiaddr]) -> bool {
+    let ip = |a: &Multiaddr| match a.iter().next() {
+        Some(Protocol::Ip4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(Protocol::Ip6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    lan_ip(addr).is_some() && ip(addr).is_some_and(|mine| ours.iter().any(|o| ip(o) == Some(mine)))
+}
+
 /// LAN addresses dialed for one peer at most: a node listens on TCP and
 /// QUIC per interface, a few interfaces at most.
 pub const LAN_DIAL_ADDRS_MAX: usize = 4;
@@ -542,6 +559,35 @@ mod tests {
         assert_eq!(r.kind(&peer), None);
         r.connected(id(6), peer, addr("/ip4/10.99.0.12/tcp/4001"), false);
         assert_eq!(r.kind(&peer), Some(ConnKind::Direct));
+    }
+
+    /// An address confirmed at a private address of our own interface is
+    /// reachable only on our LAN; a router's mapping, a public interface
+    /// address and a private address we do not listen on are not.
+    #[test]
+    fn test_lan_only_is_a_private_address_we_listen_on() {
+        let ours = [
+            addr("/ip4/192.168.2.10/tcp/42181"),
+            addr("/ip4/192.168.2.10/udp/48891/quic-v1"),
+            addr("/ip4/203.0.113.7/tcp/4001"),
+            addr("/ip6/fd00::5/tcp/4001"),
+        ];
+        assert!(lan_only(&addr("/ip4/192.168.2.10/tcp/42181"), &ours));
+        assert!(lan_only(
+            &addr("/ip4/192.168.2.10/udp/48891/quic-v1"),
+            &ours
+        ));
+        assert!(lan_only(&addr("/ip6/fd00::5/tcp/4001"), &ours));
+        // The home router's address, mapped by UPnP or observed.
+        assert!(!lan_only(&addr("/ip4/10.99.0.12/tcp/42181"), &ours));
+        assert!(!lan_only(&addr("/ip4/198.51.100.4/tcp/42181"), &ours));
+        // A public interface address is reachable from anywhere.
+        assert!(!lan_only(&addr("/ip4/203.0.113.7/tcp/4001"), &ours));
+        let relay = PeerId::random();
+        let circuit = addr("/ip4/192.168.2.10/tcp/4001")
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        assert!(!lan_only(&circuit, &ours));
     }
 
     /// An anchor listening on every interface announces its LAN/WAN
