@@ -154,6 +154,12 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
         n + fx.history().len() + 1
     );
     drop(node);
+    // Disk (issue 15 item 2: <= 1.5x the events' own bytes), after the
+    // handle is closed so sled's files are complete.
+    let own_bytes: usize = bytes.iter().map(Vec::len).sum::<usize>()
+        + fx.history().iter().map(|e| e.bytes().len()).sum::<usize>()
+        + fx.genesis().bytes().len();
+    let disk_bytes = dir_size(dir.path());
 
     progress("ingest: breakdown (one thread, log alone, sled alone, log on the memory store)");
     // The same path on one thread: no verifier, the core decodes itself.
@@ -267,6 +273,9 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
             "verifier": "a second thread (VerifyAhead), as in a running node",
             "sync_batch_bytes_max": EVENT_BATCH_BYTES_MAX,
             "flush_every_events": FLUSH_BATCH_EVENTS,
+            "events_own_bytes": own_bytes,
+            "store_bytes_on_disk": disk_bytes,
+            "disk_per_event_byte": round(disk_bytes as f64 / own_bytes.max(1) as f64, 2),
             "breakdown_per_s": {
                 "same_path_one_thread": per_s(one_thread),
                 "log_on_sled_preverified": per_s(log_sled),
@@ -279,4 +288,19 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
         }),
     ));
     Ok(())
+}
+
+/// Bytes under `dir` (best effort: unreadable entries count as 0).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
