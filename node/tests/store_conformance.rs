@@ -505,13 +505,14 @@ fn sled_store_with_legacy_id_records_opens_and_works() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(got, keys_of(&events));
-    assert_eq!(
-        store
-            .range(Bound::Unbounded, Bound::Unbounded)
-            .map(|r| r.unwrap().into_bytes())
-            .count(),
-        40
-    );
+    let bodies: Vec<Vec<u8>> = store
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(|r| r.unwrap().into_bytes())
+        .collect();
+    let mut by_key = events.clone();
+    by_key.sort_by_key(VerifiedEvent::key);
+    let want: Vec<Vec<u8>> = by_key.iter().map(|e| e.bytes().to_vec()).collect();
+    assert_eq!(bodies, want, "every event's bytes, in key order");
     let arrivals: Vec<u64> = store.since_arrival(0).map(|r| r.unwrap().0).collect();
     assert_eq!(arrivals, (1..=40).collect::<Vec<_>>());
     let (acc, digest) = fresh_fingerprints(&events, &Bound::Unbounded, &Bound::Unbounded);
