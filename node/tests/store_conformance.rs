@@ -274,6 +274,29 @@ fn fingerprints_follow_every_insert(mut store: impl EventStore) {
     }
 }
 
+fn duplicates_are_refused_once_fingerprints_are_kept(mut store: impl EventStore) {
+    let events = sample();
+    let (before, after) = events.split_at(15);
+    fill(&mut store, before);
+    // The first sync question: a store may now keep fingerprints in memory
+    // and answer its duplicate check from them.
+    store.log_digest().unwrap();
+    for (i, e) in after.iter().enumerate() {
+        assert_eq!(store.insert(e).unwrap(), Some(16 + i as u64));
+    }
+    for e in &events {
+        assert_eq!(store.insert(e).unwrap(), None, "duplicate must be refused");
+    }
+    assert_eq!(store.len(), 40);
+    assert_eq!(store.last_arrival(), 40);
+    let arrivals: Vec<u64> = store.since_arrival(0).map(|r| r.unwrap().0).collect();
+    assert_eq!(arrivals, (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        store.log_digest().unwrap(),
+        fresh_fingerprints(&events, &Bound::Unbounded, &Bound::Unbounded).1
+    );
+}
+
 /// Runs each suite function against a fresh store of every kind.
 macro_rules! conformance {
     ($($(#[doc = $doc:literal])* $name:ident;)*) => {
@@ -316,6 +339,8 @@ conformance! {
     meta_values_are_stored_and_overwritten;
     /// Range fingerprints and the log digest equal a fresh computation before and after further inserts.
     fingerprints_follow_every_insert;
+    /// After the first sync question (log_digest), inserts still number fresh events and refuse every duplicate, old or new.
+    duplicates_are_refused_once_fingerprints_are_kept;
 }
 
 // ---- sled only: reopening and corruption ----
@@ -404,6 +429,105 @@ fn sled_open_counts_events_when_the_arrival_record_has_no_count() {
     assert_eq!(store.len(), 13);
 }
 
+/// The raw `i` record an older version wrote beside each event (the by-id
+/// index issue 15 dropped): `i` + event id + hash, empty value.
+fn legacy_id_record(e: &VerifiedEvent) -> Vec<u8> {
+    let mut k = vec![b'i'];
+    k.extend_from_slice(&e.event().id.to_bytes());
+    k.extend_from_slice(&e.hash().0);
+    k
+}
+
+/// The prefix letters of every record in the store's tree, counted.
+fn records_by_prefix(store: &SledStore) -> std::collections::BTreeMap<char, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for item in store.raw_tree().unwrap().iter() {
+        let (k, _) = item.unwrap();
+        *counts.entry(char::from(k[0])).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// An insert writes exactly three records, `e`, `h` and `s`: no by-id (`i`) record.
+#[test]
+fn sled_insert_writes_event_hash_and_arrival_records_only() {
+    let mut store = SledStore::temporary().unwrap();
+    let events = sample();
+    fill(&mut store, &events[..7]);
+    let counts = records_by_prefix(&store);
+    assert_eq!(
+        counts,
+        [('e', 7), ('h', 7), ('s', 7)].into_iter().collect(),
+        "{counts:?}"
+    );
+}
+
+/// A store written by the previous version, with an `i` record per event,
+/// opens and answers every read as before; inserts go on without writing
+/// `i` records, and the old ones are left in place and never read (even a
+/// stale or malformed one).
+#[test]
+fn sled_store_with_legacy_id_records_opens_and_works() {
+    let dir = TempDir::new().unwrap();
+    let events = sample();
+    let (old, new) = events.split_at(20);
+    {
+        let mut store = SledStore::open(dir.path()).unwrap();
+        fill(&mut store, old);
+        let tree = store.raw_tree().unwrap();
+        for e in old {
+            tree.insert(legacy_id_record(e), &b""[..]).unwrap();
+        }
+        // An `i` record whose event is not in the store, and a malformed
+        // one: neither is read now.
+        tree.insert(legacy_id_record(&new[0]), &b""[..]).unwrap();
+        let mut malformed = vec![b'i'];
+        malformed.extend_from_slice(&old[0].event().id.to_bytes());
+        malformed.extend_from_slice(b"not a hash");
+        tree.insert(malformed, &b""[..]).unwrap();
+        store.flush().unwrap();
+    }
+    let mut store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 20);
+    assert_eq!(store.last_arrival(), 20);
+    for e in old {
+        assert_eq!(store.get(e.hash()).unwrap().unwrap().bytes(), e.bytes());
+        let by_id = store.get_by_id(&e.event().id).unwrap();
+        assert_eq!(by_id.len(), 1, "one event per id, not one per record");
+        assert_eq!(by_id[0].bytes(), e.bytes());
+    }
+    assert!(store.get_by_id(&new[0].event().id).unwrap().is_empty());
+    assert_eq!(store.insert(&new[0]).unwrap(), Some(21));
+    fill(&mut store, &new[1..]);
+    assert_eq!(store.get_by_id(&new[0].event().id).unwrap().len(), 1);
+    let got: Vec<EventKey> = store
+        .keys(Bound::Unbounded, Bound::Unbounded)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, keys_of(&events));
+    let bodies: Vec<Vec<u8>> = store
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(|r| r.unwrap().into_bytes())
+        .collect();
+    let mut by_key = events.clone();
+    by_key.sort_by_key(VerifiedEvent::key);
+    let want: Vec<Vec<u8>> = by_key.iter().map(|e| e.bytes().to_vec()).collect();
+    assert_eq!(bodies, want, "every event's bytes, in key order");
+    let arrivals: Vec<u64> = store.since_arrival(0).map(|r| r.unwrap().0).collect();
+    assert_eq!(arrivals, (1..=40).collect::<Vec<_>>());
+    let (acc, digest) = fresh_fingerprints(&events, &Bound::Unbounded, &Bound::Unbounded);
+    assert_eq!(
+        store
+            .fingerprint(Bound::Unbounded, Bound::Unbounded)
+            .unwrap(),
+        acc
+    );
+    assert_eq!(store.log_digest().unwrap(), digest);
+    let counts = records_by_prefix(&store);
+    assert_eq!(counts.get(&'i'), Some(&22), "old records kept, none added");
+    assert_eq!(counts.get(&'e'), Some(&40));
+}
+
 /// Garbage under an `e` key is reported as BadEvent by get and range, not a panic.
 #[test]
 fn sled_corrupt_event_bytes_are_a_bad_event_error() {
@@ -460,10 +584,6 @@ fn sled_malformed_index_keys_are_corrupt_errors() {
     let tree = store.raw_tree().unwrap();
     tree.insert(b"eshort", &b""[..]).unwrap();
     tree.insert(b"s\x00\x01", &b""[..]).unwrap();
-    let mut id_key = vec![b'i'];
-    id_key.extend_from_slice(&events[0].event().id.to_bytes());
-    id_key.extend_from_slice(b"not a hash");
-    tree.insert(&id_key, &b""[..]).unwrap();
     let mut hash_key = vec![b'h'];
     hash_key.extend_from_slice(&events[1].hash().0);
     tree.insert(&hash_key, &b"too short"[..]).unwrap();
@@ -478,7 +598,6 @@ fn sled_malformed_index_keys_are_corrupt_errors() {
         .range(Bound::Unbounded, Bound::Unbounded)
         .any(|r| matches!(r, Err(StoreError::Corrupt { .. }))));
     assert!(store.since_arrival(0).any(|r| corrupt_named(&r, "s/0001")));
-    assert!(corrupt_named(&store.get_by_id(&events[0].event().id), "i/"));
     assert!(corrupt_named(&store.get(events[1].hash()), "h/"));
 }
 

@@ -3,19 +3,28 @@
 //! # Layout
 //!
 //! One sled tree (`log`) with one-byte key prefixes, so every insert is a
-//! single atomic `apply_batch`: an event is never stored half-indexed.
+//! single atomic `apply_batch` of three records: an event is never stored
+//! half-indexed.
 //!
 //! | key | value |
 //! |---|---|
 //! | `e` + lamport (8, BE) + hash (32) = `EventKey::to_bytes()` | encoded event |
 //! | `h` + hash (32) | `EventKey` bytes (40) |
-//! | `i` + event id (16) + hash (32) | empty |
 //! | `s` + arrival seq (8, BE) | `EventKey` bytes (40) + event count after this insert (8, BE) |
 //! | `m` + name (UTF-8) | meta value |
+//! | `i` + event id (16) + hash (32) | empty; legacy, see below |
 //!
 //! Big-endian numbers make byte order equal key order, so a scan of the `e`
 //! prefix is the log in `(lamport, hash)` order and a scan of `s` is arrival
 //! order. `range` and `keys` read only the `e` records: no lookup per event.
+//!
+//! The `i` records were a by-id index, written with every event until
+//! issue 15: only tests asked for events by id, and the fourth record cost
+//! every insert. Nothing writes or reads them now ([`EventStore::get_by_id`]
+//! scans the log). A store written by an older version keeps the ones it
+//! has (no migration): they sit outside every prefix a read scans, so they
+//! only take disk space, and an older version opening the store afterwards
+//! finds no `i` record for the events stored since.
 //!
 //! # Counters
 //!
@@ -84,7 +93,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use fs2::FileExt;
-use hearth_proto::{EventHash, EventId, EventKey, VerifiedEvent};
+use hearth_proto::{EventHash, EventKey, VerifiedEvent};
 use tracing::{info, warn};
 
 use super::{EventIter, EventStore, StoreError, WriteState};
@@ -221,15 +230,12 @@ fn remove_unfinished_snapshots(path: &Path, location: &str) -> Result<(), StoreE
 
 const EVENT: u8 = b'e';
 const BY_HASH: u8 = b'h';
-const BY_ID: u8 = b'i';
 const ARRIVAL: u8 = b's';
 const META: u8 = b'm';
 
 const EVENT_KEY_LEN: usize = 40;
 /// An `s` value: the event's key, then the event count after its insert.
 const ARRIVAL_VALUE_LEN: usize = EVENT_KEY_LEN + 8;
-const ID_LEN: usize = 16;
-const HASH_LEN: usize = 32;
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -519,6 +525,22 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// Whether the event filed under `key` is stored, for the duplicate
+    /// check of `insert`. Once a sync has built the fingerprint index, the
+    /// index answers from memory (a binary search) instead of a sled
+    /// lookup of the `h` record: it holds every `e` key, and a hash fixes
+    /// its key (the same hash is the same bytes, so the same Lamport time),
+    /// so asking for the key is asking for the hash.
+    fn holds(&self, key: &EventKey) -> Result<bool, StoreError> {
+        match self.fingerprints.get() {
+            Some(index) => Ok(index
+                .fingerprint(Bound::Included(key), Bound::Included(key))
+                .count()
+                > 0),
+            None => self.contains(&key.hash),
+        }
+    }
+
     /// The fingerprint index, built from the keys on first use: one scan
     /// of the `e` records (~1 s per million events), once per open.
     fn fingerprints(&self) -> Result<&FingerprintIndex, StoreError> {
@@ -537,7 +559,7 @@ impl EventStore for SledStore {
     fn insert(&mut self, event: &VerifiedEvent) -> Result<Option<u64>, StoreError> {
         let key = event.key();
         self.writable_tree("insert")?;
-        if self.contains(&key.hash)? {
+        if self.holds(&key)? {
             return Ok(None);
         }
         let key_bytes = key.to_bytes();
@@ -547,16 +569,14 @@ impl EventStore for SledStore {
         batch.insert(prefixed(EVENT, &[&key_bytes]), event.bytes());
         batch.insert(prefixed(BY_HASH, &[&key.hash.0]), &key_bytes[..]);
         batch.insert(
-            prefixed(BY_ID, &[&event.event().id.to_bytes(), &key.hash.0]),
-            &[][..],
-        );
-        batch.insert(
             prefixed(ARRIVAL, &[&seq.to_be_bytes()]),
             arrival_value(&key_bytes, len),
         );
-        let op = format!("insert event {}", key.hash);
-        if let Err(e) = self.writable_tree(&op)?.apply_batch(batch) {
-            return Err(self.write_failed(&op, e));
+        // The operation is named only on failure: formatting the hash on
+        // every insert was a measurable share of the core's per-event cost.
+        let applied = self.writable_tree("insert")?.apply_batch(batch);
+        if let Err(e) = applied {
+            return Err(self.write_failed(&format!("insert event {}", key.hash), e));
         }
         self.last_arrival = seq;
         self.len = len;
@@ -601,21 +621,6 @@ impl EventStore for SledStore {
             ));
         }
         self.event_at(&index_key, &key).map(Some)
-    }
-
-    fn get_by_id(&self, id: &EventId) -> Result<Vec<VerifiedEvent>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.tree()?.scan_prefix(prefixed(BY_ID, &[&id.to_bytes()])) {
-            let (k, _) = item.map_err(|e| self.io("scan id index", e))?;
-            let b = body(&k, ID_LEN + HASH_LEN)?;
-            let hash = EventHash::from_slice(&b[ID_LEN..])
-                .ok_or_else(|| corrupt(&k, "unreadable hash".into()))?;
-            match self.get(&hash)? {
-                Some(e) => out.push(e),
-                None => return Err(corrupt(&k, format!("points at missing event {hash}"))),
-            }
-        }
-        Ok(out)
     }
 
     /// Reads and re-checks events on a prefetch thread while the caller
