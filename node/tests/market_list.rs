@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use common::*;
 use hearth_node::core::services::market::ListResult;
-use hearth_node::core::views::market::{haversine_km, Near, PastTtl, Sort, TAG_FACETS_MAX};
+use hearth_node::core::views::market::{
+    haversine_km, Near, PastTtl, Sort, LIST_LIMIT_DEFAULT, TAG_FACETS_MAX,
+};
 use hearth_node::core::views::{ListQuery, Post, PostKey};
 use hearth_node::core::{ErrorCode, Node};
 use hearth_node::store::MemoryStore;
@@ -265,9 +267,10 @@ fn dist(n: &Near, p: &Post) -> Option<f64> {
 }
 
 /// Lists `q` at `NOW` page by page through the cursor. Every page must
-/// carry the naive `total` and facets of `want` and pass `check`, and the
-/// walk must end within `want.len() + 1` pages; returns the keys listed,
-/// in order.
+/// carry the naive `total` and facets of `want` and pass `check`, a page
+/// may have a next cursor only when it is full and matches remain after
+/// it (no empty last page), and the walk must end within `want.len() + 1`
+/// pages; returns the keys listed, in order.
 fn walk_pages(
     node: &Node<MemoryStore>,
     q: &ListQuery,
@@ -301,6 +304,20 @@ fn walk_pages(
             author: p.author,
             id: p.id,
         }));
+        if page.next_cursor.is_some() {
+            let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+            prop_assert_eq!(
+                page.posts.len(),
+                limit,
+                "a page before the last is full: {:?}",
+                q
+            );
+            prop_assert!(
+                got.len() < want.len(),
+                "a next cursor after the last match: {:?}",
+                q
+            );
+        }
         cursor = page.next_cursor;
         if cursor.is_none() {
             break;
@@ -358,10 +375,12 @@ fn to_query(s: &QuerySpec, node: &Node<MemoryStore>) -> ListQuery {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// Walking every page of any filter mix (`past_ttl` included) and sort through the cursor
-    /// gives exactly the naive filtered, sorted list, and every page's
-    /// `total` and facets equal a count over the whole filtered set; a
-    /// full replay of the same store (indexes built in bulk) lists the same.
+    /// Walking every page of any filter mix (`past_ttl` included) and sort
+    /// through the cursor gives exactly the naive filtered, sorted list,
+    /// ending on the page with the last match (no next cursor after it),
+    /// and every page's `total` and facets equal a count over the whole
+    /// filtered set; a full replay of the same store (indexes built in
+    /// bulk) lists the same.
     #[test]
     fn pages_equal_the_naive_listing(
         specs in proptest::collection::vec(spec(), 0..50),
@@ -413,7 +432,8 @@ proptest! {
     /// metres apart, so circles cut through grid cells that hold posts on
     /// both sides of their edge): every sort, categories and `past_ttl`,
     /// walked page by page, lists exactly the naive set in the naive
-    /// order with the naive distances, `total` and facets.
+    /// order with the naive distances, `total` and facets, ending on the
+    /// page with the last match.
     #[test]
     fn near_pages_equal_the_naive_listing_in_a_dense_cloud(
         posts in proptest::collection::vec((spec(), dense_point()), 1..120),
@@ -740,4 +760,163 @@ fn updates_do_not_move_posts_in_newest() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20, "{seen:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `since_lamport` at or just below a post's content Lamport time
+    /// (inside the smallest count bucket, which the counts walk post by
+    /// post) lists and counts exactly the naive set, with and without
+    /// categories, also at the moment the lapsed posts expire.
+    #[test]
+    fn since_just_below_a_post_counts_the_naive_set(
+        specs in proptest::collection::vec(spec(), 1..40),
+        qs in proptest::collection::vec(
+            (0usize..64, 0u64..70, proptest::collection::vec(0usize..4, 0..3), proptest::bool::ANY),
+            1..8,
+        ),
+    ) {
+        let (node, names, _) = market_of(&specs);
+        for (i, below, cats, at_lapse) in &qs {
+            let lamport = node.views().market.get(&names[i % names.len()]).unwrap().content_event.lamport;
+            // The lapsed posts expire at NOW - 1: at that time they are
+            // just not live any more.
+            let now = if *at_lapse { NOW - 1 } else { NOW };
+            let q = ListQuery {
+                category: cats.iter().map(|c| Category::ALL[*c]).collect(),
+                since_lamport: Some(lamport.saturating_sub(*below)),
+                limit: Some(200),
+                ..ListQuery::default()
+            };
+            let want = naive_at(&node, &names, &q, now);
+            let (cats, tags) = naive_facets(&want);
+            let page = node.market_list(now, q.clone()).unwrap();
+            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, now);
+            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, now);
+            let got_tags: Vec<(String, u64)> =
+                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, now);
+            let got: Vec<PostKey> =
+                page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }).collect();
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?} at {}", q, now);
+        }
+    }
+}
+
+/// A copy of the market view (its `Clone`) lists exactly what the
+/// original does, `near` included: the copy carries the location grid,
+/// not only the indexes.
+#[test]
+fn a_copied_market_view_lists_what_the_original_does() {
+    let specs: Vec<Spec> = (0..24)
+        .map(|i| Spec {
+            author: (i % 3) as u8,
+            cat: i % 4,
+            tags: (i % 32) as u8 | 1,
+            loc: Some(((i % 5) as i64 - 2, (i % 7) as i64 - 3)),
+            lapsed: i % 6 == 0,
+            update: None,
+            expire: false,
+        })
+        .collect();
+    let (node, _, _) = market_of(&specs);
+    let market = &node.views().market;
+    let near = Some(Near {
+        lat: 52.5,
+        lng: 13.4,
+        radius_km: 2.0,
+    });
+    let queries = [
+        ListQuery::default(),
+        ListQuery {
+            near,
+            ..ListQuery::default()
+        },
+        ListQuery {
+            near,
+            sort: Some(Sort::Nearest),
+            limit: Some(3),
+            ..ListQuery::default()
+        },
+        ListQuery {
+            near,
+            category: vec![Category::Offer, Category::Info],
+            sort: Some(Sort::Expiring),
+            ..ListQuery::default()
+        },
+        ListQuery {
+            tags: vec!["tools".into()],
+            ..ListQuery::default()
+        },
+    ];
+    // Listed first, so the original has its counts when it is copied.
+    for q in &queries {
+        market.list_page(q, None, NOW).unwrap();
+    }
+    let copy = market.clone();
+    for q in &queries {
+        let want = market.list_page(q, None, NOW).unwrap();
+        assert!(
+            !want.items.is_empty() && !want.facets.tags.is_empty(),
+            "{q:?}"
+        );
+        assert_eq!(copy.list_page(q, None, NOW).unwrap(), want, "{q:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `sort=nearest` over a tight cluster (many posts in each of a few
+    /// grid cells, so a cell read later can hold a post nearer than those
+    /// of the cells read before it) lists, page by page with small
+    /// limits, exactly the naive nearest-first order.
+    #[test]
+    fn nearest_pages_equal_the_naive_order_in_a_tight_cluster(
+        posts in proptest::collection::vec(
+            (0usize..4, (-3_000i64..3_000, -3_000i64..3_000)),
+            2..60,
+        ),
+        qs in proptest::collection::vec(
+            ((-3_000i64..3_000, -3_000i64..3_000), 0.05f64..0.5, 1usize..5),
+            1..6,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        for (i, (cat, (dlat, dlng))) in posts.iter().enumerate() {
+            let who = &authors[i % 3];
+            let id = 9000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), *cat, 1, None, false);
+            c.location = Some(Location {
+                lat: 52_500_000 + dlat,
+                lng: 13_400_000 + dlng,
+                label: String::new(),
+            });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        }
+        for ((dlat, dlng), r, limit) in &qs {
+            let q = ListQuery {
+                near: Some(Near {
+                    lat: 52.5 + *dlat as f64 / 1e6,
+                    lng: 13.4 + *dlng as f64 / 1e6,
+                    radius_km: *r,
+                }),
+                sort: Some(Sort::Nearest),
+                limit: Some(*limit),
+                ..ListQuery::default()
+            };
+            let want = naive(&node, &names, &q);
+            let got = walk_pages(&node, &q, &want, |_| Ok(()))?;
+            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+            prop_assert_eq!(got, want, "{:?}", q);
+        }
+    }
 }
