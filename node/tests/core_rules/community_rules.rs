@@ -3,9 +3,7 @@
 //! by anchors, display names, the last anchor, and control characters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth_node::core::bus::{BusError, Caller, ErrorCode};
 use hearth_node::core::services::market::{
     ExpireParams, GetParams, PostParams, PostView, UpdateParams,

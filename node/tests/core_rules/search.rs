@@ -4,9 +4,7 @@
 //! added, updated, expired and reloaded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::search::BODY_INDEXED_CHARS_MAX;
 use hearth_node::core::services::market::{

@@ -4,11 +4,9 @@
 //! count over the filtered set; refusals name what was wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use hearth_node::core::services::market::ListResult;
 use hearth_node::core::views::market::{
     haversine_km, Near, PastTtl, Sort, LIST_LIMIT_DEFAULT, TAG_FACETS_MAX,

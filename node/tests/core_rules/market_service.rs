@@ -2,9 +2,7 @@
 //! the sweeper, search, and restart from snapshots.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth_node::core::bus::{Caller, ErrorCode};
 use hearth_node::core::services::market::{
     ExpireParams, GetParams, PostParams, SearchParams, UpdateParams,

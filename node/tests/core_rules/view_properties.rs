@@ -3,11 +3,9 @@
 //! replay and snapshot/restore.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
 use hearth_proto::{

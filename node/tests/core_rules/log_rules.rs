@@ -2,9 +2,7 @@
 //! that the log and the views stay as they were.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth_node::core::pending::PENDING_PER_AUTHOR_MAX;
 use hearth_node::core::views::ListQuery;
 use hearth_node::core::{IngestError, Ingested, Input, Output, Source, Verdict};
@@ -545,11 +543,11 @@ fn store_refusals_map_to_their_wire_codes() {
 
 /// A node over a store that counts its flushes, with `bob` admitted.
 fn counting_node() -> (
-    hearth_node::core::Node<common::fillable_store::FillableStore>,
+    hearth_node::core::Node<crate::common::fillable_store::FillableStore>,
     std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let f = Fixture::new();
-    let (store, _full) = common::fillable_store::FillableStore::new();
+    let (store, _full) = crate::common::fillable_store::FillableStore::new();
     let flushes = store.flushes.clone();
     let mut node = f.node_on(&f.anchor, store);
     node.log_mut()
@@ -647,7 +645,7 @@ fn released_pending_events_count_towards_the_flush_batch() {
 #[test]
 fn refused_writes_change_no_view_and_resume_after_recovery() {
     let f = Fixture::new();
-    let (store, full) = common::fillable_store::FillableStore::new();
+    let (store, full) = crate::common::fillable_store::FillableStore::new();
     let mut node = f.node_on(&f.anchor, store);
     node.market_post(
         NOW,
@@ -761,7 +759,7 @@ fn pending_and_arrivals_since_the_snapshot_are_reported() {
 #[test]
 fn a_snapshot_store_fault_is_an_error_unlike_a_refusal() {
     let f = Fixture::new();
-    let (store, _full) = common::fillable_store::FillableStore::new();
+    let (store, _full) = crate::common::fillable_store::FillableStore::new();
     let broken = store.meta_broken.clone();
     let mut node = f.node_on(&f.anchor, store);
     node.log_mut().snapshot().unwrap();

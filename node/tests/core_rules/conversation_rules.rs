@@ -3,9 +3,7 @@
 //! refused as docs/decisions.md "Conversations (issue 14)" says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth_node::core::bus::Caller;
 use hearth_node::core::services::conversations::{ConversationView, GetParams};
 use hearth_node::core::views::conversations::{

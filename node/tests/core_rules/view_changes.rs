@@ -4,9 +4,7 @@
 //! report nothing, and a restart's replay reports nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{key, Fixture};
+use crate::common::{key, Fixture};
 use hearth_node::core::views::market::CHANGES_MAX;
 use hearth_node::core::views::membership::{POSTS_PER_AUTHOR_MAX_DEFAULT, POST_TTL_MAX_S_DEFAULT};
 use hearth_node::core::views::{PostChange, PostKey, ViewChange, Views};
@@ -37,7 +35,7 @@ fn settings_event(
 /// Feeds `event` to `node` as if from a peer; returns the view changes.
 fn changes(node: &mut Node<MemoryStore>, event: &VerifiedEvent) -> Vec<ViewChange> {
     node.handle(
-        common::NOW,
+        crate::common::NOW,
         Input::Received {
             bytes: event.bytes().to_vec(),
             source: Source::Peer(key(9).node_id()),
@@ -63,7 +61,7 @@ fn each_event_reports_what_the_view_shows_differently() {
     let post = |change| ViewChange::Post {
         name: PostKey {
             author: bob.node_id(),
-            id: EventId::from_parts(common::NOW, 10),
+            id: EventId::from_parts(crate::common::NOW, 10),
         },
         change,
     };
@@ -150,7 +148,7 @@ fn a_settings_change_reports_only_the_posts_whose_expiry_it_moves() {
     );
     let name = PostKey {
         author: bob.node_id(),
-        id: EventId::from_parts(common::NOW, 10),
+        id: EventId::from_parts(crate::common::NOW, 10),
     };
     assert_eq!(
         posts(changes(&mut node, &settings(4, "Lindenhof", 3_600))),
@@ -161,7 +159,7 @@ fn a_settings_change_reports_only_the_posts_whose_expiry_it_moves() {
         "an hour's maximum cuts the day's expiry"
     );
     let post = node.views().market.get(&name).unwrap();
-    assert_eq!(post.expires_at, common::NOW + 3_600_000);
+    assert_eq!(post.expires_at, crate::common::NOW + 3_600_000);
 }
 
 /// A post is live up to the millisecond before its effective expiry and
@@ -175,7 +173,7 @@ fn a_post_is_live_until_its_expiry_and_not_at_it() {
     changes(&mut node, &f.post(&bob, 2, 10, "Ladder"));
     let name = PostKey {
         author: bob.node_id(),
-        id: EventId::from_parts(common::NOW, 10),
+        id: EventId::from_parts(crate::common::NOW, 10),
     };
     let post = node.views().market.get(&name).unwrap();
     let end = post.expires_at;
