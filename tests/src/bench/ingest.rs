@@ -30,7 +30,7 @@ use hearth_node::store::{EventStore, MemoryStore, SledStore};
 use hearth_proto::{SignedEvent, VerifiedEvent};
 use serde_json::json;
 
-use super::{emit, figure, progress, round, sign_all, Fixture, Mix};
+use super::{dir_size, emit, figure, progress, round, sign_all, Fixture, Mix};
 
 const ROUNDS: usize = 10;
 const TARGET_RATIO: f64 = 0.6;
@@ -298,19 +298,4 @@ pub fn ingest(n: usize) -> anyhow::Result<()> {
         }),
     ));
     Ok(())
-}
-
-/// Bytes under `dir` (best effort: unreadable entries count as 0).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }

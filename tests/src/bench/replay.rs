@@ -24,7 +24,7 @@ use hearth_node::store::{EventStore, MemoryStore, SledStore};
 use hearth_proto::{EventKey, VerifiedEvent};
 use serde_json::json;
 
-use super::{emit, figure, progress, round, sign_all, Fixture, Mix};
+use super::{dir_size, emit, figure, progress, round, sign_all, Fixture, Mix};
 
 const TARGET_S_PER_MILLION: f64 = 3.0;
 const CHUNK: usize = 50_000;
@@ -165,19 +165,4 @@ fn timed_open(path: &Path) -> anyhow::Result<(f64, SledStore)> {
     let t0 = Instant::now();
     let store = SledStore::open(path)?;
     Ok((t0.elapsed().as_secs_f64(), store))
-}
-
-/// Bytes under `dir` (best effort: unreadable entries count as 0).
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
