@@ -533,10 +533,7 @@ impl SledStore {
     /// so asking for the key is asking for the hash.
     fn holds(&self, key: &EventKey) -> Result<bool, StoreError> {
         match self.fingerprints.get() {
-            Some(index) => Ok(index
-                .fingerprint(Bound::Included(key), Bound::Included(key))
-                .count()
-                > 0),
+            Some(index) => Ok(index.contains(key)),
             None => self.contains(&key.hash),
         }
     }

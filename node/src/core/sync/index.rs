@@ -116,6 +116,15 @@ impl FingerprintIndex {
         }
     }
 
+    /// Whether `key` is held: a binary search in the one block that would
+    /// hold it (the store's duplicate check asks this on every insert).
+    pub fn contains(&self, key: &EventKey) -> bool {
+        self.blocks
+            .range(..=*key)
+            .next_back()
+            .is_some_and(|(_, block)| block.keys.binary_search(key).is_ok())
+    }
+
     /// Number of keys.
     pub fn len(&self) -> u64 {
         self.total.count()
@@ -262,11 +271,13 @@ mod tests {
             prop_assert_eq!(index.digest(), &LogDigest::of(set.iter().map(|k| &k.hash)));
             for (l1, s1, b1, l2, s2, b2) in queries {
                 let (a, b) = (key(l1, s1), key(l2, s2));
+                prop_assert_eq!(index.contains(&a), set.contains(&a));
                 let (from, to) = (bound(b1, &a), bound(b2, &b));
                 prop_assert_eq!(index.fingerprint(from, to), fresh(&set, from, to));
             }
             // Bounds on keys that are present cut blocks exactly there.
             for k in set.iter().step_by(97) {
+                prop_assert!(index.contains(k));
                 for kind in 0..3 {
                     let from = bound(kind, k);
                     prop_assert_eq!(index.fingerprint(from, Bound::Unbounded), fresh(&set, from, Bound::Unbounded));
