@@ -10,6 +10,7 @@
 //! values, tags and indefinite lengths are rejected: an event has exactly one
 //! encoding and so exactly one hash.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use ciborium_ll::{Encoder, Header};
@@ -21,15 +22,22 @@ pub const DEPTH_MAX: usize = 16;
 
 /// A CBOR item of the accepted subset. Maps keep their entries in canonical
 /// order (by the encoded bytes of the keys) once decoded or encoded.
+///
+/// Strings and byte strings borrow from the input when decoded ([`decode`]
+/// returns a `Value<'_>` tied to the bytes): an event's envelope and data
+/// are read without one allocation per field, and only what the typed
+/// payload keeps is copied. That made decoding the largest part of a
+/// replay (issue 15 item 2). [`Value::into_owned`] detaches a value that
+/// must outlive its input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
+pub enum Value<'a> {
     Uint(u64),
     /// A negative integer `-1 - n`, stored as `n` (CBOR major type 1).
     Nint(u64),
-    Bytes(Vec<u8>),
-    Text(String),
-    Array(Vec<Value>),
-    Map(Vec<(Value, Value)>),
+    Bytes(Cow<'a, [u8]>),
+    Text(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Map(Vec<(Value<'a>, Value<'a>)>),
     Bool(bool),
 }
 
@@ -67,13 +75,19 @@ pub enum CborError {
     LengthOverflow { offset: usize },
 }
 
-impl Value {
-    pub fn text(s: impl Into<String>) -> Value {
+impl<'a> Value<'a> {
+    pub fn text(s: impl Into<Cow<'a, str>>) -> Value<'a> {
         Value::Text(s.into())
     }
 
+    pub fn bytes(b: impl Into<Cow<'a, [u8]>>) -> Value<'a> {
+        Value::Bytes(b.into())
+    }
+
     /// Builds a map from entries in any order; encoding sorts them.
-    pub fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
+    pub fn map<K: Into<Cow<'a, str>>>(
+        entries: impl IntoIterator<Item = (K, Value<'a>)>,
+    ) -> Value<'a> {
         Value::Map(
             entries
                 .into_iter()
@@ -82,8 +96,44 @@ impl Value {
         )
     }
 
+    /// This value with every borrowed string copied, so it outlives its input.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Uint(n) => Value::Uint(n),
+            Value::Nint(n) => Value::Nint(n),
+            Value::Bool(b) => Value::Bool(b),
+            Value::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
+            Value::Text(t) => Value::Text(Cow::Owned(t.into_owned())),
+            Value::Array(items) => Value::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A copy of this value that borrows its strings from `self`.
+    pub fn borrowed(&self) -> Value<'_> {
+        match self {
+            Value::Uint(n) => Value::Uint(*n),
+            Value::Nint(n) => Value::Nint(*n),
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
+            Value::Text(t) => Value::Text(Cow::Borrowed(t)),
+            Value::Array(items) => Value::Array(items.iter().map(Value::borrowed).collect()),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.borrowed(), v.borrowed()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The value for text key `key`, if this is a map that has it.
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         match self {
             Value::Map(entries) => entries.iter().find_map(|(k, v)| match k {
                 Value::Text(t) if t == key => Some(v),
@@ -116,7 +166,7 @@ impl Value {
 
 /// Appends the canonical encoding of `value` to `out`. Map entries are
 /// written sorted by their encoded keys whatever order they are held in.
-pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
+pub fn encode_into(value: &Value<'_>, out: &mut Vec<u8>) {
     match value {
         Value::Uint(n) => push_header(out, Header::Positive(*n)),
         Value::Nint(n) => push_header(out, Header::Negative(*n)),
@@ -137,7 +187,7 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Map(entries) => {
             push_header(out, Header::Map(Some(entries.len())));
-            let mut encoded: Vec<(Vec<u8>, &Value)> =
+            let mut encoded: Vec<(Vec<u8>, &Value<'_>)> =
                 entries.iter().map(|(k, v)| (k.to_bytes(), v)).collect();
             encoded.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, v) in encoded {
@@ -154,8 +204,9 @@ fn push_header(out: &mut Vec<u8>, header: Header) {
     debug_assert!(result.is_ok());
 }
 
-/// Decodes exactly one canonical item spanning all of `bytes`.
-pub fn decode(bytes: &[u8]) -> Result<Value, CborError> {
+/// Decodes exactly one canonical item spanning all of `bytes`; its strings
+/// borrow from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Value<'_>, CborError> {
     let mut reader = Reader { bytes, pos: 0 };
     let value = reader.item(0)?;
     if reader.pos != bytes.len() {
@@ -242,12 +293,12 @@ fn push_children(
 
 /// One entry of a top-level map, with the byte span that its key and value
 /// occupy in the input.
-pub type SpannedEntry = (Value, Value, std::ops::Range<usize>);
+pub type SpannedEntry<'a> = (Value<'a>, Value<'a>, std::ops::Range<usize>);
 
 /// Decodes a top-level item that must be a map, returning each entry with its
 /// byte span, or `Ok(None)` when the (canonical) item is not a map. The event
 /// layer uses the spans to rebuild the signing input without re-encoding.
-pub fn decode_map_spans(bytes: &[u8]) -> Result<Option<Vec<SpannedEntry>>, CborError> {
+pub fn decode_map_spans(bytes: &[u8]) -> Result<Option<Vec<SpannedEntry<'_>>>, CborError> {
     let mut reader = Reader { bytes, pos: 0 };
     let (major, len) = reader.head()?;
     if major != 5 {
@@ -297,14 +348,15 @@ struct Reader<'a> {
 /// Raw argument of a header: `None` for indefinite length (additional info 31).
 type Arg = Option<u64>;
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], CborError> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CborError> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|end| *end <= self.bytes.len())
             .ok_or(CborError::Truncated { offset: self.pos })?;
-        let slice = &self.bytes[self.pos..end];
+        let bytes: &'a [u8] = self.bytes;
+        let slice = &bytes[self.pos..end];
         self.pos = end;
         Ok(slice)
     }
@@ -372,7 +424,7 @@ impl Reader<'_> {
         Ok(n as usize)
     }
 
-    fn item(&mut self, depth: usize) -> Result<Value, CborError> {
+    fn item(&mut self, depth: usize) -> Result<Value<'a>, CborError> {
         let offset = self.pos;
         if depth > DEPTH_MAX {
             return Err(CborError::TooDeep { offset });
@@ -383,14 +435,14 @@ impl Reader<'_> {
             1 => Ok(Value::Nint(arg.ok_or(CborError::Indefinite { offset })?)),
             2 => {
                 let n = self.len_of(arg, offset)?;
-                Ok(Value::Bytes(self.take(n)?.to_vec()))
+                Ok(Value::Bytes(Cow::Borrowed(self.take(n)?)))
             }
             3 => {
                 let n = self.len_of(arg, offset)?;
                 let raw = self.take(n)?;
                 let text =
                     std::str::from_utf8(raw).map_err(|_| CborError::InvalidUtf8 { offset })?;
-                Ok(Value::Text(text.to_owned()))
+                Ok(Value::Text(Cow::Borrowed(text)))
             }
             4 => {
                 let n = self.len_of(arg, offset)?;
@@ -604,6 +656,35 @@ mod tests {
             item_len(&hex("8201")),
             Err(CborError::LengthOverflow { offset: 0 })
         );
+    }
+
+    /// Decoded strings and byte strings point into the input (no copy per
+    /// field), and `into_owned` detaches an equal value that outlives it.
+    #[test]
+    fn decoding_borrows_and_into_owned_detaches() {
+        // {"a": h'0102', "b": ["xy"]}
+        let bytes = hex("a26161420102616281627879");
+        let value = decode(&bytes).expect("canonical");
+        let Value::Map(entries) = &value else {
+            panic!("not a map: {value:?}");
+        };
+        let range = bytes.as_ptr_range();
+        let inside = |p: *const u8| range.contains(&p);
+        match &entries[0].1 {
+            Value::Bytes(Cow::Borrowed(b)) => assert!(inside(b.as_ptr())),
+            other => panic!("bytes were copied: {other:?}"),
+        }
+        match &entries[1].1 {
+            Value::Array(items) => match &items[0] {
+                Value::Text(Cow::Borrowed(t)) => assert!(inside(t.as_ptr())),
+                other => panic!("text was copied: {other:?}"),
+            },
+            other => panic!("not an array: {other:?}"),
+        }
+        let owned: Value<'static> = value.clone().into_owned();
+        drop(bytes);
+        assert_eq!(owned.to_bytes(), hex("a26161420102616281627879"));
+        assert_eq!(owned.borrowed().to_bytes(), owned.to_bytes());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! verified before it stored them), so code that holds one knows the bytes
 //! are canonical, in bounds and signed by their author.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -113,19 +114,19 @@ pub struct Event {
 
 impl Event {
     /// The envelope map, with or without `sig`.
-    fn to_value(&self, sig: Option<&[u8; 64]>) -> Value {
+    fn to_value<'a>(&'a self, sig: Option<&'a [u8; 64]>) -> Value<'a> {
         let mut entries = vec![
             ("v", Value::Uint(FORMAT_VERSION)),
-            ("id", Value::Bytes(self.id.to_bytes().to_vec())),
+            ("id", Value::bytes(self.id.to_bytes().to_vec())),
             ("ts", Value::Uint(self.ts)),
             ("data", self.payload.to_value()),
             ("type", Value::text(self.payload.type_name())),
-            ("author", Value::Bytes(self.author.0.to_vec())),
+            ("author", Value::bytes(&self.author.0[..])),
             ("lamport", Value::Uint(self.lamport)),
-            ("community", Value::Bytes(self.community.0.to_vec())),
+            ("community", Value::bytes(&self.community.0[..])),
         ];
         if let Some(sig) = sig {
-            entries.push(("sig", Value::Bytes(sig.to_vec())));
+            entries.push(("sig", Value::bytes(&sig[..])));
         }
         Value::map(entries)
     }
@@ -221,7 +222,7 @@ impl SignedEvent {
             let Value::Text(key) = key else {
                 return Err(EventError::UnknownField(format!("<{}>", key.kind())));
             };
-            match key.as_str() {
+            match key.as_ref() {
                 "v" => env.v = Some(uint("v", value)?),
                 "id" => env.id = Some(fixed::<16>("id", value)?),
                 "ts" => env.ts = Some(uint("ts", value)?),
@@ -237,7 +238,7 @@ impl SignedEvent {
                 "author" => env.author = Some(fixed::<32>("author", value)?),
                 "lamport" => env.lamport = Some(uint("lamport", value)?),
                 "community" => env.community = Some(fixed::<32>("community", value)?),
-                _ => return Err(EventError::UnknownField(key)),
+                _ => return Err(EventError::UnknownField(key.into_owned())),
             }
         }
         let v = env.v.ok_or(EventError::MissingField("v"))?;
@@ -297,20 +298,20 @@ impl SignedEvent {
 }
 
 #[derive(Default)]
-struct Envelope {
+struct Envelope<'a> {
     v: Option<u64>,
     id: Option<[u8; 16]>,
     ts: Option<u64>,
     sig: Option<[u8; 64]>,
     sig_span: Range<usize>,
-    data: Option<Value>,
-    kind: Option<String>,
+    data: Option<Value<'a>>,
+    kind: Option<Cow<'a, str>>,
     author: Option<[u8; 32]>,
     lamport: Option<u64>,
     community: Option<[u8; 32]>,
 }
 
-fn wrong(field: &'static str, expected: &'static str, got: &Value) -> EventError {
+fn wrong(field: &'static str, expected: &'static str, got: &Value<'_>) -> EventError {
     EventError::WrongType {
         field,
         expected,
@@ -318,16 +319,16 @@ fn wrong(field: &'static str, expected: &'static str, got: &Value) -> EventError
     }
 }
 
-fn uint(field: &'static str, v: Value) -> Result<u64, EventError> {
+fn uint(field: &'static str, v: Value<'_>) -> Result<u64, EventError> {
     match v {
         Value::Uint(n) => Ok(n),
         other => Err(wrong(field, "an unsigned integer", &other)),
     }
 }
 
-fn fixed<const N: usize>(field: &'static str, v: Value) -> Result<[u8; N], EventError> {
+fn fixed<const N: usize>(field: &'static str, v: Value<'_>) -> Result<[u8; N], EventError> {
     match v {
-        Value::Bytes(b) => <[u8; N]>::try_from(b.as_slice()).map_err(|_| EventError::WrongLength {
+        Value::Bytes(b) => <[u8; N]>::try_from(&b[..]).map_err(|_| EventError::WrongLength {
             field,
             expected: N,
             got: b.len(),

@@ -55,7 +55,10 @@ pub enum Payload {
     ClaimWithdrawn(ClaimRef),
     ClaimAccepted(ClaimRef),
     DmSealed(DmSealed),
-    Unknown { type_name: String, data: Value },
+    Unknown {
+        type_name: String,
+        data: Value<'static>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,10 +289,10 @@ pub struct EventRef {
 }
 
 impl EventRef {
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> Value<'_> {
         Value::map([
-            ("author", Value::Bytes(self.author.0.to_vec())),
-            ("id", Value::Bytes(self.id.to_bytes().to_vec())),
+            ("author", Value::bytes(&self.author.0[..])),
+            ("id", Value::bytes(self.id.to_bytes().to_vec())),
         ])
     }
 
@@ -373,22 +376,17 @@ impl Payload {
     }
 
     /// The `data` map as CBOR.
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> Value<'_> {
         match self {
             Payload::Genesis(g) => Value::map([
-                ("name", Value::text(&g.name)),
+                ("name", Value::text(g.name.as_str())),
                 (
                     "anchors",
-                    Value::Array(
-                        g.anchors
-                            .iter()
-                            .map(|a| Value::Bytes(a.0.to_vec()))
-                            .collect(),
-                    ),
+                    Value::Array(g.anchors.iter().map(|a| Value::bytes(&a.0[..])).collect()),
                 ),
             ]),
             Payload::MemberSet(m) => Value::map([
-                ("member", Value::Bytes(m.member.0.to_vec())),
+                ("member", Value::bytes(&m.member.0[..])),
                 ("level", Value::text(m.level.as_str())),
             ]),
             Payload::PostCreated(p) => {
@@ -400,22 +398,22 @@ impl Payload {
             }
             Payload::PostUpdated(p) => {
                 let mut entries = content_entries(&p.content);
-                entries.push(("target", Value::Bytes(p.target.to_bytes().to_vec())));
+                entries.push(("target", Value::bytes(p.target.to_bytes().to_vec())));
                 Value::map(entries)
             }
             Payload::PostExpired(p) => Value::map([
-                ("target", Value::Bytes(p.target.to_bytes().to_vec())),
+                ("target", Value::bytes(p.target.to_bytes().to_vec())),
                 ("reason", Value::text(p.reason.as_str())),
             ]),
             Payload::Settings(c) => Value::map([
-                ("name", Value::text(&c.name)),
+                ("name", Value::text(c.name.as_str())),
                 ("post_ttl_max_s", Value::Uint(c.post_ttl_max_s)),
                 ("posts_per_author_max", Value::Uint(c.posts_per_author_max)),
             ]),
-            Payload::Profile(p) => Value::map([("name", Value::text(&p.name))]),
+            Payload::Profile(p) => Value::map([("name", Value::text(p.name.as_str()))]),
             Payload::PostReply(r) => Value::map([
                 ("target", r.target.to_value()),
-                ("body", Value::text(&r.body)),
+                ("body", Value::text(r.body.as_str())),
             ]),
             Payload::PostClaim(c) => {
                 let mut entries = vec![("target", c.target.to_value())];
@@ -429,15 +427,15 @@ impl Payload {
                 ("claim", c.claim.to_value()),
             ]),
             Payload::DmSealed(d) => Value::map([
-                ("to", Value::Bytes(d.to.0.to_vec())),
-                ("box", Value::Bytes(d.sealed.clone())),
+                ("to", Value::bytes(&d.to.0[..])),
+                ("box", Value::bytes(&d.sealed[..])),
             ]),
             Payload::Unknown { data, .. } => data.clone(),
         }
     }
 
     /// Parses `data` for `type_name`. Unknown types are accepted as they are.
-    pub fn from_value(type_name: &str, data: Value) -> Result<Payload, SchemaError> {
+    pub fn from_value(type_name: &str, data: Value<'_>) -> Result<Payload, SchemaError> {
         let parsed = match type_name {
             TYPE_GENESIS => {
                 let mut f = Fields::new(TYPE_GENESIS, &data)?;
@@ -559,7 +557,7 @@ impl Payload {
                 }
                 Payload::Unknown {
                     type_name: type_name.to_owned(),
-                    data,
+                    data: data.into_owned(),
                 }
             }
         };
@@ -567,14 +565,14 @@ impl Payload {
     }
 }
 
-fn content_entries(c: &PostContent) -> Vec<(&'static str, Value)> {
+fn content_entries(c: &PostContent) -> Vec<(&'static str, Value<'_>)> {
     let mut entries = vec![
         ("category", Value::text(c.category.as_str())),
-        ("title", Value::text(&c.title)),
-        ("body", Value::text(&c.body)),
+        ("title", Value::text(c.title.as_str())),
+        ("body", Value::text(c.body.as_str())),
         (
             "tags",
-            Value::Array(c.tags.iter().map(Value::text).collect()),
+            Value::Array(c.tags.iter().map(|t| Value::text(t.as_str())).collect()),
         ),
         ("expires_at", Value::Uint(c.expires_at)),
     ];
@@ -584,14 +582,14 @@ fn content_entries(c: &PostContent) -> Vec<(&'static str, Value)> {
             Value::map([
                 ("lat", int_value(l.lat)),
                 ("lng", int_value(l.lng)),
-                ("label", Value::text(&l.label)),
+                ("label", Value::text(l.label.as_str())),
             ]),
         ));
     }
     entries
 }
 
-fn int_value(n: i64) -> Value {
+fn int_value(n: i64) -> Value<'static> {
     if n >= 0 {
         Value::Uint(n as u64)
     } else {
@@ -652,7 +650,7 @@ fn content(f: &mut Fields<'_>) -> Result<PostContent, SchemaError> {
     })
 }
 
-fn node_id(type_name: &'static str, field: &str, v: &Value) -> Result<NodeId, SchemaError> {
+fn node_id(type_name: &'static str, field: &str, v: &Value<'_>) -> Result<NodeId, SchemaError> {
     match v {
         Value::Bytes(b) => NodeId::from_slice(b).ok_or_else(|| SchemaError {
             type_name,
@@ -671,12 +669,12 @@ fn node_id(type_name: &'static str, field: &str, v: &Value) -> Result<NodeId, Sc
 /// `finish` can reject unknown keys.
 pub(crate) struct Fields<'a> {
     type_name: &'static str,
-    entries: &'a [(Value, Value)],
+    entries: &'a [(Value<'a>, Value<'a>)],
     used: Vec<bool>,
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn new(type_name: &'static str, v: &'a Value) -> Result<Self, SchemaError> {
+    pub(crate) fn new(type_name: &'static str, v: &'a Value<'a>) -> Result<Self, SchemaError> {
         match v {
             Value::Map(entries) => Ok(Fields {
                 type_name,
@@ -699,7 +697,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn optional(&mut self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn optional(&mut self, key: &str) -> Option<&'a Value<'a>> {
         let i = self
             .entries
             .iter()
@@ -708,18 +706,18 @@ impl<'a> Fields<'a> {
         Some(&self.entries[i].1)
     }
 
-    pub(crate) fn required(&mut self, key: &str) -> Result<&'a Value, SchemaError> {
+    pub(crate) fn required(&mut self, key: &str) -> Result<&'a Value<'a>, SchemaError> {
         self.optional(key)
             .ok_or_else(|| self.invalid(key, "is missing"))
     }
 
-    fn wrong(&self, key: &str, expected: &str, got: &Value) -> SchemaError {
+    fn wrong(&self, key: &str, expected: &str, got: &Value<'_>) -> SchemaError {
         self.invalid(key, &format!("is a {}, not {expected}", got.kind()))
     }
 
-    fn as_text(&self, key: &str, v: &Value) -> Result<String, SchemaError> {
+    fn as_text(&self, key: &str, v: &Value<'_>) -> Result<String, SchemaError> {
         match v {
-            Value::Text(t) => Ok(t.clone()),
+            Value::Text(t) => Ok(t.to_string()),
             other => Err(self.wrong(key, "text", other)),
         }
     }
@@ -753,7 +751,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn array(&mut self, key: &str) -> Result<&'a [Value], SchemaError> {
+    pub(crate) fn array(&mut self, key: &str) -> Result<&'a [Value<'a>], SchemaError> {
         match self.required(key)? {
             Value::Array(items) => Ok(items),
             other => Err(self.wrong(key, "an array", other)),
@@ -762,7 +760,7 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn ulid(&mut self, key: &str) -> Result<EventId, SchemaError> {
         match self.required(key)? {
-            Value::Bytes(b) => <[u8; 16]>::try_from(b.as_slice())
+            Value::Bytes(b) => <[u8; 16]>::try_from(&b[..])
                 .map(EventId::from_bytes)
                 .map_err(|_| self.invalid(key, &format!("is {} bytes, not 16", b.len()))),
             other => Err(self.wrong(key, "a byte string", other)),
@@ -771,7 +769,7 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn bytes(&mut self, key: &str) -> Result<Vec<u8>, SchemaError> {
         match self.required(key)? {
-            Value::Bytes(b) => Ok(b.clone()),
+            Value::Bytes(b) => Ok(b.to_vec()),
             other => Err(self.wrong(key, "a byte string", other)),
         }
     }
@@ -791,7 +789,7 @@ impl<'a> Fields<'a> {
             None => Ok(()),
             Some(i) => {
                 let key = match &self.entries[i].0 {
-                    Value::Text(t) => t.clone(),
+                    Value::Text(t) => t.to_string(),
                     other => format!("<{}>", other.kind()),
                 };
                 Err(self.invalid(&key, "is not part of this type"))

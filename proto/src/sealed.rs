@@ -128,8 +128,8 @@ impl DirectMessage {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut entries = vec![
             ("v", Value::Uint(SEALED_VERSION)),
-            ("from", Value::Bytes(self.from.0.to_vec())),
-            ("to", Value::Bytes(self.to.0.to_vec())),
+            ("from", Value::bytes(&self.from.0[..])),
+            ("to", Value::bytes(&self.to.0[..])),
             ("body", Value::text(&self.body)),
             ("ts", Value::Uint(self.ts)),
         ];
@@ -183,8 +183,8 @@ fn signing_input(msg_bytes: &[u8]) -> Vec<u8> {
 /// The padded plaintext: `{msg, sig}` then zeros to a multiple of 256.
 fn padded_plaintext(msg_bytes: Vec<u8>, sig: [u8; 64]) -> Vec<u8> {
     let mut plain = Value::map([
-        ("msg", Value::Bytes(msg_bytes)),
-        ("sig", Value::Bytes(sig.to_vec())),
+        ("msg", Value::bytes(msg_bytes)),
+        ("sig", Value::bytes(&sig[..])),
     ])
     .to_bytes();
     let padded_len = plain.len().div_ceil(PAD_BLOCK_BYTES) * PAD_BLOCK_BYTES;
@@ -545,8 +545,8 @@ mod tests {
         // An inner message with an unknown key.
         let inner = Value::map([
             ("v", Value::Uint(1)),
-            ("from", Value::Bytes(a.node_id().0.to_vec())),
-            ("to", Value::Bytes(b.node_id().0.to_vec())),
+            ("from", Value::bytes(a.node_id().0.to_vec())),
+            ("to", Value::bytes(b.node_id().0.to_vec())),
             ("body", Value::text("x")),
             ("ts", Value::Uint(1)),
             ("extra", Value::Uint(1)),
@@ -558,8 +558,8 @@ mod tests {
         // A wrong version.
         let inner = Value::map([
             ("v", Value::Uint(2)),
-            ("from", Value::Bytes(a.node_id().0.to_vec())),
-            ("to", Value::Bytes(b.node_id().0.to_vec())),
+            ("from", Value::bytes(a.node_id().0.to_vec())),
+            ("to", Value::bytes(b.node_id().0.to_vec())),
             ("body", Value::text("x")),
             ("ts", Value::Uint(1)),
         ])

@@ -47,10 +47,10 @@ fn data_hex(p: &Payload) -> String {
 
 /// Signs `data` under `type_name` as a hostile author would write it, and
 /// returns the schema error that refuses it (signing decodes as a receiver).
-fn refused(type_name: &str, data: Value) -> SchemaError {
+fn refused(type_name: &str, data: Value<'_>) -> SchemaError {
     let e = event(Payload::Unknown {
         type_name: type_name.into(),
-        data: data.clone(),
+        data: data.clone().into_owned(),
     });
     match e.sign(&me()) {
         Err(EventError::Schema(s)) => {
@@ -62,7 +62,7 @@ fn refused(type_name: &str, data: Value) -> SchemaError {
     }
 }
 
-fn settings_map(entries: Vec<(&str, Value)>) -> Value {
+fn settings_map<'a>(entries: Vec<(&'a str, Value<'a>)>) -> Value<'a> {
     Value::map(entries)
 }
 
@@ -107,7 +107,8 @@ fn settings_and_profile_events_round_trip() {
 /// known answer).
 #[test]
 fn known_settings_bytes_decode_to_the_settings() {
-    let v = cbor::decode(&hex::decode(SETTINGS_DATA_HEX).unwrap()).unwrap();
+    let bytes = hex::decode(SETTINGS_DATA_HEX).unwrap();
+    let v = cbor::decode(&bytes).unwrap();
     assert_eq!(
         Payload::from_value(TYPE_SETTINGS, v),
         Ok(Payload::Settings(settings()))
@@ -193,7 +194,7 @@ fn settings_missing_extra_or_mistyped_fields_are_refused() {
 fn profiles_missing_extra_or_mistyped_fields_are_refused() {
     assert_eq!(refused(TYPE_PROFILE, Value::Map(vec![])).field, "name");
     assert_eq!(
-        refused(TYPE_PROFILE, Value::map([("name", Value::Bytes(vec![1]))])).field,
+        refused(TYPE_PROFILE, Value::map([("name", Value::bytes(vec![1]))])).field,
         "name"
     );
     assert_eq!(

@@ -34,7 +34,7 @@ fn post() -> EventRef {
     }
 }
 
-fn refused(type_name: &str, data: Value) -> SchemaError {
+fn refused(type_name: &str, data: Value<'static>) -> SchemaError {
     match event(Payload::Unknown {
         type_name: type_name.into(),
         data,
@@ -46,8 +46,8 @@ fn refused(type_name: &str, data: Value) -> SchemaError {
     }
 }
 
-fn ref_value(author: Vec<u8>, id: Vec<u8>) -> Value {
-    Value::map([("author", Value::Bytes(author)), ("id", Value::Bytes(id))])
+fn ref_value(author: Vec<u8>, id: Vec<u8>) -> Value<'static> {
+    Value::map([("author", Value::bytes(author)), ("id", Value::bytes(id))])
 }
 
 /// `{body: "Gern", target: {id, author}}` in canonical key order, by hand:
@@ -133,7 +133,7 @@ fn malformed_conversation_data_is_refused() {
     let e = refused(
         TYPE_DM_SEALED,
         Value::map([
-            ("to", Value::Bytes(vec![0xcc; 32])),
+            ("to", Value::bytes(vec![0xcc; 32])),
             ("box", Value::text("not bytes")),
         ]),
     );

@@ -169,7 +169,7 @@ fn corpus() -> &'static [VerifiedEvent] {
                     type_name: "garden.plot.shared".into(),
                     data: Value::map([
                         ("plot", Value::Uint(7)),
-                        ("owners", Value::Array(vec![Value::Bytes(vec![1; 32])])),
+                        ("owners", Value::Array(vec![Value::bytes(vec![1; 32])])),
                         ("offset", Value::Nint(41)),
                         ("open", Value::Bool(true)),
                     ]),

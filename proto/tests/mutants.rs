@@ -45,8 +45,9 @@ fn shortest_form_boundaries_are_exact() {
             Err(CborError::NonShortest { offset: 0 }),
             "{refused}"
         );
-        let value = cbor::decode(&hex(accepted)).expect(accepted);
-        assert_eq!(value.to_bytes(), hex(accepted));
+        let bytes = hex(accepted);
+        let value = cbor::decode(&bytes).expect(accepted);
+        assert_eq!(value.to_bytes(), bytes);
     }
     // Lengths: a 24-byte string needs the one-byte form, a 23-byte one
     // must not use it.
@@ -58,7 +59,7 @@ fn shortest_form_boundaries_are_exact() {
     );
     let mut accepted = hex("5818");
     accepted.extend([0u8; 24]);
-    assert_eq!(cbor::decode(&accepted), Ok(Value::Bytes(vec![0; 24])));
+    assert_eq!(cbor::decode(&accepted), Ok(Value::bytes(vec![0; 24])));
 }
 
 /// Nesting exactly `DEPTH_MAX` deep decodes; one level more is refused.
@@ -89,7 +90,7 @@ fn length_bound_is_exact() {
         cbor::decode(&hex("830000")),
         Err(CborError::LengthOverflow { offset: 0 })
     );
-    assert_eq!(cbor::decode(&hex("42abcd")), Ok(Value::Bytes(hex("abcd"))));
+    assert_eq!(cbor::decode(&hex("42abcd")), Ok(Value::bytes(hex("abcd"))));
     assert_eq!(
         cbor::decode(&hex("43abcd")),
         Err(CborError::LengthOverflow { offset: 0 })

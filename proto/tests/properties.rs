@@ -28,20 +28,20 @@ const KNOWN_TYPES: [&str; 7] = [
 // ------------------------------------------------------------ CBOR values
 
 /// Leaves of the accepted data model.
-fn leaf() -> impl Strategy<Value = Value> {
+fn leaf() -> impl Strategy<Value = Value<'static>> {
     prop_oneof![
         any::<u64>().prop_map(Value::Uint),
         (0u64..30).prop_map(Value::Uint),
         any::<u64>().prop_map(Value::Nint),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
-        ".{0,12}".prop_map(Value::Text),
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(Value::bytes),
+        ".{0,12}".prop_map(Value::text),
         any::<bool>().prop_map(Value::Bool),
     ]
 }
 
 /// A map from generated entries: duplicate keys (by encoding) dropped,
 /// the rest left in generation order, so usually not canonical order.
-fn dedup_map(entries: Vec<(Value, Value)>) -> Value {
+fn dedup_map(entries: Vec<(Value<'static>, Value<'static>)>) -> Value<'static> {
     let mut seen = std::collections::BTreeSet::new();
     Value::Map(
         entries
@@ -53,7 +53,7 @@ fn dedup_map(entries: Vec<(Value, Value)>) -> Value {
 
 /// Arbitrary value trees (depth well within `DEPTH_MAX`), maps without
 /// duplicate keys but in any order.
-fn value() -> impl Strategy<Value = Value> {
+fn value() -> impl Strategy<Value = Value<'static>> {
     leaf().prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
@@ -64,12 +64,12 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 /// An arbitrary map, as unknown types carry.
-fn data_map() -> impl Strategy<Value = Value> {
+fn data_map() -> impl Strategy<Value = Value<'static>> {
     prop::collection::vec((leaf(), value()), 0..6).prop_map(dedup_map)
 }
 
 /// `v` with every map's entries sorted by encoded key: the decoder's order.
-fn canonical(v: Value) -> Value {
+fn canonical(v: Value<'_>) -> Value<'_> {
     match v {
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
         Value::Map(entries) => {

@@ -20,14 +20,14 @@ fn hex32(v: &Json) -> [u8; 32] {
 }
 
 /// JSON vector notation -> CBOR value: `{"bytes_hex": ..}` is a byte string.
-fn to_value(v: &Json) -> Value {
+fn to_value(v: &Json) -> Value<'static> {
     match v {
         Json::Object(m) if m.len() == 1 && m.contains_key("bytes_hex") => {
-            Value::Bytes(hex::decode(m["bytes_hex"].as_str().expect("hex")).expect("hex"))
+            Value::bytes(hex::decode(m["bytes_hex"].as_str().expect("hex")).expect("hex"))
         }
         Json::Object(m) => Value::map(m.iter().map(|(k, v)| (k.clone(), to_value(v)))),
         Json::Array(a) => Value::Array(a.iter().map(to_value).collect()),
-        Json::String(s) => Value::text(s),
+        Json::String(s) => Value::text(s.clone()),
         Json::Number(n) => match n.as_u64() {
             Some(u) => Value::Uint(u),
             None => Value::Nint((-1 - n.as_i64().expect("int")) as u64),
