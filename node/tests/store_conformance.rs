@@ -6,7 +6,7 @@
 use std::ops::Bound;
 
 use hearth_node::core::sync::{Accumulator, LogDigest};
-use hearth_node::store::{EventStore, MemoryStore, SledStore, StoreError};
+use hearth_node::store::{EventStore, MemoryStore, SledStore, StoreError, PREFETCH_CHUNK};
 use hearth_proto::cbor::Value;
 use hearth_proto::{CommunityId, Event, EventId, EventKey, Identity, Payload, VerifiedEvent};
 use tempfile::TempDir;
@@ -573,6 +573,50 @@ fn sled_corrupt_event_bytes_are_a_bad_event_error() {
         store.get(victim.hash()),
         Err(StoreError::BadEvent { .. })
     ));
+}
+
+/// A long range comes back whole and in key order, and a bad record is
+/// reported in its place whichever side decodes its chunk: the prefetch
+/// thread decodes every other chunk and hands the others over raw.
+#[test]
+fn sled_long_range_reports_bad_records_in_place_from_every_chunk() {
+    let mut store = SledStore::temporary().unwrap();
+    let n = PREFETCH_CHUNK * 3 + 10;
+    let events: Vec<VerifiedEvent> = (0..n as u64)
+        .map(|i| event(1 + (i % 3) as u8, i, u128::from(i), i))
+        .collect();
+    fill(&mut store, &events);
+    let keys = keys_of(&events);
+    let whole: Vec<EventKey> = store
+        .range(Bound::Unbounded, Bound::Unbounded)
+        .map(|r| r.unwrap().key())
+        .collect();
+    assert_eq!(whole, keys);
+
+    // One victim in each chunk: decoded by the thread, raw, decoded, raw.
+    let victims: Vec<usize> = (0..4).map(|c| c * PREFETCH_CHUNK + 3).collect();
+    let tree = store.raw_tree().unwrap();
+    for &v in &victims {
+        let mut raw_key = vec![b'e'];
+        raw_key.extend_from_slice(&keys[v].to_bytes());
+        tree.insert(&raw_key, &b"\xa1garbage"[..]).unwrap();
+    }
+    let results: Vec<_> = store.range(Bound::Unbounded, Bound::Unbounded).collect();
+    assert_eq!(results.len(), n);
+    for (i, r) in results.iter().enumerate() {
+        if victims.contains(&i) {
+            assert!(
+                matches!(r, Err(StoreError::BadEvent { hash, .. }) if *hash == keys[i].hash),
+                "record {i}: {r:?}"
+            );
+        } else {
+            assert_eq!(
+                r.as_ref().map(VerifiedEvent::key).ok(),
+                Some(keys[i]),
+                "record {i}"
+            );
+        }
+    }
 }
 
 /// A key of the wrong length inside a prefix is a Corrupt error naming it.

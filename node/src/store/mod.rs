@@ -22,7 +22,7 @@ mod sled_store;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "runtime")]
-pub use sled_store::{open_waiting_for_lock, SledStore};
+pub use sled_store::{open_waiting_for_lock, SledStore, PREFETCH_CHUNK};
 
 /// Errors from a store. Disk trouble is an operating error the caller
 /// reports; a record that fails its re-check is corruption, named by key.
