@@ -208,9 +208,9 @@ mod tests {
         assert!(err.contains("true or false"), "{err}");
         let err = format!(
             "{:#}",
-            apply_flags(&mut c, &["snapshot_every_events=0".into()]).unwrap_err()
+            apply_flags(&mut c, &["market.sweep_interval_seconds=0".into()]).unwrap_err()
         );
-        assert!(err.contains("snapshot_every_events"), "{err}");
+        assert!(err.contains("market.sweep_interval_seconds"), "{err}");
         assert!(apply_flags(&mut c, &["no-equals".into()]).is_err());
     }
 
@@ -305,8 +305,8 @@ mod tests {
     /// Values that parse but break a rule are named by their config key.
     #[test]
     fn validation_names_the_key() {
-        let (_dir, path) = write("snapshot_every_events = 0\n");
+        let (_dir, path) = write("[market]\nsweep_interval_seconds = 0\n");
         let err = format!("{:#}", load(&path, false, no_env).unwrap_err());
-        assert!(err.contains("snapshot_every_events"), "{err}");
+        assert!(err.contains("market.sweep_interval_seconds"), "{err}");
     }
 }

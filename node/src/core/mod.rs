@@ -425,7 +425,8 @@ impl<S: EventStore> Node<S> {
                 self.next_sweep_ms = Some(now_ms.saturating_add(interval_ms));
             }
         }
-        if self.log.arrivals_since_snapshot() >= self.config.snapshot_every_events {
+        let every = self.config.snapshot_every_events;
+        if every > 0 && self.log.arrivals_since_snapshot() >= every {
             if let Err(e) = self.log.snapshot() {
                 warn!(error = %e, "snapshot failed");
             }

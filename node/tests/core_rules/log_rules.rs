@@ -753,6 +753,51 @@ fn pending_and_arrivals_since_the_snapshot_are_reported() {
     assert_eq!(node.log().arrivals_since_snapshot(), 0);
 }
 
+/// A running node takes no view snapshot by default (restoring one is
+/// slower than replaying), and takes one on a tick once
+/// `snapshot_every_events` arrivals are past the last when it is set.
+#[test]
+fn periodic_snapshots_are_off_by_default_and_follow_the_setting() {
+    let f = Fixture::new();
+    let bob = key(2);
+    let every = |n: u64| hearth_node::core::Config {
+        snapshot_every_events: n,
+        ..hearth_node::core::Config::default()
+    };
+    for (config, expect_snapshot) in [
+        (hearth_node::core::Config::default(), false),
+        (every(4), true),
+    ] {
+        let mut node = hearth_node::core::Node::new(
+            f.anchor.clone(),
+            &f.genesis,
+            hearth_node::store::MemoryStore::new(),
+            config,
+            7,
+        )
+        .unwrap();
+        node.log_mut()
+            .append_received(f.member_set(&f.anchor, 1, &bob, Level::Member))
+            .unwrap();
+        node.log_mut()
+            .append_received(f.post(&bob, 2, 2, "one"))
+            .unwrap();
+        node.handle(NOW, Input::Tick);
+        // The genesis, the admission and one post.
+        assert_eq!(node.log().arrivals_since_snapshot(), 3, "below the setting");
+        node.log_mut()
+            .append_received(f.post(&bob, 3, 3, "two"))
+            .unwrap();
+        node.handle(NOW + 1, Input::Tick);
+        let left = node.log().arrivals_since_snapshot();
+        if expect_snapshot {
+            assert_eq!(left, 0, "the fourth arrival reached the setting");
+        } else {
+            assert_eq!(left, 4, "no periodic snapshot by default");
+        }
+    }
+}
+
 /// A snapshot the store refuses (full, read-only) is skipped without an
 /// error, but a store fault while writing it is reported: only the first
 /// is a condition the node waits out.

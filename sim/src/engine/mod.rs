@@ -206,6 +206,11 @@ fn seed_u64(seed: u64, what: &str, i: u64) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
+/// Each simulated node takes a view snapshot after this many arrivals: the
+/// node's default before periodic snapshots were turned off, kept so that
+/// traces and run costs stay what they were.
+const SNAPSHOT_EVERY_EVENTS: u64 = 10_000;
+
 /// Opens node `i`'s core on `store`, sharing the run's memo if it has one.
 /// `bug` is the run's injected bug: the arrival-order view bug goes into
 /// every core (the store bugs are node 1's, set on its store).
@@ -218,7 +223,13 @@ fn open_core(
     memo: &Option<Arc<SharedVerified>>,
     bug: Option<crate::store::InjectedBug>,
 ) -> Result<Node<SimStore>, SimError> {
-    let mut core = Node::new(identity.clone(), genesis, store, Config::default(), seed)
+    // Periodic snapshots are off in a node by default; the simulator keeps
+    // taking them, so restoring one stays tested under every fault.
+    let config = Config {
+        snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+        ..Config::default()
+    };
+    let mut core = Node::new(identity.clone(), genesis, store, config, seed)
         .map_err(|source| SimError::Node { node: i, source })?;
     if let Some(memo) = memo {
         core.share_verified(memo.clone());
