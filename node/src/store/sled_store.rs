@@ -800,7 +800,6 @@ impl EventStore for SledStore {
     }
 }
 
-/// Re-checks a record read back from disk.
 /// A chunk of `range`'s scan, as the prefetch thread hands it over:
 /// decoded there, or raw for the receiving side to decode.
 enum Prefetched {
@@ -836,6 +835,7 @@ fn decode_record(
     reload(&v, &key.hash)
 }
 
+/// Re-checks a record read back from disk.
 fn reload(bytes: &[u8], hash: &EventHash) -> Result<VerifiedEvent, StoreError> {
     VerifiedEvent::reload(bytes, hash).map_err(|source| StoreError::BadEvent {
         hash: *hash,
