@@ -430,7 +430,7 @@ impl Payload {
                 ("to", Value::bytes(&d.to.0[..])),
                 ("box", Value::bytes(&d.sealed[..])),
             ]),
-            Payload::Unknown { data, .. } => data.clone(),
+            Payload::Unknown { data, .. } => data.borrowed(),
         }
     }
 
