@@ -1221,3 +1221,44 @@ fn bad_events_through_sync_are_refused_with_their_reason() {
     }
     assert_eq!(a.views().digest(), digest);
 }
+/// An answer that fits in one reply is sent whole: 200 ranges, each
+/// listing 16 ids B lacks, are each answered with B's `Want` for them,
+/// none deferred with a fingerprint (the budget reserves one fingerprint
+/// per later range, not a multiple of this range's answer).
+#[test]
+fn an_answer_that_fits_is_not_deferred() {
+    let (_, b, _, _) = build(400, |_| Place::OnlyB);
+    let salt = 13;
+    let all = keys(&b);
+    let mut bogus = 1u64;
+    let ranges: Vec<Range> = (0..200)
+        .map(|i| Range {
+            upper: (i < 199).then(|| KeyBound {
+                lamport: all[(i + 1) * 2].lamport,
+                prefix: all[(i + 1) * 2].hash.0.to_vec(),
+            }),
+            mode: Mode::Ids(
+                (0..16)
+                    .map(|_| {
+                        bogus += 2;
+                        bogus
+                    })
+                    .collect(),
+            ),
+        })
+        .collect();
+    let first = SyncMessage {
+        salt,
+        ranges,
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &first.encode()).unwrap();
+    assert_eq!(reply.ranges.len(), 200);
+    assert!(
+        reply
+            .ranges
+            .iter()
+            .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 16)),
+        "every range answered with its Want, none deferred"
+    );
+}

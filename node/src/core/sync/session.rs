@@ -830,3 +830,56 @@ fn keys_in<S: EventStore>(
     let to = upper.map_or(Bound::Unbounded, |b| Bound::Excluded(b.as_key()));
     store.keys(from, to).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` sorted keys, three to a Lamport time.
+    fn sorted_keys(n: u64) -> Vec<EventKey> {
+        (0..n)
+            .map(|i| {
+                let mut h = [0u8; 32];
+                h[..8].copy_from_slice(&i.to_be_bytes());
+                h[31] = 1;
+                EventKey {
+                    lamport: 1 + i / 3,
+                    hash: EventHash(h),
+                }
+            })
+            .collect()
+    }
+
+    /// A partition whose shares of the differences are too big for one
+    /// sketch each still uses every bucket, and gives each part a small
+    /// sketch with estimation levels sized for both sides' items of the
+    /// part, so the peer can size its next answer.
+    #[test]
+    fn parts_too_big_for_one_sketch_carry_estimation_levels() {
+        // 256 parts of 150 items; 20,000 differences is ~78 a part,
+        // past SKETCH_CAPACITY_MAX once the margin is added.
+        let mine = sorted_keys(BUCKETS_MAX as u64 * 150);
+        let ids = short_ids(7, &mine);
+        let parts = partition(&None, &mine, &ids, 20_000.0);
+        assert_eq!(parts.len(), BUCKETS_MAX, "every bucket used");
+        // 2 x 150 items: levels sampling 1/4, 1/16 and 1/64 of them.
+        assert_eq!(strata_levels(300), 3);
+        let mut total = 0;
+        for (i, r) in parts.iter().enumerate() {
+            let Mode::Sketch {
+                count,
+                syndromes,
+                strata,
+            } = &r.mode
+            else {
+                panic!("part {i}: {:?}", r.mode);
+            };
+            assert_eq!(*count, 150, "part {i}");
+            assert_eq!(syndromes.len(), OPENING_CAPACITY, "part {i}");
+            assert_eq!(strata.len(), 3 * STRATA_CAPACITY, "part {i}");
+            assert_eq!(r.upper.is_none(), i + 1 == parts.len(), "part {i}");
+            total += count;
+        }
+        assert_eq!(total, mine.len() as u64);
+    }
+}

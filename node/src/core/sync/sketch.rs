@@ -354,4 +354,18 @@ mod tests {
             assert!((0.3..=3.0).contains(&ratio), "d {d}: estimate {est}");
         }
     }
+
+    /// When no estimation level decodes, the estimate is the bound the
+    /// last (sparsest) failing level gives, STRATA_CAPACITY x 4^levels, or
+    /// the failed capacity if that is higher.
+    #[test]
+    fn estimate_without_a_decoding_level_is_the_last_levels_bound() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let diff = ids(&mut rng, 5000);
+        // Levels 1 and 2 sample ~1,250 and ~312 of the 5,000: neither
+        // decodes.
+        let strata_xor = strata(&diff, 2);
+        assert_eq!(estimate(8, &strata_xor), 8.0 * 16.0);
+        assert_eq!(estimate(500, &strata_xor), 500.0);
+    }
 }
