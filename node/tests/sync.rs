@@ -591,6 +591,29 @@ fn the_side_with_few_items_is_asked_to_list() {
     assert_eq!(keys(&a), keys(&b));
 }
 
+/// `count` ranges splitting `all` evenly, each listing `ids` short ids
+/// that no event has (odd numbers from 3 up; real ids are salted hashes).
+fn ranges_of_unknown_ids(all: &[EventKey], count: usize, ids: usize) -> Vec<Range> {
+    let per = all.len() / count;
+    let mut bogus = 1u64;
+    (0..count)
+        .map(|i| Range {
+            upper: (i + 1 < count).then(|| KeyBound {
+                lamport: all[(i + 1) * per].lamport,
+                prefix: all[(i + 1) * per].hash.0.to_vec(),
+            }),
+            mode: Mode::Ids(
+                (0..ids)
+                    .map(|_| {
+                        bogus += 2;
+                        bogus
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
 /// A message whose answer would overflow one reply is answered in part;
 /// the rest is deferred with fingerprints and settled in later rounds.
 #[test]
@@ -606,25 +629,7 @@ fn an_answer_too_big_for_one_reply_is_spread_over_rounds() {
     let (sa, _) = SyncSession::initiate(&a, salt).unwrap();
     // 900 ranges, each listing 128 ids nobody has: B must ask for all of
     // them, ~1 KiB per range, more than a reply may carry.
-    let all = keys(&a);
-    let per = all.len() / 900;
-    let mut bogus = 1u64;
-    let ranges = (0..900)
-        .map(|i| Range {
-            upper: (i < 899).then(|| KeyBound {
-                lamport: all[(i + 1) * per].lamport,
-                prefix: all[(i + 1) * per].hash.0.to_vec(),
-            }),
-            mode: Mode::Ids(
-                (0..IDS_MAX)
-                    .map(|_| {
-                        bogus += 2;
-                        bogus
-                    })
-                    .collect(),
-            ),
-        })
-        .collect();
+    let ranges = ranges_of_unknown_ids(&keys(&a), 900, IDS_MAX);
     let first = SyncMessage {
         salt,
         ranges,
@@ -1229,24 +1234,7 @@ fn bad_events_through_sync_are_refused_with_their_reason() {
 fn an_answer_that_fits_is_not_deferred() {
     let (_, b, _, _) = build(400, |_| Place::OnlyB);
     let salt = 13;
-    let all = keys(&b);
-    let mut bogus = 1u64;
-    let ranges: Vec<Range> = (0..200)
-        .map(|i| Range {
-            upper: (i < 199).then(|| KeyBound {
-                lamport: all[(i + 1) * 2].lamport,
-                prefix: all[(i + 1) * 2].hash.0.to_vec(),
-            }),
-            mode: Mode::Ids(
-                (0..16)
-                    .map(|_| {
-                        bogus += 2;
-                        bogus
-                    })
-                    .collect(),
-            ),
-        })
-        .collect();
+    let ranges = ranges_of_unknown_ids(&keys(&b), 200, 16);
     let first = SyncMessage {
         salt,
         ranges,
