@@ -356,11 +356,27 @@ impl MarketView {
     /// with `report`, records how each post's shown state changed (a
     /// settings change), else nothing (a replay: nothing was shown yet).
     fn rebuild(&mut self, membership: &MembershipView, report: bool) {
+        let mut updates = self.facts.updates.iter().peekable();
+        let mut author: Option<(NodeId, bool)> = None;
         let mut posts: BTreeMap<PostKey, Post> = self
             .facts
             .created
-            .keys()
-            .filter_map(|name| self.derive(name, membership).map(|p| (*name, p)))
+            .iter()
+            .filter_map(|(name, created)| {
+                // Updates without a creation are skipped on the way.
+                while updates.next_if(|(u, _)| *u < name).is_some() {}
+                let post_updates = updates.next_if(|(u, _)| *u == name).map(|(_, u)| u);
+                let active = match author {
+                    Some((a, active)) if a == name.author => active,
+                    _ => {
+                        let active = membership.is_active(&name.author);
+                        author = Some((name.author, active));
+                        active
+                    }
+                };
+                self.derive_from(name, created, post_updates, active, membership)
+                    .map(|p| (*name, p))
+            })
             .collect();
         self.bounds = Self::bounds_of(&mut posts, bound_of(membership));
         let mut by_lamport = Vec::with_capacity(posts.len());
@@ -646,8 +662,30 @@ impl MarketView {
     }
 
     fn derive(&self, name: &PostKey, membership: &MembershipView) -> Option<Post> {
-        let created = self.facts.created.get(name)?.values().next()?;
+        let created = self.facts.created.get(name)?;
         let updates = self.facts.updates.get(name);
+        self.derive_from(
+            name,
+            created,
+            updates,
+            membership.is_active(&name.author),
+            membership,
+        )
+    }
+
+    /// [`Self::derive`] with the post's facts and its author's standing
+    /// already found: `rebuild` walks `created` and `updates` side by side
+    /// (both in name order) and asks the membership once per author,
+    /// instead of four B-tree searches per post (a third of a 1M replay).
+    fn derive_from(
+        &self,
+        name: &PostKey,
+        created: &SmallMap<EventHash, Created>,
+        updates: Option<&SmallMap<EventKey, Update>>,
+        author_active: bool,
+        membership: &MembershipView,
+    ) -> Option<Post> {
+        let created = created.values().next()?;
         let latest = updates.and_then(|u| u.iter().next_back());
         // DELIBERATE BUG (tests only): the update applied last, not the latest.
         #[cfg(feature = "fault-injection")]
@@ -685,7 +723,7 @@ impl MarketView {
             expires_at,
             client_id: created.client_id.clone(),
             expired: expired.map(Box::new),
-            author_active: membership.is_active(&name.author),
+            author_active,
             // Set from the author's bound by the caller.
             over_limit: false,
         })
