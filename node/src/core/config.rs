@@ -13,8 +13,8 @@ pub struct Config {
     ///
     /// Off because it does not pay (docs/performance.md, "Snapshots"):
     /// restoring a snapshot measured slower than replaying the whole log
-    /// (1M events: 8.5 s against 6.3 s; 50k: 0.53 against 0.27), and
-    /// writing one held the core for 3.8 s at 1M events, every time.
+    /// (1M events: 6.7-8.5 s against 4.2-6.3 s; 50k: 0.53 against 0.27),
+    /// and writing one held the core for 2.5-3.8 s at 1M events, each time.
     pub snapshot_every_events: u64,
     /// The local HTTP API (read by `hearth run`, not by the core).
     pub api: ApiConfig,
