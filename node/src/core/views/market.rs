@@ -27,16 +27,18 @@
 //!   into the shown top and the hidden rest, so a post entering or leaving
 //!   moves at most one other post across the boundary.
 //!
-//! Indexes (by Lamport, by category, by tag) hold only *shown* posts, keyed
-//! newest first, so `list` walks at most what it returns plus posts past
-//! `expires_at` that the sweeper has not marked yet.
+//! Indexes (by Lamport; the listing's by category, tag, author, place and
+//! expiry) hold only *shown* posts, so `list` walks at most what it returns
+//! plus posts past `expires_at` that the sweeper has not marked yet. The
+//! listing's are built on the first listing, not kept from the start: a
+//! replay does not pay for them, and a view that never lists (the
+//! simulator's nodes) never holds them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hearth_proto::{
-    Category, EventHash, EventId, EventKey, ExpiryReason, NodeId, Payload, PostContent,
-    VerifiedEvent,
+    EventHash, EventId, EventKey, ExpiryReason, NodeId, Payload, PostContent, VerifiedEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,11 +48,11 @@ use super::ViewError;
 use crate::core::search::{Document, LazyIndex, SearchIndex};
 
 mod listing;
+use listing::ListIndexes;
 pub use listing::{
     haversine_km, Facets, ListError, ListPage, ListQuery, Listed, Near, PastTtl, Sort, TagCount,
     LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RADIUS_KM_MAX, TAG_FACETS_MAX,
 };
-use listing::{CreatedKey, TagIndex};
 
 /// Changes to what the view shows recorded between two
 /// [`MarketView::take_changes`]: one applied event's worth. An author's
@@ -281,19 +283,9 @@ pub struct MarketView {
     /// Shown posts, newest shown content first (`since_lamport`, the
     /// sweeper, search).
     by_lamport: BTreeSet<IndexKey>,
-    /// Shown posts by their `created` key: the listing's stable order.
-    by_created: BTreeSet<CreatedKey>,
-    by_category: BTreeMap<Category, BTreeSet<CreatedKey>>,
-    /// Per tag: its shown posts.
-    by_tag: BTreeMap<String, TagIndex>,
-    by_author: BTreeMap<NodeId, BTreeSet<CreatedKey>>,
-    /// Shown posts by effective expiry (`sort=expiring`, the posts past
-    /// their TTL that the sweeper has not marked yet, and the posts that
-    /// leave the live counts as time passes).
-    by_expiry: BTreeSet<(u64, CreatedKey)>,
-    /// The location grid and the facet counts of the live posts
-    /// (`listing::ListCounts`).
-    list_counts: listing::ListCounts,
+    /// The listing's indexes of the shown posts, built on the first
+    /// listing (`listing::ListIndexes`); none until then.
+    lists: OnceLock<ListIndexes>,
     /// Keyword search over the shown posts (issue 13), kept with the other
     /// indexes once built: every post that enters or leaves them enters or
     /// leaves it. Built on the first search ([`MarketView::with_search`]).
@@ -393,7 +385,8 @@ impl MarketView {
         }
         self.by_lamport = by_lamport.into_iter().collect();
         self.client_ids = client_ids;
-        self.build_list_indexes(&posts);
+        // Built again on the next listing.
+        self.lists = OnceLock::new();
         let old = std::mem::replace(&mut self.posts, posts);
         if report {
             // Posts are never dropped from the view (their facts stay), so
@@ -745,7 +738,9 @@ impl MarketView {
             search.insert(post.key(), Document::of(&post.content));
         }
         self.by_lamport.insert(Self::index_key(post));
-        self.list_index(post);
+        if let Some(lists) = self.lists.get_mut() {
+            lists.index(post);
+        }
     }
 
     fn unindex(&mut self, post: &Post) {
@@ -753,7 +748,9 @@ impl MarketView {
             search.remove(&post.key());
         }
         self.by_lamport.remove(&Self::index_key(post));
-        self.list_unindex(post);
+        if let Some(lists) = self.lists.get_mut() {
+            lists.unindex(post);
+        }
     }
 
     /// A post by name, whatever its state (expired and hidden ones too).

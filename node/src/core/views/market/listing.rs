@@ -3,10 +3,10 @@
 //! [`MarketView`].
 //!
 //! What it owns: the listing indexes (by `created` key, category, tag,
-//! author, location, expiry) of the shown posts, kept in step with them by
-//! [`MarketView::list_index`] and [`MarketView::list_unindex`], and the
-//! counts the facets read ([`LiveCounts`]), of the posts live at a time
-//! that each query moves to its `now`.
+//! author, location, expiry) of the shown posts and the counts the facets
+//! read ([`LiveCounts`]), of the posts live at a time that each query
+//! moves to its `now`: together [`ListIndexes`], built on the view's first
+//! listing and kept in step with the shown posts after it.
 //!
 //! Order: every sort ends on the post's `created` key, which no update
 //! changes, and a cursor is the position of the last post of a page. So
@@ -1126,10 +1126,87 @@ impl Plan<'_> {
     }
 }
 
-impl MarketView {
-    /// Adds a shown post to the listing indexes, and to the counts when
-    /// it is live at their time.
-    pub(super) fn list_index(&mut self, post: &Post) {
+/// The listing's indexes of the shown posts and the counts its facets
+/// read. Built on a view's first listing ([`MarketView::lists`]) and kept
+/// in step with the shown posts from then on: a view that never lists (the
+/// simulator's nodes, a node between its replay and its first page) never
+/// holds them, which is a quarter of a large view's memory and most of a
+/// full rebuild's index work.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ListIndexes {
+    /// Shown posts by their `created` key: the listing's stable order.
+    by_created: BTreeSet<CreatedKey>,
+    by_category: BTreeMap<Category, BTreeSet<CreatedKey>>,
+    /// Per tag: its shown posts.
+    by_tag: BTreeMap<String, TagIndex>,
+    by_author: BTreeMap<NodeId, BTreeSet<CreatedKey>>,
+    /// Shown posts by effective expiry (`sort=expiring`, the posts past
+    /// their TTL that the sweeper has not marked yet, and the posts that
+    /// leave the live counts as time passes).
+    by_expiry: BTreeSet<(u64, CreatedKey)>,
+    /// The location grid and the facet counts of the live posts.
+    counts: ListCounts,
+}
+
+impl ListIndexes {
+    /// The indexes of `posts`' shown ones, from scratch: from vectors,
+    /// each collected into its set in one bulk build rather than one
+    /// ordered insert per post. The live counts are left to the first
+    /// listing ([`LiveCounts`]).
+    pub(super) fn of(posts: &BTreeMap<PostKey, Post>) -> ListIndexes {
+        let shown = || posts.values().filter(|p| p.is_shown());
+        let key = |p: &Post| (p.created, p.key());
+        let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
+        let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
+        let mut by_tag: BTreeMap<String, Vec<(CreatedKey, u8)>> = BTreeMap::new();
+        let mut grid = Grid::default();
+        for p in shown() {
+            let k = key(p);
+            grid.add(p, k);
+            by_category.entry(p.content.category).or_default().push(k);
+            by_author.entry(p.author).or_default().push(k);
+            let slot = cat_slot(p.content.category) as u8;
+            for t in &p.content.tags {
+                match by_tag.get_mut(t) {
+                    Some(keys) => keys.push((k, slot)),
+                    None => {
+                        by_tag.insert(t.clone(), vec![(k, slot)]);
+                    }
+                }
+            }
+        }
+        ListIndexes {
+            by_created: shown().map(key).collect(),
+            by_expiry: shown().map(|p| (p.expires_at, key(p))).collect(),
+            by_category: by_category
+                .into_iter()
+                .map(|(c, v)| (c, v.into_iter().collect()))
+                .collect(),
+            by_author: by_author
+                .into_iter()
+                .map(|(a, v)| (a, v.into_iter().collect()))
+                .collect(),
+            by_tag: by_tag
+                .into_iter()
+                .map(|(t, keys)| {
+                    (
+                        t,
+                        TagIndex {
+                            posts: keys.into_iter().collect(),
+                        },
+                    )
+                })
+                .collect(),
+            counts: ListCounts {
+                grid,
+                live: Mutex::default(),
+            },
+        }
+    }
+
+    /// Adds a shown post, and counts it when it is live at the counts'
+    /// time.
+    pub(super) fn index(&mut self, post: &Post) {
         let k = (post.created, post.key());
         self.by_created.insert(k);
         self.by_category
@@ -1150,7 +1227,7 @@ impl MarketView {
                     .insert(k, slot),
             };
         }
-        let lc = &mut self.list_counts;
+        let lc = &mut self.counts;
         lc.grid.add(post, k);
         let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
         if live.at.is_some_and(|at| post.expires_at > at) {
@@ -1158,9 +1235,9 @@ impl MarketView {
         }
     }
 
-    /// Removes a post from the listing indexes and counts (a no-op for a
-    /// post that was not shown). `post` is as it was indexed.
-    pub(super) fn list_unindex(&mut self, post: &Post) {
+    /// Removes a post (a no-op for a post that was not shown). `post` is
+    /// as it was indexed.
+    pub(super) fn unindex(&mut self, post: &Post) {
         let k = (post.created, post.key());
         if !self.by_created.remove(&k) {
             return;
@@ -1184,65 +1261,19 @@ impl MarketView {
                 self.by_tag.remove(t);
             }
         }
-        let lc = &mut self.list_counts;
+        let lc = &mut self.counts;
         let live = lc.live.get_mut().unwrap_or_else(PoisonError::into_inner);
         if live.at.is_some_and(|at| post.expires_at > at) {
             live.sub(post, &lc.grid);
         }
         lc.grid.sub(&k);
     }
+}
 
-    /// Builds the listing indexes from scratch (after a full replay): from
-    /// vectors, each collected into its set in one bulk build rather than
-    /// one ordered insert per post. The counts are left to the first
-    /// listing ([`LiveCounts`]).
-    pub(super) fn build_list_indexes(&mut self, posts: &BTreeMap<PostKey, Post>) {
-        let shown = || posts.values().filter(|p| p.is_shown());
-        let key = |p: &Post| (p.created, p.key());
-        let mut by_category: BTreeMap<Category, Vec<CreatedKey>> = BTreeMap::new();
-        let mut by_author: BTreeMap<NodeId, Vec<CreatedKey>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<String, Vec<(CreatedKey, u8)>> = BTreeMap::new();
-        let mut grid = Grid::default();
-        for p in shown() {
-            let k = key(p);
-            grid.add(p, k);
-            by_category.entry(p.content.category).or_default().push(k);
-            by_author.entry(p.author).or_default().push(k);
-            let slot = cat_slot(p.content.category) as u8;
-            for t in &p.content.tags {
-                match by_tag.get_mut(t) {
-                    Some(keys) => keys.push((k, slot)),
-                    None => {
-                        by_tag.insert(t.clone(), vec![(k, slot)]);
-                    }
-                }
-            }
-        }
-        self.list_counts = ListCounts {
-            grid,
-            live: Mutex::default(),
-        };
-        self.by_created = shown().map(key).collect();
-        self.by_expiry = shown().map(|p| (p.expires_at, key(p))).collect();
-        self.by_category = by_category
-            .into_iter()
-            .map(|(c, v)| (c, v.into_iter().collect()))
-            .collect();
-        self.by_author = by_author
-            .into_iter()
-            .map(|(a, v)| (a, v.into_iter().collect()))
-            .collect();
-        self.by_tag = by_tag
-            .into_iter()
-            .map(|(t, keys)| {
-                (
-                    t,
-                    TagIndex {
-                        posts: keys.into_iter().collect(),
-                    },
-                )
-            })
-            .collect();
+impl MarketView {
+    /// The listing indexes, built now if this is the view's first listing.
+    fn lists(&self) -> &ListIndexes {
+        self.lists.get_or_init(|| ListIndexes::of(&self.posts))
     }
 
     /// The live counts, moved to `now_ms` (see [`LiveCounts`]): the posts
@@ -1250,24 +1281,25 @@ impl MarketView {
     /// come back, when `now_ms` is earlier); made from scratch when there
     /// are none yet.
     fn live_at(&self, now_ms: u64) -> MutexGuard<'_, LiveCounts> {
+        let lists = self.lists();
         // A panic while the lock was held leaves `at` unset when it
         // matters (below), so a poisoned lock is safe to take over.
-        let mut live = self
-            .list_counts
+        let mut live = lists
+            .counts
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let Some(at) = live.at else {
-            *live = self.count_live(now_ms);
+            *live = self.count_live(lists, now_ms);
             return live;
         };
         // Unset while moving: a panic part way leaves them to be recounted.
         live.at = None;
-        let grid = &self.list_counts.grid;
+        let grid = &lists.counts.grid;
         // Every key of expiry `e` lies between these two.
         let last_of = |e: u64| (e, (KEY_MAX, NAME_MAX));
         if now_ms > at {
-            let moved = self
+            let moved = lists
                 .by_expiry
                 .range((Excluded(last_of(at)), Included(last_of(now_ms))));
             for (_, (_, name)) in moved {
@@ -1276,7 +1308,7 @@ impl MarketView {
                 }
             }
         } else if now_ms < at {
-            let moved = self
+            let moved = lists
                 .by_expiry
                 .range((Excluded(last_of(now_ms)), Included(last_of(at))));
             for (_, (_, name)) in moved {
@@ -1290,15 +1322,15 @@ impl MarketView {
     }
 
     /// The counts of the shown posts live at `now_ms`, from scratch.
-    fn count_live(&self, now_ms: u64) -> LiveCounts {
+    fn count_live(&self, lists: &ListIndexes, now_ms: u64) -> LiveCounts {
         let mut live = LiveCounts {
             at: Some(now_ms),
             ..LiveCounts::default()
         };
         let after = (now_ms, (KEY_MAX, NAME_MAX));
-        for (_, (_, name)) in self.by_expiry.range((Excluded(after), Unbounded)) {
+        for (_, (_, name)) in lists.by_expiry.range((Excluded(after), Unbounded)) {
             if let Some(p) = self.posts.get(name) {
-                live.add(p, &self.list_counts.grid);
+                live.add(p, &lists.counts.grid);
             }
         }
         live
@@ -1427,11 +1459,16 @@ impl MarketView {
             consider(h.len(), Source::Names(h));
         }
         if let Some(a) = plan.author {
-            let set = self.by_author.get(&a).unwrap_or(empty);
+            let set = self.lists().by_author.get(&a).unwrap_or(empty);
             consider(set.len(), Source::Keys(set));
         }
         for t in plan.tags {
-            let set = self.by_tag.get(t).map(|ti| &ti.posts).unwrap_or(&EMPTY_TAG);
+            let set = self
+                .lists()
+                .by_tag
+                .get(t)
+                .map(|ti| &ti.posts)
+                .unwrap_or(&EMPTY_TAG);
             consider(self.tag_cost(set.len(), plan), Source::Tag(set));
         }
         if !plan.cats.is_empty() {
@@ -1439,7 +1476,7 @@ impl MarketView {
             consider(n, Source::Categories(plan.cats));
         }
         if let Some(n) = &plan.near {
-            let grid = &self.list_counts.grid;
+            let grid = &self.lists().counts.grid;
             let answered = match grid_reach {
                 Some(reach) => Some(reach),
                 None => {
@@ -1464,8 +1501,11 @@ impl MarketView {
         match best {
             Some(b) => b,
             // `since` alone: the newest-content index down to it.
-            None if plan.since.is_some() => (self.by_created.len(), Source::Since),
-            None => (self.by_created.len(), Source::Keys(&self.by_created)),
+            None if plan.since.is_some() => (self.lists().by_created.len(), Source::Since),
+            None => (
+                self.lists().by_created.len(),
+                Source::Keys(&self.lists().by_created),
+            ),
         }
     }
 
@@ -1478,7 +1518,7 @@ impl MarketView {
             return entries;
         }
         let in_cats = self.category_sizes(plan.cats);
-        let all = self.by_created.len().max(1);
+        let all = self.lists().by_created.len().max(1);
         entries / SPOT_READS_PER_LOOKUP + entries.saturating_mul(in_cats) / all
     }
 
@@ -1506,7 +1546,7 @@ impl MarketView {
                         continue;
                     }
                     seen.push(*c);
-                    if let Some(set) = self.by_category.get(c) {
+                    if let Some(set) = self.lists().by_category.get(c) {
                         set.iter().filter_map(|(_, n)| get(n)).for_each(&mut f);
                     }
                 }
@@ -1516,7 +1556,7 @@ impl MarketView {
                 .filter_map(|(_, n)| get(n))
                 .for_each(f),
             Source::Grid(n) => {
-                self.list_counts.grid.cells_near(&n, |cell, _, _| {
+                self.lists().counts.grid.cells_near(&n, |cell, _, _| {
                     cell.keys
                         .iter()
                         .filter_map(|(_, name)| get(name))
@@ -1536,7 +1576,8 @@ impl MarketView {
 
     /// Shown posts past their TTL, soonest expiry first.
     fn past_ttl_keys(&self, now_ms: u64) -> impl Iterator<Item = &CreatedKey> {
-        self.by_expiry
+        self.lists()
+            .by_expiry
             .iter()
             .take_while(move |(e, _)| *e <= now_ms)
             .map(|(_, k)| k)
@@ -1548,7 +1589,7 @@ impl MarketView {
         for c in cats {
             if !seen.contains(c) {
                 seen.push(*c);
-                n += self.by_category.get(c).map_or(0, BTreeSet::len);
+                n += self.lists().by_category.get(c).map_or(0, BTreeSet::len);
             }
         }
         n
@@ -1627,7 +1668,7 @@ impl MarketView {
         in_cats: &impl Fn(usize) -> bool,
         acc: &mut Acc<'a>,
     ) -> Option<usize> {
-        let grid = &self.list_counts.grid;
+        let grid = &self.lists().counts.grid;
         let mut cat = [0u64; 4];
         let mut tags = vec![0u64; grid.tag_names.len()];
         let mut reach = 0u64;
@@ -1787,21 +1828,26 @@ impl MarketView {
                 Walk::Keys(_) => visited,
             }
         };
-        let mut set = Walk::Keys(&self.by_created);
+        let mut set = Walk::Keys(&self.lists().by_created);
         let mut narrower: Vec<Walk<'a>> = Vec::new();
         if let [c] = plan.cats {
-            narrower.push(Walk::Keys(self.by_category.get(c).unwrap_or(&EMPTY)));
+            narrower.push(Walk::Keys(
+                self.lists().by_category.get(c).unwrap_or(&EMPTY),
+            ));
         }
         for t in plan.tags {
             narrower.push(Walk::Tag(
-                self.by_tag.get(t).map_or(&EMPTY_TAG, |ti| &ti.posts),
+                self.lists()
+                    .by_tag
+                    .get(t)
+                    .map_or(&EMPTY_TAG, |ti| &ti.posts),
             ));
         }
         if let Some(a) = plan.author {
-            narrower.push(Walk::Keys(self.by_author.get(&a).unwrap_or(&EMPTY)));
+            narrower.push(Walk::Keys(self.lists().by_author.get(&a).unwrap_or(&EMPTY)));
         }
         if let Some(n) = plan.near {
-            narrower.push(Walk::Located(&self.list_counts.grid.located, n, now_ms));
+            narrower.push(Walk::Located(&self.lists().counts.grid.located, n, now_ms));
         }
         for s in narrower {
             if cost(&s) < cost(&set) {
@@ -1816,7 +1862,7 @@ impl MarketView {
             Sort::Nearest => usize::MAX,
             Sort::Newest if plan.since.is_some() => want,
             Sort::Newest | Sort::Oldest => cost(&set),
-            _ => want.saturating_mul(self.by_created.len()) / total,
+            _ => want.saturating_mul(self.lists().by_created.len()) / total,
         };
         if let (Sort::Nearest, Some(n)) = (plan.sort, &plan.near) {
             if let Some(page) = self.nearest_page(plan, n, now_ms) {
@@ -1887,7 +1933,8 @@ impl MarketView {
                     Some(a) if a.primary > now_ms => (a.primary, (a.created, NAME_MAX)),
                     _ => (now_ms, (KEY_MAX, NAME_MAX)),
                 };
-                self.by_expiry
+                self.lists()
+                    .by_expiry
                     .range((Excluded(from), Unbounded))
                     .map(|(_, k)| k)
                     .filter_map(get)
@@ -2029,7 +2076,7 @@ impl MarketView {
     fn grid_page<'a>(&'a self, plan: &Plan<'_>, n: &Near, now_ms: u64) -> (Vec<Listed<'a>>, bool) {
         let q = Quick::new(n);
         let mut hits: Vec<SpotHit<'a>> = Vec::new();
-        self.list_counts.grid.cells_near(n, |cell, inside, _| {
+        self.lists().counts.grid.cells_near(n, |cell, inside, _| {
             for ((created, name), Spot { place: spot, .. }) in cell.iter() {
                 if self.spot_matches(plan, n, &q, inside, name, spot, now_ms) {
                     let pos = Self::spot_pos(plan.sort, n, *created, spot);
@@ -2054,7 +2101,8 @@ impl MarketView {
     ) -> Option<(Vec<Listed<'a>>, bool)> {
         let want = plan.limit + 1;
         let mut cells: Vec<(f64, bool, &Cell)> = Vec::new();
-        self.list_counts
+        self.lists()
+            .counts
             .grid
             .cells_near(n, |cell, inside, nearest| {
                 cells.push((nearest, inside, cell))
