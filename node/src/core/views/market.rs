@@ -271,9 +271,12 @@ struct Facts {
 pub struct MarketView {
     facts: Facts,
     posts: BTreeMap<PostKey, Post>,
-    /// Authors of each id: almost always one (ids are unique per author).
-    authors_by_id: BTreeMap<EventId, SmallMap<NodeId, ()>>,
-    ids_by_author: BTreeMap<NodeId, BTreeSet<EventId>>,
+    /// Every created post's name, id first: the posts an expiry's target
+    /// id reaches (almost always one: ids are unique per author). A set of
+    /// pairs rather than a map of small maps: no allocation per post. (An
+    /// author's posts are a range of `facts.created`, which is in name
+    /// order, so they need no index of their own.)
+    names_by_id: BTreeSet<(EventId, NodeId)>,
     /// Ids that `by` marked stale or moderated, to re-check when `by`'s
     /// level changes.
     stale_ids_by: BTreeMap<NodeId, BTreeSet<EventId>>,
@@ -471,11 +474,7 @@ impl MarketView {
                         client_id: p.client_id.clone(),
                     },
                 );
-                self.authors_by_id
-                    .entry(e.id)
-                    .or_default()
-                    .insert(e.author, ());
-                self.ids_by_author.entry(e.author).or_default().insert(e.id);
+                self.names_by_id.insert((e.id, e.author));
                 touched.insert(name);
             }
             Payload::PostUpdated(u) => {
@@ -557,11 +556,9 @@ impl MarketView {
     }
 
     fn names_with_id(&self, id: &EventId) -> Vec<PostKey> {
-        self.authors_by_id
-            .get(id)
-            .into_iter()
-            .flat_map(SmallMap::keys)
-            .map(|author| PostKey {
+        self.names_by_id
+            .range((*id, NodeId([0; 32]))..=(*id, NodeId([0xff; 32])))
+            .map(|(id, author)| PostKey {
                 author: *author,
                 id: *id,
             })
@@ -570,14 +567,18 @@ impl MarketView {
 
     /// `who`'s own posts: they show only while `who` is active.
     fn names_by_author(&self, who: &NodeId) -> Vec<PostKey> {
-        self.ids_by_author
-            .get(who)
-            .into_iter()
-            .flatten()
-            .map(|id| PostKey {
-                author: *who,
-                id: *id,
-            })
+        let first = PostKey {
+            author: *who,
+            id: EventId::nil(),
+        };
+        let last = PostKey {
+            author: *who,
+            id: EventId::from(u128::MAX),
+        };
+        self.facts
+            .created
+            .range(first..=last)
+            .map(|(n, _)| *n)
             .collect()
     }
 
@@ -838,17 +839,7 @@ impl MarketView {
     ) -> Result<(), ViewError> {
         let facts: Facts = super::from_cbor(bytes)?;
         self.reset();
-        for (name, created) in &facts.created {
-            self.authors_by_id
-                .entry(name.id)
-                .or_default()
-                .insert(name.author, ());
-            self.ids_by_author
-                .entry(name.author)
-                .or_default()
-                .insert(name.id);
-            debug_assert!(!created.is_empty());
-        }
+        self.names_by_id = facts.created.keys().map(|n| (n.id, n.author)).collect();
         for (id, all) in &facts.expiries {
             for x in all.values().filter(|x| counts_when_trusted(&x.reason)) {
                 self.stale_ids_by.entry(x.by).or_default().insert(*id);

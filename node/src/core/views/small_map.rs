@@ -44,16 +44,8 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
-        self.entries.iter().map(|(k, _)| k)
-    }
-
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -87,14 +79,6 @@ mod tests {
         assert!(m.iter().eq(b.iter()));
         assert_eq!(m.iter().count(), b.len());
         assert_eq!(m.iter().next_back(), b.iter().next_back());
-    }
-
-    #[test]
-    fn is_empty_until_the_first_insert() {
-        let mut m = SmallMap::default();
-        assert!(m.is_empty());
-        m.insert(1u8, ());
-        assert!(!m.is_empty());
     }
 
     #[test]
