@@ -31,6 +31,7 @@ use hearth_proto::{EventId, EventKey, EventRef, NodeId, Payload, VerifiedEvent};
 use serde::{Deserialize, Serialize};
 
 use super::membership::MembershipView;
+use super::small_map::SmallMap;
 use super::ViewError;
 
 /// Replies of one author under one post that count: a conversation needs
@@ -125,9 +126,13 @@ pub struct Sealed {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Facts {
     /// Per post, per author: that author's counting replies (the lowest keys).
-    replies: BTreeMap<EventRef, BTreeMap<NodeId, BTreeMap<EventKey, Reply>>>,
-    /// Per post, per author: that author's counting claims.
-    claims: BTreeMap<EventRef, BTreeMap<NodeId, BTreeMap<EventKey, Claim>>>,
+    /// Small maps inside: most posts have a few repliers with a reply or two
+    /// each, at most [`REPLIES_PER_AUTHOR_PER_POST_MAX`] per author, and a
+    /// `BTreeMap` allocates room for eleven on its first entry (every node
+    /// holds these). Serialized as the maps they replaced.
+    replies: BTreeMap<EventRef, SmallMap<NodeId, SmallMap<EventKey, Reply>>>,
+    /// Per post, per author: that author's counting claims (likewise).
+    claims: BTreeMap<EventRef, SmallMap<NodeId, SmallMap<EventKey, Claim>>>,
     /// Claims withdrawn by their own author.
     withdrawn: BTreeSet<EventRef>,
     /// Per post: its author's latest acceptance (only the highest matters).
@@ -204,7 +209,7 @@ pub struct ConversationsView {
 }
 
 /// Inserts `value` and keeps the `max` lowest keys; returns whether it stayed.
-fn insert_lowest<V>(map: &mut BTreeMap<EventKey, V>, key: EventKey, value: V, max: usize) -> bool {
+fn insert_lowest<V>(map: &mut SmallMap<EventKey, V>, key: EventKey, value: V, max: usize) -> bool {
     map.insert(key, value);
     if map.len() > max {
         map.pop_last();
@@ -254,8 +259,7 @@ impl ConversationsView {
                     .replies
                     .entry(r.target)
                     .or_default()
-                    .entry(e.author)
-                    .or_default();
+                    .get_or_default(e.author);
                 let kept = insert_lowest(mine, key, reply, REPLIES_PER_AUTHOR_PER_POST_MAX);
                 (kept && active).then_some(ConversationChange::Reply {
                     post: r.target,
@@ -278,8 +282,7 @@ impl ConversationsView {
                     .claims
                     .entry(c.target)
                     .or_default()
-                    .entry(e.author)
-                    .or_default();
+                    .get_or_default(e.author);
                 let kept = insert_lowest(mine, key, claim, CLAIMS_PER_AUTHOR_PER_POST_MAX);
                 let state = self.claim_status(&c.target, &reference);
                 (kept && active).then_some(ConversationChange::Claim {
@@ -390,7 +393,7 @@ impl ConversationsView {
             .replies
             .get(post)
             .into_iter()
-            .flatten()
+            .flat_map(SmallMap::iter)
             .filter(|(author, _)| active(author))
             .flat_map(|(_, mine)| mine.values().cloned())
             .collect();
@@ -401,7 +404,7 @@ impl ConversationsView {
             .claims
             .get(post)
             .into_iter()
-            .flatten()
+            .flat_map(SmallMap::iter)
             .filter(|(author, _)| active(author))
             .flat_map(|(_, mine)| mine.values())
             .map(|c| ClaimState {

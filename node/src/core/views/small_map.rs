@@ -39,6 +39,36 @@ impl<K: Ord, V> SmallMap<K, V> {
         }
     }
 
+    /// The value at `key`, inserted as `V::default()` first if missing
+    /// (`BTreeMap::entry(key).or_default()`).
+    pub fn get_or_default(&mut self, key: K) -> &mut V
+    where
+        V: Default,
+    {
+        let i = match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.reserve_exact(1);
+                self.entries.insert(i, (key, V::default()));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key)).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Removes the entry with the highest key (`BTreeMap::pop_last`).
+    pub fn pop_last(&mut self) -> Option<(K, V)> {
+        self.entries.pop()
+    }
+
     /// Entries in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
@@ -79,6 +109,23 @@ mod tests {
         assert!(m.iter().eq(b.iter()));
         assert_eq!(m.iter().count(), b.len());
         assert_eq!(m.iter().next_back(), b.iter().next_back());
+        assert_eq!(m.len(), b.len());
+        for k in 0..10 {
+            assert_eq!(m.contains_key(&k), b.contains_key(&k), "{k}");
+        }
+        assert_eq!(m.pop_last(), b.pop_last());
+        assert!(m.iter().eq(b.iter()));
+    }
+
+    #[test]
+    fn get_or_default_inserts_in_order_once() {
+        let mut m: SmallMap<u8, Vec<u8>> = SmallMap::default();
+        let mut b: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+        for (k, v) in [(4, 1), (2, 2), (4, 3), (7, 4), (0, 5)] {
+            m.get_or_default(k).push(v);
+            b.entry(k).or_default().push(v);
+        }
+        assert!(m.iter().eq(b.iter()));
     }
 
     #[test]
