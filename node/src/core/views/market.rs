@@ -108,6 +108,22 @@ pub struct PostKey {
     pub id: EventId,
 }
 
+impl PostKey {
+    /// Every name of `author`'s posts: maps keyed by name hold them as
+    /// this one range.
+    fn all_of(author: NodeId) -> std::ops::RangeInclusive<PostKey> {
+        let first = PostKey {
+            author,
+            id: EventId::nil(),
+        };
+        let last = PostKey {
+            author,
+            id: EventId::from(u128::MAX),
+        };
+        first..=last
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Created {
     key: EventKey,
@@ -199,52 +215,118 @@ impl Post {
 type BoundKey = (EventKey, EventId);
 
 /// One author's posts without a counting expiry, split at the bound.
-/// Invariant: `rest` is empty unless `top` holds exactly the bound, and
-/// every key in `top` is above every key in `rest`.
-#[derive(Debug, Clone, Default)]
-struct AuthorBound {
-    /// The newest `posts_per_author_max`: shown.
-    top: BTreeSet<BoundKey>,
-    /// The older ones: hidden as over the limit.
-    rest: BTreeSet<BoundKey>,
+/// While they are no more than the bound every one shows, so only their
+/// number is kept: most authors never reach it, and a set of keys per
+/// author in every node was a tenth of the simulator's heap.
+#[derive(Debug, Clone)]
+enum AuthorBound {
+    /// At most the bound: this many, all shown.
+    Within(usize),
+    /// Past it. Invariant: `top` holds exactly the bound, `rest` is not
+    /// empty, and every key in `top` is above every key in `rest`.
+    Over {
+        /// The newest `posts_per_author_max`: shown.
+        top: BTreeSet<BoundKey>,
+        /// The older ones: hidden as over the limit.
+        rest: BTreeSet<BoundKey>,
+    },
+}
+
+impl Default for AuthorBound {
+    fn default() -> Self {
+        AuthorBound::Within(0)
+    }
 }
 
 impl AuthorBound {
-    /// Adds `k`; returns the post it pushed out of `top`, if any.
-    fn insert(&mut self, k: BoundKey, max: usize) -> Option<EventId> {
-        if self.top.len() < max {
-            debug_assert!(self.rest.is_empty());
-            self.top.insert(k);
-            return None;
+    /// The bound over `keys` (the author's, in any order).
+    fn of(mut keys: Vec<BoundKey>, max: usize) -> AuthorBound {
+        if keys.len() <= max {
+            return AuthorBound::Within(keys.len());
         }
-        match self.top.first() {
-            Some(low) if *low < k => {
-                self.top.insert(k);
-                let out = self.top.pop_first()?;
-                self.rest.insert(out);
-                Some(out.1)
-            }
-            _ => {
-                self.rest.insert(k);
-                None
-            }
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        let rest = keys.split_off(max);
+        AuthorBound::Over {
+            top: keys.into_iter().collect(),
+            rest: rest.into_iter().collect(),
         }
     }
 
-    /// Removes `k`; returns the post that moved up into `top`, if any.
+    /// Adds `k`; returns the post it pushed out of the shown ones, if any.
+    /// `others` lists the author's other keys: read only when `k` is the
+    /// first past the bound, to split them.
+    fn insert(
+        &mut self,
+        k: BoundKey,
+        max: usize,
+        others: impl FnOnce() -> Vec<BoundKey>,
+    ) -> Option<EventId> {
+        match self {
+            AuthorBound::Within(n) if *n < max => {
+                *n += 1;
+                None
+            }
+            AuthorBound::Within(n) => {
+                let mut keys = others();
+                debug_assert_eq!(keys.len(), *n);
+                keys.push(k);
+                *self = AuthorBound::of(keys, max);
+                // The one key pushed out, unless it is `k` itself.
+                match self {
+                    AuthorBound::Over { rest, .. } => {
+                        rest.first().filter(|out| **out != k).map(|out| out.1)
+                    }
+                    AuthorBound::Within(_) => None,
+                }
+            }
+            AuthorBound::Over { top, rest } => match top.first() {
+                Some(low) if *low < k => {
+                    top.insert(k);
+                    let out = top.pop_first()?;
+                    rest.insert(out);
+                    Some(out.1)
+                }
+                _ => {
+                    rest.insert(k);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Removes `k`; returns the post that moved up into the shown ones, if
+    /// any.
     fn remove(&mut self, k: &BoundKey) -> Option<EventId> {
-        if self.top.remove(k) {
-            let up = self.rest.pop_last()?;
-            self.top.insert(up);
+        let AuthorBound::Over { top, rest } = self else {
+            if let AuthorBound::Within(n) = self {
+                *n = n.saturating_sub(1);
+            }
+            return None;
+        };
+        let up = if top.remove(k) {
+            let up = rest.pop_last()?;
+            top.insert(up);
             Some(up.1)
         } else {
-            self.rest.remove(k);
+            rest.remove(k);
             None
+        };
+        if rest.is_empty() {
+            *self = AuthorBound::Within(top.len());
+        }
+        up
+    }
+
+    /// Whether the post at `k` is hidden by the bound.
+    fn is_over(&self, k: &BoundKey) -> bool {
+        match self {
+            AuthorBound::Within(_) => false,
+            AuthorBound::Over { top, .. } => !top.contains(k),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.top.is_empty() && self.rest.is_empty()
+        matches!(self, AuthorBound::Within(0))
     }
 }
 
@@ -413,21 +495,16 @@ impl MarketView {
             keys.entry(p.author).or_default().push(p.bound_key());
         }
         let mut bounds = BTreeMap::new();
-        for (author, mut ks) in keys {
-            ks.sort_unstable_by(|a, b| b.cmp(a));
-            let rest = ks.split_off(ks.len().min(max));
-            for (_, id) in &rest {
-                if let Some(p) = posts.get_mut(&PostKey { author, id: *id }) {
-                    p.over_limit = true;
+        for (author, ks) in keys {
+            let bound = AuthorBound::of(ks, max);
+            if let AuthorBound::Over { rest, .. } = &bound {
+                for (_, id) in rest {
+                    if let Some(p) = posts.get_mut(&PostKey { author, id: *id }) {
+                        p.over_limit = true;
+                    }
                 }
             }
-            bounds.insert(
-                author,
-                AuthorBound {
-                    top: ks.into_iter().collect(),
-                    rest: rest.into_iter().collect(),
-                },
-            );
+            bounds.insert(author, bound);
         }
         bounds
     }
@@ -567,17 +644,9 @@ impl MarketView {
 
     /// `who`'s own posts: they show only while `who` is active.
     fn names_by_author(&self, who: &NodeId) -> Vec<PostKey> {
-        let first = PostKey {
-            author: *who,
-            id: EventId::nil(),
-        };
-        let last = PostKey {
-            author: *who,
-            id: EventId::from(u128::MAX),
-        };
         self.facts
             .created
-            .range(first..=last)
+            .range(PostKey::all_of(*who))
             .map(|(n, _)| *n)
             .collect()
     }
@@ -614,8 +683,10 @@ impl MarketView {
         if let Some(mut post) = derived {
             if post.in_bound() {
                 let bound = self.bounds.entry(name.author).or_default();
-                crossed.extend(bound.insert(post.bound_key(), max));
-                post.over_limit = !bound.top.contains(&post.bound_key());
+                let posts = &self.posts;
+                let others = || Self::bound_keys_of(posts, name.author);
+                crossed.extend(bound.insert(post.bound_key(), max, others));
+                post.over_limit = bound.is_over(&post.bound_key());
             }
             self.index(&post);
             self.record(name, old.as_ref(), Some(&post));
@@ -633,6 +704,17 @@ impl MarketView {
         }
     }
 
+    /// The bound keys of `author`'s posts in `posts` that take a place in
+    /// the bound.
+    fn bound_keys_of(posts: &BTreeMap<PostKey, Post>, author: NodeId) -> Vec<BoundKey> {
+        posts
+            .range(PostKey::all_of(author))
+            .map(|(_, p)| p)
+            .filter(|p| p.in_bound())
+            .map(Post::bound_key)
+            .collect()
+    }
+
     /// Sets a post's `over_limit` from its author's bound, re-indexing it if
     /// that changed.
     fn reflag(&mut self, name: PostKey) {
@@ -642,7 +724,7 @@ impl MarketView {
         let over = self
             .bounds
             .get(&name.author)
-            .is_some_and(|b| !b.top.contains(&post.bound_key()));
+            .is_some_and(|b| b.is_over(&post.bound_key()));
         if post.over_limit == over {
             return;
         }
