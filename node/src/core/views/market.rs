@@ -222,8 +222,9 @@ type BoundKey = (EventKey, EventId);
 enum AuthorBound {
     /// At most the bound: this many, all shown.
     Within(usize),
-    /// Past it. Invariant: `top` holds exactly the bound, `rest` is not
-    /// empty, and every key in `top` is above every key in `rest`.
+    /// Past it, until the author is back to half of it. Invariant: `rest`
+    /// is empty unless `top` holds exactly the bound, and every key in
+    /// `top` is above every key in `rest`.
     Over {
         /// The newest `posts_per_author_max`: shown.
         top: BTreeSet<BoundKey>,
@@ -279,24 +280,31 @@ impl AuthorBound {
                     AuthorBound::Within(_) => None,
                 }
             }
-            AuthorBound::Over { top, rest } => match top.first() {
-                Some(low) if *low < k => {
+            AuthorBound::Over { top, rest } => {
+                if top.len() < max {
+                    debug_assert!(rest.is_empty());
                     top.insert(k);
-                    let out = top.pop_first()?;
-                    rest.insert(out);
-                    Some(out.1)
+                    return None;
                 }
-                _ => {
-                    rest.insert(k);
-                    None
+                match top.first() {
+                    Some(low) if *low < k => {
+                        top.insert(k);
+                        let out = top.pop_first()?;
+                        rest.insert(out);
+                        Some(out.1)
+                    }
+                    _ => {
+                        rest.insert(k);
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
     /// Removes `k`; returns the post that moved up into the shown ones, if
     /// any.
-    fn remove(&mut self, k: &BoundKey) -> Option<EventId> {
+    fn remove(&mut self, k: &BoundKey, max: usize) -> Option<EventId> {
         let AuthorBound::Over { top, rest } = self else {
             if let AuthorBound::Within(n) = self {
                 *n = n.saturating_sub(1);
@@ -304,14 +312,18 @@ impl AuthorBound {
             return None;
         };
         let up = if top.remove(k) {
-            let up = rest.pop_last()?;
-            top.insert(up);
-            Some(up.1)
+            rest.pop_last().map(|up| {
+                top.insert(up);
+                up.1
+            })
         } else {
             rest.remove(k);
             None
         };
-        if rest.is_empty() {
+        // Back to a count only well under the bound: an author at the
+        // bound whose posts are updated (each a remove and an insert)
+        // would otherwise split their keys again at every update.
+        if rest.is_empty() && top.len() <= max / 2 {
             *self = AuthorBound::Within(top.len());
         }
         up
@@ -674,7 +686,7 @@ impl MarketView {
             self.unindex(old);
             if old.in_bound() {
                 let bound = self.bounds.entry(name.author).or_default();
-                crossed.extend(bound.remove(&old.bound_key()));
+                crossed.extend(bound.remove(&old.bound_key(), max));
                 if bound.is_empty() {
                     self.bounds.remove(&name.author);
                 }
