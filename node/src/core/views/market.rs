@@ -25,7 +25,8 @@
 //!   only the `posts_per_author_max` with the highest `created` keys show;
 //!   the older ones are `over_limit`. Kept incrementally, split per author
 //!   into the shown top and the hidden rest, so a post entering or leaving
-//!   moves at most one other post across the boundary.
+//!   moves at most one other post across the boundary (an author who never
+//!   passed the bound is only counted).
 //!
 //! Indexes (by Lamport; the listing's by category, tag, author, place and
 //! expiry) hold only *shown* posts, so `list` walks at most what it returns
