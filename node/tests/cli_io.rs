@@ -715,9 +715,13 @@ fn backup_and_restore_refuse_what_would_lose_data() {
 /// Encrypts `plain` as age does for a backup (scrypt, a low work factor so
 /// the test is quick; restore accepts any factor up to its bound).
 fn age_scrypt(plain: &[u8]) -> Vec<u8> {
+    age_scrypt_at(plain, 10)
+}
+
+fn age_scrypt_at(plain: &[u8], log_n: u8) -> Vec<u8> {
     let mut recipient =
         age::scrypt::Recipient::new(age::secrecy::SecretString::from(PASSPHRASE.to_owned()));
-    recipient.set_work_factor(10);
+    recipient.set_work_factor(log_n);
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .unwrap();
@@ -726,6 +730,41 @@ fn age_scrypt(plain: &[u8]) -> Vec<u8> {
     w.write_all(plain).unwrap();
     w.finish().unwrap();
     out
+}
+
+/// A backup is made at the fixed scrypt work factor 18 (not calibrated to
+/// the moment), and a restore accepts up to 20 whatever its machine's
+/// speed: a file asking for 21 is refused before any key derivation, with
+/// the factor named, and the target is not created.
+#[test]
+fn backups_use_a_fixed_work_factor_and_restore_bounds_it() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("anchor");
+    founder(&dir);
+    let file = tmp.path().join("anchor.backup");
+    let out = with_passphrase(&dir, &["backup", file.to_str().unwrap()], PASSPHRASE);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+    let stanza = header
+        .lines()
+        .find(|l| l.starts_with("-> scrypt "))
+        .unwrap_or_else(|| panic!("no scrypt stanza in {header:?}"));
+    assert_eq!(stanza.rsplit(' ').next(), Some("18"), "{stanza}");
+
+    let target = tmp.path().join("target");
+    let heavy = tmp.path().join("heavy.backup");
+    std::fs::write(&heavy, age_scrypt_at(b"anything", 21)).unwrap();
+    let out = with_passphrase(&target, &["restore", heavy.to_str().unwrap()], PASSPHRASE);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("work factor 21"), "{err}");
+    assert!(err.contains("above the 20 a restore accepts"), "{err}");
+    assert!(!target.exists(), "target created");
 }
 
 fn section(tag: u8, bytes: &[u8]) -> Vec<u8> {

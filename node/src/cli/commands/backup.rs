@@ -38,6 +38,13 @@ use crate::net::local_api::{Outcome, EXPORT_PAGE_BYTES};
 
 /// The first bytes of the plaintext: names the format and its version.
 pub const MAGIC: &[u8; 16] = b"hearth-backup\0v1";
+/// scrypt work factor of a backup, N = 2^18: 256 MiB and about a second
+/// on a desktop, several on a small board (see `write_backup`).
+const BACKUP_WORK_FACTOR: u8 = 18;
+/// The highest work factor a restore accepts: ours with room to raise it
+/// later. Far above it is a file meant to stall the machine (2^30 would
+/// need 128 GiB), refused with a message.
+const RESTORE_WORK_FACTOR_MAX: u8 = 20;
 /// The environment variable read for the passphrase before asking.
 pub const PASSPHRASE_ENV: &str = "HEARTH_BACKUP_PASSPHRASE";
 /// No section is larger: a log page is at most [`EXPORT_PAGE_BYTES`] plus
@@ -193,6 +200,12 @@ pub fn backup(ctx: &mut Ctx, a: BackupArgs) -> anyhow::Result<()> {
 
 /// Writes an age file encrypted to `passphrase` at `path` (created 0600),
 /// with `body` writing the plaintext; synced before it returns.
+///
+/// The scrypt work factor is [`BACKUP_WORK_FACTOR`], not age's default
+/// (calibrated to about a second on the machine that encrypts, measured at
+/// that moment): a backup made on a fast desktop must restore on a slow
+/// board, and a restore on a busy machine calibrated its own limit so low
+/// that it refused a backup made a minute earlier on the same machine.
 fn write_backup(
     path: &Path,
     passphrase: SecretString,
@@ -204,9 +217,13 @@ fn write_backup(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let mut age_out = age::Encryptor::with_user_passphrase(passphrase)
-        .wrap_output(BufWriter::new(file))
-        .context("cannot start the encryption")?;
+    let mut recipient = age::scrypt::Recipient::new(passphrase);
+    recipient.set_work_factor(BACKUP_WORK_FACTOR);
+    let mut age_out =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .context("cannot start the encryption")?
+            .wrap_output(BufWriter::new(file))
+            .context("cannot start the encryption")?;
     let n = body(&mut age_out)?;
     let file = age_out
         .finish()
@@ -333,9 +350,11 @@ fn open_error(e: age::DecryptError, file: &Path) -> anyhow::Error {
         age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => anyhow::anyhow!(
             "{f} is not a hearth backup (not an age-encrypted file): nothing was restored"
         ),
-        age::DecryptError::ExcessiveWork { required, target } => anyhow::anyhow!(
-            "{f} asks for scrypt work factor {required}, far above this machine's {target}: \
-             refused as it would take too long (was it made elsewhere with a huge factor?)"
+        age::DecryptError::ExcessiveWork { required, .. } => anyhow::anyhow!(
+            "{f} asks for scrypt work factor {required}, above the \
+             {RESTORE_WORK_FACTOR_MAX} a restore accepts (hearth's backups use \
+             {BACKUP_WORK_FACTOR}): refused as it would take too long (was it made by \
+             another tool with a huge factor?); nothing was restored"
         ),
         age::DecryptError::Io(e) => anyhow::anyhow!(
             "cannot read {f}: {e} (a truncated or damaged backup?): nothing was restored"
@@ -369,7 +388,8 @@ fn unpack(
             path.display()
         );
     }
-    let identity = age::scrypt::Identity::new(passphrase);
+    let mut identity = age::scrypt::Identity::new(passphrase);
+    identity.set_max_work_factor(RESTORE_WORK_FACTOR_MAX);
     let mut r = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| open_error(e, path))?;
