@@ -599,6 +599,17 @@ fn backup_while_running_then_restore_keeps_the_anchor_role() {
     assert_eq!(status["node_id"], id.as_str());
 }
 
+/// Backs `dir` up into `file` with the test passphrase; the file's bytes.
+fn backup_bytes(dir: &Path, file: &Path) -> Vec<u8> {
+    let out = with_passphrase(dir, &["backup", file.to_str().unwrap()], PASSPHRASE);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(file).unwrap()
+}
+
 /// A wrong passphrase, a truncated file and a changed byte are each refused
 /// with a clear message, and the target dir is left as it was.
 #[test]
@@ -623,13 +634,7 @@ fn restore_refuses_a_bad_backup_and_leaves_the_target_untouched() {
         );
     }
     let file = tmp.path().join("anchor.backup");
-    let out = with_passphrase(&dir, &["backup", file.to_str().unwrap()], PASSPHRASE);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let good = std::fs::read(&file).unwrap();
+    let good = backup_bytes(&dir, &file);
     assert!(good.len() > 100_000, "several age chunks: {}", good.len());
 
     let target = tmp.path().join("target");
@@ -741,14 +746,7 @@ fn backups_use_a_fixed_work_factor_and_restore_bounds_it() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("anchor");
     founder(&dir);
-    let file = tmp.path().join("anchor.backup");
-    let out = with_passphrase(&dir, &["backup", file.to_str().unwrap()], PASSPHRASE);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(&file).unwrap();
+    let bytes = backup_bytes(&dir, &tmp.path().join("anchor.backup"));
     let header = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
     let stanza = header
         .lines()
