@@ -385,4 +385,31 @@ mod tests {
         // Level 1's failure alone says at least 8 x 4 = 32.
         assert_eq!(estimate(8, &strata_xor), 5.0 * 16.0);
     }
+
+    /// A difference whose first power sum is zero (ids a, b, c and
+    /// a ^ b ^ c) decodes exactly: Berlekamp-Massey then meets a non-zero
+    /// discrepancy that does not lengthen the LFSR, a branch random ids
+    /// reach only with probability about 2^-64.
+    #[test]
+    fn a_difference_with_a_zero_first_power_sum_decodes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for cap in [5usize, 6, 7, 8, 36] {
+            let (a, b, c) = (
+                rng.next_u64() | 1,
+                rng.next_u64() | 1,
+                rng.next_u64() | 1,
+            );
+            let diff = [a, b, c, a ^ b ^ c];
+            let x = sketch(&diff, cap);
+            assert_eq!(x[0], 0, "the first power sum is zero");
+            let coeffs = decode(&x).unwrap_or_else(|| panic!("cap {cap}"));
+            assert_eq!(coeffs.len(), 4);
+            let mut rest = coeffs;
+            for &e in &diff {
+                assert_eq!(eval(&rest, e), 0);
+                rest = divide_root(&rest, e).unwrap();
+            }
+            assert!(rest.is_empty());
+        }
+    }
 }
