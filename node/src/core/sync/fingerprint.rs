@@ -293,6 +293,9 @@ mod tests {
         let shown = format!("{d:?}");
         assert!(shown.starts_with("LogDigest"), "{shown}");
         assert!(shown.contains("count: 2"), "{shown}");
-        assert!(shown.contains(&format!("{:?}", d.fingerprint(0))), "{shown}");
+        assert!(
+            shown.contains(&format!("{:?}", d.fingerprint(0))),
+            "{shown}"
+        );
     }
 }

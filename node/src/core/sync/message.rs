@@ -762,7 +762,8 @@ mod tests {
     /// malformed (not read in part).
     #[test]
     fn bound_pairs_and_whole_levels_are_required() {
-        let skip_with_bound = |b: Vec<Value>| with_ranges(vec![Value::Array(vec![uint(0), Value::Array(b)])]);
+        let skip_with_bound =
+            |b: Vec<Value>| with_ranges(vec![Value::Array(vec![uint(0), Value::Array(b)])]);
         for b in [
             vec![uint(1)],
             vec![uint(1), Value::Bytes(vec![7]), Value::Bytes(vec![8])],

@@ -394,11 +394,7 @@ mod tests {
     fn a_difference_with_a_zero_first_power_sum_decodes() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for cap in [5usize, 6, 7, 8, 36] {
-            let (a, b, c) = (
-                rng.next_u64() | 1,
-                rng.next_u64() | 1,
-                rng.next_u64() | 1,
-            );
+            let (a, b, c) = (rng.next_u64() | 1, rng.next_u64() | 1, rng.next_u64() | 1);
             let diff = [a, b, c, a ^ b ^ c];
             let x = sketch(&diff, cap);
             assert_eq!(x[0], 0, "the first power sum is zero");
