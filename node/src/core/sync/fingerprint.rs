@@ -246,4 +246,56 @@ mod tests {
         assert_ne!(short_id(1, &hash(3)), short_id(2, &hash(3)));
         assert_ne!(short_id(1, &hash(3)), 0);
     }
+
+    fn limbs(l: [u64; 4]) -> EventHash {
+        let mut h = [0u8; 32];
+        for (i, w) in l.iter().enumerate() {
+            h[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        EventHash(h)
+    }
+
+    /// The accumulator is the sum mod 2^256 of the hashes as little-endian
+    /// integers (carries cross limbs, the top one is dropped), so two sets
+    /// of the same size but other items fingerprint differently; merging
+    /// two accumulators gives the sum of both sets.
+    #[test]
+    fn accumulator_sums_hashes_mod_2_256() {
+        let (a, b) = (
+            limbs([u64::MAX, 5, u64::MAX, u64::MAX]),
+            limbs([1, 7, 1, 0]),
+        );
+        let mut acc = Accumulator::default();
+        acc.add(&a);
+        acc.add(&b);
+        // Limb 0 wraps and carries; limb 1 is 5 + 7 + 1; limb 2 wraps and
+        // carries into limb 3, which wraps: its carry leaves the 256 bits.
+        assert_eq!(acc.sum, [0, 13, 0, 0]);
+        assert_eq!(acc.count(), 2);
+        let mut other = Accumulator::default();
+        other.add(&limbs([2, 0, 0, 0]));
+        other.add(&limbs([3, 0, 0, 0]));
+        assert_eq!(other.sum, [5, 0, 0, 0]);
+        assert_eq!(other.count(), acc.count());
+        assert_ne!(acc.fingerprint(7), other.fingerprint(7));
+        let (mut x, mut y) = (Accumulator::default(), Accumulator::default());
+        x.add(&a);
+        y.add(&b);
+        x.merge(&y);
+        assert_eq!(x, acc, "merge is the sum of both sets");
+    }
+
+    /// A log digest's debug form names its count and fingerprint (the
+    /// 4,096-bit words themselves would flood a log line).
+    #[test]
+    fn log_digest_debug_shows_count_and_fingerprint() {
+        let d = LogDigest::of([&hash(1), &hash(2)]);
+        let shown = format!("{d:?}");
+        assert!(shown.starts_with("LogDigest"), "{shown}");
+        assert!(shown.contains("count: 2"), "{shown}");
+        assert!(
+            shown.contains(&format!("{:?}", d.fingerprint(0))),
+            "{shown}"
+        );
+    }
 }

@@ -301,4 +301,63 @@ mod tests {
         assert!(index.blocks.len() >= 5);
         assert_eq!(index.len(), 5 * BLOCK_KEYS_MAX as u64);
     }
+
+    /// A block fills up to BLOCK_KEYS_MAX keys and splits only past it,
+    /// into two halves.
+    #[test]
+    fn a_block_splits_in_halves_only_past_the_bound() {
+        let mut index = FingerprintIndex::new();
+        for i in 0..BLOCK_KEYS_MAX as u64 {
+            index.insert(key(i, i));
+        }
+        assert_eq!(index.blocks.len(), 1, "a full block is not split");
+        index.insert(key(BLOCK_KEYS_MAX as u64, 0));
+        let sizes: Vec<usize> = index.blocks.values().map(|b| b.keys.len()).collect();
+        assert_eq!(sizes, [BLOCK_KEYS_MAX / 2, BLOCK_KEYS_MAX / 2 + 1]);
+    }
+
+    /// `len` counts distinct keys, and the index is empty only until the
+    /// first insert.
+    #[test]
+    fn len_counts_distinct_keys() {
+        let mut index = FingerprintIndex::new();
+        assert!(index.is_empty());
+        assert_eq!(index.len(), 0);
+        assert!(index.insert(key(1, 1)));
+        assert!(!index.insert(key(1, 1)), "a duplicate is not added");
+        assert!(!index.is_empty());
+        assert_eq!(index.len(), 1);
+    }
+
+    /// `heap_bytes` counts each block's overhead (its first key in the
+    /// map, the block, ~16 bytes of map node) and its key vector's
+    /// capacity; an empty index holds none.
+    #[test]
+    fn heap_bytes_counts_blocks_and_key_capacity() {
+        let mut index = FingerprintIndex::new();
+        assert_eq!(index.heap_bytes(), 0);
+        for i in 0..3_000 {
+            index.insert(key(i % 7, i));
+        }
+        let key_bytes = std::mem::size_of::<EventKey>();
+        let per_block = key_bytes + std::mem::size_of::<Block>() + 16;
+        let capacity: usize = index.blocks.values().map(|b| b.keys.capacity()).sum();
+        assert!(capacity >= 3_000 && index.blocks.len() > 1);
+        assert_eq!(
+            index.heap_bytes(),
+            index.blocks.len() * per_block + capacity * key_bytes
+        );
+    }
+
+    /// The debug form names the number of keys and blocks, not the keys.
+    #[test]
+    fn debug_shows_keys_and_blocks() {
+        let mut index = FingerprintIndex::new();
+        index.insert(key(1, 1));
+        index.insert(key(2, 2));
+        assert_eq!(
+            format!("{index:?}"),
+            "FingerprintIndex { keys: 2, blocks: 1 }"
+        );
+    }
 }

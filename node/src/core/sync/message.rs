@@ -644,4 +644,170 @@ mod tests {
             Err(SyncError::BadBound(33))
         ));
     }
+
+    /// Every cap admits exactly its limit: messages with the most ranges,
+    /// ids, wanted ids, root coefficients, sketch syndromes, estimation
+    /// levels, prefix bytes, events and event bytes each decode whole.
+    #[test]
+    fn caps_admit_exactly_their_limit() {
+        let round_trips = |msg: SyncMessage| {
+            assert_eq!(SyncMessage::decode(&msg.encode()).unwrap(), msg);
+        };
+        let last = |mode| SyncMessage {
+            salt: 1,
+            ranges: vec![Range { upper: None, mode }],
+            events: vec![],
+        };
+        round_trips(last(Mode::Ids(vec![3; IDS_MAX])));
+        round_trips(last(Mode::Want(vec![3; IDS_MAX])));
+        round_trips(last(Mode::Roots(vec![3; SKETCH_CAPACITY_MAX])));
+        round_trips(last(Mode::Sketch {
+            count: 1,
+            syndromes: vec![3; SKETCH_CAPACITY_MAX],
+            strata: vec![4; STRATA_LEVELS_MAX * STRATA_CAPACITY],
+        }));
+        round_trips(SyncMessage {
+            salt: 1,
+            ranges: vec![Range {
+                upper: bound(7, &[0xab; 32]),
+                mode: Mode::Skip,
+            }],
+            events: vec![],
+        });
+        round_trips(SyncMessage {
+            salt: 1,
+            ranges: (1..=RANGES_MAX as u64)
+                .map(|l| Range {
+                    upper: bound(l, &[]),
+                    mode: Mode::Skip,
+                })
+                .collect(),
+            events: vec![],
+        });
+        // EVENTS_MAX events of EVENT_BATCH_BYTES_MAX bytes in all.
+        assert_eq!(EVENT_BATCH_BYTES_MAX % EVENTS_MAX, 0);
+        round_trips(SyncMessage {
+            events: vec![vec![5; EVENT_BATCH_BYTES_MAX / EVENTS_MAX]; EVENTS_MAX],
+            ..SyncMessage::default()
+        });
+        round_trips(SyncMessage {
+            events: vec![vec![5; EVENT_BYTES_MAX]],
+            ..SyncMessage::default()
+        });
+    }
+
+    /// The sketch syndromes and estimation levels of all of a message's
+    /// ranges count together: SYNDROMES_MAX of them decode, one more is
+    /// refused.
+    #[test]
+    fn syndromes_are_capped_per_message() {
+        // 256 ranges of a capacity-64 sketch with 8 levels: 128 syndromes
+        // each, SYNDROMES_MAX in all.
+        let per = SKETCH_CAPACITY_MAX + 8 * STRATA_CAPACITY;
+        assert_eq!(SYNDROMES_MAX % per, 0);
+        let ranges = |n: u64| -> Vec<Range> {
+            (1..=n)
+                .map(|l| Range {
+                    upper: bound(l, &[]),
+                    mode: Mode::Sketch {
+                        count: 1,
+                        syndromes: vec![3; SKETCH_CAPACITY_MAX],
+                        strata: vec![4; 8 * STRATA_CAPACITY],
+                    },
+                })
+                .collect()
+        };
+        let full = SyncMessage {
+            salt: 1,
+            ranges: ranges((SYNDROMES_MAX / per) as u64),
+            events: vec![],
+        };
+        assert_eq!(SyncMessage::decode(&full.encode()).unwrap(), full);
+        let mut over = full;
+        over.ranges.push(Range {
+            upper: None,
+            mode: Mode::Sketch {
+                count: 1,
+                syndromes: vec![3],
+                strata: vec![],
+            },
+        });
+        assert!(matches!(
+            SyncMessage::decode(&over.encode()),
+            Err(SyncError::TooMany {
+                what: "sketch syndromes in a message",
+                got,
+                max: SYNDROMES_MAX,
+            }) if got == SYNDROMES_MAX + 1
+        ));
+    }
+
+    /// The size cap applies to the bytes before decoding and admits
+    /// exactly MESSAGE_BYTES_MAX: that many garbage bytes are malformed,
+    /// one more is too large.
+    #[test]
+    fn the_size_cap_is_exact() {
+        assert!(matches!(
+            SyncMessage::decode(&vec![0xff; MESSAGE_BYTES_MAX]),
+            Err(SyncError::Malformed(_))
+        ));
+        assert!(matches!(
+            SyncMessage::decode(&vec![0xff; MESSAGE_BYTES_MAX + 1]),
+            Err(SyncError::TooLarge { size }) if size == MESSAGE_BYTES_MAX + 1
+        ));
+    }
+
+    /// A bound given as an array must be exactly `[delta, prefix]`, and
+    /// estimation levels must be whole levels of 8 words: anything else is
+    /// malformed (not read in part).
+    #[test]
+    fn bound_pairs_and_whole_levels_are_required() {
+        let skip_with_bound =
+            |b: Vec<Value>| with_ranges(vec![Value::Array(vec![uint(0), Value::Array(b)])]);
+        for b in [
+            vec![uint(1)],
+            vec![uint(1), Value::Bytes(vec![7]), Value::Bytes(vec![8])],
+        ] {
+            let err = SyncMessage::decode(&skip_with_bound(b));
+            assert!(matches!(err, Err(SyncError::Malformed(_))), "{err:?}");
+        }
+        // One level and one word more.
+        let sketch = with_ranges(vec![Value::Array(vec![
+            uint(2),
+            uint(1),
+            Value::Bytes(vec![1; 8]),
+            Value::Bytes(vec![1; 8 * (STRATA_CAPACITY + 1)]),
+        ])]);
+        let err = SyncMessage::decode(&sketch);
+        assert!(matches!(err, Err(SyncError::Malformed(_))), "{err:?}");
+    }
+
+    /// A message is empty (the sender has nothing more to say) when it
+    /// carries no events and every range it has is a skip; an open range
+    /// or an event makes it non-empty.
+    #[test]
+    fn empty_means_no_events_and_no_open_range() {
+        let with = |modes: Vec<Mode>, events: Vec<Vec<u8>>| SyncMessage {
+            salt: 1,
+            ranges: modes
+                .into_iter()
+                .enumerate()
+                .map(|(i, mode)| Range {
+                    upper: bound(i as u64 + 1, &[]),
+                    mode,
+                })
+                .collect(),
+            events,
+        };
+        let fp = || Mode::Fingerprint {
+            count: 1,
+            fp: [1; 8],
+        };
+        assert!(with(vec![], vec![]).is_empty());
+        assert!(with(vec![Mode::Skip, Mode::Skip], vec![]).is_empty());
+        assert!(!with(vec![fp()], vec![]).is_empty());
+        assert!(!with(vec![fp(), Mode::Want(vec![3])], vec![]).is_empty());
+        assert!(!with(vec![Mode::Skip, fp()], vec![]).is_empty());
+        assert!(!with(vec![Mode::Skip], vec![vec![1]]).is_empty());
+    }
 }

@@ -368,4 +368,44 @@ mod tests {
         assert_eq!(estimate(8, &strata_xor), 8.0 * 16.0);
         assert_eq!(estimate(500, &strata_xor), 500.0);
     }
+
+    /// The densest estimation level that decodes gives the estimate: its
+    /// element count times 4^level, its sampling rate (here above the
+    /// floor that the failing level 1 sets).
+    #[test]
+    fn a_decoding_level_scales_its_count_by_its_sampling_rate() {
+        // 15 ids with exactly their top 2 bits clear (level 1 only) and 5
+        // with their top 4 bits clear (levels 1 and 2): level 1 holds 20
+        // and fails, level 2 holds 5 and decodes.
+        let mut diff: Vec<u64> = (0..15u64).map(|i| (1 << 61) | (i * 7919 + 1)).collect();
+        diff.extend((0..5u64).map(|i| (1 << 59) | (i * 104_729 + 3)));
+        let strata_xor = strata(&diff, 3);
+        assert!(decode(&strata_xor[..8]).is_none(), "level 1 fails");
+        assert_eq!(decode(&strata_xor[8..16]).map(|c| c.len()), Some(5));
+        // Level 1's failure alone says at least 8 x 4 = 32.
+        assert_eq!(estimate(8, &strata_xor), 5.0 * 16.0);
+    }
+
+    /// A difference whose first power sum is zero (ids a, b, c and
+    /// a ^ b ^ c) decodes exactly: Berlekamp-Massey then meets a non-zero
+    /// discrepancy that does not lengthen the LFSR, a branch random ids
+    /// reach only with probability about 2^-64.
+    #[test]
+    fn a_difference_with_a_zero_first_power_sum_decodes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for cap in [5usize, 6, 7, 8, 36] {
+            let (a, b, c) = (rng.next_u64() | 1, rng.next_u64() | 1, rng.next_u64() | 1);
+            let diff = [a, b, c, a ^ b ^ c];
+            let x = sketch(&diff, cap);
+            assert_eq!(x[0], 0, "the first power sum is zero");
+            let coeffs = decode(&x).unwrap_or_else(|| panic!("cap {cap}"));
+            assert_eq!(coeffs.len(), 4);
+            let mut rest = coeffs;
+            for &e in &diff {
+                assert_eq!(eval(&rest, e), 0);
+                rest = divide_root(&rest, e).unwrap();
+            }
+            assert!(rest.is_empty());
+        }
+    }
 }
