@@ -918,3 +918,85 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The grid's live counts (per cell and block, per category and tag)
+    /// follow the clock and the posts leaving: posts in a dense cloud
+    /// expiring at many times, `near` queries (with and without a tag)
+    /// at times that jump forward and back, and posts ended by their
+    /// author between queries; each query's `total` and facets equal the
+    /// naive count at its own time.
+    #[test]
+    fn near_counts_follow_the_clock_and_ended_posts(
+        posts in proptest::collection::vec((spec(), dense_point(), -4i64..8), 1..80),
+        steps in proptest::collection::vec(
+            (
+                -5i64..9,
+                proptest::option::weighted(0.5, 0usize..80),
+                dense_point(),
+                0.3f64..4.0,
+                proptest::option::weighted(0.5, 0usize..5),
+            ),
+            1..8,
+        ),
+    ) {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        for (i, (s, (dlat, dlng), h)) in posts.iter().enumerate() {
+            let who = &authors[s.author as usize];
+            let id = 9000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), s.cat, s.tags, None, false);
+            c.expires_at = hours(*h);
+            c.location = Some(Location {
+                lat: 52_500_000 + dlat,
+                lng: 13_400_000 + dlng,
+                label: String::new(),
+            });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+        }
+        for (at, end, (dlat, dlng), r, tag) in &steps {
+            if let Some(i) = end {
+                let name = names[i % names.len()];
+                let who = authors.iter().find(|a| a.node_id() == name.author).unwrap();
+                node.log_mut()
+                    .append_received(f.event(
+                        who,
+                        lamport,
+                        (u128::from(lamport) << 40) | 11,
+                        Payload::PostExpired(PostExpired {
+                            target: name.id,
+                            reason: hearth_proto::ExpiryReason::Fulfilled,
+                        }),
+                    ))
+                    .unwrap();
+                lamport = next_lamport(lamport);
+            }
+            let now = hours(*at);
+            let q = ListQuery {
+                near: Some(Near {
+                    lat: 52.5 + *dlat as f64 / 1e6,
+                    lng: 13.4 + *dlng as f64 / 1e6,
+                    radius_km: *r,
+                }),
+                tags: tag.map(|t| vec![TAGS[t].to_owned()]).unwrap_or_default(),
+                limit: Some(200),
+                ..ListQuery::default()
+            };
+            let want = naive_at(&node, &names, &q, now);
+            let (cats, tags) = naive_facets(&want);
+            let page = node.market_list(now, q.clone()).unwrap();
+            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, at);
+            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, at);
+            let got_tags: Vec<(String, u64)> =
+                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
+            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, at);
+        }
+    }
+}
