@@ -325,6 +325,39 @@ fn walk_pages(
     Ok(got)
 }
 
+/// One page of `q` at `now` (its limit above the number of matches)
+/// equals the naive answer: `total`, the facets, and the posts in order.
+fn page_equals_naive(
+    node: &Node<MemoryStore>,
+    names: &[PostKey],
+    q: &ListQuery,
+    now: u64,
+) -> Result<(), TestCaseError> {
+    let want = naive_at(node, names, q, now);
+    let (cats, tags) = naive_facets(&want);
+    let page = node.market_list(now, q.clone()).unwrap();
+    prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, now);
+    prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, now);
+    let got_tags: Vec<(String, u64)> = page
+        .facets
+        .tags
+        .iter()
+        .map(|t| (t.tag.clone(), t.count))
+        .collect();
+    prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, now);
+    let got: Vec<PostKey> = page
+        .posts
+        .iter()
+        .map(|p| PostKey {
+            author: p.author,
+            id: p.id,
+        })
+        .collect();
+    let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+    prop_assert_eq!(got, want, "{:?} at {}", q, now);
+    Ok(())
+}
+
 fn naive_facets(posts: &[&Post]) -> (BTreeMap<Category, u64>, Vec<(String, u64)>) {
     let mut cats: BTreeMap<Category, u64> = Category::ALL.iter().map(|c| (*c, 0)).collect();
     let mut tags: BTreeMap<String, u64> = BTreeMap::new();
@@ -558,18 +591,7 @@ proptest! {
             let now = hours(*at);
             let mut q = to_query(qs, &node);
             q.limit = Some(200);
-            let want = naive_at(&node, &names, &q, now);
-            let (cats, tags) = naive_facets(&want);
-            let page = node.market_list(now, q.clone()).unwrap();
-            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, at);
-            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, at);
-            let got_tags: Vec<(String, u64)> =
-                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
-            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, at);
-            let got: Vec<PostKey> =
-                page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }).collect();
-            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
-            prop_assert_eq!(got, want, "{:?} at {}", q, at);
+            page_equals_naive(&node, &names, &q, now)?;
         }
     }
 }
@@ -787,18 +809,7 @@ proptest! {
                 limit: Some(200),
                 ..ListQuery::default()
             };
-            let want = naive_at(&node, &names, &q, now);
-            let (cats, tags) = naive_facets(&want);
-            let page = node.market_list(now, q.clone()).unwrap();
-            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, now);
-            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, now);
-            let got_tags: Vec<(String, u64)> =
-                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
-            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, now);
-            let got: Vec<PostKey> =
-                page.posts.iter().map(|p| PostKey { author: p.author, id: p.id }).collect();
-            let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
-            prop_assert_eq!(got, want, "{:?} at {}", q, now);
+            page_equals_naive(&node, &names, &q, now)?;
         }
     }
 }
@@ -926,8 +937,8 @@ proptest! {
     /// follow the clock and the posts leaving: posts in a dense cloud
     /// expiring at many times, `near` queries (with and without a tag)
     /// at times that jump forward and back, and posts ended by their
-    /// author between queries; each query's `total` and facets equal the
-    /// naive count at its own time.
+    /// author between queries; each query's `total`, facets and posts
+    /// equal the naive answer at its own time.
     #[test]
     fn near_counts_follow_the_clock_and_ended_posts(
         posts in proptest::collection::vec((spec(), dense_point(), -4i64..8), 1..80),
@@ -989,14 +1000,7 @@ proptest! {
                 limit: Some(200),
                 ..ListQuery::default()
             };
-            let want = naive_at(&node, &names, &q, now);
-            let (cats, tags) = naive_facets(&want);
-            let page = node.market_list(now, q.clone()).unwrap();
-            prop_assert_eq!(page.total, want.len() as u64, "{:?} at {}", q, at);
-            prop_assert_eq!(&page.facets.category, &cats, "{:?} at {}", q, at);
-            let got_tags: Vec<(String, u64)> =
-                page.facets.tags.iter().map(|t| (t.tag.clone(), t.count)).collect();
-            prop_assert_eq!(&got_tags, &tags, "{:?} at {}", q, at);
+            page_equals_naive(&node, &names, &q, now)?;
         }
     }
 }
