@@ -11,7 +11,7 @@ pub struct Config {
     /// Take a view snapshot after this many new arrivals; 0, the default,
     /// takes none while running (a clean shutdown still writes one).
     ///
-    /// Off because it does not pay (docs/performance.md, "Snapshots"):
+    /// Off because it does not pay (docs/performance.md, "Replay and snapshots"):
     /// restoring a snapshot measured slower than replaying the whole log
     /// (1M events: 6.7-8.5 s against 4.2-6.3 s; 50k: 0.53 against 0.27),
     /// and writing one held the core for 2.5-3.8 s at 1M events, each time.

@@ -306,11 +306,12 @@ impl AuthorBound {
     /// Removes `k`; returns the post that moved up into the shown ones, if
     /// any.
     fn remove(&mut self, k: &BoundKey, max: usize) -> Option<EventId> {
-        let AuthorBound::Over { top, rest } = self else {
-            if let AuthorBound::Within(n) = self {
+        let (top, rest) = match self {
+            AuthorBound::Within(n) => {
                 *n = n.saturating_sub(1);
+                return None;
             }
-            return None;
+            AuthorBound::Over { top, rest } => (top, rest),
         };
         let up = if top.remove(k) {
             rest.pop_last().map(|up| {
