@@ -306,3 +306,88 @@ fn a_level_change_names_only_what_it_changes() {
     assert!(late.active_changed.is_empty() && late.trusted_changed.is_empty());
     assert_eq!(m.level(&id), Some(Level::Removed));
 }
+
+/// Member sets that exercise every case of a late set: admissions,
+/// promotions, a removal and re-admission, an anchor made by an anchor
+/// (who set someone before being made one), a removed anchor, the genesis
+/// anchor demoting itself (its later sets stop counting), and a plain
+/// member's set (which counts nowhere).
+fn set_pool() -> &'static (Fixture, Vec<VerifiedEvent>) {
+    static POOL: OnceLock<(Fixture, Vec<VerifiedEvent>)> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let f = Fixture::new();
+        let a = &f.anchor;
+        let [alice, bob, carol, dora, eve, frank, gus, hank, ivy] =
+            [2, 3, 4, 5, 6, 7, 8, 9, 10].map(key);
+        let v = vec![
+            f.member_set(a, 1, &alice, Level::Member),
+            f.member_set(&dora, 2, &ivy, Level::Member),
+            f.member_set(a, 3, &bob, Level::Member),
+            f.member_set(a, 4, &dora, Level::Anchor),
+            f.member_set(a, 5, &carol, Level::Trusted),
+            f.member_set(&dora, 6, &eve, Level::Member),
+            f.member_set(a, 7, &bob, Level::Trusted),
+            f.member_set(a, 8, &alice, Level::Removed),
+            f.member_set(a, 9, &alice, Level::Member),
+            f.member_set(&dora, 10, &frank, Level::Member),
+            f.member_set(a, 11, &dora, Level::Removed),
+            f.member_set(&dora, 12, &ivy, Level::Trusted),
+            f.member_set(a, 13, a, Level::Trusted),
+            f.member_set(a, 14, &gus, Level::Member),
+            f.member_set(&bob, 15, &hank, Level::Member),
+            f.member_set(a, 16, &eve, Level::Trusted),
+        ];
+        (f, v)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Member sets applied one at a time in any order give, after each,
+    /// the levels and digest of a full replay of the sets so far, and a
+    /// change that names exactly the keys whose level, activity or trust
+    /// moved (a late set is often decided without a replay).
+    #[test]
+    fn late_member_sets_give_the_replayed_levels_and_changes(
+        perm in Just((0..set_pool().1.len()).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        use hearth_node::core::views::MembershipView;
+        let (f, sets) = set_pool();
+        let mut view = MembershipView::default();
+        view.apply(&f.genesis);
+        for (n, i) in perm.iter().enumerate() {
+            let before = view.levels().clone();
+            let change = view.apply(&sets[*i]);
+            // The reference: the sets first, then the genesis, which
+            // replays them all in key order.
+            let mut replayed = MembershipView::default();
+            for j in &perm[..=n] {
+                replayed.apply(&sets[*j]);
+            }
+            replayed.apply(&f.genesis);
+            prop_assert_eq!(view.levels(), replayed.levels());
+            prop_assert_eq!(view.digest(), replayed.digest());
+            let moved = |test: fn(Level) -> bool| -> std::collections::BTreeSet<_> {
+                before
+                    .keys()
+                    .chain(view.levels().keys())
+                    .filter(|k| {
+                        before.get(*k).is_some_and(|l| test(*l))
+                            != view.level(k).is_some_and(test)
+                    })
+                    .copied()
+                    .collect()
+            };
+            let levels_moved: std::collections::BTreeSet<_> = before
+                .keys()
+                .chain(view.levels().keys())
+                .filter(|k| before.get(*k).copied() != view.level(k))
+                .copied()
+                .collect();
+            prop_assert_eq!(&change.levels_changed, &levels_moved);
+            prop_assert_eq!(&change.active_changed, &moved(Level::is_active));
+            prop_assert_eq!(&change.trusted_changed, &moved(Level::is_trusted));
+        }
+    }
+}
