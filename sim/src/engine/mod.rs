@@ -36,8 +36,7 @@ mod queue;
 mod sync;
 mod workload;
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -136,8 +135,7 @@ pub enum Phase {
 pub struct Sim {
     cfg: SimConfig,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue,
     slots: Vec<Slot>,
     advs: Vec<Adversary>,
     /// Node ids of every index, honest and adversary.
@@ -425,8 +423,7 @@ impl Sim {
             rng_work: SimRng::new(cfg.seed, 2),
             rng_fault: SimRng::new(cfg.seed, 3),
             now: START_MS,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             group: vec![0; n],
             slots,
             advs,
@@ -531,10 +528,10 @@ impl Sim {
 
     /// Processes every action due up to `until`, then sets the clock there.
     pub fn run_until(&mut self, until: u64) -> Result<(), SimError> {
-        while self.queue.peek().is_some_and(|s| s.at <= until) {
-            if let Some(s) = self.queue.pop() {
-                self.now = s.at;
-                self.dispatch(s.action)?;
+        while self.queue.next_due().is_some_and(|at| at <= until) {
+            if let Some((at, action)) = self.queue.pop() {
+                self.now = at;
+                self.dispatch(action)?;
             }
         }
         self.now = self.now.max(until);
