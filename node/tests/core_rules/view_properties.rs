@@ -391,3 +391,37 @@ proptest! {
         }
     }
 }
+
+/// A genesis anchor that demoted itself: its set after the demotion
+/// counts in no order of arrival, even when the demotion is the only set
+/// before it (a late set whose author has a set of their own before it
+/// is decided by a replay, not by the author's genesis rank).
+#[test]
+fn a_demoted_genesis_anchors_later_set_never_counts() {
+    use hearth_node::core::views::MembershipView;
+    let f = Fixture::new();
+    let a = &f.anchor;
+    let (gus, hank) = (key(8), key(9));
+    let sets = [
+        f.member_set(a, 1, a, Level::Trusted),
+        f.member_set(a, 2, &gus, Level::Member),
+        f.member_set(a, 3, &hank, Level::Member),
+    ];
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        let mut view = MembershipView::default();
+        view.apply(&f.genesis);
+        for i in order {
+            view.apply(&sets[i]);
+        }
+        assert_eq!(view.level(&a.node_id()), Some(Level::Trusted), "{order:?}");
+        assert_eq!(view.level(&gus.node_id()), None, "{order:?}");
+        assert_eq!(view.level(&hank.node_id()), None, "{order:?}");
+    }
+}
