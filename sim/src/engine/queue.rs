@@ -87,3 +87,49 @@ impl Sim {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_of(a: Option<(u64, Action)>) -> Option<(u64, Ix)> {
+        a.map(|(at, action)| match action {
+            Action::Tick { node, .. } => (at, node),
+            other => panic!("not a tick: {other:?}"),
+        })
+    }
+
+    fn tick(node: Ix) -> Action {
+        Action::Tick {
+            node,
+            incarnation: 0,
+        }
+    }
+
+    /// Actions come out by due time, and those due at one time in the
+    /// order they were scheduled, also when one is scheduled for a time
+    /// whose bucket was just emptied: the order a heap keyed by
+    /// `(time, insertion)` gives, so a seed's trace does not change.
+    #[test]
+    fn actions_come_out_by_time_then_in_the_order_scheduled() {
+        let mut q = EventQueue::default();
+        for (at, node) in [(20, 1), (10, 2), (20, 3), (10, 4), (30, 5)] {
+            q.push(at, tick(node));
+        }
+        assert_eq!(q.len(), 5);
+        assert_eq!(q.next_due(), Some(10));
+        assert_eq!(node_of(q.pop()), Some((10, 2)));
+        assert_eq!(node_of(q.pop()), Some((10, 4)));
+        // Time 10's bucket is gone; one scheduled for it again comes next.
+        q.push(10, tick(6));
+        assert_eq!(node_of(q.pop()), Some((10, 6)));
+        assert_eq!(node_of(q.pop()), Some((20, 1)));
+        q.push(20, tick(7));
+        assert_eq!(node_of(q.pop()), Some((20, 3)));
+        assert_eq!(node_of(q.pop()), Some((20, 7)));
+        assert_eq!(q.len(), 1);
+        assert_eq!(node_of(q.pop()), Some((30, 5)));
+        assert_eq!((q.len(), q.next_due()), (0, None));
+        assert!(q.pop().is_none());
+    }
+}
