@@ -1118,20 +1118,17 @@ proptest! {
     }
 }
 
-
 /// A query's `category` and `tags` each take one value or a list of
 /// them (`"category": "offer"` or `["offer", "request"]`), as the API
 /// documents.
 #[test]
 fn category_and_tags_take_one_value_or_a_list() {
-    let one: ListQuery =
-        serde_json::from_str(r#"{"category": "offer", "tags": "tools"}"#).unwrap();
+    let one: ListQuery = serde_json::from_str(r#"{"category": "offer", "tags": "tools"}"#).unwrap();
     assert_eq!(one.category, vec![Category::Offer]);
     assert_eq!(one.tags, vec!["tools".to_owned()]);
-    let many: ListQuery = serde_json::from_str(
-        r#"{"category": ["offer", "request"], "tags": ["tools", "kids"]}"#,
-    )
-    .unwrap();
+    let many: ListQuery =
+        serde_json::from_str(r#"{"category": ["offer", "request"], "tags": ["tools", "kids"]}"#)
+            .unwrap();
     assert_eq!(many.category, vec![Category::Offer, Category::Request]);
     assert_eq!(many.tags, vec!["tools".to_owned(), "kids".to_owned()]);
     let none: ListQuery = serde_json::from_str("{}").unwrap();
@@ -1292,7 +1289,13 @@ fn near_leaves_out_posts_expiring_at_the_query_time() {
     for i in 0..40i64 {
         let who = &authors[(i % 3) as usize];
         let id = 12_000 + i as u128;
-        let mut c = content_of(&format!("p{id}"), (i % 4) as usize, (i % 32) as u8, None, false);
+        let mut c = content_of(
+            &format!("p{id}"),
+            (i % 4) as usize,
+            (i % 32) as u8,
+            None,
+            false,
+        );
         c.expires_at = expiry;
         c.location = Some(Location {
             lat: 52_500_000 + i * 450,
