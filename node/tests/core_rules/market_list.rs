@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::common::*;
 use hearth_node::core::services::market::ListResult;
 use hearth_node::core::views::market::{
-    haversine_km, Near, PastTtl, Sort, LIST_LIMIT_DEFAULT, TAG_FACETS_MAX,
+    haversine_km, Near, PastTtl, Sort, LIST_LIMIT_DEFAULT, RADIUS_KM_MAX, TAG_FACETS_MAX,
 };
 use hearth_node::core::views::{ListQuery, Post, PostKey};
 use hearth_node::core::{ErrorCode, Node};
@@ -605,9 +605,10 @@ fn haversine_matches_known_distances() {
     assert_eq!(haversine_km(10.0, 20.0, 10.0, 20.0), 0.0);
 }
 
-/// A limit of 0 or over 200, a cursor that is not one, a cursor of
-/// another sort, a bad `near` and `nearest` without `near` are each
-/// `bad_request` with a message naming the problem.
+/// A limit of 0 or over 200, a cursor that is not one (not hex, of
+/// another version, cut short), a cursor of another sort, a bad `near`
+/// and `nearest` without `near` are each `bad_request` with a message
+/// naming the problem.
 #[test]
 fn bad_queries_are_refused_with_reasons() {
     let specs: Vec<Spec> = (0..5)
@@ -632,6 +633,9 @@ fn bad_queries_are_refused_with_reasons() {
         )
         .unwrap();
     let newest_cursor = first.next_cursor.clone().unwrap();
+    // The same cursor with another version byte, and cut short.
+    let other_version = format!("02{}", &newest_cursor[2..]);
+    let cut_short = newest_cursor[..10].to_owned();
     let near = |lat: f64, lng: f64, r: f64| {
         Some(Near {
             lat,
@@ -667,6 +671,20 @@ fn bad_queries_are_refused_with_reasons() {
                 ..ListQuery::default()
             },
             "cursor",
+        ),
+        (
+            ListQuery {
+                cursor: Some(other_version),
+                ..ListQuery::default()
+            },
+            "wrong length or version",
+        ),
+        (
+            ListQuery {
+                cursor: Some(cut_short),
+                ..ListQuery::default()
+            },
+            "wrong length or version",
         ),
         (
             ListQuery {
@@ -1002,5 +1020,407 @@ proptest! {
             };
             page_equals_naive(&node, &names, &q, now)?;
         }
+    }
+}
+
+/// Grid cells are 2,000 microdegrees on a side (`CELL_UDEG` in the
+/// listing): posts and circles are placed on and one microdegree beside
+/// their corners.
+const CELL: i64 = 2_000;
+
+/// Grid corners to build around, in microdegrees: both hemispheres, the
+/// equator and the prime meridian (where rows and columns -1 and 0 meet),
+/// and high latitudes (cells some tens of metres wide, inside the grid's
+/// 85° limit).
+const ORIGINS: [(i64, i64); 5] = [
+    (52_500_000, 13_400_000),
+    (-52_500_000, -13_400_000),
+    (0, 0),
+    (80_000_000, 100_000_000),
+    (-84_000_000, -170_000_000),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `near` with posts on grid-cell corners and the circle's rim passing
+    /// within a metre of one of them, in both hemispheres, at the equator
+    /// and the prime meridian and at high latitudes: the circle's centre
+    /// lies on the diagonal through that post's corner, so the post is
+    /// the farthest or the nearest point of its cell, and a cell that only
+    /// touches the circle by less than the grid's slack is still searched,
+    /// one that reaches past it by less than that is not taken as wholly
+    /// inside. Every sort, categories and a tag: `total`, facets and pages
+    /// equal the naive answer.
+    #[test]
+    fn near_rims_through_cell_corners_equal_the_naive_listing(
+        origin in 0usize..ORIGINS.len(),
+        posts in proptest::collection::vec(
+            ((-4i64..=4, -4i64..=4), (-1i64..=1, -1i64..=1), 0usize..4, 0u8..32, -2i64..8),
+            1..40,
+        ),
+        qs in proptest::collection::vec(
+            (0usize..40, 1i64..=4, (proptest::bool::ANY, proptest::bool::ANY), -900i64..=900, 0usize..6, 1usize..4),
+            1..6,
+        ),
+    ) {
+        let (lat0, lng0) = ORIGINS[origin];
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        let mut at = Vec::new();
+        for (i, ((a, b), (ja, jb), cat, tags, h)) in posts.iter().enumerate() {
+            let who = &authors[i % 3];
+            let id = 11_000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), *cat, *tags, None, false);
+            c.expires_at = hours(*h);
+            let (lat, lng) = (lat0 + a * CELL + ja, lng0 + b * CELL + jb);
+            c.location = Some(Location { lat, lng, label: String::new() });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey { author: who.node_id(), id: post_id(id) });
+            at.push(((*a, *b), (lat, lng)));
+        }
+        for (pivot, m, (north, east), delta_mm, kind, limit) in &qs {
+            let ((a, b), (plat, plng)) = at[pivot % at.len()];
+            // The centre: `m` cells along a diagonal from the pivot's
+            // corner, so the pivot is the farthest (or the nearest) point
+            // of its cell from it.
+            let sign = |s: bool| if s { 1 } else { -1 };
+            let clat = lat0 + (a + *m * sign(*north)) * CELL;
+            let clng = lng0 + (b + *m * sign(*east)) * CELL;
+            let (clat, clng) = (clat as f64 / 1e6, clng as f64 / 1e6);
+            let d = haversine_km(clat, clng, plat as f64 / 1e6, plng as f64 / 1e6);
+            let n = Near { lat: clat, lng: clng, radius_km: d + *delta_mm as f64 / 1e6 };
+            let mut q = ListQuery { near: Some(n), limit: Some(200), ..ListQuery::default() };
+            match kind {
+                0 => {}
+                1 => q.category = vec![Category::ALL[*pivot % 4], Category::ALL[(*pivot + 1) % 4]],
+                2 => q.tags = vec![TAGS[*pivot % TAGS.len()].to_owned()],
+                3 => q.sort = Some(Sort::Expiring),
+                4 => q.past_ttl = Some(PastTtl::Include),
+                _ => {
+                    q.sort = Some(Sort::Nearest);
+                    q.limit = Some(*limit);
+                }
+            }
+            if q.limit == Some(200) {
+                page_equals_naive(&node, &names, &q, NOW)?;
+            } else {
+                let want = naive(&node, &names, &q);
+                let got = walk_pages(&node, &q, &want, |_| Ok(()))?;
+                let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+                prop_assert_eq!(got, want, "{:?}", q);
+            }
+        }
+    }
+}
+
+/// A query's `category` and `tags` each take one value or a list of
+/// them (`"category": "offer"` or `["offer", "request"]`), as the API
+/// documents.
+#[test]
+fn category_and_tags_take_one_value_or_a_list() {
+    let one: ListQuery = serde_json::from_str(r#"{"category": "offer", "tags": "tools"}"#).unwrap();
+    assert_eq!(one.category, vec![Category::Offer]);
+    assert_eq!(one.tags, vec!["tools".to_owned()]);
+    let many: ListQuery =
+        serde_json::from_str(r#"{"category": ["offer", "request"], "tags": ["tools", "kids"]}"#)
+            .unwrap();
+    assert_eq!(many.category, vec![Category::Offer, Category::Request]);
+    assert_eq!(many.tags, vec!["tools".to_owned(), "kids".to_owned()]);
+    let none: ListQuery = serde_json::from_str("{}").unwrap();
+    assert_eq!(none, ListQuery::default());
+}
+
+/// `near`'s `radius_km` is admitted up to exactly RADIUS_KM_MAX (half
+/// the Earth's circumference, so every located post is within it) and
+/// refused just above it, naming `radius_km`.
+#[test]
+fn near_radius_is_admitted_up_to_its_maximum() {
+    let specs: Vec<Spec> = (0..3)
+        .map(|i| Spec {
+            author: 0,
+            cat: i,
+            tags: 1,
+            loc: Some((i as i64, -(i as i64))),
+            lapsed: false,
+            update: None,
+            expire: false,
+        })
+        .collect();
+    let (node, _, _) = market_of(&specs);
+    let near = |radius_km: f64| ListQuery {
+        near: Some(Near {
+            lat: -30.0,
+            lng: 100.0,
+            radius_km,
+        }),
+        ..ListQuery::default()
+    };
+    assert_eq!(node.market_list(NOW, near(RADIUS_KM_MAX)).unwrap().total, 3);
+    // The next float above the maximum (`f64::next_up` is newer than the
+    // MSRV).
+    let above = f64::from_bits(RADIUS_KM_MAX.to_bits() + 1);
+    let e = node.market_list(NOW, near(above)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(e.message.contains("radius_km"), "{}", e.message);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// `since_lamport` equal to a post's own content Lamport time leaves
+    /// that post out (only newer content is listed), also when the query
+    /// walks every post of an author or a tag and checks each: for every
+    /// post, the listing and counts since its own time, with its author
+    /// or one of its tags, equal the naive answer.
+    #[test]
+    fn since_a_posts_own_lamport_leaves_it_out(
+        specs in proptest::collection::vec(spec(), 1..30),
+    ) {
+        let (node, names, _) = market_of(&specs);
+        for name in &names {
+            let Some(p) = node.views().market.get(name) else {
+                continue;
+            };
+            let since = Some(p.content_event.lamport);
+            let by_author = ListQuery {
+                since_lamport: since,
+                author: Some(p.author),
+                limit: Some(200),
+                ..ListQuery::default()
+            };
+            page_equals_naive(&node, &names, &by_author, NOW)?;
+            if let Some(t) = p.content.tags.first() {
+                let by_tag = ListQuery {
+                    since_lamport: since,
+                    tags: vec![t.clone()],
+                    limit: Some(200),
+                    ..ListQuery::default()
+                };
+                page_equals_naive(&node, &names, &by_tag, NOW)?;
+            }
+        }
+    }
+}
+
+/// A listing with `q` lists only posts the search found, whichever set
+/// is smaller: an author's, a tag's, a category's or a circle's posts
+/// fewer than the search's hits still only narrow them (by relevance and
+/// with a sort), never stand in for them.
+#[test]
+fn a_search_restricts_a_listing_with_a_smaller_filter() {
+    let f = Fixture::new();
+    let authors = [key(2), key(3)];
+    let (mut node, _, mut lamport) = market_of(&[]);
+    // (author, title, category, tag bits, location): five posts say
+    // "ladder"; the first author's two (one of them not a ladder) are the
+    // only offers, the only "tools" and the only ones near (0, 0).
+    let posts = [
+        (0, "ladder to lend", 0, 1, Some((0, 0))),
+        (0, "fresh bread", 0, 1, Some((0, 0))),
+        (1, "ladder wanted", 1, 2, Some((15, 15))),
+        (1, "long ladder", 2, 4, None),
+        (1, "ladder rack", 3, 8, None),
+        (1, "another ladder", 1, 2, None),
+    ];
+    for (i, (who, title, cat, tags, loc)) in posts.into_iter().enumerate() {
+        let c = content_of(title, cat, tags, loc, false);
+        node.log_mut()
+            .append_received(f.post_with(&authors[who], lamport, 100 + i as u128, c))
+            .unwrap();
+        lamport = next_lamport(lamport);
+    }
+    let (lat, lng) = point(0, 0);
+    let filters = [
+        ListQuery {
+            author: Some(authors[0].node_id()),
+            ..ListQuery::default()
+        },
+        ListQuery {
+            tags: vec!["tools".into()],
+            ..ListQuery::default()
+        },
+        ListQuery {
+            category: vec![Category::Offer],
+            ..ListQuery::default()
+        },
+        ListQuery {
+            near: Some(Near {
+                lat,
+                lng,
+                radius_km: 0.5,
+            }),
+            ..ListQuery::default()
+        },
+    ];
+    for filter in filters {
+        // Without `q` the filter lists both of the first author's posts.
+        assert_eq!(node.market_list(NOW, filter.clone()).unwrap().total, 2);
+        for sort in [None, Some(Sort::Newest)] {
+            let q = ListQuery {
+                q: Some("ladder".into()),
+                sort,
+                ..filter.clone()
+            };
+            let page = node.market_list(NOW, q.clone()).unwrap();
+            let titles: Vec<&str> = page.posts.iter().map(|p| p.title.as_str()).collect();
+            assert_eq!(titles, ["ladder to lend"], "{q:?}");
+            assert_eq!(page.total, 1, "{q:?}");
+        }
+    }
+}
+
+/// A post whose expiry is the query's own time is no longer live: `near`
+/// counts and lists (cells wholly inside the circle and cells on its
+/// edge alike) leave out every post expiring at `now`, beside posts that
+/// live on in the same cells, and hold them a millisecond before.
+#[test]
+fn near_leaves_out_posts_expiring_at_the_query_time() {
+    let f = Fixture::new();
+    let authors = [key(2), key(3), key(4)];
+    let (mut node, mut names, mut lamport) = market_of(&[]);
+    let expiry = hours(1);
+    // Every ~50 m due north of the centre out to ~2 km: cells wholly
+    // inside a 1 km circle, cells on its edge and cells outside.
+    for i in 0..40i64 {
+        let who = &authors[(i % 3) as usize];
+        let id = 12_000 + i as u128;
+        let mut c = content_of(
+            &format!("p{id}"),
+            (i % 4) as usize,
+            (i % 32) as u8,
+            None,
+            false,
+        );
+        // Every other post lives an hour longer, so each cell (the
+        // counts read only cells holding a live post) keeps one.
+        c.expires_at = if i % 2 == 0 { expiry } else { hours(2) };
+        c.location = Some(Location {
+            lat: 52_500_000 + i * 450,
+            lng: 13_400_000 + (i % 5) * 300,
+            label: String::new(),
+        });
+        node.log_mut()
+            .append_received(f.post_with(who, lamport, id, c))
+            .unwrap();
+        lamport = next_lamport(lamport);
+        names.push(PostKey {
+            author: who.node_id(),
+            id: post_id(id),
+        });
+    }
+    let q = ListQuery {
+        near: Some(Near {
+            lat: 52.5,
+            lng: 13.4,
+            radius_km: 1.0,
+        }),
+        limit: Some(200),
+        ..ListQuery::default()
+    };
+    for now in [expiry - 1, expiry, expiry + 1, expiry - 1] {
+        page_equals_naive(&node, &names, &q, now).unwrap();
+    }
+    let before = node.market_list(expiry - 1, q.clone()).unwrap().total;
+    let at = node.market_list(expiry, q).unwrap().total;
+    assert!(at > 5 && before > at + 5, "{before} then {at}");
+}
+
+/// `sort=nearest` over a circle the location grid does not answer (wider
+/// than the grid's 50 km) lists nearest first like any other: walked page
+/// by page through the cursor, it equals the naive order (not the order
+/// of expiry or creation the other sorts walk in).
+#[test]
+fn nearest_pages_over_a_circle_too_wide_for_the_grid_equal_the_naive_order() {
+    let specs: Vec<Spec> = (0..30)
+        .map(|i| Spec {
+            author: (i % 3) as u8,
+            cat: i % 4,
+            tags: (i % 32) as u8,
+            // Scattered so that creation order is not distance order.
+            loc: Some(((i as i64 * 7) % 39 - 19, (i as i64 * 11) % 39 - 19)),
+            lapsed: false,
+            update: None,
+            expire: false,
+        })
+        .collect();
+    let (node, names, _) = market_of(&specs);
+    for radius_km in [80.0, 5_000.0] {
+        let q = ListQuery {
+            near: Some(Near {
+                lat: 52.3,
+                lng: 13.1,
+                radius_km,
+            }),
+            sort: Some(Sort::Nearest),
+            limit: Some(4),
+            ..ListQuery::default()
+        };
+        let want = naive(&node, &names, &q);
+        assert_eq!(want.len(), 30);
+        let got = walk_pages(&node, &q, &want, |_| Ok(())).unwrap();
+        let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+        assert_eq!(got, want, "{q:?}");
+    }
+}
+
+/// `sort=nearest` reads a cell whose centre is farther than the page's
+/// farthest post so far while a point of it may still be nearer: with the
+/// circle's centre on a cell's east edge, two posts at that cell's west
+/// corners (about 175 m away) and one two cells east (about 135 m), the
+/// nearest-first pages list the far cell's post first, in both
+/// hemispheres.
+#[test]
+fn nearest_reads_a_farther_cell_that_holds_a_nearer_post() {
+    for (centre_lat, lats) in [
+        (52.501, [52_500_000, 52_501_999, 52_501_000]),
+        (-52.501, [-52_500_001, -52_502_000, -52_501_000]),
+    ] {
+        let f = Fixture::new();
+        let authors = [key(2), key(3), key(4)];
+        let (mut node, mut names, mut lamport) = market_of(&[]);
+        let lngs = [13_400_000, 13_400_000, 13_404_000];
+        for (i, (lat, lng)) in lats.into_iter().zip(lngs).enumerate() {
+            let who = &authors[i];
+            let id = 13_000 + i as u128;
+            let mut c = content_of(&format!("p{id}"), 0, 1, None, false);
+            c.location = Some(Location {
+                lat,
+                lng,
+                label: String::new(),
+            });
+            node.log_mut()
+                .append_received(f.post_with(who, lamport, id, c))
+                .unwrap();
+            lamport = next_lamport(lamport);
+            names.push(PostKey {
+                author: who.node_id(),
+                id: post_id(id),
+            });
+        }
+        let q = ListQuery {
+            near: Some(Near {
+                lat: centre_lat,
+                lng: 13.401_999,
+                radius_km: 0.3,
+            }),
+            sort: Some(Sort::Nearest),
+            limit: Some(1),
+            ..ListQuery::default()
+        };
+        let want = naive(&node, &names, &q);
+        assert_eq!(want.len(), 3, "{q:?}");
+        assert_eq!(
+            want[0].key(),
+            names[2],
+            "the post two cells east is nearest"
+        );
+        let got = walk_pages(&node, &q, &want, |_| Ok(())).unwrap();
+        let want: Vec<PostKey> = want.iter().map(|p| p.key()).collect();
+        assert_eq!(got, want, "{q:?}");
     }
 }

@@ -1421,16 +1421,23 @@ impl MarketView {
     }
 
     /// Calls `f` on every post of the smallest set that must hold every
-    /// match (each post once; `f` still checks every filter).
+    /// match (each post once; `f` still checks every filter) that is in
+    /// `hits`, when given: the smallest set may be another filter's (an
+    /// author's, a tag's, a circle's), which `plan` checks but `hits` is
+    /// not part of.
     fn for_each_candidate<'a: 's, 's>(
         &'a self,
         plan: &'s Plan<'s>,
         hits: Option<&'s BTreeSet<PostKey>>,
         now_ms: u64,
-        f: impl FnMut(&'a Post),
+        mut f: impl FnMut(&'a Post),
     ) {
         let (_, source) = self.source(plan, hits, None, None, now_ms);
-        self.for_each_in(source, plan, f);
+        self.for_each_in(source, plan, |p| {
+            if hits.is_none_or(|h| h.contains(&p.key())) {
+                f(p);
+            }
+        });
     }
 
     /// The smallest set that must hold every match, and its size (for a
