@@ -13,12 +13,15 @@ use std::ops::Bound;
 
 use hearth_node::core::sync::{
     short_id, Accumulator, KeyBound, LogDigest, Mode, Range, SyncError, SyncMessage, SyncSession,
-    EVENTS_MAX, EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGE_BYTES_MAX, ROUNDS_MAX,
+    EVENTS_MAX, EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGES_MAX, MESSAGE_BYTES_MAX, RANGES_MAX,
+    ROUNDS_MAX,
 };
 use hearth_node::core::Node;
 use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::cbor::Value;
-use hearth_proto::{Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent};
+use hearth_proto::{
+    Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent, EVENT_BYTES_MAX,
+};
 use proptest::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -1247,6 +1250,213 @@ fn an_answer_that_fits_is_not_deferred() {
             .ranges
             .iter()
             .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 16)),
+        "every range answered with its Want, none deferred"
+    );
+}
+
+/// A first range that ends before the end of the key space is compared
+/// by the fingerprint of its own items, not by the whole log's digest: a
+/// peer whose part of the log equals ours there is told it is settled.
+#[test]
+fn a_leading_range_is_compared_by_its_own_items() {
+    let (_, b, _, _) = build(1_000, |_| Place::OnlyB);
+    let all = keys(&b);
+    let salt = 21;
+    let mut acc = Accumulator::default();
+    for k in &all[..500] {
+        acc.add(&k.hash);
+    }
+    let msg = SyncMessage {
+        salt,
+        ranges: vec![
+            Range {
+                upper: Some(KeyBound {
+                    lamport: all[500].lamport,
+                    prefix: all[500].hash.0.to_vec(),
+                }),
+                mode: Mode::Fingerprint {
+                    count: acc.count(),
+                    fp: acc.fingerprint(salt),
+                },
+            },
+            Range {
+                upper: None,
+                mode: Mode::Skip,
+            },
+        ],
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &msg.encode()).unwrap();
+    assert!(reply.is_empty(), "{reply:?}");
+}
+
+/// A sketch equal to ours but of another count means more differences
+/// than its capacity can see (more than twice it): the answer's sketch is
+/// sized above that, for 2 x 5 + 1 differences, not for the counts'
+/// difference of one.
+#[test]
+fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
+    let (_, b, _, _) = build(200, |_| Place::OnlyB);
+    let salt = 22;
+    let opening = |mode| {
+        SyncMessage {
+            salt,
+            ranges: vec![Range { upper: None, mode }],
+            events: vec![],
+        }
+        .encode()
+    };
+    // Told of one item more than it holds, B answers with a capacity-5
+    // sketch (for at least one difference) and estimation levels.
+    let told = opening(Mode::Fingerprint {
+        count: 201,
+        fp: [0; 8],
+    });
+    let reply = SyncSession::default().handle(&b, &told).unwrap();
+    let [Range {
+        mode: Mode::Sketch {
+            count: 200,
+            syndromes,
+            ..
+        },
+        ..
+    }] = &reply.ranges[..]
+    else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(syndromes.len(), 5);
+    // The same sketch back with a count of 201: the sketches cancel, so
+    // there are more than 2 x 5 differences.
+    let same = opening(Mode::Sketch {
+        count: 201,
+        syndromes: syndromes.clone(),
+        strata: vec![],
+    });
+    let reply = SyncSession::default().handle(&b, &same).unwrap();
+    let [Range {
+        mode: Mode::Sketch {
+            count: 200,
+            syndromes,
+            ..
+        },
+        ..
+    }] = &reply.ranges[..]
+    else {
+        panic!("{reply:?}")
+    };
+    // capacity(11): 11 + 2 sqrt(11), rounded up, + 2.
+    assert_eq!(syndromes.len(), 20);
+}
+
+/// A responder adopts the salt of the first message with ranges only: a
+/// message without ranges that carries a salt anyway (`{"s": 5}`) leaves
+/// the session free to adopt the next ranged message's salt.
+#[test]
+fn only_a_message_with_ranges_sets_the_session_salt() {
+    let store = MemoryStore::new();
+    let mut s = SyncSession::default();
+    let bare = Value::map([("s", Value::Uint(5))]).to_bytes();
+    assert_eq!(SyncMessage::decode(&bare).unwrap().salt, 5);
+    s.handle(&store, &bare).unwrap();
+    assert_eq!(s.salt(), 0);
+    let ranged = SyncMessage {
+        salt: 7,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Ids(vec![]),
+        }],
+        events: vec![],
+    };
+    s.handle(&store, &ranged.encode()).unwrap();
+    assert_eq!(s.salt(), 7);
+}
+
+/// A peer that keeps sending messages, even without ranges, is cut off
+/// after MESSAGES_MAX of them in one session.
+#[test]
+fn endless_messages_are_refused() {
+    let store = MemoryStore::new();
+    let empty = SyncMessage::default().encode();
+    let mut s = SyncSession::default();
+    for _ in 0..MESSAGES_MAX {
+        s.handle(&store, &empty).unwrap();
+    }
+    assert_eq!(s.stats().messages_in, MESSAGES_MAX);
+    assert!(matches!(
+        s.handle(&store, &empty),
+        Err(SyncError::TooManyRounds)
+    ));
+}
+
+/// A signed note of exactly `size` encoded bytes (padded with a byte
+/// string); `i` tells notes apart.
+fn note_of_size(f: &Fixture, i: u64, size: usize) -> VerifiedEvent {
+    let who = key(2);
+    let note = |pad: usize| {
+        Event {
+            id: EventId::from_parts(NOW, 1_000_000 + u128::from(i)),
+            ts: NOW,
+            author: who.node_id(),
+            lamport: 1 + i,
+            community: f.community,
+            payload: Payload::Unknown {
+                type_name: "test.note".into(),
+                data: Value::map([
+                    ("n", Value::Uint(i)),
+                    ("pad", Value::Bytes(vec![0u8; pad].into())),
+                ]),
+            },
+        }
+        .sign(&who)
+        .unwrap()
+    };
+    let probe = note(1_000).bytes().len();
+    let e = note(1_000 + size - probe);
+    assert_eq!(e.bytes().len(), size);
+    e
+}
+
+/// A batch takes events up to exactly EVENT_BATCH_BYTES_MAX bytes: 36
+/// events of the largest size (16 KiB each) go in one message, and the
+/// 37th in the next.
+#[test]
+fn a_batch_fills_to_exactly_its_byte_cap() {
+    assert_eq!(EVENT_BATCH_BYTES_MAX, 36 * EVENT_BYTES_MAX);
+    let f = Fixture::new();
+    let mut b = MemoryStore::new();
+    for i in 0..37 {
+        b.insert(&note_of_size(&f, i, EVENT_BYTES_MAX)).unwrap();
+    }
+    let (_, opening) = SyncSession::initiate(&MemoryStore::new(), 5).unwrap();
+    let mut s = SyncSession::default();
+    let reply = s.handle(&b, &opening.encode()).unwrap();
+    assert_eq!(reply.events.len(), 36);
+    let bytes: usize = reply.events.iter().map(Vec::len).sum();
+    assert_eq!(bytes, EVENT_BATCH_BYTES_MAX);
+    assert!(reply.encode().len() <= MESSAGE_BYTES_MAX);
+    let rest = s.handle(&b, &SyncMessage::default().encode()).unwrap();
+    assert_eq!(rest.events.len(), 1);
+    assert!(s.is_done());
+}
+
+/// A message of RANGES_MAX ranges, each listing an id we lack, is
+/// answered range for range with a `Want`: the budget reserves one range
+/// for each range still to answer, not more, so all of them fit.
+#[test]
+fn every_range_of_a_full_message_is_answered() {
+    let (_, b, _, _) = build(2 * RANGES_MAX, |_| Place::OnlyB);
+    let first = SyncMessage {
+        salt: 14,
+        ranges: ranges_of_unknown_ids(&keys(&b), RANGES_MAX, 1),
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &first.encode()).unwrap();
+    assert_eq!(reply.ranges.len(), RANGES_MAX);
+    assert!(
+        reply
+            .ranges
+            .iter()
+            .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 1)),
         "every range answered with its Want, none deferred"
     );
 }
