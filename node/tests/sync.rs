@@ -1307,7 +1307,8 @@ fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
         .encode()
     };
     // Told of one item more than it holds, B answers with a capacity-5
-    // sketch (for at least one difference) and estimation levels.
+    // sketch (for at least one difference) and estimation levels: a count
+    // one off is no estimate of the difference.
     let told = opening(Mode::Fingerprint {
         count: 201,
         fp: [0; 8],
@@ -1325,6 +1326,11 @@ fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
         panic!("{reply:?}")
     };
     assert_eq!(syndromes.len(), 5);
+    // 4 levels of 8 syndromes for the 401 items of both sides.
+    let Mode::Sketch { strata, .. } = &reply.ranges[0].mode else {
+        unreachable!()
+    };
+    assert_eq!(strata.len(), 4 * 8);
     // The same sketch back with a count of 201: the sketches cancel, so
     // there are more than 2 x 5 differences.
     let same = opening(Mode::Sketch {
@@ -1458,5 +1464,76 @@ fn every_range_of_a_full_message_is_answered() {
             .iter()
             .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 1)),
         "every range answered with its Want, none deferred"
+    );
+}
+
+/// An initiator that asked for events does not end the session on an
+/// answer that brings fewer of them, though that answer leaves nothing
+/// open: it ends once the peer says it has nothing more (an empty
+/// message), when what did not come will not come.
+#[test]
+fn asked_for_events_are_awaited_until_the_peer_is_done() {
+    let (a, b, _, _) = build(5, |i| if i < 3 { Place::Both } else { Place::OnlyB });
+    let salt = 23;
+    let (mut sa, _) = SyncSession::initiate(&a, salt).unwrap();
+    // B lists its five items: A lacks two and asks for them.
+    let listing = SyncMessage {
+        salt,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Ids(keys(&b).iter().map(|k| short_id(salt, &k.hash)).collect()),
+        }],
+        events: vec![],
+    };
+    let want = sa.handle(&a, &listing.encode()).unwrap();
+    assert!(
+        matches!(&want.ranges[..], [Range { mode: Mode::Want(ids), .. }] if ids.len() == 2),
+        "{want:?}"
+    );
+    assert!(!sa.is_done());
+    // An answer with one of the two and nothing open.
+    let one = SyncMessage {
+        events: vec![pool()[3].bytes().to_vec()],
+        ..Default::default()
+    };
+    let next = sa.handle(&a, &one.encode()).unwrap();
+    assert!(next.is_empty());
+    assert!(!sa.finished(&next), "an asked-for event has not come");
+    // The peer has nothing more: the session is over.
+    let next = sa.handle(&a, &SyncMessage::default().encode()).unwrap();
+    assert!(sa.finished(&next));
+}
+
+/// Settled ranges in an answer are one `Skip` however many come in a row,
+/// and a trailing one is left out: a `Skip` never widens a neighbouring
+/// range that says something else.
+#[test]
+fn settled_ranges_merge_into_one_skip_and_only_with_each_other() {
+    let (_, b, _, _) = build(40, |_| Place::OnlyB);
+    let all = keys(&b);
+    let at = |i: usize| {
+        Some(KeyBound {
+            lamport: all[i].lamport,
+            prefix: all[i].hash.0.to_vec(),
+        })
+    };
+    let range = |upper, mode| Range { upper, mode };
+    let msg = SyncMessage {
+        salt: 24,
+        ranges: vec![
+            range(at(10), Mode::Skip),
+            range(at(20), Mode::Skip),
+            range(at(30), Mode::Ids(vec![3])),
+            range(None, Mode::Skip),
+        ],
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &msg.encode()).unwrap();
+    assert_eq!(
+        reply.ranges,
+        vec![
+            range(at(20), Mode::Skip),
+            range(at(30), Mode::Want(vec![3])),
+        ]
     );
 }

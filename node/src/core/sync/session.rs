@@ -1203,4 +1203,23 @@ mod tests {
         assert!(!batch_full(&vec![vec![0]; EVENTS_MAX - 1]));
         assert!(batch_full(&vec![vec![0]; EVENTS_MAX]));
     }
+
+    /// Adding ranges to a plan spends their bytes and syndromes on top of
+    /// what it already holds, so the budget sees every range of the reply.
+    #[test]
+    fn adding_ranges_spends_their_bytes_and_syndromes() {
+        let (sketch, fp) = (sketch_range(6, 8), fingerprint_range(None));
+        let mut plan = Plan::default();
+        plan.add(vec![sketch.clone(), fp.clone()]);
+        plan.add(vec![sketch.clone()]);
+        assert_eq!(
+            plan.ranges,
+            vec![sketch.clone(), fp.clone(), sketch.clone()]
+        );
+        assert_eq!(
+            plan.spent,
+            2 * range_bytes_max(&sketch) + range_bytes_max(&fp)
+        );
+        assert_eq!(plan.syndromes, 2 * (6 + 8));
+    }
 }
