@@ -1293,7 +1293,8 @@ fn a_leading_range_is_compared_by_its_own_items() {
 /// A sketch equal to ours but of another count means more differences
 /// than its capacity can see (more than twice it): the answer's sketch is
 /// sized above that, for 2 x 5 + 1 differences, not for the counts'
-/// difference of one.
+/// difference of one (which is no estimate either: the first answer, to a
+/// fingerprint one off, carries estimation levels).
 #[test]
 fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
     let (_, b, _, _) = build(200, |_| Place::OnlyB);
