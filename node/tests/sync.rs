@@ -13,12 +13,15 @@ use std::ops::Bound;
 
 use hearth_node::core::sync::{
     short_id, Accumulator, KeyBound, LogDigest, Mode, Range, SyncError, SyncMessage, SyncSession,
-    EVENTS_MAX, EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGE_BYTES_MAX, ROUNDS_MAX,
+    EVENTS_MAX, EVENT_BATCH_BYTES_MAX, IDS_MAX, MESSAGES_MAX, MESSAGE_BYTES_MAX, RANGES_MAX,
+    ROUNDS_MAX,
 };
 use hearth_node::core::Node;
 use hearth_node::store::{EventIter, EventStore, MemoryStore, StoreError};
 use hearth_proto::cbor::Value;
-use hearth_proto::{Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent};
+use hearth_proto::{
+    Category, Event, EventHash, EventId, EventKey, Level, Payload, VerifiedEvent, EVENT_BYTES_MAX,
+};
 use proptest::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -1248,5 +1251,290 @@ fn an_answer_that_fits_is_not_deferred() {
             .iter()
             .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 16)),
         "every range answered with its Want, none deferred"
+    );
+}
+
+/// A first range that ends before the end of the key space is compared
+/// by the fingerprint of its own items, not by the whole log's digest: a
+/// peer whose part of the log equals ours there is told it is settled.
+#[test]
+fn a_leading_range_is_compared_by_its_own_items() {
+    let (_, b, _, _) = build(1_000, |_| Place::OnlyB);
+    let all = keys(&b);
+    let salt = 21;
+    let mut acc = Accumulator::default();
+    for k in &all[..500] {
+        acc.add(&k.hash);
+    }
+    let msg = SyncMessage {
+        salt,
+        ranges: vec![
+            Range {
+                upper: Some(KeyBound {
+                    lamport: all[500].lamport,
+                    prefix: all[500].hash.0.to_vec(),
+                }),
+                mode: Mode::Fingerprint {
+                    count: acc.count(),
+                    fp: acc.fingerprint(salt),
+                },
+            },
+            Range {
+                upper: None,
+                mode: Mode::Skip,
+            },
+        ],
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &msg.encode()).unwrap();
+    assert!(reply.is_empty(), "{reply:?}");
+}
+
+/// A sketch equal to ours but of another count means more differences
+/// than its capacity can see (more than twice it): the answer's sketch is
+/// sized above that, for 2 x 5 + 1 differences, not for the counts'
+/// difference of one (which is no estimate either: the first answer, to a
+/// fingerprint one off, carries estimation levels).
+#[test]
+fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
+    let (_, b, _, _) = build(200, |_| Place::OnlyB);
+    let salt = 22;
+    let opening = |mode| {
+        SyncMessage {
+            salt,
+            ranges: vec![Range { upper: None, mode }],
+            events: vec![],
+        }
+        .encode()
+    };
+    // Told of one item more than it holds, B answers with a capacity-5
+    // sketch (for at least one difference) and estimation levels: a count
+    // one off is no estimate of the difference.
+    let told = opening(Mode::Fingerprint {
+        count: 201,
+        fp: [0; 8],
+    });
+    let reply = SyncSession::default().handle(&b, &told).unwrap();
+    let [Range {
+        mode: Mode::Sketch {
+            count: 200,
+            syndromes,
+            ..
+        },
+        ..
+    }] = &reply.ranges[..]
+    else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(syndromes.len(), 5);
+    // 4 levels of 8 syndromes for the 401 items of both sides.
+    let Mode::Sketch { strata, .. } = &reply.ranges[0].mode else {
+        unreachable!()
+    };
+    assert_eq!(strata.len(), 4 * 8);
+    // The same sketch back with a count of 201: the sketches cancel, so
+    // there are more than 2 x 5 differences.
+    let same = opening(Mode::Sketch {
+        count: 201,
+        syndromes: syndromes.clone(),
+        strata: vec![],
+    });
+    let reply = SyncSession::default().handle(&b, &same).unwrap();
+    let [Range {
+        mode: Mode::Sketch {
+            count: 200,
+            syndromes,
+            ..
+        },
+        ..
+    }] = &reply.ranges[..]
+    else {
+        panic!("{reply:?}")
+    };
+    // capacity(11): 11 + 2 sqrt(11), rounded up, + 2.
+    assert_eq!(syndromes.len(), 20);
+}
+
+/// A responder adopts the salt of the first message with ranges only: a
+/// message without ranges that carries a salt anyway (`{"s": 5}`) leaves
+/// the session free to adopt the next ranged message's salt.
+#[test]
+fn only_a_message_with_ranges_sets_the_session_salt() {
+    let store = MemoryStore::new();
+    let mut s = SyncSession::default();
+    let bare = Value::map([("s", Value::Uint(5))]).to_bytes();
+    assert_eq!(SyncMessage::decode(&bare).unwrap().salt, 5);
+    s.handle(&store, &bare).unwrap();
+    assert_eq!(s.salt(), 0);
+    let ranged = SyncMessage {
+        salt: 7,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Ids(vec![]),
+        }],
+        events: vec![],
+    };
+    s.handle(&store, &ranged.encode()).unwrap();
+    assert_eq!(s.salt(), 7);
+}
+
+/// A peer that keeps sending messages, even without ranges, is cut off
+/// after MESSAGES_MAX of them in one session.
+#[test]
+fn endless_messages_are_refused() {
+    let store = MemoryStore::new();
+    let empty = SyncMessage::default().encode();
+    let mut s = SyncSession::default();
+    for _ in 0..MESSAGES_MAX {
+        s.handle(&store, &empty).unwrap();
+    }
+    assert_eq!(s.stats().messages_in, MESSAGES_MAX);
+    assert!(matches!(
+        s.handle(&store, &empty),
+        Err(SyncError::TooManyRounds)
+    ));
+}
+
+/// A signed note of exactly `size` encoded bytes (padded with a byte
+/// string); `i` tells notes apart.
+fn note_of_size(f: &Fixture, i: u64, size: usize) -> VerifiedEvent {
+    let who = key(2);
+    let note = |pad: usize| {
+        Event {
+            id: EventId::from_parts(NOW, 1_000_000 + u128::from(i)),
+            ts: NOW,
+            author: who.node_id(),
+            lamport: 1 + i,
+            community: f.community,
+            payload: Payload::Unknown {
+                type_name: "test.note".into(),
+                data: Value::map([
+                    ("n", Value::Uint(i)),
+                    ("pad", Value::Bytes(vec![0u8; pad].into())),
+                ]),
+            },
+        }
+        .sign(&who)
+        .unwrap()
+    };
+    let probe = note(1_000).bytes().len();
+    let e = note(1_000 + size - probe);
+    assert_eq!(e.bytes().len(), size);
+    e
+}
+
+/// A batch takes events up to exactly EVENT_BATCH_BYTES_MAX bytes: 36
+/// events of the largest size (16 KiB each) go in one message, and the
+/// 37th in the next.
+#[test]
+fn a_batch_fills_to_exactly_its_byte_cap() {
+    assert_eq!(EVENT_BATCH_BYTES_MAX, 36 * EVENT_BYTES_MAX);
+    let f = Fixture::new();
+    let mut b = MemoryStore::new();
+    for i in 0..37 {
+        b.insert(&note_of_size(&f, i, EVENT_BYTES_MAX)).unwrap();
+    }
+    let (_, opening) = SyncSession::initiate(&MemoryStore::new(), 5).unwrap();
+    let mut s = SyncSession::default();
+    let reply = s.handle(&b, &opening.encode()).unwrap();
+    assert_eq!(reply.events.len(), 36);
+    let bytes: usize = reply.events.iter().map(Vec::len).sum();
+    assert_eq!(bytes, EVENT_BATCH_BYTES_MAX);
+    assert!(reply.encode().len() <= MESSAGE_BYTES_MAX);
+    let rest = s.handle(&b, &SyncMessage::default().encode()).unwrap();
+    assert_eq!(rest.events.len(), 1);
+    assert!(s.is_done());
+}
+
+/// A message of RANGES_MAX ranges, each listing an id we lack, is
+/// answered range for range with a `Want`: the budget reserves one range
+/// for each range still to answer, not more, so all of them fit.
+#[test]
+fn every_range_of_a_full_message_is_answered() {
+    let (_, b, _, _) = build(2 * RANGES_MAX, |_| Place::OnlyB);
+    let first = SyncMessage {
+        salt: 14,
+        ranges: ranges_of_unknown_ids(&keys(&b), RANGES_MAX, 1),
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &first.encode()).unwrap();
+    assert_eq!(reply.ranges.len(), RANGES_MAX);
+    assert!(
+        reply
+            .ranges
+            .iter()
+            .all(|r| matches!(&r.mode, Mode::Want(ids) if ids.len() == 1)),
+        "every range answered with its Want, none deferred"
+    );
+}
+
+/// An initiator that asked for events does not end the session on an
+/// answer that brings fewer of them, though that answer leaves nothing
+/// open: it ends once the peer says it has nothing more (an empty
+/// message), when what did not come will not come.
+#[test]
+fn asked_for_events_are_awaited_until_the_peer_is_done() {
+    let (a, b, _, _) = build(5, |i| if i < 3 { Place::Both } else { Place::OnlyB });
+    let salt = 23;
+    let (mut sa, _) = SyncSession::initiate(&a, salt).unwrap();
+    // B lists its five items: A lacks two and asks for them.
+    let listing = SyncMessage {
+        salt,
+        ranges: vec![Range {
+            upper: None,
+            mode: Mode::Ids(keys(&b).iter().map(|k| short_id(salt, &k.hash)).collect()),
+        }],
+        events: vec![],
+    };
+    let want = sa.handle(&a, &listing.encode()).unwrap();
+    assert!(
+        matches!(&want.ranges[..], [Range { mode: Mode::Want(ids), .. }] if ids.len() == 2),
+        "{want:?}"
+    );
+    assert!(!sa.is_done());
+    // An answer with one of the two and nothing open.
+    let one = SyncMessage {
+        events: vec![pool()[3].bytes().to_vec()],
+        ..Default::default()
+    };
+    let next = sa.handle(&a, &one.encode()).unwrap();
+    assert!(next.is_empty());
+    assert!(!sa.finished(&next), "an asked-for event has not come");
+    // The peer has nothing more: the session is over.
+    let next = sa.handle(&a, &SyncMessage::default().encode()).unwrap();
+    assert!(sa.finished(&next));
+}
+
+/// Settled ranges in an answer are one `Skip` however many come in a row,
+/// and a trailing one is left out: a `Skip` never widens a neighbouring
+/// range that says something else.
+#[test]
+fn settled_ranges_merge_into_one_skip_and_only_with_each_other() {
+    let (_, b, _, _) = build(40, |_| Place::OnlyB);
+    let all = keys(&b);
+    let at = |i: usize| {
+        Some(KeyBound {
+            lamport: all[i].lamport,
+            prefix: all[i].hash.0.to_vec(),
+        })
+    };
+    let range = |upper, mode| Range { upper, mode };
+    let msg = SyncMessage {
+        salt: 24,
+        ranges: vec![
+            range(at(10), Mode::Skip),
+            range(at(20), Mode::Skip),
+            range(at(30), Mode::Ids(vec![3])),
+            range(None, Mode::Skip),
+        ],
+        events: vec![],
+    };
+    let reply = SyncSession::default().handle(&b, &msg.encode()).unwrap();
+    assert_eq!(
+        reply.ranges,
+        vec![
+            range(at(20), Mode::Skip),
+            range(at(30), Mode::Want(vec![3])),
+        ]
     );
 }

@@ -882,4 +882,344 @@ mod tests {
         }
         assert_eq!(total, mine.len() as u64);
     }
+
+    /// A fingerprint range with this bound (what a deferred range costs).
+    fn fingerprint_range(upper: Option<KeyBound>) -> Range {
+        Range {
+            upper,
+            mode: Mode::Fingerprint {
+                count: 0,
+                fp: [0; crate::core::sync::FINGERPRINT_BYTES],
+            },
+        }
+    }
+
+    /// A sketch range of `syndromes` syndromes and `strata` level words.
+    fn sketch_range(syndromes: usize, strata: usize) -> Range {
+        Range {
+            upper: None,
+            mode: Mode::Sketch {
+                count: 0,
+                syndromes: vec![1; syndromes],
+                strata: vec![1; strata],
+            },
+        }
+    }
+
+    /// A plan fits ranges exactly up to each of a reply's three budgets,
+    /// counting what it holds, the new ranges and the reserve for the
+    /// ranges still to answer: ranges (RANGES_MAX), encoded bytes
+    /// (RANGE_BYTES_MAX) and sketch syndromes (SYNDROMES_MAX). One over
+    /// any one of them, the others within theirs, does not fit.
+    #[test]
+    fn a_plan_fits_ranges_up_to_each_budget_exactly() {
+        let fp = fingerprint_range(None);
+        let two = [fp.clone(), fp.clone()];
+        // Ranges: held + new + reserved.
+        let plan = Plan {
+            ranges: vec![fp.clone(); RANGES_MAX - 5],
+            ..Plan::default()
+        };
+        assert!(plan.fits(&two, (3, 0)), "exactly RANGES_MAX");
+        assert!(!plan.fits(&two, (4, 0)), "one range over");
+        // Bytes: spent + new + reserved.
+        let reserved = 1_000;
+        let plan = Plan {
+            spent: RANGE_BYTES_MAX - 2 * range_bytes_max(&fp) - reserved,
+            ..Plan::default()
+        };
+        assert!(plan.fits(&two, (0, reserved)), "exactly RANGE_BYTES_MAX");
+        assert!(!plan.fits(&two, (0, reserved + 1)), "one byte over");
+        // Syndromes: held + new (6 syndromes and 4 or 5 level words).
+        let plan = Plan {
+            syndromes: SYNDROMES_MAX - 10,
+            ..Plan::default()
+        };
+        assert!(
+            plan.fits(&[sketch_range(6, 4)], (0, 0)),
+            "exactly SYNDROMES_MAX"
+        );
+        assert!(
+            !plan.fits(&[sketch_range(6, 5)], (0, 0)),
+            "one syndrome over"
+        );
+    }
+
+    /// The encoded size of `r` alone, as one range of a message.
+    fn encoded_len(r: &Range) -> usize {
+        let msg = |r: Range| {
+            SyncMessage {
+                salt: 0,
+                ranges: vec![r],
+                events: Vec::new(),
+            }
+            .encode()
+            .len()
+        };
+        // A bare Skip (no bound) is a 2-byte array: the rest is the message.
+        let around = msg(Range {
+            upper: None,
+            mode: Mode::Skip,
+        }) - 2;
+        msg(r.clone()) - around
+    }
+
+    /// CBOR header bytes of a byte string of `len` bytes.
+    fn bytes_header(len: usize) -> usize {
+        match len {
+            0..24 => 1,
+            24..256 => 2,
+            _ => 3,
+        }
+    }
+
+    /// `range_bytes_max` bounds a range's encoded size, and is exact but
+    /// for the headers of its byte strings (taken as 9 bytes each) and the
+    /// Lamport delta of a bound without a prefix (taken as a 12-byte
+    /// pair): every field of every mode counts, at its widest.
+    #[test]
+    fn range_bytes_max_is_the_encoded_size_at_its_widest() {
+        let wide = Some(KeyBound {
+            lamport: u64::MAX,
+            prefix: vec![0xab; 32],
+        });
+        let bare = Some(KeyBound {
+            lamport: u64::MAX,
+            prefix: Vec::new(),
+        });
+        let words = |n: usize| vec![u64::MAX; n];
+        let headers =
+            |lists: &[usize]| -> usize { lists.iter().map(|&n| 9 - bytes_header(8 * n)).sum() };
+        let cases = [
+            (wide.clone(), Mode::Skip, 0),
+            (bare.clone(), Mode::Skip, 3),
+            (
+                wide.clone(),
+                Mode::Fingerprint {
+                    count: u64::MAX,
+                    fp: [0xff; 8],
+                },
+                0,
+            ),
+            (
+                wide.clone(),
+                Mode::Sketch {
+                    count: u64::MAX,
+                    syndromes: words(SKETCH_CAPACITY_MAX),
+                    strata: words(STRATA_LEVELS_MAX * STRATA_CAPACITY),
+                },
+                headers(&[SKETCH_CAPACITY_MAX, STRATA_LEVELS_MAX * STRATA_CAPACITY]),
+            ),
+            (
+                None,
+                Mode::Sketch {
+                    count: u64::MAX,
+                    syndromes: words(1),
+                    strata: Vec::new(),
+                },
+                headers(&[1, 0]),
+            ),
+            (wide.clone(), Mode::Ids(words(IDS_MAX)), headers(&[IDS_MAX])),
+            (None, Mode::Want(Vec::new()), headers(&[0])),
+            (bare, Mode::Roots(words(5)), 3 + headers(&[5])),
+        ];
+        for (upper, mode, slack) in cases {
+            let r = Range { upper, mode };
+            let (max, len) = (range_bytes_max(&r), encoded_len(&r));
+            assert!(max >= len, "{r:?}: bound {max} under {len} bytes");
+            assert_eq!(max - len, slack, "{r:?}: bound {max} for {len} bytes");
+        }
+    }
+
+    /// A sketch is sized for `d` expected differences plus two standard
+    /// deviations (2 sqrt d), rounded up, plus two.
+    #[test]
+    fn capacity_adds_two_deviations_and_two() {
+        assert_eq!(capacity(0.0), 2);
+        assert_eq!(capacity(1.0), 5); // 1 + 2, + 2
+        assert_eq!(capacity(16.0), 26); // 16 + 8, + 2
+        assert_eq!(capacity(24.0), 36); // 24 + 9.8 -> 34, + 2
+    }
+
+    /// Estimation levels for `items` items: one more for each factor of 4
+    /// until the top level samples at most STRATA_CAPACITY / 2 = 4 of
+    /// them, and at most STRATA_LEVELS_MAX.
+    #[test]
+    fn strata_levels_grow_by_factors_of_four_to_the_cap() {
+        for (items, levels) in [
+            (0, 0),
+            (4, 0),
+            (5, 1),
+            (19, 1),
+            (20, 2),
+            (300, 3),
+            (320, 4),
+            (5 << 28, 15),
+            (5 << 30, STRATA_LEVELS_MAX),
+            (u64::MAX, STRATA_LEVELS_MAX),
+        ] {
+            assert_eq!(strata_levels(items), levels, "{items} items");
+        }
+    }
+
+    /// How a differing range is answered (`respond`), at each rule's
+    /// boundary: our id list when it is no longer than the sketch we would
+    /// send (its capacity plus the estimation levels), or, asked by a
+    /// fingerprint, within IDS_MAX; our fingerprint when the peer's side
+    /// is that small; one sketch sized for an estimate up to
+    /// SKETCH_CAPACITY_MAX and a partition past it; without an estimate a
+    /// sketch above the floor, with estimation levels.
+    #[test]
+    fn a_differing_range_is_answered_by_the_cheapest_rule() {
+        let salt = 3;
+        let fp = Mode::Fingerprint {
+            count: 9,
+            fp: [9; 8],
+        };
+        let answer = |n: u64, theirs: u64, estimate: Option<f64>, asked_by_fp: bool| {
+            let mine = sorted_keys(n);
+            let ids = short_ids(salt, &mine);
+            respond(&None, &mine, &ids, &fp, theirs, 1, estimate, asked_by_fp)
+        };
+        let listed = |r: &[Range], n: usize| matches!(r, [Range { upper: None, mode: Mode::Ids(ids) }] if ids.len() == n);
+        // Floor 1, no estimate: a capacity-5 sketch with 4 levels for
+        // 1,000 + 37 items is 5 + 4 x 8 = 37 words. So 37 ids are listed
+        // and 38 sketched.
+        assert_eq!((capacity(1.0), strata_levels(1_037)), (5, 4));
+        assert_eq!(strata_levels(1_038), 4);
+        assert!(listed(&answer(37, 1_000, None, false), 37));
+        let r = answer(38, 1_000, None, false);
+        assert!(
+            matches!(&r[..], [Range { upper: None, mode: Mode::Sketch { count: 38, syndromes, strata } }]
+                if syndromes.len() == 5 && strata.len() == 4 * STRATA_CAPACITY),
+            "{r:?}"
+        );
+        // Asked by a fingerprint: listed up to IDS_MAX, sketched past it.
+        assert!(listed(&answer(38, 1_000, None, true), 38));
+        assert!(listed(&answer(IDS_MAX as u64, 1_000, None, true), IDS_MAX));
+        let r = answer(IDS_MAX as u64 + 1, 1_000, None, true);
+        assert!(
+            matches!(
+                &r[..],
+                [Range {
+                    mode: Mode::Sketch { .. },
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+        // 200 of ours against 10 of theirs (at most 5 + 3 x 8 = 29 for 210
+        // items): our fingerprint, which the peer answers with its list.
+        assert_eq!(strata_levels(210), 3);
+        assert_eq!(
+            answer(200, 10, None, false),
+            vec![Range {
+                upper: None,
+                mode: fp.clone()
+            }]
+        );
+        // An estimate of 30: one sketch of capacity(30) = 43, no levels.
+        let r = answer(200, 1_000, Some(30.0), false);
+        assert!(
+            matches!(&r[..], [Range { upper: None, mode: Mode::Sketch { count: 200, syndromes, strata } }]
+                if syndromes.len() == 43 && strata.is_empty()),
+            "{r:?}"
+        );
+        // An estimate of 10,000: past SKETCH_CAPACITY_MAX, a partition
+        // (256 parts of 8 items, here listed).
+        let r = answer(2_000, 20_000, Some(10_000.0), false);
+        assert_eq!(r.len(), 250);
+        assert!(r
+            .iter()
+            .all(|p| matches!(&p.mode, Mode::Ids(ids) if ids.len() == 8)));
+        assert!(r.last().is_some_and(|p| p.upper.is_none()));
+    }
+
+    /// A partition for `d` differences has about d / CHILD_DIFFERENCES_TARGET
+    /// parts of equal count, each with a sketch sized for its share, each
+    /// bounded between its last item and the next part's first.
+    #[test]
+    fn a_partition_sizes_its_parts_for_their_share() {
+        let mine = sorted_keys(10_000);
+        let ids = short_ids(7, &mine);
+        // 240 differences: 10 parts of 1,000 items, each for 24.
+        assert_eq!(capacity(24.0), 36);
+        let parts = partition(&None, &mine, &ids, 240.0);
+        assert_eq!(parts.len(), 10);
+        for (i, r) in parts.iter().enumerate() {
+            let (start, end) = (i * 1_000, (i + 1) * 1_000);
+            let expected = Mode::Sketch {
+                count: 1_000,
+                syndromes: sketch::sketch(&ids[start..end], 36),
+                strata: Vec::new(),
+            };
+            assert_eq!(r.mode, expected, "part {i}");
+            let upper = (end < mine.len()).then(|| KeyBound::between(&mine[end - 1], &mine[end]));
+            assert_eq!(r.upper, upper, "part {i}");
+        }
+    }
+
+    /// A part is listed when its ids are no more than its sketch's
+    /// capacity (and IDS_MAX), and sketched otherwise: with ~78
+    /// differences a part (capacity 98, too big for one sketch), a small
+    /// sketch with estimation levels for both sides' items of the part.
+    #[test]
+    fn parts_are_listed_only_when_the_list_is_no_longer_than_their_sketch() {
+        assert_eq!(capacity(20_000.0 / BUCKETS_MAX as f64), 98);
+        // (items a part, listed, levels for twice that)
+        for (per, listed, levels) in [(90u64, true, 0), (110, false, 3), (160, false, 4)] {
+            let mine = sorted_keys(BUCKETS_MAX as u64 * per);
+            let ids = short_ids(7, &mine);
+            let parts = partition(&None, &mine, &ids, 20_000.0);
+            assert_eq!(parts.len(), BUCKETS_MAX, "{per} a part");
+            for r in &parts {
+                match &r.mode {
+                    Mode::Ids(ids) => assert!(listed && ids.len() as u64 == per, "{per} a part"),
+                    Mode::Sketch {
+                        count,
+                        syndromes,
+                        strata,
+                    } => {
+                        assert!(!listed, "{per} a part: sketched");
+                        assert_eq!(*count, per);
+                        assert_eq!(syndromes.len(), OPENING_CAPACITY);
+                        assert_eq!(strata.len(), levels * STRATA_CAPACITY, "{per} a part");
+                    }
+                    other => panic!("{per} a part: {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A batch counts as full at EVENTS_MAX events, or once an event of the
+    /// largest size might not fit after it: exactly at those bounds, and
+    /// not one short of them.
+    #[test]
+    fn a_batch_is_full_at_its_count_or_when_a_largest_event_might_not_fit() {
+        assert!(!batch_full(&[]));
+        let room = EVENT_BATCH_BYTES_MAX - EVENT_BYTES_MAX;
+        assert!(!batch_full(&[vec![0; room]]), "a largest event still fits");
+        assert!(batch_full(&[vec![0; room + 1]]));
+        assert!(!batch_full(&vec![vec![0]; EVENTS_MAX - 1]));
+        assert!(batch_full(&vec![vec![0]; EVENTS_MAX]));
+    }
+
+    /// Adding ranges to a plan spends their bytes and syndromes on top of
+    /// what it already holds, so the budget sees every range of the reply.
+    #[test]
+    fn adding_ranges_spends_their_bytes_and_syndromes() {
+        let (sketch, fp) = (sketch_range(6, 8), fingerprint_range(None));
+        let mut plan = Plan::default();
+        plan.add(vec![sketch.clone(), fp.clone()]);
+        plan.add(vec![sketch.clone()]);
+        assert_eq!(
+            plan.ranges,
+            vec![sketch.clone(), fp.clone(), sketch.clone()]
+        );
+        assert_eq!(
+            plan.spent,
+            2 * range_bytes_max(&sketch) + range_bytes_max(&fp)
+        );
+        assert_eq!(plan.syndromes, 2 * (6 + 8));
+    }
 }
