@@ -1424,3 +1424,77 @@ fn nearest_reads_a_farther_cell_that_holds_a_nearer_post() {
         assert_eq!(got, want, "{q:?}");
     }
 }
+
+/// A circle holding fewer posts than a tag, an author or `since` is
+/// listed from the location grid, and each spot's post is still checked
+/// against that filter: a small circle with a popular tag lists only its
+/// tagged posts, with an author only theirs, with `since` only the newer
+/// ones, as the naive listing does.
+#[test]
+fn a_small_circle_with_a_popular_filter_lists_only_its_matches() {
+    let f = Fixture::new();
+    let authors = [key(2), key(3), key(4)];
+    let (mut node, mut names, mut lamport) = market_of(&[]);
+    let mut middle = 0;
+    for i in 0..200i64 {
+        let who = &authors[(i % 3) as usize];
+        let id = 20_000 + i as u128;
+        // Ten posts ~11 m apart at the centre, every other one tagged
+        // "tools"; the rest tagged "tools", 11 to 33 km north of it.
+        let (bits, lat) = if i < 10 {
+            (if i % 2 == 0 { 1 } else { 2 }, 52_500_000 + i * 100)
+        } else {
+            (1, 52_600_000 + i * 1_000)
+        };
+        let mut c = content_of(&format!("p{id}"), (i % 4) as usize, bits, None, false);
+        c.location = Some(Location {
+            lat,
+            lng: 13_400_000,
+            label: String::new(),
+        });
+        node.log_mut()
+            .append_received(f.post_with(who, lamport, id, c))
+            .unwrap();
+        if i == 5 {
+            middle = lamport;
+        }
+        lamport = next_lamport(lamport);
+        names.push(PostKey {
+            author: who.node_id(),
+            id: post_id(id),
+        });
+    }
+    let near = Some(Near {
+        lat: 52.5,
+        lng: 13.4,
+        radius_km: 0.5,
+    });
+    let queries = [
+        ListQuery {
+            tags: vec!["tools".into()],
+            ..ListQuery::default()
+        },
+        ListQuery {
+            author: Some(authors[1].node_id()),
+            ..ListQuery::default()
+        },
+        ListQuery {
+            since_lamport: Some(middle),
+            ..ListQuery::default()
+        },
+    ];
+    for q in queries {
+        let q = ListQuery {
+            near,
+            limit: Some(200),
+            ..q
+        };
+        page_equals_naive(&node, &names, &q, NOW).unwrap();
+        let page = node.market_list(NOW, q.clone()).unwrap();
+        assert!(
+            (3..=5).contains(&page.total),
+            "{q:?}: {} of the circle's ten",
+            page.total
+        );
+    }
+}
