@@ -1425,11 +1425,10 @@ fn nearest_reads_a_farther_cell_that_holds_a_nearer_post() {
     }
 }
 
-/// A circle holding fewer posts than a tag, an author or `since` is
-/// listed from the location grid, and each spot's post is still checked
-/// against that filter: a small circle with a popular tag lists only its
-/// tagged posts, with an author only theirs, with `since` only the newer
-/// ones, as the naive listing does.
+/// A circle holding fewer posts than a tag, an author or `since` lists
+/// only the circle's matches: with a popular tag only its tagged posts,
+/// with an author only theirs, with `since` only the newer ones, as the
+/// naive listing does.
 #[test]
 fn a_small_circle_with_a_popular_filter_lists_only_its_matches() {
     let f = Fixture::new();
