@@ -14,7 +14,9 @@ use hearth_node::core::views::market::{
 use hearth_node::core::views::{ListQuery, Post, PostKey};
 use hearth_node::core::{ErrorCode, Node};
 use hearth_node::store::MemoryStore;
-use hearth_proto::{Category, Level, Location, Payload, PostContent, PostExpired, PostUpdated};
+use hearth_proto::{
+    Category, Identity, Level, Location, Payload, PostContent, PostExpired, PostUpdated,
+};
 use proptest::prelude::*;
 
 const TAGS: [&str; 5] = ["tools", "garden", "kids", "food", "rare"];
@@ -323,6 +325,26 @@ fn walk_pages(
     }
     prop_assert!(cursor.is_none(), "the walk did not end");
     Ok(got)
+}
+
+/// Appends `who`'s post `id` with content `c` at `lamport` to the node
+/// and records its name for the naive listing.
+fn add_post(
+    node: &mut Node<MemoryStore>,
+    names: &mut Vec<PostKey>,
+    f: &Fixture,
+    who: &Identity,
+    lamport: u64,
+    id: u128,
+    c: PostContent,
+) {
+    node.log_mut()
+        .append_received(f.post_with(who, lamport, id, c))
+        .unwrap();
+    names.push(PostKey {
+        author: who.node_id(),
+        id: post_id(id),
+    });
 }
 
 /// One page of `q` at `now` (its limit above the number of matches)
@@ -1304,14 +1326,8 @@ fn near_leaves_out_posts_expiring_at_the_query_time() {
             lng: 13_400_000 + (i % 5) * 300,
             label: String::new(),
         });
-        node.log_mut()
-            .append_received(f.post_with(who, lamport, id, c))
-            .unwrap();
+        add_post(&mut node, &mut names, &f, who, lamport, id, c);
         lamport = next_lamport(lamport);
-        names.push(PostKey {
-            author: who.node_id(),
-            id: post_id(id),
-        });
     }
     let q = ListQuery {
         near: Some(Near {
@@ -1393,14 +1409,8 @@ fn nearest_reads_a_farther_cell_that_holds_a_nearer_post() {
                 lng,
                 label: String::new(),
             });
-            node.log_mut()
-                .append_received(f.post_with(who, lamport, id, c))
-                .unwrap();
+            add_post(&mut node, &mut names, &f, who, lamport, id, c);
             lamport = next_lamport(lamport);
-            names.push(PostKey {
-                author: who.node_id(),
-                id: post_id(id),
-            });
         }
         let q = ListQuery {
             near: Some(Near {
@@ -1451,17 +1461,11 @@ fn a_small_circle_with_a_popular_filter_lists_only_its_matches() {
             lng: 13_400_000,
             label: String::new(),
         });
-        node.log_mut()
-            .append_received(f.post_with(who, lamport, id, c))
-            .unwrap();
+        add_post(&mut node, &mut names, &f, who, lamport, id, c);
         if i == 5 {
             middle = lamport;
         }
         lamport = next_lamport(lamport);
-        names.push(PostKey {
-            author: who.node_id(),
-            id: post_id(id),
-        });
     }
     let near = Some(Near {
         lat: 52.5,
