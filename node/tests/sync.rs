@@ -1314,43 +1314,34 @@ fn a_matching_sketch_of_another_count_is_answered_with_a_bigger_one() {
         count: 201,
         fp: [0; 8],
     });
-    let reply = SyncSession::default().handle(&b, &told).unwrap();
-    let [Range {
-        mode: Mode::Sketch {
-            count: 200,
-            syndromes,
-            ..
-        },
-        ..
-    }] = &reply.ranges[..]
-    else {
-        panic!("{reply:?}")
+    // B's answer: one sketch of its 200 items, its syndromes and levels.
+    let answer = |msg: &[u8]| {
+        let reply = SyncSession::default().handle(&b, msg).unwrap();
+        match &reply.ranges[..] {
+            [Range {
+                mode:
+                    Mode::Sketch {
+                        count: 200,
+                        syndromes,
+                        strata,
+                    },
+                ..
+            }] => (syndromes.clone(), strata.len()),
+            _ => panic!("{reply:?}"),
+        }
     };
+    let (syndromes, levels) = answer(&told);
     assert_eq!(syndromes.len(), 5);
     // 4 levels of 8 syndromes for the 401 items of both sides.
-    let Mode::Sketch { strata, .. } = &reply.ranges[0].mode else {
-        unreachable!()
-    };
-    assert_eq!(strata.len(), 4 * 8);
+    assert_eq!(levels, 4 * 8);
     // The same sketch back with a count of 201: the sketches cancel, so
     // there are more than 2 x 5 differences.
     let same = opening(Mode::Sketch {
         count: 201,
-        syndromes: syndromes.clone(),
+        syndromes,
         strata: vec![],
     });
-    let reply = SyncSession::default().handle(&b, &same).unwrap();
-    let [Range {
-        mode: Mode::Sketch {
-            count: 200,
-            syndromes,
-            ..
-        },
-        ..
-    }] = &reply.ranges[..]
-    else {
-        panic!("{reply:?}")
-    };
+    let (syndromes, _) = answer(&same);
     // capacity(11): 11 + 2 sqrt(11), rounded up, + 2.
     assert_eq!(syndromes.len(), 20);
 }

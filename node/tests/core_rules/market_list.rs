@@ -507,11 +507,8 @@ proptest! {
                 lng: 13_400_000 + dlng,
                 label: String::new(),
             });
-            node.log_mut()
-                .append_received(f.post_with(who, lamport, id, c))
-                .unwrap();
+            add_post(&mut node, &mut names, &f, who, lamport, id, c);
             lamport = next_lamport(lamport);
-            names.push(PostKey { author: who.node_id(), id: post_id(id) });
         }
         for ((dlat, dlng), r, cats, sort, limit, past_ttl) in &qs {
             let n = Near {
@@ -945,11 +942,8 @@ proptest! {
                 lng: 13_400_000 + dlng,
                 label: String::new(),
             });
-            node.log_mut()
-                .append_received(f.post_with(who, lamport, id, c))
-                .unwrap();
+            add_post(&mut node, &mut names, &f, who, lamport, id, c);
             lamport = next_lamport(lamport);
-            names.push(PostKey { author: who.node_id(), id: post_id(id) });
         }
         for ((dlat, dlng), r, limit) in &qs {
             let q = ListQuery {
@@ -1006,11 +1000,8 @@ proptest! {
                 lng: 13_400_000 + dlng,
                 label: String::new(),
             });
-            node.log_mut()
-                .append_received(f.post_with(who, lamport, id, c))
-                .unwrap();
+            add_post(&mut node, &mut names, &f, who, lamport, id, c);
             lamport = next_lamport(lamport);
-            names.push(PostKey { author: who.node_id(), id: post_id(id) });
         }
         for (at, end, (dlat, dlng), r, tag) in &steps {
             if let Some(i) = end {
@@ -1098,11 +1089,8 @@ proptest! {
             c.expires_at = hours(*h);
             let (lat, lng) = (lat0 + a * CELL + ja, lng0 + b * CELL + jb);
             c.location = Some(Location { lat, lng, label: String::new() });
-            node.log_mut()
-                .append_received(f.post_with(who, lamport, id, c))
-                .unwrap();
+            add_post(&mut node, &mut names, &f, who, lamport, id, c);
             lamport = next_lamport(lamport);
-            names.push(PostKey { author: who.node_id(), id: post_id(id) });
             at.push(((*a, *b), (lat, lng)));
         }
         for (pivot, m, (north, east), delta_mm, kind, limit) in &qs {
