@@ -245,6 +245,22 @@ fn acceptance_by_non_author_has_no_effect() {
     );
 }
 
+/// Post ids are unique per author only: C may give its own post the id of
+/// A's offer. C "accepting" a claim on A's offer still ends nothing, not
+/// even C's own post of that id (an acceptance ends a post as its author's
+/// expiry, so one recorded for C would end C's).
+#[test]
+fn acceptance_by_non_author_ends_no_post_of_the_same_id() {
+    let w = World::new();
+    let mut events = w.base();
+    events.push(w.f.post(&w.c, 4, 100, "Same id, another author"));
+    events.push(w.claim(&w.b, 5, 200));
+    events.push(w.accept(&w.c, 6, 201, World::claim_ref(&w.b, 200)));
+    let node = w.node(&w.a, &events);
+    let live = views(&node).market.list(&Default::default(), NOW);
+    assert_eq!(live.len(), 2, "A's offer and C's post both live: {live:?}");
+}
+
 /// Of several acceptances by the author the highest (lamport, hash) wins,
 /// whatever the arrival order: one accepted claim at most.
 #[test]

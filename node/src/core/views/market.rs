@@ -959,3 +959,61 @@ impl MarketView {
 fn counts_when_trusted(reason: &ExpiryReason) -> bool {
     matches!(reason, ExpiryReason::Stale | ExpiryReason::Moderated)
 }
+
+#[cfg(test)]
+mod tests {
+    use hearth_proto::{EventHash, EventId, EventKey};
+
+    use super::{AuthorBound, BoundKey};
+
+    fn key(lamport: u64) -> BoundKey {
+        (
+            EventKey {
+                lamport,
+                hash: EventHash([lamport as u8; 32]),
+            },
+            EventId::from_parts(lamport, 0),
+        )
+    }
+
+    /// The bound keeps every key only while an author is past it, and goes
+    /// back to a bare count once well under it: what it shows is the same
+    /// either way (the rule tests check that), but an author at the bound
+    /// whose posts are updated would otherwise split their keys again at
+    /// every update, and every author who ever posted would keep an entry.
+    #[test]
+    fn an_author_bound_is_a_count_again_only_well_under_the_limit() {
+        let max = 4;
+        let mut bound = AuthorBound::default();
+        let keys: Vec<BoundKey> = (1..=5).map(key).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let all_before = keys[..i].to_vec();
+            bound.insert(*k, max, || all_before);
+        }
+        assert!(
+            matches!(&bound, AuthorBound::Over { top, rest } if top.len() == 4 && rest.len() == 1)
+        );
+        assert!(bound.is_over(&keys[0]), "the oldest of five is hidden");
+
+        // The newest goes: the hidden one moves up; the bound still holds
+        // every key while one more would pass it.
+        assert_eq!(bound.remove(&keys[4], max), Some(keys[0].1));
+        assert!(
+            matches!(&bound, AuthorBound::Over { top, rest } if top.len() == 4 && rest.is_empty())
+        );
+        bound.remove(&keys[3], max);
+        assert!(
+            matches!(&bound, AuthorBound::Over { top, .. } if top.len() == 3),
+            "three of four is not yet well under the bound: {bound:?}"
+        );
+        bound.remove(&keys[2], max);
+        assert!(
+            matches!(bound, AuthorBound::Within(2)),
+            "half the bound is a count again: {bound:?}"
+        );
+        assert!(!bound.is_empty());
+        bound.remove(&keys[1], max);
+        bound.remove(&keys[0], max);
+        assert!(bound.is_empty(), "no posts left: {bound:?}");
+    }
+}
