@@ -741,19 +741,7 @@ fn respond(
 /// estimation levels when its share is still too big for one sketch).
 fn partition(upper: &Option<KeyBound>, mine: &[EventKey], ids: &[u64], d: f64) -> Vec<Range> {
     let n = mine.len();
-    let mut buckets = ((d / CHILD_DIFFERENCES_TARGET).ceil() as usize)
-        .clamp(2, BUCKETS_MAX)
-        .min(n);
-    let mut cap = capacity(d / buckets as f64);
-    if cap > SKETCH_CAPACITY_MAX {
-        // Each part gets an estimating sketch. Keep the whole partition
-        // within half of a message's syndromes, so it always fits in a
-        // reply (a partition that never fits would be deferred forever).
-        let per_part =
-            OPENING_CAPACITY + STRATA_CAPACITY * strata_levels(2 * n as u64 / buckets as u64 + 2);
-        buckets = buckets.min((SYNDROMES_MAX / 2 / per_part).max(2));
-        cap = capacity(d / buckets as f64);
-    }
+    let (buckets, cap) = partition_shape(n, d);
     let per = n.div_ceil(buckets.max(1));
     let mut out = Vec::with_capacity(buckets);
     let mut start = 0;
@@ -789,6 +777,25 @@ fn partition(upper: &Option<KeyBound>, mine: &[EventKey], ids: &[u64], d: f64) -
 /// Sketch capacity for an expected `d` differences: two standard
 /// deviations of a Poisson count above it, plus the spare syndrome and
 /// one more for the estimate's own error.
+/// How many parts `n` items with about `d` differences are split into, and
+/// the sketch capacity each part gets.
+fn partition_shape(n: usize, d: f64) -> (usize, usize) {
+    let mut buckets = ((d / CHILD_DIFFERENCES_TARGET).ceil() as usize)
+        .clamp(2, BUCKETS_MAX)
+        .min(n);
+    let mut cap = capacity(d / buckets as f64);
+    if cap > SKETCH_CAPACITY_MAX {
+        // Each part gets an estimating sketch. Keep the whole partition
+        // within half of a message's syndromes, so it always fits in a
+        // reply (a partition that never fits would be deferred forever).
+        let per_part =
+            OPENING_CAPACITY + STRATA_CAPACITY * strata_levels(2 * n as u64 / buckets as u64 + 2);
+        buckets = buckets.min((SYNDROMES_MAX / 2 / per_part).max(2));
+        cap = capacity(d / buckets as f64);
+    }
+    (buckets, cap)
+}
+
 fn capacity(d: f64) -> usize {
     (d + 2.0 * d.sqrt()).ceil() as usize + 2
 }
@@ -1039,6 +1046,34 @@ mod tests {
         assert_eq!(capacity(1.0), 5); // 1 + 2, + 2
         assert_eq!(capacity(16.0), 26); // 16 + 8, + 2
         assert_eq!(capacity(24.0), 36); // 24 + 9.8 -> 34, + 2
+    }
+
+    /// A partition's parts are limited only where their estimating sketches
+    /// would pass half of a message's syndromes: 8 estimation levels per
+    /// part (72 syndromes with the opening sketch) allow 227 parts, which
+    /// takes about 9.3 M items in one range. Below that, or while each
+    /// part's share fits one sketch, the parts follow the differences.
+    #[test]
+    fn partition_parts_are_limited_only_past_half_a_message() {
+        let big = 1e7;
+        // n / 128 = 81,918 + 2 = 81,920 = 5 * 4^7: 8 levels, the limit binds.
+        let at_eight_levels = 81_918 * 128;
+        assert_eq!(
+            partition_shape(at_eight_levels, big),
+            (227, capacity(big / 227.0))
+        );
+        // One item-pair fewer per part: 7 levels, 64 syndromes a part, and
+        // all 256 parts fit in half a message.
+        let below = 81_917 * 128;
+        assert_eq!(partition_shape(below, big), (256, capacity(big / 256.0)));
+        // A share each part's own sketch settles (24 differences): never
+        // limited, however many items.
+        let settled = 256.0 * CHILD_DIFFERENCES_TARGET;
+        assert_eq!(
+            partition_shape(at_eight_levels, settled),
+            (256, capacity(CHILD_DIFFERENCES_TARGET))
+        );
+        assert_eq!(partition_shape(1_000, 30.0), (2, capacity(15.0)));
     }
 
     /// Estimation levels for `items` items: one more for each factor of 4
