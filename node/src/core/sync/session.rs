@@ -1073,6 +1073,13 @@ mod tests {
             partition_shape(at_eight_levels, settled),
             (256, capacity(CHILD_DIFFERENCES_TARGET))
         );
+        // A share of 48 needs a sketch of exactly SKETCH_CAPACITY_MAX: one
+        // sketch still settles it, so no estimation levels and no limit.
+        assert_eq!(capacity(48.0), SKETCH_CAPACITY_MAX);
+        assert_eq!(
+            partition_shape(at_eight_levels, 256.0 * 48.0),
+            (256, SKETCH_CAPACITY_MAX)
+        );
         assert_eq!(partition_shape(1_000, 30.0), (2, capacity(15.0)));
     }
 
