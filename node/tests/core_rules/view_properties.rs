@@ -307,6 +307,40 @@ fn a_level_change_names_only_what_it_changes() {
     assert_eq!(m.level(&id), Some(Level::Removed));
 }
 
+/// Settings say the market must re-derive every post only when a limit it
+/// derives from moves (the TTL cap or the per-author bound), in order or
+/// through a replay: a rename moves neither.
+#[test]
+fn only_new_limits_ask_the_market_to_re_derive() {
+    use hearth_node::core::views::MembershipView;
+    use hearth_proto::CommunitySettings;
+    let f = Fixture::new();
+    let a = &f.anchor;
+    let settings = |lamport, id, name: &str, ttl: u64, max: u64| {
+        let payload = Payload::Settings(CommunitySettings {
+            name: name.into(),
+            post_ttl_max_s: ttl,
+            posts_per_author_max: max,
+        });
+        f.event(a, lamport, id, payload)
+    };
+    let mut m = MembershipView::default();
+    m.apply(&f.genesis);
+    assert!(m.apply(&settings(2, 100, "First", 3_600, 5)).limits_changed);
+    let rename = m.apply(&settings(3, 101, "Second", 3_600, 5));
+    assert!(!rename.limits_changed, "a rename alone");
+    assert_eq!(m.community_name(), "Second");
+    assert!(m.apply(&settings(4, 102, "Second", 600, 5)).limits_changed);
+    assert!(m.apply(&settings(5, 103, "Second", 600, 3)).limits_changed);
+    // Through a replay (a member set that sorts before the settings): the
+    // limits in force come out the same, so nothing to re-derive.
+    let late = m.apply(&f.member_set(a, 1, &key(3), Level::Member));
+    assert!(!late.limits_changed);
+    // A late settings event that is not the latest moves nothing either.
+    assert!(!m.apply(&settings(3, 104, "Old", 60, 1)).limits_changed);
+    assert_eq!(m.settings().post_ttl_max_s, 600);
+}
+
 /// Member sets that exercise every case of a late set: admissions,
 /// promotions, a removal and re-admission, an anchor made by an anchor
 /// (who set someone before being made one), a removed anchor, the genesis

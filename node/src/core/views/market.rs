@@ -629,7 +629,7 @@ impl MarketView {
         if self.bulk {
             return;
         }
-        if change.settings_changed {
+        if change.limits_changed {
             // The cap and the bound of every post may move: rare (an
             // anchor's deliberate act), so one full re-derivation.
             self.rebuild(membership, true);

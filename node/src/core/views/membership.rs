@@ -92,9 +92,17 @@ pub struct MembershipChange {
     pub levels_changed: BTreeSet<NodeId>,
     /// Keys that became vouched (their pending events may now enter the log).
     pub newly_vouched: BTreeSet<NodeId>,
-    /// The settings in force changed: every post's capped expiry and the
-    /// per-author bound are re-derived (rare: an anchor's deliberate act).
-    pub settings_changed: bool,
+    /// The market's limits in force changed (the TTL cap or the per-author
+    /// bound): every post is re-derived (rare: an anchor's deliberate act).
+    /// A rename alone moves neither, and re-deriving a town's posts on every
+    /// node for a new community name would be seconds of work for nothing.
+    pub limits_changed: bool,
+}
+
+/// The settings the market view derives from: the TTL cap and the
+/// per-author bound (the name is shown, never derived from).
+fn market_limits(s: &Settings) -> (u64, u64) {
+    (s.post_ttl_max_s, s.posts_per_author_max)
 }
 
 impl MembershipChange {
@@ -217,7 +225,8 @@ impl MembershipView {
                     let mut change = MembershipChange::default();
                     if self.level(&e.author) == Some(Level::Anchor) {
                         let old = self.settings.replace((Some(key), s.clone()));
-                        change.settings_changed = old.map(|(_, o)| o).as_ref() != Some(s);
+                        change.limits_changed =
+                            old.map(|(_, o)| market_limits(&o)) != Some(market_limits(s));
                     }
                     change
                 } else {
@@ -347,7 +356,8 @@ impl MembershipView {
         let old_settings = self.settings.replace(settings);
         let old = std::mem::replace(&mut self.levels, levels);
         let mut change = MembershipChange {
-            settings_changed: old_settings.map(|(_, s)| s).as_ref() != Some(self.settings()),
+            limits_changed: old_settings.map(|(_, s)| market_limits(&s))
+                != Some(market_limits(self.settings())),
             ..MembershipChange::default()
         };
         for key in changed_keys(&old, &self.levels) {
