@@ -774,9 +774,6 @@ fn partition(upper: &Option<KeyBound>, mine: &[EventKey], ids: &[u64], d: f64) -
     out
 }
 
-/// Sketch capacity for an expected `d` differences: two standard
-/// deviations of a Poisson count above it, plus the spare syndrome and
-/// one more for the estimate's own error.
 /// How many parts `n` items with about `d` differences are split into, and
 /// the sketch capacity each part gets.
 fn partition_shape(n: usize, d: f64) -> (usize, usize) {
@@ -796,6 +793,9 @@ fn partition_shape(n: usize, d: f64) -> (usize, usize) {
     (buckets, cap)
 }
 
+/// Sketch capacity for an expected `d` differences: two standard
+/// deviations of a Poisson count above it, plus the spare syndrome and
+/// one more for the estimate's own error.
 fn capacity(d: f64) -> usize {
     (d + 2.0 * d.sqrt()).ceil() as usize + 2
 }
