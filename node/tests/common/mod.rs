@@ -11,8 +11,8 @@ pub mod http;
 use hearth_node::core::{Config, Node};
 use hearth_node::store::MemoryStore;
 use hearth_proto::{
-    Category, CommunityId, Event, EventId, ExpiryReason, Genesis, Identity, Level, MemberSet,
-    Payload, PostContent, PostCreated, PostExpired, PostUpdated, VerifiedEvent,
+    Category, CommunityId, CommunitySettings, Event, EventId, ExpiryReason, Genesis, Identity,
+    Level, MemberSet, Payload, PostContent, PostCreated, PostExpired, PostUpdated, VerifiedEvent,
 };
 
 /// 2026-01-01T00:00:00Z, the tests' "now".
@@ -177,6 +177,16 @@ pub fn content(title: &str, category: Category, tags: &[&str], expires_at: u64) 
         expires_at,
         location: None,
     }
+}
+
+/// A `community.settings` payload: the name, the TTL cap and the per-author
+/// bound.
+pub fn settings(name: &str, ttl_s: u64, per_author: u64) -> Payload {
+    Payload::Settings(CommunitySettings {
+        name: name.into(),
+        post_ttl_max_s: ttl_s,
+        posts_per_author_max: per_author,
+    })
 }
 
 pub fn post_id(n: u128) -> EventId {

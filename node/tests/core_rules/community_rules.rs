@@ -14,8 +14,8 @@ use hearth_node::core::views::ListQuery;
 use hearth_node::core::{Config, Node};
 use hearth_node::store::{EventStore, MemoryStore};
 use hearth_proto::{
-    Category, CommunitySettings, Event, EventId, ExpiryReason, Identity, Level, MemberProfile,
-    Payload, PostContent, PostCreated, PostUpdated, VerifiedEvent,
+    Category, Event, EventId, ExpiryReason, Identity, Level, MemberProfile, Payload, PostContent,
+    PostCreated, PostUpdated, VerifiedEvent,
 };
 
 const CAP_MS: u64 = POST_TTL_MAX_S_DEFAULT * 1000;
@@ -45,14 +45,6 @@ fn created(expires_at: u64, title: &str) -> Payload {
     Payload::PostCreated(PostCreated {
         content: content(title, Category::Offer, &["tools"], expires_at).into(),
         client_id: None,
-    })
-}
-
-fn settings(name: &str, ttl_s: u64, per_author: u64) -> Payload {
-    Payload::Settings(CommunitySettings {
-        name: name.into(),
-        post_ttl_max_s: ttl_s,
-        posts_per_author_max: per_author,
     })
 }
 

@@ -4,13 +4,13 @@
 //! report nothing, and a restart's replay reports nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::{key, Fixture};
+use crate::common::{key, settings, Fixture};
 use hearth_node::core::views::market::CHANGES_MAX;
 use hearth_node::core::views::membership::{POSTS_PER_AUTHOR_MAX_DEFAULT, POST_TTL_MAX_S_DEFAULT};
 use hearth_node::core::views::{PostChange, PostKey, ViewChange, Views};
 use hearth_node::core::{Config, Input, Node, Output, Source};
 use hearth_node::store::MemoryStore;
-use hearth_proto::{CommunitySettings, EventId, ExpiryReason, Level, Payload, VerifiedEvent};
+use hearth_proto::{EventId, ExpiryReason, Level, VerifiedEvent};
 
 /// Community settings signed by the anchor (key 1) at `lamport`.
 fn settings_event(
@@ -24,11 +24,7 @@ fn settings_event(
         &key(1),
         lamport,
         u128::from(lamport) << 48,
-        Payload::Settings(CommunitySettings {
-            name: name.into(),
-            post_ttl_max_s: ttl_s,
-            posts_per_author_max: per_author,
-        }),
+        settings(name, ttl_s, per_author),
     )
 }
 

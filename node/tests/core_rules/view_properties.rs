@@ -9,8 +9,8 @@ use crate::common::*;
 use hearth_node::core::Node;
 use hearth_node::store::{EventStore, MemoryStore};
 use hearth_proto::{
-    Category, CommunitySettings, Event, EventId, ExpiryReason, Level, MemberProfile, Payload,
-    PostCreated, VerifiedEvent,
+    Category, Event, EventId, ExpiryReason, Level, MemberProfile, Payload, PostCreated,
+    VerifiedEvent,
 };
 use proptest::prelude::*;
 
@@ -75,13 +75,6 @@ fn pool10() -> &'static (Fixture, Vec<VerifiedEvent>) {
         let f = Fixture::new();
         let a = &f.anchor;
         let (alice, bob, dora, stranger) = (key(2), key(3), key(5), key(9));
-        let settings = |name: &str, ttl: u64, max: u64| {
-            Payload::Settings(CommunitySettings {
-                name: name.into(),
-                post_ttl_max_s: ttl,
-                posts_per_author_max: max,
-            })
-        };
         let profile = |n: &str| Payload::Profile(MemberProfile { name: n.into() });
         let mut v = vec![
             f.member_set(a, 1, &alice, Level::Member),
@@ -313,16 +306,10 @@ fn a_level_change_names_only_what_it_changes() {
 #[test]
 fn only_new_limits_ask_the_market_to_re_derive() {
     use hearth_node::core::views::MembershipView;
-    use hearth_proto::CommunitySettings;
     let f = Fixture::new();
     let a = &f.anchor;
     let settings = |lamport, id, name: &str, ttl: u64, max: u64| {
-        let payload = Payload::Settings(CommunitySettings {
-            name: name.into(),
-            post_ttl_max_s: ttl,
-            posts_per_author_max: max,
-        });
-        f.event(a, lamport, id, payload)
+        f.event(a, lamport, id, settings(name, ttl, max))
     };
     let mut m = MembershipView::default();
     m.apply(&f.genesis);
