@@ -1433,8 +1433,10 @@ impl MarketView {
         mut f: impl FnMut(&'a Post),
     ) {
         let (_, source) = self.source(plan, hits, None, None, now_ms);
+        // Walking `hits` itself needs no membership check.
+        let check = hits.filter(|_| !matches!(source, Source::Names(_)));
         self.for_each_in(source, plan, |p| {
-            if hits.is_none_or(|h| h.contains(&p.key())) {
+            if check.is_none_or(|h| h.contains(&p.key())) {
                 f(p);
             }
         });
