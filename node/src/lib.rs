@@ -29,6 +29,9 @@ pub mod semantic;
 /// views from a few hundred small strings: glibc serves only 7 chunks a
 /// size from its per-thread cache and the rest from its bins, which
 /// measured ~35 µs of a 50-post page (docs/performance.md, "Listing at
-/// 100k"); mimalloc's per-thread free lists have no such cap.
+/// 100k"); mimalloc's per-thread free lists have no such cap. Built
+/// without transparent huge pages (`no_thp`): zeroing and compacting for
+/// them was half of a 1M-event replay (docs/decisions.md, "mimalloc without
+/// transparent huge pages").
 #[cfg(feature = "runtime")]
 pub use mimalloc::MiMalloc as NodeAllocator;
